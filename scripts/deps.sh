@@ -1,0 +1,24 @@
+#!/bin/sh
+# Installs the Debian packages that building, running and testing orderd
+# need, but only those that are missing, so repeated runs cost nothing.
+# Usage: scripts/deps.sh [run|test]
+set -eu
+want="cmake make gcc pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
+libcurl4-openssl-dev libpq-dev"
+if [ "${1:-run}" = test ]; then
+  want="$want libcmocka-dev python3 python3-requests python3-psycopg2
+postgresql-15 postgresql-client-15 iproute2 clang sqlite3"
+fi
+missing=""
+for p in $want; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+    missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq || true
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing

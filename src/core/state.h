@@ -1,0 +1,36 @@
+/*
+ * state: the order state machine. Every transition the store performs is
+ * one of these events; the store's conditional writes enforce the same table
+ * (WHERE status = ...), and this module is its readable, unit-tested form.
+ *
+ *   pending --claim--> processing --complete--> completed
+ *                         |  --reject--> rejected
+ *                         |  --retry/expire/release--> pending
+ *                         |  --fail--> failed --requeue--> pending
+ *   pending --cancel--> cancelled
+ */
+#ifndef ORDERD_CORE_STATE_H
+#define ORDERD_CORE_STATE_H
+
+#include "core/order.h"
+
+typedef enum order_event {
+	EV_CLAIM = 0, /* a replica takes the order under a lease */
+	EV_COMPLETE,  /* stock reserved for every item */
+	EV_REJECT,    /* business outcome: unknown_sku, insufficient_stock */
+	EV_RETRY,     /* transient failure, attempts left: back to pending */
+	EV_FAIL,      /* transient failure, no attempts left: dead letter */
+	EV_EXPIRE,    /* lease ran out (reaper): back to pending */
+	EV_RELEASE,   /* handed back on drain: back to pending */
+	EV_REQUEUE,   /* operator: failed goes back to pending */
+	EV_CANCEL,    /* client: pending becomes cancelled */
+	ORDER_EVENT_COUNT
+} order_event_t;
+
+/* Writes the status after ev to *ret_next; OD_ESTATE if ev is not allowed
+ * from `from`. */
+int state_next(order_status_t from, order_event_t ev,
+	       order_status_t *ret_next);
+const char *state_event_name(order_event_t ev);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * config: every setting of the daemon, defined once in a table in config.c
+ * (name, flag, environment variable, type, default, bounds, help). Sources,
+ * strongest first: command-line flag, ORDERD_* environment variable,
+ * default. --help and docs/config.md are generated from the same table.
+ */
+#ifndef ORDERD_ORDERD_CONFIG_H
+#define ORDERD_ORDERD_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct config {
+	char *listen;          /* host:port */
+	char *database;        /* sqlite:PATH | postgres://... */
+	int64_t workers;       /* processing threads; default: cores */
+	int64_t lease_ms;
+	int64_t max_attempts;
+	char *api_tokens;      /* comma-separated; never logged */
+	char *api_tokens_file; /* one token per line */
+	char *replica_id;      /* default: hostname-pid */
+	int64_t drain_ms;
+	char *log_level;
+	int64_t http_threads;
+	int64_t max_connections;
+	int64_t body_max;       /* bytes, single requests */
+	int64_t batch_body_max; /* bytes, POST /v1/orders/batch */
+	int64_t json_depth;
+	int64_t max_items;      /* items per order */
+	int64_t max_batch;      /* orders per batch request */
+	int64_t submit_queue;   /* orders waiting for group commit */
+	int64_t commit_batch;   /* orders per group-commit transaction */
+	int64_t claim_batch;    /* orders per claim */
+	int64_t poll_ms;
+	int64_t retry_base_ms;
+	int64_t retry_cap_ms;
+	int64_t reap_ms;
+	int64_t max_waiters;    /* suspended wait_ms / lock waits */
+	int64_t busy_timeout_ms;
+	int64_t statement_timeout_ms;
+	double alert_error_rate; /* 5xx share that fires the alert */
+	int64_t alert_window_s;
+	int64_t alert_min_requests;
+	/* Derived at load: the parsed token list (NULL-terminated). */
+	char **tokens;
+} config_t;
+
+/*
+ * Fills *c from defaults, the environment and argv (flags such as
+ * --listen=ADDR or --listen ADDR). Returns 0; OD_ECONFIG with a message in
+ * err ("ORDERD_LEASE_MS: must be 100..3600000, got \"5\"") on bad input.
+ * Sets *ret_exit_now to 1 after printing --help/--version/--config-doc to
+ * stdout (the caller exits 0). The caller frees with config_free().
+ */
+int config_load(config_t *c, int argc, char **argv, int *ret_exit_now,
+		char *err, size_t errlen);
+void config_free(config_t *c);
+/* Writes the settings table as Markdown (docs/config.md). */
+void config_print_markdown(FILE *f);
+void config_print_help(FILE *f);
+
+#endif

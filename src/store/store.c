@@ -1,0 +1,175 @@
+/*
+ * store: picks a backend from the URI scheme and forwards every call to its
+ * function table. Shared helpers that do not depend on a backend live here.
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_backend.h"
+#include "util/err.h"
+
+struct store {
+	const store_backend_t *be;
+	void *b; /* the backend's own handle */
+};
+
+int store_open(const char *uri, const store_options_t *opt, store_t **ret)
+{
+	const store_backend_t *be;
+	if (strncmp(uri, "sqlite:", 7) == 0)
+		be = &store_sqlite_backend;
+	else if (strncmp(uri, "postgres://", 11) == 0 ||
+		 strncmp(uri, "postgresql://", 13) == 0)
+		be = &store_postgres_backend;
+	else
+		return OD_ECONFIG;
+
+	store_t *s = calloc(1, sizeof *s);
+	if (!s)
+		return -ENOMEM;
+	s->be = be;
+	int rc = be->open(uri, opt, &s->b);
+	if (rc < 0) {
+		free(s);
+		return rc;
+	}
+	*ret = s;
+	return 0;
+}
+
+void store_free(store_t *s)
+{
+	if (!s)
+		return;
+	s->be->free(s->b);
+	free(s);
+}
+
+const char *store_backend_name(const store_t *s) { return s->be->name; }
+
+int store_ping(store_t *s) { return s->be->ping(s->b); }
+
+int store_submit(store_t *s, const order_t *const *orders, size_t n,
+		 store_submit_result_t *results)
+{
+	return s->be->submit(s->b, orders, n, results);
+}
+
+int store_order_get(store_t *s, const char *id, order_t *ret)
+{
+	return s->be->order_get(s->b, id, ret);
+}
+
+int store_order_list(store_t *s, int status, int64_t after_seq, size_t limit,
+		     order_t **ret_orders, size_t *ret_n, bool *ret_more)
+{
+	return s->be->order_list(s->b, status, after_seq, limit, ret_orders,
+				 ret_n, ret_more);
+}
+
+void store_orders_free(order_t *orders, size_t n)
+{
+	for (size_t i = 0; i < n && orders; i++)
+		order_clear(&orders[i]);
+	free(orders);
+}
+
+int store_order_requeue(store_t *s, const char *id, order_t *ret)
+{
+	return s->be->order_requeue(s->b, id, ret);
+}
+
+int store_order_cancel(store_t *s, const char *id, order_t *ret)
+{
+	return s->be->order_cancel(s->b, id, ret);
+}
+
+int store_stats(store_t *s, store_stats_t *ret)
+{
+	return s->be->stats(s->b, ret);
+}
+
+int store_product_set(store_t *s, const char *sku, int64_t stock,
+		      product_t *ret)
+{
+	return s->be->product_set(s->b, sku, stock, ret);
+}
+
+int store_product_get(store_t *s, const char *sku, product_t *ret)
+{
+	return s->be->product_get(s->b, sku, ret);
+}
+
+int store_product_list(store_t *s, const char *after_sku, size_t limit,
+		       product_t **ret_products, size_t *ret_n, bool *ret_more)
+{
+	return s->be->product_list(s->b, after_sku, limit, ret_products, ret_n,
+				   ret_more);
+}
+
+int store_claim(store_t *s, const char *owner, int64_t lease_ms, size_t max,
+		store_claim_t *ret_claims, size_t *ret_n)
+{
+	return s->be->claim(s->b, owner, lease_ms, max, ret_claims, ret_n);
+}
+
+void store_claims_clear(store_claim_t *claims, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		order_clear(&claims[i].order);
+}
+
+int store_process(store_t *s, const store_claim_t *claims, size_t n,
+		  store_process_result_t *results)
+{
+	return s->be->process(s->b, claims, n, results);
+}
+
+int store_retry(store_t *s, const char *id, int64_t fence, int max_attempts,
+		int64_t delay_ms, const char *error, bool *ret_failed)
+{
+	return s->be->retry(s->b, id, fence, max_attempts, delay_ms, error,
+			    ret_failed);
+}
+
+int store_release(store_t *s, const char *id, int64_t fence)
+{
+	return s->be->release(s->b, id, fence);
+}
+
+int store_reap(store_t *s, int max_attempts, size_t limit, size_t *ret_n)
+{
+	return s->be->reap(s->b, max_attempts, limit, ret_n);
+}
+
+int store_lock_acquire(store_t *s, const char *name, const char *owner,
+		       int64_t ttl_ms, store_lock_t *ret)
+{
+	return s->be->lock_acquire(s->b, name, owner, ttl_ms, ret);
+}
+
+int store_lock_renew(store_t *s, const char *name, const char *owner,
+		     int64_t fence, int64_t ttl_ms, store_lock_t *ret)
+{
+	return s->be->lock_renew(s->b, name, owner, fence, ttl_ms, ret);
+}
+
+int store_lock_release(store_t *s, const char *name, const char *owner,
+		       int64_t fence)
+{
+	return s->be->lock_release(s->b, name, owner, fence);
+}
+
+int store_lock_get(store_t *s, const char *name, store_lock_t *ret)
+{
+	return s->be->lock_get(s->b, name, ret);
+}
+
+int store_verify(store_t *s, store_violation_fn fn, void *arg,
+		 size_t *ret_violations)
+{
+	return s->be->verify(s->b, fn, arg, ret_violations);
+}

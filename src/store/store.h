@@ -1,0 +1,204 @@
+/*
+ * store: the one interface to durable state. Two backends implement it,
+ * sqlite (embedded default) and postgres, each as a table of function
+ * pointers (store_backend.h) chosen from the URI scheme at store_open().
+ *
+ * A store_t is safe to use from any number of threads at once: each backend
+ * keeps its own connections (sqlite: one writer connection behind a mutex
+ * plus reader connections; postgres: a pool) and hands one to each call.
+ *
+ * Time: every timestamp and lease deadline is the store's clock, in ms since
+ * the Unix epoch; no caller passes its own "now".
+ *
+ * Errors: 0, or a negative code from util/err.h. OD_ESTORE means a transient
+ * failure (busy, connection lost, serialization failure): nothing happened
+ * and the caller may retry. OD_EUNKNOWN means the outcome of a write is not
+ * known (lost around COMMIT); callers resolve it by reading back.
+ */
+#ifndef ORDERD_STORE_STORE_H
+#define ORDERD_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/order.h"
+
+typedef struct store store_t;
+
+typedef struct store_options {
+	const char *replica_id;  /* application_name, lease owner in logs */
+	int busy_timeout_ms;     /* sqlite busy_timeout; pg lock_timeout */
+	int statement_timeout_ms;/* pg statement_timeout */
+	int connect_timeout_ms;  /* pg connect_timeout */
+	int readers;             /* read connections (sqlite) / pool size (pg) */
+} store_options_t;
+
+/*
+ * Opens the store named by uri ("sqlite:PATH", "postgres://...",
+ * "postgresql://...") and applies pending schema migrations. On success the
+ * caller owns *ret and frees it with store_free().
+ */
+int store_open(const char *uri, const store_options_t *opt, store_t **ret);
+void store_free(store_t *s);
+/* "sqlite" or "postgres". */
+const char *store_backend_name(const store_t *s);
+/* 0 when the store answers a trivial query now. */
+int store_ping(store_t *s);
+
+/* ---- submissions (group commit) ---- */
+
+typedef enum submit_outcome {
+	SUBMIT_CREATED = 201,  /* stored now */
+	SUBMIT_REPLAYED = 200, /* identical order already stored */
+	SUBMIT_CONFLICT = 409, /* same id, different content */
+} submit_outcome_t;
+
+typedef struct store_submit_result {
+	submit_outcome_t outcome;
+	order_t order; /* the stored order (created or replayed); owned, the
+			  caller clears it; zeroed on conflict */
+} store_submit_result_t;
+
+/*
+ * Stores orders[0..n) in ONE transaction, in array order, as if each were
+ * submitted alone (a later duplicate of an earlier entry is a replay or a
+ * conflict). results[i] is written for every i on success. On error nothing
+ * was stored (or, OD_EUNKNOWN, possibly everything) and results are unset.
+ * Durable (synchronous commit) before it returns 0.
+ */
+int store_submit(store_t *s, const order_t *const *orders, size_t n,
+		 store_submit_result_t *results);
+
+/* ---- order reads and client transitions ---- */
+
+int store_order_get(store_t *s, const char *id, order_t *ret);
+/*
+ * Up to limit orders with seq > after_seq, oldest first, optionally only
+ * those with status (status < 0: any). *ret_orders is a malloc'd array of
+ * *ret_n orders the caller clears and frees (store_orders_free).
+ * *ret_more is true when further orders exist after the last one returned.
+ */
+int store_order_list(store_t *s, int status, int64_t after_seq, size_t limit,
+		     order_t **ret_orders, size_t *ret_n, bool *ret_more);
+void store_orders_free(order_t *orders, size_t n);
+/* failed -> pending with attempts 0; OD_ESTATE otherwise, OD_ENOTFOUND. */
+int store_order_requeue(store_t *s, const char *id, order_t *ret);
+/* pending -> cancelled; OD_ESTATE otherwise, OD_ENOTFOUND. */
+int store_order_cancel(store_t *s, const char *id, order_t *ret);
+
+typedef struct store_stats {
+	int64_t count[ORDER_STATUS_COUNT];
+	int64_t oldest_pending_ms; /* age of the oldest claimable order; 0 if none */
+	int64_t now_ms;            /* the store's clock */
+} store_stats_t;
+int store_stats(store_t *s, store_stats_t *ret);
+
+/* ---- products ---- */
+
+/* Sets stock (0..PRODUCT_STOCK_MAX), creating the product if needed, and
+ * records the difference as an adjustment in the same transaction. */
+int store_product_set(store_t *s, const char *sku, int64_t stock,
+		      product_t *ret);
+int store_product_get(store_t *s, const char *sku, product_t *ret);
+/* Up to limit products with sku > after_sku ("" = from the start), by sku. */
+int store_product_list(store_t *s, const char *after_sku, size_t limit,
+		       product_t **ret_products, size_t *ret_n, bool *ret_more);
+
+/* ---- processing under leases ---- */
+
+typedef struct store_claim {
+	order_t order;  /* status processing, attempts already incremented */
+	int64_t fence;  /* every write about this order must carry it */
+	int64_t lease_until;
+} store_claim_t;
+
+/*
+ * Claims up to max claimable orders (pending and due), oldest first, for
+ * owner with a lease of lease_ms on the store's clock and a fresh fence
+ * (strictly larger than any fence granted before), in one statement.
+ * ret_claims must have room for max entries; *ret_n is how many were
+ * claimed (0 is success). Claims are cleared with store_claims_clear().
+ */
+int store_claim(store_t *s, const char *owner, int64_t lease_ms, size_t max,
+		store_claim_t *ret_claims, size_t *ret_n);
+void store_claims_clear(store_claim_t *claims, size_t n);
+
+typedef enum process_outcome {
+	PROCESS_COMPLETED = 0, /* stock reserved for every item */
+	PROCESS_REJECTED,      /* reason: unknown_sku | insufficient_stock */
+	PROCESS_FENCED,        /* lease no longer ours: nothing written */
+} process_outcome_t;
+
+typedef struct store_process_result {
+	process_outcome_t outcome;
+	const char *reason; /* static string for PROCESS_REJECTED, else NULL */
+} store_process_result_t;
+
+/*
+ * Processes claims[0..n) in ONE transaction: for each order whose fence is
+ * still current, reserves every item (one reservation row per (order, sku),
+ * unique) and completes it, or reserves nothing and rejects it. Orders whose
+ * fence is stale are skipped as PROCESS_FENCED. results[i] for every i.
+ * On error (OD_ESTORE, OD_EUNKNOWN) nothing is known to have been written.
+ */
+int store_process(store_t *s, const store_claim_t *claims, size_t n,
+		  store_process_result_t *results);
+
+/*
+ * After a transient failure: if the order has attempts left (attempts <
+ * max_attempts) it returns to pending, claimable after delay_ms; otherwise
+ * it becomes failed. error is kept as its reason either way. Conditional on
+ * fence: OD_EFENCE when the lease is no longer ours. *ret_failed (may be
+ * NULL) tells which happened.
+ */
+int store_retry(store_t *s, const char *id, int64_t fence, int max_attempts,
+		int64_t delay_ms, const char *error, bool *ret_failed);
+
+/* Hands a claimed order back untouched (drain): pending, due now, the
+ * attempt not counted. OD_EFENCE when no longer ours. */
+int store_release(store_t *s, const char *id, int64_t fence);
+
+/*
+ * Returns up to limit orders whose lease has expired to pending (or to failed
+ * with reason "lease expired" when they have no attempts left).
+ * *ret_n is how many were reaped.
+ */
+int store_reap(store_t *s, int max_attempts, size_t limit, size_t *ret_n);
+
+/* ---- named locks (leases with fencing tokens) ---- */
+
+typedef struct store_lock {
+	char name[ID_MAX + 1];
+	char owner[ID_MAX + 1];
+	int64_t fence;
+	int64_t expires_at;
+} store_lock_t;
+
+/* Grants the lock if free or expired (fresh fence); OD_ELOCKHELD with the
+ * current holder in *ret otherwise (also when owner already holds it). */
+int store_lock_acquire(store_t *s, const char *name, const char *owner,
+		       int64_t ttl_ms, store_lock_t *ret);
+/* Extends an unexpired lease held by (owner, fence); OD_ELOCKLOST otherwise. */
+int store_lock_renew(store_t *s, const char *name, const char *owner,
+		     int64_t fence, int64_t ttl_ms, store_lock_t *ret);
+/* Frees an unexpired lease held by (owner, fence); OD_ELOCKLOST otherwise. */
+int store_lock_release(store_t *s, const char *name, const char *owner,
+		       int64_t fence);
+/* The current unexpired holder, or OD_ENOTFOUND. */
+int store_lock_get(store_t *s, const char *name, store_lock_t *ret);
+
+/* ---- audit ---- */
+
+/* Called once per violation with a one-line description. */
+typedef void (*store_violation_fn)(void *arg, const char *what);
+/*
+ * Audits G3-G5 against the stored data: no negative stock; per product,
+ * stock == sum(adjustments) - sum(reserved quantities); reservations only
+ * for completed orders and exactly matching their items; at most one
+ * completion per order in the event log. *ret_violations counts them.
+ */
+int store_verify(store_t *s, store_violation_fn fn, void *arg,
+		 size_t *ret_violations);
+
+#endif

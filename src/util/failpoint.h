@@ -1,0 +1,24 @@
+/*
+ * failpoint: fault injection for tests, off unless ORDERD_FAILPOINTS is set,
+ * e.g. ORDERD_FAILPOINTS="fail_process=0.3,slow_process_ms=50". Parsed once
+ * at start-up (failpoint_init); reads afterwards are lock-free.
+ *
+ * Known failpoints:
+ *   fail_process=P     a processing transaction fails as a transient store
+ *                      error with probability P (0..1)
+ *   slow_process_ms=N  each processing batch sleeps N ms first, widening the
+ *                      window in which a crash finds orders in flight
+ */
+#ifndef ORDERD_UTIL_FAILPOINT_H
+#define ORDERD_UTIL_FAILPOINT_H
+
+#include <stdbool.h>
+
+/* Parses spec (NULL or "" = none); OD_EINVAL on a malformed spec. */
+int failpoint_init(const char *spec);
+/* The configured value of name, or dflt when unset. */
+double failpoint_value(const char *name, double dflt);
+/* True with the probability configured for name (never when unset). */
+bool failpoint_hit(const char *name);
+
+#endif
