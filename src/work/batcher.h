@@ -48,7 +48,10 @@ int batcher_new(store_t *store, const batcher_options_t *opt,
 int batcher_submit(batcher_t *b, const order_t *const *orders, size_t n,
 		   batcher_done_fn done, void *arg);
 
-/* Commits what is queued, then stops the thread and frees. NULL ok. */
+/* Commits and answers what is queued, then stops the committer thread;
+ * from then on batcher_submit() answers OD_ESHUTDOWN. Idempotent. */
+void batcher_stop(batcher_t *b);
+/* batcher_stop(), then frees. NULL ok. */
 void batcher_free(batcher_t *b);
 
 #endif

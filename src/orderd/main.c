@@ -1,0 +1,192 @@
+/*
+ * orderd: the daemon's entry point. Loads the configuration, wires the
+ * modules together (store -> batcher -> workers -> HTTP server), then waits
+ * for SIGTERM/SIGINT and drains: report not ready, refuse new work, commit
+ * and answer what is queued, finish or hand back every claimed order, exit 0
+ * within the drain timeout.
+ *
+ * Exit codes (sysexits): 0 clean stop, 78 bad configuration, 69 the store
+ * or the listen address is unavailable at start, 70 internal error.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "http/server.h"
+#include "obs/alerts.h"
+#include "obs/log.h"
+#include "obs/metrics.h"
+#include "orderd/config.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/failpoint.h"
+#include "work/batcher.h"
+#include "work/workers.h"
+
+static void on_commit(void *arg, size_t created)
+{
+	workers_kick(arg);
+}
+
+static void register_build_info(void)
+{
+	metric_set(metrics_child1(
+			   metrics_family(METRIC_GAUGE, "orderd_build_info",
+					  "Build information; always 1.",
+					  (const char *[]){"version", NULL},
+					  NULL, 0),
+			   ORDERD_VERSION),
+		   1);
+}
+
+/* Blocks the stop signals in every thread (threads inherit the mask), so
+ * main can take them synchronously with sigwait(). */
+static void block_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+int main(int argc, char **argv)
+{
+	config_t cfg;
+	char err[512];
+	int exit_now = 0;
+	if (config_load(&cfg, argc, argv, &exit_now, err, sizeof err) < 0) {
+		fprintf(stderr, "orderd: %s\n", err);
+		return EX_CONFIG;
+	}
+	if (exit_now) {
+		config_free(&cfg);
+		return 0;
+	}
+	log_level_t level = LOG_INFO;
+	log_level_parse(cfg.log_level, &level);
+	log_set_level(level);
+	log_set_replica(cfg.replica_id);
+	if (failpoint_init(getenv("ORDERD_FAILPOINTS")) < 0) {
+		fprintf(stderr, "orderd: ORDERD_FAILPOINTS: malformed, expected "
+				"name=value[,name=value]\n");
+		config_free(&cfg);
+		return EX_CONFIG;
+	}
+	if (getenv("ORDERD_FAILPOINTS") && *getenv("ORDERD_FAILPOINTS"))
+		log_warn("fault injection enabled", "failpoints",
+			 getenv("ORDERD_FAILPOINTS"), NULL);
+
+	sigset_t stop_signals;
+	block_signals(&stop_signals);
+	register_build_info();
+
+	int status = EX_UNAVAILABLE;
+	store_t *store = NULL;
+	alerts_t *alerts = NULL;
+	batcher_t *batcher = NULL;
+	workers_t *workers = NULL;
+	http_server_t *http = NULL;
+
+	store_options_t sopt = {
+		.replica_id = cfg.replica_id,
+		.busy_timeout_ms = (int)cfg.busy_timeout_ms,
+		.statement_timeout_ms = (int)cfg.statement_timeout_ms,
+		.connect_timeout_ms = 5000,
+		.readers = (int)(cfg.workers + cfg.http_threads + 2),
+	};
+	int rc = store_open(cfg.database, &sopt, &store);
+	if (rc < 0) {
+		log_error("cannot open the store", "database_backend",
+			  strncmp(cfg.database, "sqlite:", 7) == 0 ? "sqlite"
+								   : "postgres",
+			  "error", err_str(rc), NULL);
+		if (rc == OD_ECONFIG || rc == OD_ESCHEMA)
+			status = EX_CONFIG;
+		goto out;
+	}
+	rc = alerts_new(cfg.alert_error_rate, (int)cfg.alert_window_s,
+			cfg.alert_min_requests, &alerts);
+	if (rc < 0)
+		goto internal;
+
+	workers_options_t wopt = {
+		.replica_id = cfg.replica_id,
+		.threads = (int)cfg.workers,
+		.claim_batch = (size_t)cfg.claim_batch,
+		.lease_ms = cfg.lease_ms,
+		.max_attempts = (int)cfg.max_attempts,
+		.poll_ms = cfg.poll_ms,
+		.retry_base_ms = cfg.retry_base_ms,
+		.retry_cap_ms = cfg.retry_cap_ms,
+		.reap_ms = cfg.reap_ms,
+	};
+	rc = workers_new(store, &wopt, &workers);
+	if (rc < 0)
+		goto internal;
+	batcher_options_t bopt = {
+		.max_batch = (size_t)cfg.commit_batch,
+		.max_queued = (size_t)cfg.submit_queue,
+	};
+	rc = batcher_new(store, &bopt, on_commit, workers, &batcher);
+	if (rc < 0)
+		goto internal;
+
+	http_deps_t deps = {
+		.cfg = &cfg,
+		.store = store,
+		.batcher = batcher,
+		.alerts = alerts,
+		.started_wall_ms = clock_wall_ms(),
+	};
+	rc = http_server_new(&deps, &http);
+	if (rc < 0) {
+		log_error("cannot serve HTTP", "listen", cfg.listen, "error",
+			  err_str(rc), NULL);
+		goto out;
+	}
+	char nworkers[24];
+	snprintf(nworkers, sizeof nworkers, "%lld", (long long)cfg.workers);
+	log_info("orderd started", "version", ORDERD_VERSION, "listen",
+		 cfg.listen, "backend", store_backend_name(store), "workers",
+		 nworkers, NULL);
+
+	int sig = 0;
+	sigwait(&stop_signals, &sig);
+	int64_t deadline = clock_mono_ms() + cfg.drain_ms;
+	log_info("draining", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
+		 NULL);
+
+	/* Order matters: refuse new work first, then commit and answer what
+	 * was already accepted, then finish or hand back claimed orders while
+	 * the server still answers reads and /readyz (503), then stop HTTP. */
+	http_server_set_draining(http);
+	batcher_stop(batcher);
+	/* Leave a margin of the drain time for handing back and shutdown. */
+	int64_t margin = cfg.drain_ms / 10 < 1000 ? cfg.drain_ms / 10 : 1000;
+	size_t back = workers_drain(workers, deadline - margin);
+	char nback[24];
+	snprintf(nback, sizeof nback, "%zu", back);
+	log_info("drained", "handed_back", nback, NULL);
+	status = 0;
+	goto out;
+
+internal:
+	log_error("start-up failed", "error", err_str(rc), NULL);
+	status = EX_SOFTWARE;
+out:
+	/* The server first: its threads may still call into the rest. */
+	http_server_free(http);
+	batcher_free(batcher);
+	workers_free(workers);
+	alerts_free(alerts);
+	store_free(store);
+	config_free(&cfg);
+	metrics_reset();
+	if (status == 0)
+		log_info("stopped", NULL);
+	return status;
+}

@@ -1,0 +1,376 @@
+/*
+ * workers: the processing pool and the reaper (see workers.h).
+ *
+ * Each worker thread loops: claim a batch under a lease, process it in one
+ * transaction, and on a transient failure schedule each order's retry with
+ * exponential backoff and full jitter (or fail it when out of attempts).
+ * A claimed order's outcome is only ever written conditionally on its fence,
+ * so a worker that stalled past its lease writes nothing (counted in
+ * orderd_fence_rejections_total).
+ *
+ * An unknown outcome (connection lost around COMMIT) needs no guessing: the
+ * fenced retry that follows either finds the order still processing under
+ * our fence (the commit did not happen, so it is rescheduled) or finds it
+ * moved on and writes nothing.
+ *
+ * Locking: mu protects stopping, deadline and kicks; cv wakes idle workers
+ * and the reaper. Threads share nothing else; the store is thread-safe.
+ */
+#include "work/workers.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backoff.h"
+#include "obs/log.h"
+#include "obs/metrics.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/failpoint.h"
+
+struct workers {
+	store_t *store;
+	workers_options_t opt;
+	char replica_id[ID_MAX + 1];
+	pthread_t *threads;
+	int n_threads;
+	pthread_t reaper;
+	bool reaper_started;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;       /* CLOCK_MONOTONIC */
+	bool stopping;           /* mu */
+	int64_t deadline;        /* mu: monotonic ms; work past it is handed back */
+	uint64_t kicks;          /* mu */
+	size_t handed_back;      /* mu */
+
+	metric_family_t *m_processed;
+	metric_t *m_latency;
+	metric_t *m_retries;
+	metric_t *m_expired;
+	metric_t *m_fenced;
+	metric_t *m_claim_err;
+	metric_t *m_process_err;
+	metric_t *m_reap_err;
+};
+
+static bool is_stopping(workers_t *w, int64_t *ret_deadline)
+{
+	pthread_mutex_lock(&w->mu);
+	bool s = w->stopping;
+	if (ret_deadline)
+		*ret_deadline = w->deadline;
+	pthread_mutex_unlock(&w->mu);
+	return s;
+}
+
+/* Sleeps up to ms unless kicked or stopping. Returns true when kicked. */
+static bool idle_wait(workers_t *w, int64_t ms, uint64_t *seen_kicks)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (!w->stopping && w->kicks == *seen_kicks) {
+		if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
+			break;
+	}
+	bool kicked = w->kicks != *seen_kicks;
+	*seen_kicks = w->kicks;
+	pthread_mutex_unlock(&w->mu);
+	return kicked;
+}
+
+static void hand_back(workers_t *w, store_claim_t *claims, size_t n)
+{
+	size_t done = 0;
+	for (size_t i = 0; i < n; i++)
+		if (store_release(w->store, claims[i].order.id,
+				  claims[i].fence) == 0)
+			done++;
+	pthread_mutex_lock(&w->mu);
+	w->handed_back += done;
+	pthread_mutex_unlock(&w->mu);
+	char num[24];
+	snprintf(num, sizeof num, "%zu", done);
+	log_info("orders handed back", "count", num, NULL);
+}
+
+static void record_outcome(workers_t *w, const store_claim_t *c,
+			   const char *outcome)
+{
+	metric_inc(metrics_child1(w->m_processed, outcome));
+	int64_t secs_ms = clock_wall_ms() - c->order.created_at;
+	metric_observe(w->m_latency, secs_ms > 0 ? secs_ms / 1000.0 : 0);
+}
+
+/* A transient failure hit the whole batch: reschedule or fail each order. */
+static void retry_batch(workers_t *w, store_claim_t *claims, size_t n,
+			int err)
+{
+	backoff_t b = {w->opt.retry_base_ms, w->opt.retry_cap_ms};
+	for (size_t i = 0; i < n; i++) {
+		store_claim_t *c = &claims[i];
+		int64_t delay = backoff_delay_ms(&b, c->order.attempts,
+						 clock_rand());
+		bool failed = false;
+		int rc = store_retry(w->store, c->order.id, c->fence,
+				     w->opt.max_attempts, delay, err_str(err),
+				     &failed);
+		if (rc == OD_EFENCE) {
+			/* Committed after all, or the lease moved on. */
+			continue;
+		}
+		if (rc < 0) {
+			/* The lease will expire and the reaper recovers it. */
+			log_warn("retry not recorded", "order_id", c->order.id,
+				 "error", err_str(rc), NULL);
+			continue;
+		}
+		if (failed) {
+			record_outcome(w, c, "failed");
+			log_warn("order failed", "order_id", c->order.id,
+				 "error", err_str(err), NULL);
+		} else {
+			metric_inc(w->m_retries);
+		}
+	}
+}
+
+static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
+			  store_process_result_t *results)
+{
+	int64_t slow = (int64_t)failpoint_value("slow_process_ms", 0);
+	if (slow > 0)
+		clock_sleep_ms(slow);
+
+	int64_t deadline;
+	if (is_stopping(w, &deadline) && clock_mono_ms() >= deadline) {
+		hand_back(w, claims, n);
+		return;
+	}
+
+	int rc = failpoint_hit("fail_process")
+			 ? OD_ESTORE
+			 : store_process(w->store, claims, n, results);
+	if (rc < 0) {
+		metric_inc(w->m_process_err);
+		log_warn("processing batch failed", "error", err_str(rc),
+			 "first_order_id", claims[0].order.id, NULL);
+		retry_batch(w, claims, n, rc);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		switch (results[i].outcome) {
+		case PROCESS_COMPLETED:
+			record_outcome(w, &claims[i], "completed");
+			break;
+		case PROCESS_REJECTED:
+			record_outcome(w, &claims[i], "rejected");
+			break;
+		case PROCESS_FENCED:
+			metric_inc(w->m_fenced);
+			log_warn("lease lost, work abandoned", "order_id",
+				 claims[i].order.id, NULL);
+			break;
+		}
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	workers_t *w = arg;
+	size_t max = w->opt.claim_batch;
+	store_claim_t *claims = calloc(max, sizeof *claims);
+	store_process_result_t *results = calloc(max, sizeof *results);
+	if (!claims || !results) {
+		log_error("worker cannot start", "error", err_str(-ENOMEM),
+			  NULL);
+		goto out;
+	}
+	int64_t idle = 1;
+	uint64_t seen = 0;
+	while (!is_stopping(w, NULL)) {
+		size_t n = 0;
+		int rc = store_claim(w->store, w->replica_id, w->opt.lease_ms,
+				     max, claims, &n);
+		if (rc < 0) {
+			metric_inc(w->m_claim_err);
+			log_warn("claim failed", "error", err_str(rc), NULL);
+			/* Back off with jitter so replicas do not stampede a
+			 * recovering store. */
+			idle_wait(w, w->opt.poll_ms + (int64_t)(clock_rand() %
+				  (uint64_t)w->opt.poll_ms), &seen);
+			continue;
+		}
+		if (n == 0) {
+			/* Nothing due: sleep, doubling up to poll_ms; a kick
+			 * (local commit) ends the sleep at once. */
+			if (idle_wait(w, idle, &seen))
+				idle = 1;
+			else if ((idle *= 2) > w->opt.poll_ms)
+				idle = w->opt.poll_ms;
+			continue;
+		}
+		idle = 1;
+		process_batch(w, claims, n, results);
+		store_claims_clear(claims, n);
+	}
+out:
+	free(claims);
+	free(results);
+	return NULL;
+}
+
+static void *reaper_main(void *arg)
+{
+	workers_t *w = arg;
+	uint64_t seen = 0;
+	while (!is_stopping(w, NULL)) {
+		size_t n = 0;
+		int rc;
+		do {
+			rc = store_reap(w->store, w->opt.max_attempts, 1000, &n);
+			if (rc == 0 && n > 0) {
+				char num[24];
+				snprintf(num, sizeof num, "%zu", n);
+				metric_add(w->m_expired, (double)n);
+				log_warn("expired leases taken back", "count",
+					 num, NULL);
+			}
+		} while (rc == 0 && n == 1000);
+		if (rc < 0) {
+			metric_inc(w->m_reap_err);
+			log_warn("reap failed", "error", err_str(rc), NULL);
+		}
+		idle_wait(w, w->opt.reap_ms, &seen);
+	}
+	return NULL;
+}
+
+int workers_new(store_t *store, const workers_options_t *opt,
+		workers_t **ret)
+{
+	workers_t *w = calloc(1, sizeof *w);
+	if (!w)
+		return -ENOMEM;
+	w->store = store;
+	w->opt = *opt;
+	snprintf(w->replica_id, sizeof w->replica_id, "%s", opt->replica_id);
+	w->opt.replica_id = w->replica_id;
+	if (w->opt.poll_ms < 1)
+		w->opt.poll_ms = 1;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cv, &ca);
+	pthread_condattr_destroy(&ca);
+
+	const char *const outcome[] = {"outcome", NULL};
+	const char *const reason[] = {"reason", NULL};
+	const char *const kind[] = {"kind", NULL};
+	w->m_processed = metrics_family(
+		METRIC_COUNTER, "orderd_orders_processed_total",
+		"Orders that reached a terminal status here, by outcome.",
+		outcome, NULL, 0);
+	w->m_latency = metrics_child0(metrics_family(
+		METRIC_HISTOGRAM, "orderd_order_processing_seconds",
+		"Time from submission to terminal status.", NULL,
+		metrics_latency_buckets, metrics_latency_n_buckets));
+	w->m_retries = metrics_child1(
+		metrics_family(METRIC_COUNTER, "orderd_retries_total",
+			       "Processing attempts rescheduled, by reason.",
+			       reason, NULL, 0),
+		"store");
+	w->m_expired = metrics_child0(metrics_family(
+		METRIC_COUNTER, "orderd_lease_expirations_total",
+		"Orders whose lease expired and were taken back.", NULL, NULL,
+		0));
+	w->m_fenced = metrics_child0(metrics_family(
+		METRIC_COUNTER, "orderd_fence_rejections_total",
+		"Writes refused because the lease's fence was stale.", NULL,
+		NULL, 0));
+	metric_family_t *errs = metrics_family(
+		METRIC_COUNTER, "orderd_store_errors_total",
+		"Store operations that failed, by kind.", kind, NULL, 0);
+	w->m_claim_err = metrics_child1(errs, "claim");
+	w->m_process_err = metrics_child1(errs, "process");
+	w->m_reap_err = metrics_child1(errs, "reap");
+	/* Make every outcome visible from the start. */
+	metrics_child1(w->m_processed, "completed");
+	metrics_child1(w->m_processed, "rejected");
+	metrics_child1(w->m_processed, "failed");
+
+	int rc = 0;
+	w->threads = calloc((size_t)opt->threads, sizeof *w->threads);
+	if (!w->threads) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	for (; w->n_threads < opt->threads; w->n_threads++) {
+		rc = -pthread_create(&w->threads[w->n_threads], NULL,
+				     worker_main, w);
+		if (rc < 0)
+			goto fail;
+	}
+	rc = -pthread_create(&w->reaper, NULL, reaper_main, w);
+	if (rc < 0)
+		goto fail;
+	w->reaper_started = true;
+	*ret = w;
+	return 0;
+fail:
+	workers_drain(w, clock_mono_ms());
+	workers_free(w);
+	return rc;
+}
+
+void workers_kick(workers_t *w)
+{
+	pthread_mutex_lock(&w->mu);
+	w->kicks++;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+size_t workers_drain(workers_t *w, int64_t deadline_mono_ms)
+{
+	pthread_mutex_lock(&w->mu);
+	bool already = w->stopping;
+	w->stopping = true;
+	w->deadline = deadline_mono_ms;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	if (already)
+		return 0;
+	for (int i = 0; i < w->n_threads; i++)
+		pthread_join(w->threads[i], NULL);
+	w->n_threads = 0;
+	if (w->reaper_started)
+		pthread_join(w->reaper, NULL);
+	w->reaper_started = false;
+	pthread_mutex_lock(&w->mu);
+	size_t n = w->handed_back;
+	pthread_mutex_unlock(&w->mu);
+	return n;
+}
+
+void workers_free(workers_t *w)
+{
+	if (!w)
+		return;
+	workers_drain(w, clock_mono_ms());
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+	free(w->threads);
+	free(w);
+}
