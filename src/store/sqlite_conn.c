@@ -1,0 +1,406 @@
+/*
+ * sqlite_conn: the connection layer of the SQLite backend. One writer
+ * connection behind a mutex (every write transaction is BEGIN IMMEDIATE, so
+ * SQLite's own write lock is taken up front and busy_timeout applies there,
+ * never in the middle of a transaction), a pool of read-only connections
+ * for reads, a per-connection cache of prepared statements, error mapping,
+ * checkpoints, and the schema migrations applied at open.
+ *
+ * Connections are opened with SQLITE_OPEN_NOMUTEX: each is used by one
+ * thread at a time (the wlock holder, or the borrower of a reader), so
+ * SQLite's per-connection mutex would only cost time.
+ */
+#include "store/sqlite_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite_schema.h"
+#include "util/clock.h"
+#include "util/err.h"
+
+#define SQ_READERS_DEFAULT 4
+#define SQ_READERS_MAX 64
+#define SQ_BUSY_TIMEOUT_DEFAULT 5000
+/* A PASSIVE checkpoint at most this often, from the writer after a commit,
+ * on top of SQLite's autocheckpoint: keeps the WAL short under steady load. */
+#define SQ_CHECKPOINT_EVERY_MS 1000
+
+int sqlite_err(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_CONSTRAINT:
+		/* Our writes are conditional; a violated constraint means the
+		 * data or the code is not what we think. */
+		return OD_EINTERNAL;
+	case SQLITE_ERROR:
+	case SQLITE_MISUSE:
+	case SQLITE_RANGE:
+	case SQLITE_MISMATCH:
+		return OD_EINTERNAL;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+	case SQLITE_IOERR:
+	case SQLITE_FULL:
+	case SQLITE_CANTOPEN:
+	case SQLITE_PROTOCOL:
+	case SQLITE_READONLY:
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+	case SQLITE_INTERRUPT:
+	case SQLITE_ABORT:
+	case SQLITE_SCHEMA:
+	default:
+		return OD_ESTORE;
+	}
+}
+
+int sqlite_stmt(sqlite_conn_t *c, int id, const char *sql,
+		sqlite3_stmt **ret)
+{
+	sqlite3_stmt *st = c->stmt[id];
+	if (!st) {
+		int rc = sqlite3_prepare_v3(c->db, sql, -1,
+					    SQLITE_PREPARE_PERSISTENT, &st,
+					    NULL);
+		if (rc != SQLITE_OK)
+			return sqlite_err(rc);
+		c->stmt[id] = st;
+	} else {
+		sqlite3_reset(st);
+		sqlite3_clear_bindings(st);
+	}
+	*ret = st;
+	return 0;
+}
+
+int sqlite_step(sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	return sqlite_err(rc);
+}
+
+int sqlite_run(sqlite_conn_t *c, int id, const char *sql)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite_stmt(c, id, sql, &st);
+	if (rc < 0)
+		return rc;
+	rc = sqlite_step(st);
+	sqlite3_reset(st);
+	return rc < 0 ? rc : 0;
+}
+
+static int read_now(sqlite_conn_t *c, int64_t *ret_now)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite_stmt(c, SQ_NOW, "SELECT " SQ_NOW_SQL, &st);
+	if (rc < 0)
+		return rc;
+	rc = sqlite_step(st);
+	if (rc == 1)
+		*ret_now = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc == 0)
+		rc = OD_EINTERNAL;
+	return rc < 0 ? rc : 0;
+}
+
+int sqlite_write_begin(sqlite_store_t *s, sqlite_conn_t **ret_c,
+		       int64_t *ret_now)
+{
+	pthread_mutex_lock(&s->wlock);
+	sqlite_conn_t *c = &s->writer;
+	int rc = sqlite_run(c, SQ_BEGIN_IMMEDIATE, "BEGIN IMMEDIATE");
+	if (rc < 0)
+		goto unlock;
+	int64_t now;
+	rc = read_now(c, &now);
+	if (rc < 0) {
+		sqlite_run(c, SQ_ROLLBACK, "ROLLBACK");
+		goto unlock;
+	}
+	*ret_c = c;
+	*ret_now = now;
+	return 0;
+unlock:
+	pthread_mutex_unlock(&s->wlock);
+	return rc;
+}
+
+int sqlite_write_commit(sqlite_store_t *s)
+{
+	sqlite_conn_t *c = &s->writer;
+	sqlite3_stmt *st;
+	int rc = sqlite_stmt(c, SQ_COMMIT, "COMMIT", &st);
+	if (rc < 0) {
+		sqlite_run(c, SQ_ROLLBACK, "ROLLBACK");
+		goto unlock;
+	}
+	int src = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (src != SQLITE_DONE) {
+		int busy = (src & 0xff) == SQLITE_BUSY ||
+			   (src & 0xff) == SQLITE_LOCKED;
+		if (!sqlite3_get_autocommit(c->db))
+			sqlite_run(c, SQ_ROLLBACK, "ROLLBACK");
+		/* BUSY leaves the transaction open and uncommitted; an I/O
+		 * error during the commit may or may not have made it
+		 * durable. */
+		rc = busy ? OD_ESTORE : OD_EUNKNOWN;
+		goto unlock;
+	}
+	int64_t mono = clock_mono_ms();
+	if (mono - s->last_ckpt_ms >= SQ_CHECKPOINT_EVERY_MS) {
+		/* Best effort: PASSIVE never waits for readers, and a failed
+		 * checkpoint is retried next time. */
+		sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
+					  NULL, NULL);
+		s->last_ckpt_ms = mono;
+	}
+	rc = 0;
+unlock:
+	pthread_mutex_unlock(&s->wlock);
+	return rc;
+}
+
+void sqlite_write_rollback(sqlite_store_t *s)
+{
+	sqlite_conn_t *c = &s->writer;
+	if (!sqlite3_get_autocommit(c->db))
+		sqlite_run(c, SQ_ROLLBACK, "ROLLBACK");
+	pthread_mutex_unlock(&s->wlock);
+}
+
+sqlite_conn_t *sqlite_reader_get(sqlite_store_t *s)
+{
+	pthread_mutex_lock(&s->rlock);
+	while (s->n_idle == 0)
+		pthread_cond_wait(&s->rcond, &s->rlock);
+	sqlite_conn_t *c = s->idle[--s->n_idle];
+	pthread_mutex_unlock(&s->rlock);
+	return c;
+}
+
+void sqlite_reader_put(sqlite_store_t *s, sqlite_conn_t *c)
+{
+	pthread_mutex_lock(&s->rlock);
+	s->idle[s->n_idle++] = c;
+	pthread_cond_signal(&s->rcond);
+	pthread_mutex_unlock(&s->rlock);
+}
+
+int sqlite_read_begin(sqlite_conn_t *c, int64_t *ret_now)
+{
+	int rc = sqlite_run(c, SQ_BEGIN, "BEGIN");
+	if (rc < 0)
+		return rc;
+	/* The first read starts the snapshot; reading the clock is one. */
+	int64_t now;
+	rc = read_now(c, &now);
+	if (rc < 0) {
+		sqlite_read_end(c);
+		return rc;
+	}
+	if (ret_now)
+		*ret_now = now;
+	return 0;
+}
+
+void sqlite_read_end(sqlite_conn_t *c)
+{
+	if (!sqlite3_get_autocommit(c->db))
+		sqlite_run(c, SQ_COMMIT, "COMMIT");
+	if (!sqlite3_get_autocommit(c->db))
+		sqlite_run(c, SQ_ROLLBACK, "ROLLBACK");
+}
+
+static void conn_close(sqlite_conn_t *c, bool checkpoint)
+{
+	if (!c->db)
+		return;
+	for (int i = 0; i < SQ_STMT_COUNT; i++) {
+		sqlite3_finalize(c->stmt[i]);
+		c->stmt[i] = NULL;
+	}
+	if (checkpoint)
+		sqlite3_wal_checkpoint_v2(c->db, NULL,
+					  SQLITE_CHECKPOINT_TRUNCATE, NULL,
+					  NULL);
+	sqlite3_close(c->db);
+	c->db = NULL;
+}
+
+static int conn_open(sqlite_conn_t *c, const char *path, bool writer,
+		     int busy_ms)
+{
+	int flags = SQLITE_OPEN_NOMUTEX |
+		    (writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+			    : SQLITE_OPEN_READONLY);
+	memset(c, 0, sizeof *c);
+	int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		rc = c->db ? sqlite_err(sqlite3_errcode(c->db)) : -ENOMEM;
+		if (rc == OD_EINTERNAL)
+			rc = OD_ESTORE;
+		goto fail;
+	}
+	sqlite3_extended_result_codes(c->db, 1);
+	rc = sqlite3_busy_timeout(c->db, busy_ms);
+	if (rc != SQLITE_OK)
+		goto fail_rc;
+	if (writer) {
+		/* WAL: readers never block the writer nor the writer them.
+		 * synchronous=FULL: a commit is on stable storage when COMMIT
+		 * returns (G1). The journal mode is persistent in the file. */
+		rc = sqlite3_exec(c->db,
+				  "PRAGMA journal_mode=WAL;"
+				  "PRAGMA synchronous=FULL;",
+				  NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail_rc;
+	}
+	return 0;
+fail_rc:
+	rc = sqlite_err(rc);
+fail:
+	conn_close(c, false);
+	return rc;
+}
+
+/* Applies the pending migrations, each in its own transaction. Safe against
+ * another process migrating the same file at the same time: the version is
+ * read again under the write lock before each step. */
+static int migrate(sqlite_conn_t *c)
+{
+	for (;;) {
+		int rc = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL,
+				      NULL);
+		if (rc != SQLITE_OK)
+			return sqlite_err(rc);
+		rc = sqlite3_exec(c->db,
+				  "CREATE TABLE IF NOT EXISTS schema_version ("
+				  " version INTEGER PRIMARY KEY,"
+				  " applied_at INTEGER NOT NULL)",
+				  NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail_rc;
+		sqlite3_stmt *st;
+		rc = sqlite3_prepare_v2(c->db,
+					"SELECT COALESCE(MAX(version), 0)"
+					" FROM schema_version",
+					-1, &st, NULL);
+		if (rc != SQLITE_OK)
+			goto fail_rc;
+		rc = sqlite3_step(st);
+		int version = (int)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_ROW)
+			goto fail_rc;
+		if (version > SQLITE_SCHEMA_VERSION) {
+			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+			return OD_ESCHEMA;
+		}
+		if (version == SQLITE_SCHEMA_VERSION) {
+			rc = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+			if (rc != SQLITE_OK)
+				goto fail_rc;
+			return 0;
+		}
+		rc = sqlite3_exec(c->db, sqlite_migrations[version], NULL,
+				  NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail_rc;
+		char sql[160];
+		snprintf(sql, sizeof sql,
+			 "INSERT INTO schema_version (version, applied_at)"
+			 " VALUES (%d, " SQ_NOW_SQL ")",
+			 version + 1);
+		rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail_rc;
+		rc = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail_rc;
+	}
+fail_rc:
+	rc = sqlite_err(rc);
+	if (!sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	/* A migration that does not run is a bug or a damaged file, not a
+	 * transient condition, unless SQLite said busy or I/O. */
+	return rc;
+}
+
+int sqlite_store_open(const char *path, const store_options_t *opt,
+		      sqlite_store_t **ret)
+{
+	int busy_ms = SQ_BUSY_TIMEOUT_DEFAULT;
+	size_t readers = SQ_READERS_DEFAULT;
+	if (opt && opt->busy_timeout_ms > 0)
+		busy_ms = opt->busy_timeout_ms;
+	if (opt && opt->readers > 0)
+		readers = (size_t)opt->readers;
+	if (readers > SQ_READERS_MAX)
+		readers = SQ_READERS_MAX;
+	if (!path || !*path)
+		return OD_ECONFIG;
+
+	sqlite_store_t *s = calloc(1, sizeof *s);
+	if (!s)
+		return -ENOMEM;
+	int rc = -ENOMEM;
+	s->readers = calloc(readers, sizeof *s->readers);
+	s->idle = calloc(readers, sizeof *s->idle);
+	if (!s->readers || !s->idle)
+		goto free_store;
+	pthread_mutex_init(&s->wlock, NULL);
+	pthread_mutex_init(&s->rlock, NULL);
+	pthread_cond_init(&s->rcond, NULL);
+	s->last_ckpt_ms = clock_mono_ms();
+
+	rc = conn_open(&s->writer, path, true, busy_ms);
+	if (rc < 0)
+		goto free_store;
+	rc = migrate(&s->writer);
+	if (rc < 0)
+		goto free_store;
+	/* Readers open after the writer so the file, its WAL and its schema
+	 * exist (a read-only connection cannot create them). */
+	for (size_t i = 0; i < readers; i++) {
+		rc = conn_open(&s->readers[i], path, false, busy_ms);
+		if (rc < 0)
+			goto free_store;
+		s->n_readers = i + 1;
+		s->idle[s->n_idle++] = &s->readers[i];
+	}
+	*ret = s;
+	return 0;
+free_store:
+	sqlite_store_free(s);
+	return rc;
+}
+
+void sqlite_store_free(sqlite_store_t *s)
+{
+	if (!s)
+		return;
+	/* The caller guarantees no call is in flight. Readers close first so
+	 * the writer's final checkpoint can copy the whole WAL back. */
+	for (size_t i = 0; s->readers && i < s->n_readers; i++)
+		conn_close(&s->readers[i], false);
+	conn_close(&s->writer, true);
+	pthread_cond_destroy(&s->rcond);
+	pthread_mutex_destroy(&s->rlock);
+	pthread_mutex_destroy(&s->wlock);
+	free(s->idle);
+	free(s->readers);
+	free(s);
+}
