@@ -13,6 +13,8 @@
 #include "store/sqlite_int.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -356,14 +358,14 @@ int sqlite_store_open(const char *path, const store_options_t *opt,
 	sqlite_store_t *s = calloc(1, sizeof *s);
 	if (!s)
 		return -ENOMEM;
+	pthread_mutex_init(&s->wlock, NULL);
+	pthread_mutex_init(&s->rlock, NULL);
+	pthread_cond_init(&s->rcond, NULL);
 	int rc = -ENOMEM;
 	s->readers = calloc(readers, sizeof *s->readers);
 	s->idle = calloc(readers, sizeof *s->idle);
 	if (!s->readers || !s->idle)
 		goto free_store;
-	pthread_mutex_init(&s->wlock, NULL);
-	pthread_mutex_init(&s->rlock, NULL);
-	pthread_cond_init(&s->rcond, NULL);
 	s->last_ckpt_ms = clock_mono_ms();
 
 	rc = conn_open(&s->writer, path, true, busy_ms);

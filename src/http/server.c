@@ -1,0 +1,648 @@
+/*
+ * server: the HTTP front end on libmicrohttpd (see server.h). This file owns
+ * the daemon, the per-request context, the API's check order (route and
+ * method, auth, content type, size, then the body, which the handlers
+ * parse), X-Request-Id, response headers, per-request metrics, access logs,
+ * and suspend/resume bookkeeping. The routes themselves are in api*.c.
+ *
+ * MHD calls the access handler first with the headers only, then once per
+ * piece of body, then once with *upload_data_size == 0. Everything decided
+ * from headers (404/405/401/415/413 by Content-Length) is answered on the
+ * first call, before any body byte is read. A chunked body that passes the
+ * cap is not buffered further: MHD 0.9.75 refuses a response queued in the
+ * middle of an upload, so the rest is read and dropped (up to a hard cap,
+ * then the connection is closed) and 413 is answered when it ends.
+ *
+ * Suspension: a handler that waits suspends the connection from inside the
+ * access handler; another thread fills r->resp and resumes it; MHD then
+ * calls the handler again with the same context and we queue r->resp.
+ */
+#include "http/server.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http/api.h"
+#include "obs/log.h"
+#include "util/clock.h"
+#include "util/err.h"
+
+/* Bytes of an oversized chunked body read and dropped before closing. */
+#define DISCARD_MAX (64ULL << 20)
+#define IDLE_TIMEOUT_S 60
+#define AUTH_HEADER_MAX 4096
+
+/* ---- small helpers ---- */
+
+static bool rid_valid(const char *s)
+{
+	size_t n = 0;
+
+	if (s == NULL)
+		return false;
+	for (; s[n] != '\0'; n++) {
+		char c = s[n];
+		if (n >= HTTP_RID_MAX)
+			return false;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		      c == ':' || c == '-'))
+			return false;
+	}
+	return n > 0;
+}
+
+/* Constant-time over the full length of both strings. */
+static bool token_equal(const char *a, size_t la, const char *b, size_t lb)
+{
+	size_t n = la > lb ? la : lb;
+	unsigned char diff = (unsigned char)(la != lb);
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ca = i < la ? (unsigned char)a[i] : 0;
+		unsigned char cb = i < lb ? (unsigned char)b[i] : 0;
+		diff |= (unsigned char)(ca ^ cb);
+	}
+	return diff == 0;
+}
+
+static bool auth_enabled(const http_server_t *s)
+{
+	return s->deps.cfg->tokens != NULL && s->deps.cfg->tokens[0] != NULL;
+}
+
+static bool auth_ok(const http_server_t *s, const char *hdr)
+{
+	const char *tok;
+	size_t len;
+	bool ok = false;
+
+	if (hdr == NULL || strnlen(hdr, AUTH_HEADER_MAX + 1) > AUTH_HEADER_MAX)
+		return false;
+	if (strncasecmp(hdr, "Bearer", 6) != 0 || (hdr[6] != ' ' && hdr[6] != '\t'))
+		return false;
+	tok = hdr + 7;
+	while (*tok == ' ' || *tok == '\t')
+		tok++;
+	len = strlen(tok);
+	while (len > 0 && (tok[len - 1] == ' ' || tok[len - 1] == '\t'))
+		len--;
+	if (len == 0)
+		return false;
+	/* Every token is compared, so the time does not tell which matched. */
+	for (char **t = s->deps.cfg->tokens; *t != NULL; t++)
+		ok |= token_equal(tok, len, *t, strlen(*t));
+	return ok;
+}
+
+static bool content_type_json(const char *ct)
+{
+	static const char want[] = "application/json";
+	size_t n = sizeof(want) - 1;
+
+	if (ct == NULL)
+		return false;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	if (strncasecmp(ct, want, n) != 0)
+		return false;
+	return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t';
+}
+
+/* ---- responses ---- */
+
+static void observe(http_req_t *r, unsigned status)
+{
+	http_server_t *s = r->srv;
+	int64_t ms = clock_mono_ms() - r->start_mono_ms;
+	char code[8], dur[24];
+	const char *label = r->route_label ? r->route_label : "other";
+	bool quiet = r->route != NULL && r->route->quiet;
+
+	snprintf(code, sizeof(code), "%u", status);
+	snprintf(dur, sizeof(dur), "%" PRId64, ms);
+	metric_inc(metrics_child2(s->m_requests, label, code));
+	metric_observe(metrics_child1(s->m_duration, label), (double)ms / 1000.0);
+	if (s->deps.alerts != NULL)
+		alerts_record(s->deps.alerts, status >= 500);
+	log_msg(quiet ? LOG_DEBUG : LOG_INFO, "request", "request_id", r->rid,
+		"method", r->method, "route", label, "status", code,
+		"duration_ms", dur, NULL);
+}
+
+static enum MHD_Result queue_resp(http_req_t *r)
+{
+	http_resp_t *p = &r->resp;
+	struct MHD_Response *mr;
+	enum MHD_Result ret;
+	char ra[24];
+
+	if (p->status == 0)
+		api_error(r, 500, "internal", "no response was prepared");
+	mr = MHD_create_response_from_buffer(p->len, p->body,
+					     p->body ? MHD_RESPMEM_MUST_FREE
+						     : MHD_RESPMEM_PERSISTENT);
+	if (mr == NULL) {
+		free(p->body);
+		p->body = NULL;
+		return MHD_NO;
+	}
+	p->body = NULL; /* MHD frees it now */
+	MHD_add_response_header(mr, "X-Request-Id", r->rid);
+	if (p->content_type != NULL)
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
+					p->content_type);
+	if (p->retry_after >= 0) {
+		snprintf(ra, sizeof(ra), "%d", p->retry_after);
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
+	if (p->allow != NULL)
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, p->allow);
+	if (p->location[0] != '\0')
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_LOCATION,
+					p->location);
+	if (p->status == 413)
+		/* The rest of the body is never read: do not reuse. */
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
+	ret = MHD_queue_response(r->conn, p->status, mr);
+	MHD_destroy_response(mr);
+	r->queued = true;
+	observe(r, p->status);
+	return ret;
+}
+
+/* ---- suspension ---- */
+
+void api_suspend(http_req_t *r)
+{
+	http_server_t *s = r->srv;
+
+	pthread_mutex_lock(&s->mu);
+	s->suspended++;
+	pthread_mutex_unlock(&s->mu);
+	r->suspended = true;
+	MHD_suspend_connection(r->conn);
+}
+
+void api_resume(http_req_t *r)
+{
+	/* MHD_resume_connection takes MHD's own lock, which orders the
+	 * writes to r->resp before the handler's reads. */
+	MHD_resume_connection(r->conn);
+}
+
+void api_inflight_begin(http_server_t *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->inflight++;
+	pthread_mutex_unlock(&s->mu);
+}
+
+void api_inflight_end(http_server_t *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->inflight--;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- request context ---- */
+
+static http_req_t *req_new(http_server_t *s, struct MHD_Connection *conn,
+			   const char *method)
+{
+	http_req_t *r = calloc(1, sizeof(*r));
+	const char *rid;
+
+	if (r == NULL)
+		return NULL;
+	r->srv = s;
+	r->conn = conn;
+	r->start_mono_ms = clock_mono_ms();
+	r->resp.retry_after = -1;
+	snprintf(r->method, sizeof(r->method), "%s", method);
+	rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+	if (rid_valid(rid))
+		snprintf(r->rid, sizeof(r->rid), "%s", rid);
+	else
+		snprintf(r->rid, sizeof(r->rid), "%016" PRIx64, clock_rand());
+	pthread_mutex_lock(&s->mu);
+	s->active++;
+	pthread_mutex_unlock(&s->mu);
+	return r;
+}
+
+static void req_free(http_req_t *r)
+{
+	http_server_t *s;
+
+	if (r == NULL)
+		return;
+	s = r->srv;
+	api_req_release(r);
+	free(r->resp.body);
+	free(r->body);
+	free(r);
+	pthread_mutex_lock(&s->mu);
+	s->active--;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->mu);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn,
+			 void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	req_free(*con_cls);
+	*con_cls = NULL;
+}
+
+/*
+ * The header checks, in the API's order. Returns true when r->resp holds
+ * the answer already.
+ */
+static bool check_headers(http_req_t *r, const char *url)
+{
+	http_server_t *s = r->srv;
+	const config_t *cfg = s->deps.cfg;
+	const char *allow = NULL, *cl, *te, *ct;
+	bool has_body;
+	uint64_t len = 0;
+
+	r->route = api_match(r, r->method, url, &allow, &r->route_label);
+	if (r->route == NULL) {
+		if (allow != NULL) {
+			api_error(r, 405, "method_not_allowed",
+				  "method %s is not allowed on %s", r->method,
+				  r->route_label);
+			r->resp.allow = allow;
+		} else {
+			api_error(r, 404, "not_found", "no such route");
+		}
+		return true;
+	}
+	if (r->route->auth && auth_enabled(s) &&
+	    !auth_ok(s, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+						    "Authorization"))) {
+		api_error(r, 401, "unauthorized",
+			  "a valid Authorization: Bearer token is required");
+		return true;
+	}
+	cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+					 MHD_HTTP_HEADER_CONTENT_LENGTH);
+	te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+					 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	if (cl != NULL) {
+		char *end = NULL;
+		errno = 0;
+		unsigned long long v = strtoull(cl, &end, 10);
+		if (errno != 0 || end == cl)
+			v = UINT64_MAX;
+		len = v;
+	}
+	has_body = (cl != NULL && len > 0) || te != NULL;
+	ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+					 MHD_HTTP_HEADER_CONTENT_TYPE);
+	if ((r->route->body || has_body) && !content_type_json(ct)) {
+		api_error(r, 415, "unsupported_media_type",
+			  "Content-Type must be application/json");
+		return true;
+	}
+	r->body_max = (size_t)(r->route->batch ? cfg->batch_body_max
+					       : cfg->body_max);
+	if (cl != NULL && len > r->body_max) {
+		api_error(r, 413, "payload_too_large",
+			  "request body exceeds %zu bytes", r->body_max);
+		return true;
+	}
+	return false;
+}
+
+static int body_append(http_req_t *r, const char *data, size_t n)
+{
+	if (r->too_big || n > r->body_max - r->body_len) {
+		/* Never buffer past the cap: drop, answer 413 at the end. */
+		r->too_big = true;
+		free(r->body);
+		r->body = NULL;
+		r->discarded += n;
+		return r->discarded > DISCARD_MAX ? -1 : 0;
+	}
+	if (r->body == NULL) {
+		/* One allocation of the cap would let idle clients pin
+		 * memory; grow to what arrives instead. */
+		r->body = malloc(r->body_max + 1);
+		if (r->body == NULL)
+			return -ENOMEM;
+	}
+	memcpy(r->body + r->body_len, data, n);
+	r->body_len += n;
+	r->body[r->body_len] = '\0';
+	return 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+				  const char *url, const char *method,
+				  const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
+{
+	http_server_t *s = cls;
+	http_req_t *r = *con_cls;
+
+	if (r == NULL) {
+		r = req_new(s, conn, method);
+		if (r == NULL)
+			return MHD_NO;
+		*con_cls = r;
+		r->done_first = true;
+		if (check_headers(r, url))
+			return queue_resp(r);
+		return MHD_YES;
+	}
+	if (r->queued)
+		return MHD_YES;
+	if (r->suspended) {
+		/* Resumed: the other thread has filled r->resp. */
+		r->suspended = false;
+		pthread_mutex_lock(&s->mu);
+		s->suspended--;
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->mu);
+		return queue_resp(r);
+	}
+	if (*upload_data_size > 0) {
+		int rc = body_append(r, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return rc == 0 ? MHD_YES : MHD_NO;
+	}
+	if (r->too_big) {
+		api_error(r, 413, "payload_too_large",
+			  "request body exceeds %zu bytes", r->body_max);
+		return queue_resp(r);
+	}
+	r->route->handler(r);
+	if (r->suspended)
+		return MHD_YES;
+	return queue_resp(r);
+}
+
+/* ---- daemon ---- */
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+	size_t n;
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	log_warn("http server", "detail", buf, NULL);
+}
+
+static void collect(void *arg)
+{
+	http_server_t *s = arg;
+	store_stats_t st;
+
+	if (store_stats(s->deps.store, &st) != 0)
+		return;
+	for (int i = 0; i < ORDER_STATUS_COUNT; i++)
+		metric_set(metrics_child1(s->m_orders,
+					  order_status_name((order_status_t)i)),
+			   (double)st.count[i]);
+	metric_set(s->m_oldest, (double)st.oldest_pending_ms / 1000.0);
+}
+
+static int register_metrics(http_server_t *s)
+{
+	static const char *const l_route_code[] = {"route", "code", NULL};
+	static const char *const l_route[] = {"route", NULL};
+	static const char *const l_status[] = {"status", NULL};
+	metric_family_t *sub, *old;
+
+	s->m_requests = metrics_family(METRIC_COUNTER,
+				       "orderd_http_requests_total",
+				       "HTTP requests answered, by route and status code",
+				       l_route_code, NULL, 0);
+	s->m_duration = metrics_family(METRIC_HISTOGRAM,
+				       "orderd_http_request_duration_seconds",
+				       "HTTP request duration, by route", l_route,
+				       metrics_latency_buckets,
+				       metrics_latency_n_buckets);
+	sub = metrics_family(METRIC_COUNTER, "orderd_orders_submitted_total",
+			     "Orders accepted (201) by this replica", NULL, NULL,
+			     0);
+	s->m_orders = metrics_family(METRIC_GAUGE, "orderd_orders",
+				     "Orders in the store, by status", l_status,
+				     NULL, 0);
+	old = metrics_family(METRIC_GAUGE,
+			     "orderd_oldest_pending_order_age_seconds",
+			     "Age of the oldest claimable order (0 if none)",
+			     NULL, NULL, 0);
+	if (s->m_requests == NULL || s->m_duration == NULL || sub == NULL ||
+	    s->m_orders == NULL || old == NULL)
+		return -ENOMEM;
+	s->m_submitted = metrics_child0(sub);
+	s->m_oldest = metrics_child0(old);
+	/* All six statuses are always present, even before the first scrape
+	 * could fill them. */
+	for (int i = 0; i < ORDER_STATUS_COUNT; i++)
+		metrics_child1(s->m_orders, order_status_name((order_status_t)i));
+	metrics_on_collect(collect, s);
+	return 0;
+}
+
+/* Resolves "host:port" or "[v6]:port" into *ss. */
+static int parse_listen(const char *listen, struct sockaddr_storage *ss,
+			socklen_t *ret_len, uint16_t *ret_port)
+{
+	char host[256];
+	const char *colon, *hs, *he;
+	struct addrinfo hints, *ai = NULL;
+	char *end = NULL;
+	long port;
+
+	if (listen == NULL)
+		return OD_ECONFIG;
+	if (listen[0] == '[') {
+		hs = listen + 1;
+		he = strchr(hs, ']');
+		if (he == NULL || he[1] != ':')
+			return OD_ECONFIG;
+		colon = he + 1;
+	} else {
+		colon = strrchr(listen, ':');
+		if (colon == NULL)
+			return OD_ECONFIG;
+		hs = listen;
+		he = colon;
+	}
+	if ((size_t)(he - hs) >= sizeof(host))
+		return OD_ECONFIG;
+	memcpy(host, hs, (size_t)(he - hs));
+	host[he - hs] = '\0';
+	errno = 0;
+	port = strtol(colon + 1, &end, 10);
+	if (errno != 0 || end == colon + 1 || *end != '\0' || port < 1 ||
+	    port > 65535)
+		return OD_ECONFIG;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0 ||
+	    ai == NULL)
+		return OD_ECONFIG;
+	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+	*ret_len = ai->ai_addrlen;
+	*ret_port = (uint16_t)port;
+	freeaddrinfo(ai);
+	return 0;
+}
+
+int http_server_new(const http_deps_t *deps, http_server_t **ret)
+{
+	const config_t *cfg = deps->cfg;
+	http_server_t *s;
+	struct sockaddr_storage ss;
+	socklen_t sslen = 0;
+	uint16_t port = 0;
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+			     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	int rc;
+
+	rc = parse_listen(cfg->listen, &ss, &sslen, &port);
+	if (rc != 0) {
+		log_error("bad listen address", "listen", cfg->listen, NULL);
+		return rc;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return -ENOMEM;
+	s->deps = *deps;
+	s->started_mono_ms = clock_mono_ms();
+	atomic_init(&s->draining, false);
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	pthread_mutex_init(&s->stats_mu, NULL);
+	rc = register_metrics(s);
+	if (rc != 0)
+		goto fail;
+	rc = window_new(60, &s->submitted);
+	if (rc != 0)
+		goto fail;
+	rc = waiters_new((size_t)cfg->max_waiters, &s->waiters);
+	if (rc != 0)
+		goto fail;
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	s->daemon = MHD_start_daemon(
+		flags, port, NULL, NULL, on_request, s,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_THREAD_POOL_SIZE,
+		(unsigned int)(cfg->http_threads > 1 ? cfg->http_threads : 0),
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+		MHD_OPTION_END);
+	if (s->daemon == NULL) {
+		log_error("cannot start http server", "listen", cfg->listen,
+			  NULL);
+		rc = -EADDRINUSE;
+		goto fail;
+	}
+	log_info("http server listening", "listen", cfg->listen, NULL);
+	*ret = s;
+	return 0;
+fail:
+	waiters_free(s->waiters);
+	window_free(s->submitted);
+	metrics_on_collect(NULL, NULL);
+	pthread_mutex_destroy(&s->stats_mu);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+	return rc;
+}
+
+void http_server_set_draining(http_server_t *h)
+{
+	if (h != NULL)
+		atomic_store(&h->draining, true);
+}
+
+/* Waits on s->cond until pred holds or ms pass; mu held by the caller. */
+static void wait_until(http_server_t *s, bool (*pred)(http_server_t *),
+		       int64_t ms)
+{
+	int64_t end = clock_wall_ms() + ms;
+
+	while (!pred(s)) {
+		struct timespec ts;
+		int64_t left = end - clock_wall_ms();
+		if (left <= 0)
+			break;
+		if (left > 200)
+			left = 200; /* re-check: resumes do not all signal */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&s->cond, &s->mu, &ts);
+	}
+}
+
+static bool no_inflight(http_server_t *s) { return s->inflight == 0; }
+static bool no_suspended(http_server_t *s) { return s->suspended == 0; }
+static bool no_active(http_server_t *s) { return s->active == 0; }
+
+void http_server_free(http_server_t *h)
+{
+	MHD_socket lfd;
+
+	if (h == NULL)
+		return;
+	atomic_store(&h->draining, true);
+	pthread_mutex_lock(&h->mu);
+	h->closing = true;
+	pthread_mutex_unlock(&h->mu);
+	lfd = MHD_quiesce_daemon(h->daemon);
+	/* Waiters are answered 503 and resumed. */
+	waiters_free(h->waiters);
+	h->waiters = NULL;
+	/* The batcher calls every done callback exactly once, after its
+	 * commit; a context it still points to must not be freed, so this
+	 * wait has no deadline (the store's own timeouts bound it). */
+	pthread_mutex_lock(&h->mu);
+	while (h->inflight > 0) {
+		wait_until(h, no_inflight, 5000);
+		if (h->inflight > 0)
+			log_warn("http server waiting for group commit", NULL);
+	}
+	/* Let resumed requests queue and send their answers. */
+	wait_until(h, no_suspended, 5000);
+	wait_until(h, no_active, 2000);
+	pthread_mutex_unlock(&h->mu);
+	MHD_stop_daemon(h->daemon);
+	if (lfd != MHD_INVALID_SOCKET)
+		close(lfd);
+	metrics_on_collect(NULL, NULL);
+	window_free(h->submitted);
+	pthread_mutex_destroy(&h->stats_mu);
+	pthread_cond_destroy(&h->cond);
+	pthread_mutex_destroy(&h->mu);
+	free(h);
+}

@@ -1,0 +1,827 @@
+/*
+ * config: the daemon's settings (see config.h). The static table settings[]
+ * below is the single definition of every setting: its field, flag,
+ * environment variable, type, default, bounds and help. Loading, --help and
+ * docs/config.md (config_print_markdown) all walk this table, so a setting
+ * cannot exist in one place and be missing from another.
+ *
+ * Loading runs in passes: argv is parsed first (so an unknown flag is
+ * reported before anything else and --help works with a broken
+ * environment), then every setting takes its flag value, else its
+ * environment value, else its default, and is checked against its bounds;
+ * then cross-field rules; then the API tokens are collected. Error messages
+ * name the source (the flag or the variable) and never show a token.
+ */
+#include "orderd/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "obs/log.h"
+#include "util/err.h"
+
+#define TOKEN_MAX 256        /* bytes per API token */
+#define TOKENS_MAX 1024      /* tokens from the list and the file together */
+#define TOKENS_FILE_MAX (1 << 20) /* bytes read from api_tokens_file */
+#define REPLICA_ID_MAX 64    /* an identifier, as in API.md */
+#define SHOW_MAX 64          /* bytes of a bad value echoed in a message */
+
+typedef enum setting_type {
+	SET_STR,
+	SET_INT,
+	SET_DBL,
+} setting_type_t;
+
+typedef enum setting_default {
+	DEF_VALUE,   /* the literal in dflt (or none when NULL) */
+	DEF_CORES,   /* number of online cores */
+	DEF_REPLICA, /* "<hostname>-<pid>" */
+} setting_default_t;
+
+/* Extra checks for string settings: NULL when v is fine, else the rule. */
+typedef const char *(*setting_check_fn)(const char *v);
+
+typedef struct setting {
+	const char *name; /* the config_t field */
+	size_t off;       /* offsetof(config_t, field) */
+	const char *flag; /* without the leading "--" */
+	const char *env;
+	setting_type_t type;
+	setting_default_t def;
+	const char *dflt;    /* textual default, parsed like any input */
+	int64_t min, max;    /* SET_INT bounds; SET_STR length bounds */
+	double dmin, dmax;   /* SET_DBL bounds */
+	setting_check_fn check; /* SET_STR only; may be NULL */
+	bool secret;         /* never echo the value */
+	const char *bounds_doc; /* SET_STR: the rule as the docs show it */
+	const char *help;
+} setting_t;
+
+static const char *check_listen(const char *v);
+static const char *check_database(const char *v);
+static const char *check_replica(const char *v);
+static const char *check_log_level(const char *v);
+
+#define OFF(field) offsetof(config_t, field)
+#define STR(field, flag, env, dflt, lo, hi, check, secret, bdoc, help)        \
+	{#field, OFF(field), flag, env, SET_STR, DEF_VALUE, dflt, lo, hi, 0, 0, \
+	 check, secret, bdoc, help}
+#define INT(field, flag, env, dflt, lo, hi, help)                             \
+	{#field, OFF(field), flag, env, SET_INT, DEF_VALUE, dflt, lo, hi, 0, 0, \
+	 NULL, false, NULL, help}
+
+static const setting_t settings[] = {
+	STR(listen, "listen", "ORDERD_LISTEN", "127.0.0.1:8080", 1, 255,
+	    check_listen, false, "`host:port`", "address:port to serve HTTP on"),
+	STR(database, "database", "ORDERD_DATABASE", "sqlite:orderd.db", 1,
+	    4096, check_database, false,
+	    "`sqlite:PATH`, `postgres://...`, `postgresql://...`",
+	    "the store: `sqlite:PATH` (embedded) or a PostgreSQL URI (libpq "
+	    "syntax, several hosts allowed)"),
+	{"workers", OFF(workers), "workers", "ORDERD_WORKERS", SET_INT,
+	 DEF_CORES, NULL, 1, 256, 0, 0, NULL, false, NULL,
+	 "order processing threads"},
+	INT(lease_ms, "lease-ms", "ORDERD_LEASE_MS", "10000", 100, 3600000,
+	    "lease on a claimed order, in milliseconds"),
+	INT(max_attempts, "max-attempts", "ORDERD_MAX_ATTEMPTS", "8", 1, 1000,
+	    "processing attempts before an order is `failed`"),
+	STR(api_tokens, "api-tokens", "ORDERD_API_TOKENS", NULL, 0, 65536, NULL,
+	    true, "tokens: 1..256 printable ASCII, no spaces",
+	    "comma-separated bearer tokens; when any token is configured "
+	    "every `/v1/...` route requires one"),
+	STR(api_tokens_file, "api-tokens-file", "ORDERD_API_TOKENS_FILE", NULL,
+	    0, 4096, NULL, false, "a readable file",
+	    "file with one bearer token per line (blank lines and `#` "
+	    "comments ignored); merged with `api_tokens`"),
+	{"replica_id", OFF(replica_id), "replica-id", "ORDERD_REPLICA_ID",
+	 SET_STR, DEF_REPLICA, NULL, 1, REPLICA_ID_MAX, 0, 0, check_replica,
+	 false, "1..64 of `[A-Za-z0-9._:-]`",
+	 "this replica's name in leases, logs and metrics"},
+	INT(drain_ms, "drain-ms", "ORDERD_DRAIN_MS", "20000", 0, 600000,
+	    "how long SIGTERM waits for in-flight work, in milliseconds"),
+	STR(log_level, "log-level", "ORDERD_LOG_LEVEL", "info", 1, 16,
+	    check_log_level, false, "`debug`, `info`, `warn`, `error`",
+	    "lowest level that is logged"),
+	INT(http_threads, "http-threads", "ORDERD_HTTP_THREADS", "4", 1, 64,
+	    "HTTP server threads"),
+	INT(max_connections, "max-connections", "ORDERD_MAX_CONNECTIONS",
+	    "1024", 16, 65536, "concurrent HTTP connections"),
+	INT(body_max, "body-max", "ORDERD_BODY_MAX", "65536", 1024, 16777216,
+	    "request body limit in bytes (batch requests excepted)"),
+	INT(batch_body_max, "batch-body-max", "ORDERD_BATCH_BODY_MAX",
+	    "4194304", 1024, 268435456,
+	    "request body limit in bytes for `POST /v1/orders/batch`"),
+	INT(json_depth, "json-depth", "ORDERD_JSON_DEPTH", "32", 1, 128,
+	    "JSON nesting depth limit"),
+	INT(max_items, "max-items", "ORDERD_MAX_ITEMS", "100", 1, 1000,
+	    "items per order"),
+	INT(max_batch, "max-batch", "ORDERD_MAX_BATCH", "1000", 1, 10000,
+	    "orders per batch request"),
+	INT(submit_queue, "submit-queue", "ORDERD_SUBMIT_QUEUE", "20000", 1,
+	    1000000, "orders waiting for group commit before submits are shed"),
+	INT(commit_batch, "commit-batch", "ORDERD_COMMIT_BATCH", "2000", 1,
+	    100000, "orders per group-commit transaction"),
+	INT(claim_batch, "claim-batch", "ORDERD_CLAIM_BATCH", "64", 1, 1000,
+	    "orders claimed per store round trip"),
+	INT(poll_ms, "poll-ms", "ORDERD_POLL_MS", "100", 1, 10000,
+	    "idle workers poll for work this often, in milliseconds"),
+	INT(retry_base_ms, "retry-base-ms", "ORDERD_RETRY_BASE_MS", "100", 1,
+	    3600000, "first retry backoff in milliseconds (full jitter)"),
+	INT(retry_cap_ms, "retry-cap-ms", "ORDERD_RETRY_CAP_MS", "30000", 1,
+	    86400000, "longest retry backoff in milliseconds"),
+	INT(reap_ms, "reap-ms", "ORDERD_REAP_MS", "1000", 10, 60000,
+	    "expired leases are reaped this often, in milliseconds"),
+	INT(max_waiters, "max-waiters", "ORDERD_MAX_WAITERS", "4096", 1,
+	    1000000, "requests suspended in `wait_ms` or lock waits"),
+	INT(busy_timeout_ms, "busy-timeout-ms", "ORDERD_BUSY_TIMEOUT_MS",
+	    "5000", 0, 600000, "SQLite busy timeout in milliseconds"),
+	INT(statement_timeout_ms, "statement-timeout-ms",
+	    "ORDERD_STATEMENT_TIMEOUT_MS", "10000", 0, 3600000,
+	    "PostgreSQL statement timeout in milliseconds (0: none)"),
+	{"alert_error_rate", OFF(alert_error_rate), "alert-error-rate",
+	 "ORDERD_ALERT_ERROR_RATE", SET_DBL, DEF_VALUE, "0.05", 0, 0, 0, 1,
+	 NULL, false, NULL,
+	 "share of 5xx answers that fires the `high_error_rate` alert"},
+	INT(alert_window_s, "alert-window-s", "ORDERD_ALERT_WINDOW_S", "60", 1,
+	    3600, "error-rate window in seconds"),
+	INT(alert_min_requests, "alert-min-requests",
+	    "ORDERD_ALERT_MIN_REQUESTS", "20", 1, 1000000000,
+	    "requests in the window before the alert may fire"),
+};
+
+#define N_SETTINGS (sizeof settings / sizeof settings[0])
+
+static const char *check_listen(const char *v)
+{
+	static const char rule[] = "must be host:port with port 0..65535";
+	const char *colon = strrchr(v, ':');
+	if (!colon || !colon[1] || strlen(colon + 1) > 5)
+		return rule;
+	long port = 0;
+	for (const char *p = colon + 1; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return rule;
+		port = port * 10 + (*p - '0');
+	}
+	return port <= 65535 ? NULL : rule;
+}
+
+static const char *check_database(const char *v)
+{
+	if (strncmp(v, "sqlite:", 7) == 0 && v[7])
+		return NULL;
+	if (strncmp(v, "postgres://", 11) == 0 ||
+	    strncmp(v, "postgresql://", 13) == 0)
+		return NULL;
+	return "must be sqlite:PATH, postgres://... or postgresql://...";
+}
+
+static bool ident_char(char ch)
+{
+	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+	       (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+	       ch == ':' || ch == '-';
+}
+
+static const char *check_replica(const char *v)
+{
+	for (const char *p = v; *p; p++)
+		if (!ident_char(*p))
+			return "must be 1..64 characters from [A-Za-z0-9._:-]";
+	return NULL;
+}
+
+static const char *check_log_level(const char *v)
+{
+	log_level_t l;
+	if (log_level_parse(v, &l) != 0)
+		return "must be one of debug, info, warn, error";
+	return NULL;
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err && errlen > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return OD_ECONFIG;
+}
+
+/* The name a message uses for where s's value came from. */
+static void source_name(const setting_t *s, int from_flag, char *buf,
+			size_t len)
+{
+	if (from_flag)
+		snprintf(buf, len, "--%s", s->flag);
+	else
+		snprintf(buf, len, "%s", s->env);
+}
+
+static int64_t default_workers(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	if (n > 256)
+		n = 256;
+	return n;
+}
+
+/* "<hostname>-<pid>", with characters outside identifiers replaced. */
+static void default_replica(char *buf, size_t len)
+{
+	char host[256];
+	if (gethostname(host, sizeof host) != 0 || !host[0])
+		snprintf(host, sizeof host, "orderd");
+	host[sizeof host - 1] = '\0';
+	for (char *p = host; *p; p++)
+		if (!ident_char(*p))
+			*p = '-';
+	char pid[24];
+	snprintf(pid, sizeof pid, "-%ld", (long)getpid());
+	size_t room = REPLICA_ID_MAX - strlen(pid);
+	if (strlen(host) > room)
+		host[room] = '\0';
+	snprintf(buf, len, "%s%s", host, pid);
+}
+
+/* Parses a whole decimal integer; no spaces, no trailing junk. */
+static bool parse_int(const char *v, int64_t *ret, bool *ret_range)
+{
+	if (!(isdigit((unsigned char)v[0]) ||
+	      ((v[0] == '-' || v[0] == '+') && isdigit((unsigned char)v[1]))))
+		return false;
+	char *end;
+	errno = 0;
+	long long n = strtoll(v, &end, 10);
+	if (*end)
+		return false;
+	*ret_range = errno == ERANGE;
+	*ret = n;
+	return true;
+}
+
+static bool parse_dbl(const char *v, double *ret)
+{
+	if (!v[0] || isspace((unsigned char)v[0]))
+		return false;
+	char *end;
+	errno = 0;
+	double d = strtod(v, &end);
+	if (*end || errno == ERANGE || !isfinite(d))
+		return false;
+	*ret = d;
+	return true;
+}
+
+/* Checks v against s and stores it in c; from names the source. */
+static int setting_apply(config_t *c, const setting_t *s, const char *v,
+			 const char *from, char *err, size_t errlen)
+{
+	void *field = (char *)c + s->off;
+	char shown[SHOW_MAX + 8];
+	if (s->secret)
+		snprintf(shown, sizeof shown, "(value not shown)");
+	else if (strlen(v) > SHOW_MAX)
+		snprintf(shown, sizeof shown, "\"%.*s...\"", SHOW_MAX, v);
+	else
+		snprintf(shown, sizeof shown, "\"%s\"", v);
+
+	switch (s->type) {
+	case SET_INT: {
+		int64_t n;
+		bool range = false;
+		if (!parse_int(v, &n, &range))
+			return fail(err, errlen,
+				    "%s: must be an integer %lld..%lld, got %s",
+				    from, (long long)s->min, (long long)s->max,
+				    shown);
+		if (range || n < s->min || n > s->max)
+			return fail(err, errlen, "%s: must be %lld..%lld, got %s",
+				    from, (long long)s->min, (long long)s->max,
+				    shown);
+		*(int64_t *)field = n;
+		return 0;
+	}
+	case SET_DBL: {
+		double d;
+		if (!parse_dbl(v, &d))
+			return fail(err, errlen,
+				    "%s: must be a number %g..%g, got %s", from,
+				    s->dmin, s->dmax, shown);
+		if (d < s->dmin || d > s->dmax)
+			return fail(err, errlen, "%s: must be %g..%g, got %s",
+				    from, s->dmin, s->dmax, shown);
+		*(double *)field = d;
+		return 0;
+	}
+	case SET_STR: {
+		size_t len = strlen(v);
+		if ((int64_t)len < s->min || (int64_t)len > s->max)
+			return fail(err, errlen,
+				    "%s: must be %lld..%lld characters, got %s",
+				    from, (long long)s->min, (long long)s->max,
+				    shown);
+		const char *why = s->check ? s->check(v) : NULL;
+		if (why)
+			return fail(err, errlen, "%s: %s, got %s", from, why,
+				    shown);
+		char *copy = strdup(v);
+		if (!copy)
+			return fail(err, errlen, "%s: out of memory", from);
+		char **slot = field;
+		free(*slot);
+		*slot = copy;
+		return 0;
+	}
+	}
+	return fail(err, errlen, "%s: unknown setting type", from);
+}
+
+static const setting_t *setting_by_flag(const char *name, size_t len)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		if (strlen(settings[i].flag) == len &&
+		    memcmp(settings[i].flag, name, len) == 0)
+			return &settings[i];
+	return NULL;
+}
+
+static const setting_t *setting_by_field(const char *name)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++)
+		if (strcmp(settings[i].name, name) == 0)
+			return &settings[i];
+	return NULL;
+}
+
+/* A growing, capped, NULL-terminated token list. */
+struct tokens {
+	char **v;
+	size_t n;
+};
+
+static bool token_valid(const char *t, size_t n)
+{
+	if (n < 1 || n > TOKEN_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (t[i] < 0x21 || t[i] > 0x7e)
+			return false;
+	return true;
+}
+
+/* Trims blanks (space, tab, CR) from both ends of [*s, *s + *n). */
+static void trim(const char **s, size_t *n)
+{
+	while (*n > 0 && (**s == ' ' || **s == '\t' || **s == '\r')) {
+		(*s)++;
+		(*n)--;
+	}
+	while (*n > 0 && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t' ||
+			  (*s)[*n - 1] == '\r'))
+		(*n)--;
+}
+
+/* Adds one valid token; 0, or -1 when full, or -ENOMEM. */
+static int tokens_add(struct tokens *t, const char *s, size_t n)
+{
+	if (t->n >= TOKENS_MAX)
+		return -1;
+	char **nv = realloc(t->v, (t->n + 2) * sizeof *nv);
+	if (!nv)
+		return -ENOMEM;
+	t->v = nv;
+	t->v[t->n] = strndup(s, n);
+	if (!t->v[t->n])
+		return -ENOMEM;
+	t->n++;
+	t->v[t->n] = NULL;
+	return 0;
+}
+
+static int tokens_add_fail(int rc, const char *from, char *err,
+			   size_t errlen)
+{
+	if (rc == -1)
+		return fail(err, errlen, "%s: more than %d tokens", from,
+			    TOKENS_MAX);
+	return fail(err, errlen, "%s: out of memory", from);
+}
+
+static int tokens_from_list(struct tokens *t, const char *list,
+			    const char *from, char *err, size_t errlen)
+{
+	size_t entry = 0;
+	const char *p = list;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t n = comma ? (size_t)(comma - p) : strlen(p);
+		const char *s = p;
+		entry++;
+		trim(&s, &n);
+		if (n > 0) {
+			if (!token_valid(s, n))
+				return fail(err, errlen,
+					    "%s: entry %zu is not a valid token "
+					    "(must be 1..%d printable ASCII "
+					    "characters without spaces)",
+					    from, entry, TOKEN_MAX);
+			int rc = tokens_add(t, s, n);
+			if (rc)
+				return tokens_add_fail(rc, from, err, errlen);
+		}
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	return 0;
+}
+
+static int tokens_from_file(struct tokens *t, const char *path,
+			    const char *from, char *err, size_t errlen)
+{
+	int rc = 0;
+	char *buf = NULL;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return fail(err, errlen, "%s: cannot read \"%s\": %s", from,
+			    path, strerror(errno));
+	buf = malloc(TOKENS_FILE_MAX + 1);
+	if (!buf) {
+		rc = fail(err, errlen, "%s: out of memory", from);
+		goto close_file;
+	}
+	size_t len = fread(buf, 1, TOKENS_FILE_MAX + 1, f);
+	if (ferror(f)) {
+		rc = fail(err, errlen, "%s: cannot read \"%s\": %s", from,
+			  path, strerror(errno ? errno : EIO));
+		goto free_buf;
+	}
+	if (len > TOKENS_FILE_MAX) {
+		rc = fail(err, errlen, "%s: \"%s\" is larger than %d bytes",
+			  from, path, TOKENS_FILE_MAX);
+		goto free_buf;
+	}
+	buf[len] = '\0';
+	if (memchr(buf, '\0', len)) {
+		rc = fail(err, errlen, "%s: \"%s\" contains a NUL byte", from,
+			  path);
+		goto free_buf;
+	}
+	size_t line = 0;
+	const char *p = buf;
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		const char *s = p;
+		line++;
+		trim(&s, &n);
+		if (n > 0 && s[0] != '#') {
+			if (!token_valid(s, n)) {
+				rc = fail(err, errlen,
+					  "%s: line %zu of \"%s\" is not a "
+					  "valid token (must be 1..%d printable "
+					  "ASCII characters without spaces)",
+					  from, line, path, TOKEN_MAX);
+				goto free_buf;
+			}
+			rc = tokens_add(t, s, n);
+			if (rc) {
+				rc = tokens_add_fail(rc, from, err, errlen);
+				goto free_buf;
+			}
+		}
+		if (!nl)
+			break;
+		p = nl + 1;
+	}
+free_buf:
+	free(buf);
+close_file:
+	fclose(f);
+	return rc;
+}
+
+static int load_tokens(config_t *c, const bool *from_flag, char *err,
+		       size_t errlen)
+{
+	struct tokens t = {0};
+	char from[64];
+	int rc = 0;
+	const setting_t *ls = setting_by_field("api_tokens");
+	const setting_t *fs = setting_by_field("api_tokens_file");
+	if (c->api_tokens && c->api_tokens[0]) {
+		source_name(ls, from_flag[ls - settings], from, sizeof from);
+		rc = tokens_from_list(&t, c->api_tokens, from, err, errlen);
+		if (rc)
+			goto free_tokens;
+		if (t.n == 0) {
+			/* Fail closed: a non-empty setting that yields no
+			 * token must not silently turn authentication off. */
+			rc = fail(err, errlen, "%s: no token in the list", from);
+			goto free_tokens;
+		}
+	}
+	if (c->api_tokens_file && c->api_tokens_file[0]) {
+		size_t before = t.n;
+		source_name(fs, from_flag[fs - settings], from, sizeof from);
+		rc = tokens_from_file(&t, c->api_tokens_file, from, err,
+				      errlen);
+		if (rc)
+			goto free_tokens;
+		if (t.n == before) {
+			rc = fail(err, errlen, "%s: no token in \"%s\"", from,
+				  c->api_tokens_file);
+			goto free_tokens;
+		}
+	}
+	c->tokens = t.v; /* NULL when no token is configured: no auth */
+	return 0;
+
+free_tokens:
+	for (size_t i = 0; i < t.n; i++)
+		free(t.v[i]);
+	free(t.v);
+	return rc;
+}
+
+static int cross_check(const config_t *c, const bool *from_flag, char *err,
+		       size_t errlen)
+{
+	static const struct {
+		const char *lo, *hi;
+	} rules[] = {
+		{"retry_base_ms", "retry_cap_ms"},
+		{"body_max", "batch_body_max"},
+	};
+	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+		const setting_t *lo = setting_by_field(rules[i].lo);
+		const setting_t *hi = setting_by_field(rules[i].hi);
+		int64_t a = *(const int64_t *)((const char *)c + lo->off);
+		int64_t b = *(const int64_t *)((const char *)c + hi->off);
+		if (a <= b)
+			continue;
+		char ln[64], hn[64];
+		source_name(lo, from_flag[lo - settings], ln, sizeof ln);
+		source_name(hi, from_flag[hi - settings], hn, sizeof hn);
+		return fail(err, errlen, "%s (%lld) must be <= %s (%lld)", ln,
+			    (long long)a, hn, (long long)b);
+	}
+	return 0;
+}
+
+typedef enum action {
+	ACT_NONE,
+	ACT_HELP,
+	ACT_VERSION,
+	ACT_CONFIG_DOC,
+} action_t;
+
+/* Collects flag values (the last occurrence wins) and the first action. */
+static int parse_argv(int argc, char **argv, const char **flag_val,
+		      action_t *ret_action, char *err, size_t errlen)
+{
+	action_t action = ACT_NONE;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		action_t act = ACT_NONE;
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+			act = ACT_HELP;
+		else if (strcmp(a, "--version") == 0)
+			act = ACT_VERSION;
+		else if (strcmp(a, "--config-doc") == 0)
+			act = ACT_CONFIG_DOC;
+		if (act != ACT_NONE) {
+			if (action == ACT_NONE)
+				action = act;
+			continue;
+		}
+		if (strncmp(a, "--", 2) != 0 || !a[2])
+			return fail(err, errlen,
+				    "unexpected argument \"%.*s\" (see --help)",
+				    SHOW_MAX, a);
+		const char *name = a + 2;
+		const char *eq = strchr(name, '=');
+		size_t len = eq ? (size_t)(eq - name) : strlen(name);
+		const setting_t *s = setting_by_flag(name, len);
+		if (!s)
+			return fail(err, errlen,
+				    "unknown flag \"--%.*s\" (see --help)",
+				    (int)(len > SHOW_MAX ? SHOW_MAX : len),
+				    name);
+		if (eq) {
+			flag_val[s - settings] = eq + 1;
+		} else {
+			if (i + 1 >= argc)
+				return fail(err, errlen, "--%s: missing value",
+					    s->flag);
+			flag_val[s - settings] = argv[++i];
+		}
+	}
+	*ret_action = action;
+	return 0;
+}
+
+int config_load(config_t *c, int argc, char **argv, int *ret_exit_now,
+		char *err, size_t errlen)
+{
+	const char *flag_val[N_SETTINGS] = {0};
+	bool from_flag[N_SETTINGS] = {0};
+	action_t action;
+	int rc;
+
+	memset(c, 0, sizeof *c);
+	if (err && errlen > 0)
+		err[0] = '\0';
+	rc = parse_argv(argc, argv, flag_val, &action, err, errlen);
+	if (rc)
+		return rc;
+	switch (action) {
+	case ACT_HELP:
+		config_print_help(stdout);
+		*ret_exit_now = 1;
+		return 0;
+	case ACT_VERSION:
+		printf("orderd %s\n", ORDERD_VERSION);
+		*ret_exit_now = 1;
+		return 0;
+	case ACT_CONFIG_DOC:
+		config_print_markdown(stdout);
+		*ret_exit_now = 1;
+		return 0;
+	case ACT_NONE:
+		break;
+	}
+
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const setting_t *s = &settings[i];
+		const char *v = flag_val[i];
+		char from[64];
+		char dflt[128];
+		from_flag[i] = v != NULL;
+		if (v) {
+			snprintf(from, sizeof from, "--%s", s->flag);
+		} else if ((v = getenv(s->env)) != NULL) {
+			snprintf(from, sizeof from, "%s", s->env);
+		} else {
+			snprintf(from, sizeof from, "default of %s", s->env);
+			switch (s->def) {
+			case DEF_VALUE:
+				v = s->dflt;
+				break;
+			case DEF_CORES:
+				snprintf(dflt, sizeof dflt, "%lld",
+					 (long long)default_workers());
+				v = dflt;
+				break;
+			case DEF_REPLICA:
+				default_replica(dflt, sizeof dflt);
+				v = dflt;
+				break;
+			}
+			if (!v)
+				continue; /* no default: stays NULL */
+		}
+		rc = setting_apply(c, s, v, from, err, errlen);
+		if (rc)
+			goto fail_load;
+	}
+	rc = cross_check(c, from_flag, err, errlen);
+	if (rc)
+		goto fail_load;
+	rc = load_tokens(c, from_flag, err, errlen);
+	if (rc)
+		goto fail_load;
+	*ret_exit_now = 0;
+	return 0;
+
+fail_load:
+	config_free(c);
+	return rc;
+}
+
+void config_free(config_t *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		if (settings[i].type != SET_STR)
+			continue;
+		char **slot = (char **)((char *)c + settings[i].off);
+		free(*slot);
+	}
+	if (c->tokens) {
+		for (char **t = c->tokens; *t; t++) {
+			/* Tokens are secrets: wipe before freeing. */
+			explicit_bzero(*t, strlen(*t));
+			free(*t);
+		}
+		free(c->tokens);
+	}
+	memset(c, 0, sizeof *c);
+}
+
+/* The default as docs and --help show it (buf holds computed text). */
+static const char *default_doc(const setting_t *s, bool markdown, char *buf,
+			       size_t len)
+{
+	switch (s->def) {
+	case DEF_CORES:
+		return "number of online cores";
+	case DEF_REPLICA:
+		return markdown ? "`<hostname>-<pid>`" : "<hostname>-<pid>";
+	case DEF_VALUE:
+		break;
+	}
+	if (!s->dflt)
+		return "none";
+	snprintf(buf, len, markdown ? "`%s`" : "%s", s->dflt);
+	return buf;
+}
+
+static const char *bounds_doc(const setting_t *s, char *buf, size_t len)
+{
+	switch (s->type) {
+	case SET_INT:
+		snprintf(buf, len, "%lld..%lld", (long long)s->min,
+			 (long long)s->max);
+		return buf;
+	case SET_DBL:
+		snprintf(buf, len, "%g..%g", s->dmin, s->dmax);
+		return buf;
+	case SET_STR:
+		break;
+	}
+	return s->bounds_doc ? s->bounds_doc : "";
+}
+
+void config_print_markdown(FILE *f)
+{
+	fputs("# Configuration\n"
+	      "\n"
+	      "<!-- Generated by `orderd --config-doc` from the settings table "
+	      "in\n"
+	      "src/orderd/config.c; tests/unit/test_config.c fails when this "
+	      "file is stale. -->\n"
+	      "\n"
+	      "Every setting of `orderd` has a command-line flag and an "
+	      "environment\n"
+	      "variable. A flag wins over the environment, the environment "
+	      "over the\n"
+	      "default. Flags take `--name=value` or `--name value`. Bounds "
+	      "are\n"
+	      "inclusive. A malformed or out-of-range value, or an unknown "
+	      "flag, stops\n"
+	      "the daemon with a message naming the flag or variable, and "
+	      "exit code 78.\n"
+	      "Also: `retry_base_ms` <= `retry_cap_ms`, and `body_max` <= "
+	      "`batch_body_max`.\n"
+	      "`--help`, `--version` and `--config-doc` print and exit.\n"
+	      "\n"
+	      "| flag | env | default | bounds | meaning |\n"
+	      "|---|---|---|---|---|\n",
+	      f);
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const setting_t *s = &settings[i];
+		char dbuf[160], bbuf[64];
+		fprintf(f, "| `--%s` | `%s` | %s | %s | %s |\n", s->flag, s->env,
+			default_doc(s, true, dbuf, sizeof dbuf),
+			bounds_doc(s, bbuf, sizeof bbuf), s->help);
+	}
+}
+
+void config_print_help(FILE *f)
+{
+	fputs("usage: orderd [--flag=value | --flag value]...\n"
+	      "\n"
+	      "Each flag also reads its environment variable; a flag wins.\n"
+	      "\n",
+	      f);
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		const setting_t *s = &settings[i];
+		char dbuf[160], bbuf[64];
+		const char *b = bounds_doc(s, bbuf, sizeof bbuf);
+		fprintf(f, "  --%s (%s)\n      %s\n      default: %s%s%s\n",
+			s->flag, s->env, s->help,
+			default_doc(s, false, dbuf, sizeof dbuf),
+			b[0] ? "; bounds: " : "", b);
+	}
+	fputs("  --help         print this help and exit\n"
+	      "  --version      print the version and exit\n"
+	      "  --config-doc   print the settings as Markdown and exit\n",
+	      f);
+}
