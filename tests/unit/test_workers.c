@@ -1,0 +1,242 @@
+/*
+ * test_workers: the processing pool and the reaper against a real SQLite
+ * store: everything due gets processed exactly once with stock conserved,
+ * transient failures are retried until the order is failed, a drain hands
+ * claimed work back, and the reaper rescues the orders of a dead replica.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "obs/metrics.h"
+#include "store/store.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/failpoint.h"
+#include "work/workers.h"
+
+typedef struct fixture {
+	char path[128];
+	store_t *store;
+} fixture_t;
+
+static int setup(void **state)
+{
+	fixture_t *f = calloc(1, sizeof *f);
+	snprintf(f->path, sizeof f->path, "/tmp/orderd-test-workers-%d.db",
+		 (int)getpid());
+	unlink(f->path);
+	char uri[160];
+	snprintf(uri, sizeof uri, "sqlite:%s", f->path);
+	store_options_t opt = {.replica_id = "t", .busy_timeout_ms = 5000,
+			       .readers = 2};
+	assert_int_equal(store_open(uri, &opt, &f->store), 0);
+	failpoint_init(NULL);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture_t *f = *state;
+	store_free(f->store);
+	char p[160];
+	unlink(f->path);
+	snprintf(p, sizeof p, "%s-wal", f->path);
+	unlink(p);
+	snprintf(p, sizeof p, "%s-shm", f->path);
+	unlink(p);
+	free(f);
+	failpoint_init(NULL);
+	return 0;
+}
+
+static workers_options_t options(void)
+{
+	return (workers_options_t){
+		.replica_id = "w1", .threads = 2, .claim_batch = 16,
+		.lease_ms = 5000, .max_attempts = 3, .poll_ms = 5,
+		.retry_base_ms = 1, .retry_cap_ms = 5, .reap_ms = 20,
+	};
+}
+
+/* Submits n orders "o-0".."o-(n-1)", order i for (i % 3 + 1) of sku
+ * "S<i % skus>". */
+static void submit(store_t *s, int n, int skus)
+{
+	for (int i = 0; i < n; i++) {
+		order_t o = {0};
+		snprintf(o.id, sizeof o.id, "o-%d", i);
+		snprintf(o.customer, sizeof o.customer, "c");
+		o.items = calloc(1, sizeof *o.items);
+		o.n_items = 1;
+		snprintf(o.items[0].sku, sizeof o.items[0].sku, "S%d",
+			 i % skus);
+		o.items[0].qty = i % 3 + 1;
+		o.metadata = strdup("{}");
+		const order_t *p = &o;
+		store_submit_result_t r;
+		assert_int_equal(store_submit(s, &p, 1, &r), 0);
+		assert_int_equal(r.outcome, SUBMIT_CREATED);
+		order_clear(&r.order);
+		order_clear(&o);
+	}
+}
+
+static void wait_done(store_t *s, int64_t n, int64_t timeout_ms)
+{
+	int64_t end = clock_mono_ms() + timeout_ms;
+	store_stats_t st;
+	do {
+		assert_int_equal(store_stats(s, &st), 0);
+		int64_t done = st.count[ORDER_COMPLETED] +
+			       st.count[ORDER_REJECTED] +
+			       st.count[ORDER_FAILED];
+		if (done == n)
+			return;
+		clock_sleep_ms(10);
+	} while (clock_mono_ms() < end);
+	fail_msg("orders not finished in time: pending %lld processing %lld",
+		 (long long)st.count[ORDER_PENDING],
+		 (long long)st.count[ORDER_PROCESSING]);
+}
+
+static void violation(void *arg, const char *what)
+{
+	print_error("violation: %s\n", what);
+}
+
+static void assert_verify_clean(store_t *s)
+{
+	size_t v = 99;
+	assert_int_equal(store_verify(s, violation, NULL, &v), 0);
+	assert_int_equal(v, 0);
+}
+
+static void test_processes_everything_once(void **state)
+{
+	fixture_t *f = *state;
+	product_t p;
+	assert_int_equal(store_product_set(f->store, "S0", 100, &p), 0);
+	assert_int_equal(store_product_set(f->store, "S1", 50, &p), 0);
+	/* S2 does not exist: its orders are rejected unknown_sku. */
+	submit(f->store, 300, 3);
+	workers_t *w;
+	workers_options_t o = options();
+	assert_int_equal(workers_new(f->store, &o, &w), 0);
+	wait_done(f->store, 300, 20000);
+	workers_drain(w, clock_mono_ms() + 1000);
+	workers_free(w);
+
+	order_t ord;
+	assert_int_equal(store_order_get(f->store, "o-2", &ord), 0);
+	assert_int_equal(ord.status, ORDER_REJECTED);
+	assert_string_equal(ord.reason, "unknown_sku");
+	order_clear(&ord);
+	/* S0 orders ask 1..3 each, 100 orders: demand ~200 > 100 stock, so
+	 * some were rejected for stock and what remains is never negative. */
+	assert_int_equal(store_product_get(f->store, "S0", &p), 0);
+	assert_true(p.stock >= 0 && p.stock < 3);
+	assert_verify_clean(f->store);
+}
+
+static void test_transient_failures_end_failed(void **state)
+{
+	fixture_t *f = *state;
+	product_t p;
+	assert_int_equal(store_product_set(f->store, "S0", 100, &p), 0);
+	submit(f->store, 5, 1);
+	assert_int_equal(failpoint_init("fail_process=1"), 0);
+	workers_t *w;
+	workers_options_t o = options();
+	assert_int_equal(workers_new(f->store, &o, &w), 0);
+	wait_done(f->store, 5, 20000);
+	workers_free(w);
+	for (int i = 0; i < 5; i++) {
+		char id[16];
+		snprintf(id, sizeof id, "o-%d", i);
+		order_t ord;
+		assert_int_equal(store_order_get(f->store, id, &ord), 0);
+		assert_int_equal(ord.status, ORDER_FAILED);
+		assert_int_equal(ord.attempts, 3);
+		assert_non_null(ord.reason);
+		order_clear(&ord);
+	}
+	assert_int_equal(store_product_get(f->store, "S0", &p), 0);
+	assert_int_equal(p.stock, 100); /* nothing reserved */
+	assert_verify_clean(f->store);
+}
+
+static void test_drain_hands_back(void **state)
+{
+	fixture_t *f = *state;
+	product_t p;
+	assert_int_equal(store_product_set(f->store, "S0", 100, &p), 0);
+	submit(f->store, 3, 1);
+	assert_int_equal(failpoint_init("slow_process_ms=300"), 0);
+	workers_t *w;
+	workers_options_t o = options();
+	o.threads = 1;
+	assert_int_equal(workers_new(f->store, &o, &w), 0);
+	clock_sleep_ms(100); /* the worker has claimed and sleeps */
+	size_t back = workers_drain(w, clock_mono_ms());
+	workers_free(w);
+	assert_int_equal(back, 3);
+	store_stats_t st;
+	assert_int_equal(store_stats(f->store, &st), 0);
+	assert_int_equal(st.count[ORDER_PENDING], 3);
+	order_t ord;
+	assert_int_equal(store_order_get(f->store, "o-0", &ord), 0);
+	assert_int_equal(ord.attempts, 0); /* a hand-back is not an attempt */
+	order_clear(&ord);
+}
+
+static void test_reaper_rescues_dead_replica(void **state)
+{
+	fixture_t *f = *state;
+	product_t p;
+	assert_int_equal(store_product_set(f->store, "S0", 100, &p), 0);
+	submit(f->store, 4, 1);
+	/* A replica claims everything with a short lease, then "dies". */
+	store_claim_t c[4];
+	size_t n = 0;
+	assert_int_equal(store_claim(f->store, "dead", 100, 4, c, &n), 0);
+	assert_int_equal(n, 4);
+	store_claims_clear(c, n);
+
+	metric_t *expired = metrics_child0(metrics_family(
+		METRIC_COUNTER, "orderd_lease_expirations_total", "", NULL,
+		NULL, 0));
+	double before = metric_value(expired);
+	workers_t *w;
+	workers_options_t o = options();
+	assert_int_equal(workers_new(f->store, &o, &w), 0);
+	wait_done(f->store, 4, 20000);
+	workers_free(w);
+	assert_true(metric_value(expired) - before >= 4);
+	assert_int_equal(store_product_get(f->store, "S0", &p), 0);
+	assert_int_equal(p.stock, 100 - (1 + 2 + 3 + 1));
+	assert_verify_clean(f->store);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_processes_everything_once,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_transient_failures_end_failed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_drain_hands_back, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(
+			test_reaper_rescues_dead_replica, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
