@@ -14,6 +14,7 @@
  */
 #include "orderd/config.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -252,10 +253,14 @@ static void default_replica(char *buf, size_t len)
 			*p = '-';
 	char pid[24];
 	snprintf(pid, sizeof pid, "-%ld", (long)getpid());
-	size_t room = REPLICA_ID_MAX - strlen(pid);
-	if (strlen(host) > room)
-		host[room] = '\0';
-	snprintf(buf, len, "%s%s", host, pid);
+	/* Cut the host name so that the whole id stays an identifier. */
+	size_t plen = strlen(pid);
+	size_t hlen = strlen(host);
+	if (hlen > REPLICA_ID_MAX - plen)
+		hlen = REPLICA_ID_MAX - plen;
+	assert(len > REPLICA_ID_MAX);
+	memcpy(buf, host, hlen);
+	memcpy(buf + hlen, pid, plen + 1);
 }
 
 /* Parses a whole decimal integer; no spaces, no trailing junk. */
@@ -295,10 +300,9 @@ static int setting_apply(config_t *c, const setting_t *s, const char *v,
 	char shown[SHOW_MAX + 8];
 	if (s->secret)
 		snprintf(shown, sizeof shown, "(value not shown)");
-	else if (strlen(v) > SHOW_MAX)
-		snprintf(shown, sizeof shown, "\"%.*s...\"", SHOW_MAX, v);
 	else
-		snprintf(shown, sizeof shown, "\"%s\"", v);
+		snprintf(shown, sizeof shown, "\"%.*s%s\"", SHOW_MAX, v,
+			 strlen(v) > SHOW_MAX ? "..." : "");
 
 	switch (s->type) {
 	case SET_INT: {
@@ -641,7 +645,7 @@ int config_load(config_t *c, int argc, char **argv, int *ret_exit_now,
 {
 	const char *flag_val[N_SETTINGS] = {0};
 	bool from_flag[N_SETTINGS] = {0};
-	action_t action;
+	action_t action = ACT_NONE;
 	int rc;
 
 	memset(c, 0, sizeof *c);
