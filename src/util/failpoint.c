@@ -29,17 +29,17 @@ int failpoint_init(const char *spec)
 			end = p + strlen(p);
 		if (!eq || eq > end || eq == p || eq - p >= FP_NAME ||
 		    n_fps == FP_MAX)
-			return OD_EINVAL;
+			goto invalid;
 		char num[32];
 		size_t len = (size_t)(end - eq - 1);
 		if (len == 0 || len >= sizeof num)
-			return OD_EINVAL;
+			goto invalid;
 		memcpy(num, eq + 1, len);
 		num[len] = '\0';
 		char *stop;
 		double v = strtod(num, &stop);
 		if (*stop != '\0' || v < 0)
-			return OD_EINVAL;
+			goto invalid;
 		memcpy(fps[n_fps].name, p, (size_t)(eq - p));
 		fps[n_fps].name[eq - p] = '\0';
 		fps[n_fps].value = v;
@@ -47,6 +47,9 @@ int failpoint_init(const char *spec)
 		p = *end ? end + 1 : end;
 	}
 	return 0;
+invalid:
+	n_fps = 0; /* all or nothing */
+	return OD_EINVAL;
 }
 
 double failpoint_value(const char *name, double dflt)

@@ -186,8 +186,17 @@ int jsonx_parse_object(const char *buf, size_t len, int max_depth,
 	if (!j) {
 		if (json_error_code(&jerr) == json_error_out_of_memory)
 			return -ENOMEM;
-		seterr(errbuf, errlen, "invalid JSON: %s at line %d column %d",
-		       jerr.text, jerr.line, jerr.column);
+		/* jansson's wording names its own flag; say what is wrong. */
+		if (json_error_code(&jerr) == json_error_null_character ||
+		    json_error_code(&jerr) == json_error_null_byte_in_key)
+			seterr(errbuf, errlen,
+			       "invalid JSON: strings must not contain NUL "
+			       "(\\u0000) at line %d column %d",
+			       jerr.line, jerr.column);
+		else
+			seterr(errbuf, errlen,
+			       "invalid JSON: %s at line %d column %d",
+			       jerr.text, jerr.line, jerr.column);
 		return OD_EINVAL;
 	}
 	if (!json_is_object(j)) {

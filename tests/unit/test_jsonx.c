@@ -178,8 +178,14 @@ static void test_nul(void **state)
 	assert_string_equal(errbuf, "invalid JSON: NUL byte at line 1 column 8");
 	static const char raw2[] = "{\"a\":1}\0";
 	expect_fail(raw2, sizeof raw2 - 1, "invalid JSON: NUL byte");
-	expect_fail_s("{\"a\":\"x\\u0000y\"}", "invalid JSON: ");
-	expect_fail_s("{\"a\\u0000\":1}", "invalid JSON: ");
+	expect_fail_s("{\"a\":\"x\\u0000y\"}",
+		      "invalid JSON: strings must not contain NUL (\\u0000) at line 1 column ");
+	expect_fail_s("{\"a\\u0000\":1}",
+		      "invalid JSON: strings must not contain NUL (\\u0000) at line 1 column ");
+	/* Other escapes of control characters are fine. */
+	json_t *j = NULL;
+	assert_int_equal(parse("{\"a\":\"\\u0001\"}", &j), 0);
+	json_decref(j);
 }
 
 static void test_not_object(void **state)
