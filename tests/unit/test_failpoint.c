@@ -70,6 +70,13 @@ static void test_probability(void **state)
 	assert_true(hits > 9000 && hits < 11000);
 }
 
+/* A spec that fails part-way sets nothing: no half-applied fault plan. */
+static void test_malformed_sets_nothing(void **state)
+{
+	assert_int_equal(failpoint_init("a=1,b"), OD_EINVAL);
+	assert_true(failpoint_value("a", -1) == -1);
+}
+
 static void test_malformed(void **state)
 {
 	(void)state;
@@ -103,6 +110,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_unset_never_hits, reset),
 		cmocka_unit_test_teardown(test_probability, reset),
 		cmocka_unit_test_teardown(test_malformed, reset),
+		cmocka_unit_test_teardown(test_malformed_sets_nothing, reset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,158 @@
+/*
+ * cmd_orders: the order commands other than submit: get (optionally
+ * waiting for a terminal status), list (paging), requeue and cancel.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "orderctl/ctl.h"
+#include "orderctl/output.h"
+
+#define WAIT_MS_MAX 30000 /* API: wait_ms 0..30000 */
+#define LIST_LIMIT_MAX 1000
+#define PATH_LEN 512
+
+enum { OPT_WAIT = CTL_OPT_FIRST_FREE, OPT_STATUS, OPT_LIMIT, OPT_CURSOR,
+       OPT_ALL };
+
+/* Shows one order from a successful call, unless --json printed it. */
+static int show_order(const ctl_t *ctl, int ex, json_t *order)
+{
+	if (ex == EX_OK && !ctl->json)
+		out_order(order);
+	json_decref(order);
+	return ex;
+}
+
+static int on_get_opt(ctl_t *ctl, void *arg, int c, const char *optarg)
+{
+	int64_t *wait_ms = arg;
+	if (c != OPT_WAIT)
+		return ctl_usage_error(ctl, "bad option");
+	if (!optarg) {
+		*wait_ms = WAIT_MS_MAX;
+		return 0;
+	}
+	if (ctl_parse_int(optarg, 0, WAIT_MS_MAX, wait_ms) < 0)
+		return ctl_usage_error(ctl, "--wait must be 0..%d ms",
+				       WAIT_MS_MAX);
+	return 0;
+}
+
+int cmd_get(ctl_t *ctl, int argc, char **argv)
+{
+	static const struct option opts[] = {CTL_COMMON_OPTIONS,
+		{"wait", optional_argument, NULL, OPT_WAIT}, {0}};
+	int64_t wait_ms = -1;
+	int rc = ctl_getopt(ctl, argc, argv, opts, on_get_opt, &wait_ms);
+	if (rc)
+		return CTL_EXIT(rc);
+	if (argc - optind != 1)
+		return ctl_usage_error(ctl, "expected one order ID");
+	const char *id = argv[optind];
+	if ((rc = ctl_check_ident(ctl, "order id", id)))
+		return rc;
+
+	char path[PATH_LEN], what[PATH_LEN];
+	if (wait_ms >= 0)
+		snprintf(path, sizeof path, "/v1/orders/%s?wait_ms=%lld", id,
+			 (long long)wait_ms);
+	else
+		snprintf(path, sizeof path, "/v1/orders/%s", id);
+	snprintf(what, sizeof what, "get '%s'", id);
+	json_t *order = NULL;
+	int ex = ctl_call(ctl, what, "GET", path, NULL,
+			  wait_ms > 0 ? (long)wait_ms : 0, &order);
+	return show_order(ctl, ex, order);
+}
+
+typedef struct list_args {
+	const char *status;
+	const char *cursor;
+	int64_t limit;
+	bool all;
+} list_args_t;
+
+static int on_list_opt(ctl_t *ctl, void *arg, int c, const char *optarg)
+{
+	list_args_t *a = arg;
+	switch (c) {
+	case OPT_STATUS:
+		a->status = optarg;
+		return 0;
+	case OPT_CURSOR:
+		a->cursor = optarg;
+		return 0;
+	case OPT_ALL:
+		a->all = true;
+		return 0;
+	case OPT_LIMIT:
+		if (ctl_parse_int(optarg, 1, LIST_LIMIT_MAX, &a->limit) < 0)
+			return ctl_usage_error(ctl, "--limit must be 1..%d",
+					       LIST_LIMIT_MAX);
+		return 0;
+	}
+	return ctl_usage_error(ctl, "bad option");
+}
+
+static void show_orders(const json_t *orders, bool first)
+{
+	out_order_table(orders, first);
+}
+
+int cmd_list(ctl_t *ctl, int argc, char **argv)
+{
+	static const struct option opts[] = {CTL_COMMON_OPTIONS,
+		{"status", required_argument, NULL, OPT_STATUS},
+		{"limit", required_argument, NULL, OPT_LIMIT},
+		{"cursor", required_argument, NULL, OPT_CURSOR},
+		{"all", no_argument, NULL, OPT_ALL}, {0}};
+	list_args_t a = {.limit = 100};
+	int rc = ctl_getopt(ctl, argc, argv, opts, on_list_opt, &a);
+	if (rc)
+		return CTL_EXIT(rc);
+	if (argc - optind != 0)
+		return ctl_usage_error(ctl, "unexpected argument '%.64s'",
+				       argv[optind]);
+	/* Statuses are plain lowercase words; anything else is a typo that
+	 * need not travel to the server (and need no escaping). */
+	if (a.status && (strspn(a.status, "abcdefghijklmnopqrstuvwxyz") !=
+			 strlen(a.status) || strlen(a.status) > 16 || !*a.status))
+		return ctl_usage_error(ctl, "invalid --status '%.64s'", a.status);
+	char path[PATH_LEN];
+	snprintf(path, sizeof path, "/v1/orders?limit=%lld%s%s",
+		 (long long)a.limit, a.status ? "&status=" : "",
+		 a.status ? a.status : "");
+	return ctl_pages(ctl, "list", path, "orders", a.cursor, a.all,
+			 show_orders);
+}
+
+/* requeue and cancel: POST /v1/orders/ID/<action>. */
+static int order_action(ctl_t *ctl, int argc, char **argv, const char *action)
+{
+	static const struct option opts[] = {CTL_COMMON_OPTIONS, {0}};
+	int rc = ctl_getopt(ctl, argc, argv, opts, NULL, NULL);
+	if (rc)
+		return CTL_EXIT(rc);
+	if (argc - optind != 1)
+		return ctl_usage_error(ctl, "expected one order ID");
+	const char *id = argv[optind];
+	if ((rc = ctl_check_ident(ctl, "order id", id)))
+		return rc;
+	char path[PATH_LEN], what[PATH_LEN];
+	snprintf(path, sizeof path, "/v1/orders/%s/%s", id, action);
+	snprintf(what, sizeof what, "%s '%s'", action, id);
+	json_t *order = NULL;
+	int ex = ctl_call(ctl, what, "POST", path, NULL, 0, &order);
+	return show_order(ctl, ex, order);
+}
+
+int cmd_requeue(ctl_t *ctl, int argc, char **argv)
+{
+	return order_action(ctl, argc, argv, "requeue");
+}
+
+int cmd_cancel(ctl_t *ctl, int argc, char **argv)
+{
+	return order_action(ctl, argc, argv, "cancel");
+}
