@@ -85,6 +85,7 @@ struct http_server {
 	metric_family_t *m_orders;
 	metric_t *m_submitted;
 	metric_t *m_oldest;
+	metric_t *m_processed[3]; /* completed, rejected, failed */
 };
 
 /* The per-request context (MHD's con_cls). */
@@ -100,15 +101,19 @@ struct http_req {
 	 * identifier (handlers answer 400 otherwise). */
 	char param[ID_MAX + 1];
 	bool param_ok;
+	char allow[40];            /* Allow header of a 405 */
 
 	/* Request body, capped at body_max bytes. */
 	char *body;
 	size_t body_len;
 	size_t body_max;
+	size_t body_cap;           /* allocated bytes of body */
 	uint64_t discarded;        /* bytes dropped past the cap */
 	bool too_big;
 
 	bool done_first;           /* the header callback has run */
+	bool has_body;             /* Content-Length > 0 or chunked */
+	bool early;                /* answered from the headers alone */
 	bool suspended;            /* waiting for api_resume(); see server.c */
 	bool queued;               /* a response was handed to MHD */
 	http_resp_t resp;
@@ -183,8 +188,9 @@ void api_suspend(http_req_t *r);
 /* Resumes r after r->resp was filled; any thread, exactly once. */
 void api_resume(http_req_t *r);
 /* Counts a batcher submission in flight (before batcher_submit) and its
- * end (in the done callback, after api_resume). */
-void api_inflight_begin(http_server_t *s);
+ * end (in the done callback, after api_resume). begin returns false (and
+ * counts nothing) once http_server_free has begun. */
+bool api_inflight_begin(http_server_t *s);
 void api_inflight_end(http_server_t *s);
 
 /* ---- handlers ---- */
@@ -227,7 +233,10 @@ int waiters_new(size_t max, waiters_t **ret);
  * then answers r itself.
  */
 int waiters_add(waiters_t *w, http_req_t *r, waiter_poll_fn poll);
-/* Answers every waiter 503 and resumes it, stops the thread, frees. */
+/* Answers every waiter 503 and resumes it, and stops the thread; later
+ * waiters_add calls answer OD_ESHUTDOWN. */
+void waiters_stop(waiters_t *w);
+/* Stops (if not yet) and frees. NULL ok. */
 void waiters_free(waiters_t *w);
 
 /* Poll functions used with waiters_add. */

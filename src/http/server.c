@@ -199,11 +199,16 @@ void api_resume(http_req_t *r)
 	MHD_resume_connection(r->conn);
 }
 
-void api_inflight_begin(http_server_t *s)
+bool api_inflight_begin(http_server_t *s)
 {
+	bool ok;
+
 	pthread_mutex_lock(&s->mu);
-	s->inflight++;
+	ok = !s->closing;
+	if (ok)
+		s->inflight++;
 	pthread_mutex_unlock(&s->mu);
+	return ok;
 }
 
 void api_inflight_end(http_server_t *s)
@@ -273,9 +278,23 @@ static bool check_headers(http_req_t *r, const char *url)
 	http_server_t *s = r->srv;
 	const config_t *cfg = s->deps.cfg;
 	const char *allow = NULL, *cl, *te, *ct;
-	bool has_body;
 	uint64_t len = 0;
 
+	cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+					 MHD_HTTP_HEADER_CONTENT_LENGTH);
+	te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+					 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	if (cl != NULL) {
+		char *end = NULL;
+		errno = 0;
+		unsigned long long v = strtoull(cl, &end, 10);
+		if (errno != 0 || end == cl)
+			v = UINT64_MAX;
+		len = v;
+	}
+	r->has_body = (cl != NULL && len > 0) || te != NULL;
+	/* Until a route sets it, no body is accepted beyond the default. */
+	r->body_max = (size_t)cfg->body_max;
 	r->route = api_match(r, r->method, url, &allow, &r->route_label);
 	if (r->route == NULL) {
 		if (allow != NULL) {
@@ -295,22 +314,9 @@ static bool check_headers(http_req_t *r, const char *url)
 			  "a valid Authorization: Bearer token is required");
 		return true;
 	}
-	cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-					 MHD_HTTP_HEADER_CONTENT_LENGTH);
-	te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-					 MHD_HTTP_HEADER_TRANSFER_ENCODING);
-	if (cl != NULL) {
-		char *end = NULL;
-		errno = 0;
-		unsigned long long v = strtoull(cl, &end, 10);
-		if (errno != 0 || end == cl)
-			v = UINT64_MAX;
-		len = v;
-	}
-	has_body = (cl != NULL && len > 0) || te != NULL;
 	ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 					 MHD_HTTP_HEADER_CONTENT_TYPE);
-	if ((r->route->body || has_body) && !content_type_json(ct)) {
+	if ((r->route->body || r->has_body) && !content_type_json(ct)) {
 		api_error(r, 415, "unsupported_media_type",
 			  "Content-Type must be application/json");
 		return true;
@@ -332,15 +338,25 @@ static int body_append(http_req_t *r, const char *data, size_t n)
 		r->too_big = true;
 		free(r->body);
 		r->body = NULL;
+		r->body_cap = 0;
+		r->body_len = 0;
 		r->discarded += n;
 		return r->discarded > DISCARD_MAX ? -1 : 0;
 	}
-	if (r->body == NULL) {
-		/* One allocation of the cap would let idle clients pin
-		 * memory; grow to what arrives instead. */
-		r->body = malloc(r->body_max + 1);
-		if (r->body == NULL)
+	if (r->body_len + n + 1 > r->body_cap) {
+		/* Grow to what arrives rather than allocating the cap at once,
+		 * so slow clients cannot pin cap-sized buffers. */
+		size_t cap = r->body_cap ? r->body_cap : 4096;
+		char *nb;
+		while (cap < r->body_len + n + 1)
+			cap *= 2;
+		if (cap > r->body_max + 1)
+			cap = r->body_max + 1;
+		nb = realloc(r->body, cap);
+		if (nb == NULL)
 			return -ENOMEM;
+		r->body = nb;
+		r->body_cap = cap;
 	}
 	memcpy(r->body + r->body_len, data, n);
 	r->body_len += n;
@@ -362,12 +378,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 			return MHD_NO;
 		*con_cls = r;
 		r->done_first = true;
-		if (check_headers(r, url))
-			return queue_resp(r);
+		if (check_headers(r, url)) {
+			/* With a body announced, answer before reading it (MHD
+			 * then closes the connection); without one, answer on
+			 * the next call so the connection stays alive. */
+			if (r->has_body)
+				return queue_resp(r);
+			r->early = true;
+		}
 		return MHD_YES;
 	}
 	if (r->queued)
 		return MHD_YES;
+	if (r->early)
+		return queue_resp(r);
 	if (r->suspended) {
 		/* Resumed: the other thread has filled r->resp. */
 		r->suspended = false;
@@ -407,18 +431,39 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warn("http server", "detail", buf, NULL);
 }
 
+/*
+ * The metrics registry has no way to unregister a collect callback, and a
+ * render after http_server_free must not touch the freed server. So the
+ * callback goes through this pointer, cleared at free. It is the one piece
+ * of static state here; collect_mu protects it and is held during a collect
+ * so the server cannot be freed under it.
+ */
+static pthread_mutex_t collect_mu = PTHREAD_MUTEX_INITIALIZER;
+static http_server_t *collect_srv; /* collect_mu */
+
 static void collect(void *arg)
 {
-	http_server_t *s = arg;
+	http_server_t *s;
 	store_stats_t st;
 
-	if (store_stats(s->deps.store, &st) != 0)
-		return;
-	for (int i = 0; i < ORDER_STATUS_COUNT; i++)
-		metric_set(metrics_child1(s->m_orders,
-					  order_status_name((order_status_t)i)),
-			   (double)st.count[i]);
-	metric_set(s->m_oldest, (double)st.oldest_pending_ms / 1000.0);
+	pthread_mutex_lock(&collect_mu);
+	s = collect_srv;
+	if (s != NULL && store_stats(s->deps.store, &st) == 0) {
+		for (int i = 0; i < ORDER_STATUS_COUNT; i++)
+			metric_set(metrics_child1(s->m_orders,
+						  order_status_name(
+							  (order_status_t)i)),
+				   (double)st.count[i]);
+		metric_set(s->m_oldest, (double)st.oldest_pending_ms / 1000.0);
+	}
+	pthread_mutex_unlock(&collect_mu);
+}
+
+static void collect_target(http_server_t *s)
+{
+	pthread_mutex_lock(&collect_mu);
+	collect_srv = s;
+	pthread_mutex_unlock(&collect_mu);
 }
 
 static int register_metrics(http_server_t *s)
@@ -426,7 +471,8 @@ static int register_metrics(http_server_t *s)
 	static const char *const l_route_code[] = {"route", "code", NULL};
 	static const char *const l_route[] = {"route", NULL};
 	static const char *const l_status[] = {"status", NULL};
-	metric_family_t *sub, *old;
+	static const char *const l_outcome[] = {"outcome", NULL};
+	metric_family_t *sub, *old, *proc;
 
 	s->m_requests = metrics_family(METRIC_COUNTER,
 				       "orderd_http_requests_total",
@@ -447,16 +493,25 @@ static int register_metrics(http_server_t *s)
 			     "orderd_oldest_pending_order_age_seconds",
 			     "Age of the oldest claimable order (0 if none)",
 			     NULL, NULL, 0);
+	/* The workers own this family; registration is idempotent, so the
+	 * stats route can read it for processed_per_s. */
+	proc = metrics_family(METRIC_COUNTER, "orderd_orders_processed_total",
+			      "Orders that reached a terminal status here, by outcome.",
+			      l_outcome, NULL, 0);
 	if (s->m_requests == NULL || s->m_duration == NULL || sub == NULL ||
-	    s->m_orders == NULL || old == NULL)
+	    s->m_orders == NULL || old == NULL || proc == NULL)
 		return -ENOMEM;
+	s->m_processed[0] = metrics_child1(proc, "completed");
+	s->m_processed[1] = metrics_child1(proc, "rejected");
+	s->m_processed[2] = metrics_child1(proc, "failed");
 	s->m_submitted = metrics_child0(sub);
 	s->m_oldest = metrics_child0(old);
 	/* All six statuses are always present, even before the first scrape
 	 * could fill them. */
 	for (int i = 0; i < ORDER_STATUS_COUNT; i++)
 		metrics_child1(s->m_orders, order_status_name((order_status_t)i));
-	metrics_on_collect(collect, s);
+	collect_target(s);
+	metrics_on_collect(collect, NULL);
 	return 0;
 }
 
@@ -536,6 +591,10 @@ int http_server_new(const http_deps_t *deps, http_server_t **ret)
 	rc = register_metrics(s);
 	if (rc != 0)
 		goto fail;
+	/* First throughput sample: nothing processed here at start. */
+	s->sample_ms[0] = s->started_mono_ms;
+	s->n_samples = 1;
+	s->next_sample = 1;
 	rc = window_new(60, &s->submitted);
 	if (rc != 0)
 		goto fail;
@@ -546,13 +605,13 @@ int http_server_new(const http_deps_t *deps, http_server_t **ret)
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(
 		flags, port, NULL, NULL, on_request, s,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_THREAD_POOL_SIZE,
 		(unsigned int)(cfg->http_threads > 1 ? cfg->http_threads : 0),
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 		MHD_OPTION_END);
 	if (s->daemon == NULL) {
@@ -565,9 +624,9 @@ int http_server_new(const http_deps_t *deps, http_server_t **ret)
 	*ret = s;
 	return 0;
 fail:
+	collect_target(NULL);
 	waiters_free(s->waiters);
 	window_free(s->submitted);
-	metrics_on_collect(NULL, NULL);
 	pthread_mutex_destroy(&s->stats_mu);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->mu);
@@ -621,8 +680,7 @@ void http_server_free(http_server_t *h)
 	pthread_mutex_unlock(&h->mu);
 	lfd = MHD_quiesce_daemon(h->daemon);
 	/* Waiters are answered 503 and resumed. */
-	waiters_free(h->waiters);
-	h->waiters = NULL;
+	waiters_stop(h->waiters);
 	/* The batcher calls every done callback exactly once, after its
 	 * commit; a context it still points to must not be freed, so this
 	 * wait has no deadline (the store's own timeouts bound it). */
@@ -639,7 +697,8 @@ void http_server_free(http_server_t *h)
 	MHD_stop_daemon(h->daemon);
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
-	metrics_on_collect(NULL, NULL);
+	collect_target(NULL);
+	waiters_free(h->waiters);
 	window_free(h->submitted);
 	pthread_mutex_destroy(&h->stats_mu);
 	pthread_cond_destroy(&h->cond);

@@ -1,13 +1,1288 @@
-/* postgres: placeholder until the PostgreSQL backend lands (issue 3). */
+/*
+ * postgres: the PostgreSQL store backend (libpq). Implements store.h over
+ * a bounded connection pool (postgres_pool.c) with the versioned schema of
+ * postgres_schema.c. This file owns orders, products and processing under
+ * leases; postgres_locks.c owns named locks and the audit.
+ *
+ * Time: every timestamp is the database's clock, read as NOW_MS below, once
+ * per statement (a CTE or a value passed on) so one statement never mixes
+ * two instants. We use clock_timestamp(), not now(): now() is the start of
+ * the transaction, which may be arbitrarily older than the moment a row is
+ * written (pool waits, lock waits, a long batch). A lease deadline computed
+ * from it would silently shrink, and a "still unexpired?" test (lock renew)
+ * could succeed on a lease that has in fact already run out.
+ *
+ * Fences: one sequence (fence_seq, CACHE 1, so values are increasing across
+ * all sessions) shared by order leases and named locks.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/postgres_int.h"
+#include "store/postgres_schema.h"
 #include "store/store_backend.h"
+#include "util/clock.h"
 #include "util/err.h"
+#include "util/failpoint.h"
+
+#define NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+#define WITH_NOW "WITH now AS (SELECT " NOW_MS " AS ms) "
+#define NOW "(SELECT ms FROM now)"
+/* Columns 0..10 of every order row, in this order. */
+#define ORDER_COLS                                                        \
+	"seq, id, customer, items, metadata, status, attempts, reason, "  \
+	"created_at, updated_at, finished_at"
+#define N_ORDER_COLS 11
+#define LEASE_CLEAR "lease_owner = NULL, lease_until = 0"
+
+static const pgp_stmt_t pg_stmts[ST_COUNT_] = {
+	/* One statement for the whole batch, in array order (the ORDER BY
+	 * feeds the insert, so seq follows the array). A later duplicate in
+	 * the batch conflicts with the row the earlier one just inserted and
+	 * is skipped, exactly like a separate submit would be. */
+	[ST_SUBMIT] = {WITH_NOW ", ins AS (INSERT INTO orders (id, customer,"
+		       " items, metadata, status, attempts, created_at,"
+		       " updated_at, finished_at, next_at, fence)"
+		       " SELECT x.id, x.customer, x.items, x.metadata,"
+		       " 'pending', 0, now.ms, now.ms, 0, now.ms, 0"
+		       " FROM unnest($1::text[], $2::text[], $3::text[],"
+		       " $4::text[]) WITH ORDINALITY"
+		       " AS x(id, customer, items, metadata, ord), now"
+		       " ORDER BY x.ord ON CONFLICT (id) DO NOTHING"
+		       " RETURNING " ORDER_COLS "),"
+		       " ev AS (INSERT INTO order_events (order_id, event,"
+		       " fence, at) SELECT id, 'submit', 0, created_at FROM ins)"
+		       " SELECT " ORDER_COLS " FROM ins", 4},
+	[ST_SUBMIT_READ] = {"SELECT " ORDER_COLS " FROM orders"
+			    " WHERE id = ANY($1::text[])", 1},
+	[ST_GET] = {"SELECT " ORDER_COLS " FROM orders WHERE id = $1", 1},
+	[ST_LIST] = {"SELECT " ORDER_COLS " FROM orders WHERE seq > $1::bigint"
+		     " AND ($2::text IS NULL OR status = $2::text)"
+		     " ORDER BY seq LIMIT $3::bigint", 3},
+	[ST_REQUEUE] = {WITH_NOW ", u AS (UPDATE orders SET status = 'pending',"
+			" attempts = 0, next_at = " NOW ", updated_at = " NOW ","
+			" finished_at = 0, " LEASE_CLEAR
+			" WHERE id = $1 AND status = 'failed'"
+			" RETURNING " ORDER_COLS ", fence),"
+			" ev AS (INSERT INTO order_events (order_id, event,"
+			" fence, at) SELECT id, 'requeue', fence, updated_at"
+			" FROM u) SELECT " ORDER_COLS " FROM u", 1},
+	[ST_CANCEL] = {WITH_NOW ", u AS (UPDATE orders SET status = 'cancelled',"
+		       " updated_at = " NOW ", finished_at = " NOW
+		       " WHERE id = $1 AND status = 'pending'"
+		       " RETURNING " ORDER_COLS ", fence),"
+		       " ev AS (INSERT INTO order_events (order_id, event,"
+		       " fence, at) SELECT id, 'cancel', fence, updated_at"
+		       " FROM u) SELECT " ORDER_COLS " FROM u", 1},
+	[ST_STATS_COUNT] = {"SELECT status, count(*) FROM orders"
+			    " GROUP BY status", 0},
+	[ST_STATS_OLDEST] = {WITH_NOW "SELECT " NOW ", (SELECT min(created_at)"
+			     " FROM orders WHERE status = 'pending'"
+			     " AND next_at <= " NOW ")", 0},
+	[ST_PRODUCT_ENSURE] = {"INSERT INTO products (sku, stock, updated_at)"
+			       " VALUES ($1, 0, " NOW_MS ")"
+			       " ON CONFLICT (sku) DO NOTHING", 1},
+	[ST_PRODUCT_LOCK] = {"SELECT stock FROM products WHERE sku = $1"
+			     " FOR UPDATE", 1},
+	[ST_PRODUCT_SET] = {WITH_NOW ", u AS (UPDATE products"
+			    " SET stock = $2::bigint, updated_at = " NOW
+			    " WHERE sku = $1 RETURNING sku, stock, updated_at),"
+			    " a AS (INSERT INTO adjustments (sku, delta,"
+			    " created_at) SELECT sku, $3::bigint, updated_at"
+			    " FROM u WHERE $3::bigint <> 0)"
+			    " SELECT sku, stock, updated_at FROM u", 3},
+	[ST_PRODUCT_GET] = {"SELECT sku, stock, updated_at FROM products"
+			    " WHERE sku = $1", 1},
+	[ST_PRODUCT_LIST] = {"SELECT sku, stock, updated_at FROM products"
+			     " WHERE sku > $1 ORDER BY sku LIMIT $2::bigint", 2},
+	/* The claim: one statement. SKIP LOCKED lets replicas claim side by
+	 * side; the CTE with LIMIT is evaluated once (an IN (subquery LIMIT
+	 * n) may be re-run by the planner and claim more). Due order is
+	 * (next_at, seq), which the partial index orders_pending returns
+	 * without a sort: "oldest" means "claimable for longest". One fence
+	 * per batch. */
+	[ST_CLAIM] = {WITH_NOW ", c AS (SELECT seq FROM orders"
+		      " WHERE status = 'pending' AND next_at <= " NOW
+		      " ORDER BY next_at, seq LIMIT $3::bigint"
+		      " FOR UPDATE SKIP LOCKED),"
+		      " f AS (SELECT nextval('fence_seq') AS v),"
+		      " u AS (UPDATE orders o SET status = 'processing',"
+		      " attempts = o.attempts + 1, lease_owner = $1::text,"
+		      " lease_until = " NOW " + $2::bigint, fence = f.v,"
+		      " updated_at = " NOW " FROM c, f WHERE o.seq = c.seq"
+		      " RETURNING o.seq, o.id, o.customer, o.items, o.metadata,"
+		      " o.status, o.attempts, o.reason, o.created_at,"
+		      " o.updated_at, o.finished_at, o.fence, o.lease_until,"
+		      " o.next_at),"
+		      " ev AS (INSERT INTO order_events (order_id, event, fence,"
+		      " at) SELECT id, 'claim', fence, updated_at FROM u)"
+		      " SELECT " ORDER_COLS ", fence, lease_until FROM u"
+		      " ORDER BY next_at, seq", 3},
+	/* Locks the batch's orders whose fence is still current. */
+	[ST_PROCESS_ORDERS] = {"SELECT o.id, " NOW_MS " FROM orders o"
+			       " JOIN unnest($1::text[], $2::bigint[])"
+			       " AS x(id, fence) ON o.id = x.id"
+			       " AND o.fence = x.fence"
+			       " WHERE o.status = 'processing'"
+			       " ORDER BY o.id FOR UPDATE OF o", 2},
+	/* Product rows in one consistent (sku) order for every replica, so
+	 * two batches never wait on each other in a cycle. */
+	[ST_PROCESS_PRODUCTS] = {"SELECT sku, stock FROM products"
+				 " WHERE sku = ANY($1::text[])"
+				 " ORDER BY sku FOR UPDATE", 1},
+	/* Every write of the batch in one statement; each is conditional on
+	 * the fence, and the counts let the caller check nothing slipped. */
+	[ST_PROCESS_APPLY] =
+		{"WITH pu AS (UPDATE products p SET stock = p.stock - d.qty,"
+		 " updated_at = $12::bigint FROM unnest($10::text[],"
+		 " $11::bigint[]) AS d(sku, qty) WHERE p.sku = d.sku"
+		 " RETURNING p.sku),"
+		 " ri AS (INSERT INTO reservations (order_id, sku, qty, fence,"
+		 " created_at) SELECT r.o, r.s, r.q, r.f, $12::bigint"
+		 " FROM unnest($6::text[], $7::text[], $8::bigint[],"
+		 " $9::bigint[]) AS r(o, s, q, f) RETURNING 1),"
+		 " oc AS (UPDATE orders o SET status = 'completed',"
+		 " reason = NULL, finished_at = $12::bigint,"
+		 " updated_at = $12::bigint, lease_until = 0"
+		 " FROM unnest($1::text[], $2::bigint[]) AS c(id, fence)"
+		 " WHERE o.id = c.id AND o.fence = c.fence"
+		 " AND o.status = 'processing' RETURNING o.id, o.fence),"
+		 " orj AS (UPDATE orders o SET status = 'rejected',"
+		 " reason = c.reason, finished_at = $12::bigint,"
+		 " updated_at = $12::bigint, lease_until = 0"
+		 " FROM unnest($3::text[], $4::bigint[], $5::text[])"
+		 " AS c(id, fence, reason) WHERE o.id = c.id"
+		 " AND o.fence = c.fence AND o.status = 'processing'"
+		 " RETURNING o.id, o.fence),"
+		 " ev AS (INSERT INTO order_events (order_id, event, fence, at)"
+		 " SELECT id, 'complete', fence, $12::bigint FROM oc UNION ALL"
+		 " SELECT id, 'reject', fence, $12::bigint FROM orj)"
+		 " SELECT (SELECT count(*) FROM pu), (SELECT count(*) FROM ri),"
+		 " (SELECT count(*) FROM oc), (SELECT count(*) FROM orj)", 12},
+	[ST_RETRY] = {WITH_NOW ", u AS (UPDATE orders SET status = CASE"
+		      " WHEN attempts < $3::int THEN 'pending' ELSE 'failed'"
+		      " END, reason = $5::text, next_at = " NOW " + $4::bigint,"
+		      " updated_at = " NOW ", finished_at = CASE"
+		      " WHEN attempts < $3::int THEN 0 ELSE " NOW " END, "
+		      LEASE_CLEAR " WHERE id = $1 AND fence = $2::bigint"
+		      " AND status = 'processing'"
+		      " RETURNING id, status, fence, updated_at),"
+		      " ev AS (INSERT INTO order_events (order_id, event, fence,"
+		      " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
+		      " ELSE 'retry' END, fence, updated_at FROM u)"
+		      " SELECT status FROM u", 5},
+	[ST_RELEASE] = {WITH_NOW ", u AS (UPDATE orders SET status = 'pending',"
+			" attempts = greatest(attempts - 1, 0),"
+			" next_at = " NOW ", updated_at = " NOW ", " LEASE_CLEAR
+			" WHERE id = $1 AND fence = $2::bigint"
+			" AND status = 'processing'"
+			" RETURNING id, fence, updated_at),"
+			" ev AS (INSERT INTO order_events (order_id, event,"
+			" fence, at) SELECT id, 'release', fence, updated_at"
+			" FROM u) SELECT id FROM u", 2},
+	/* Like the claim: SKIP LOCKED, so the reaper never waits on (or
+	 * deadlocks with) a replica that is finishing the same order. */
+	[ST_REAP] = {WITH_NOW ", c AS (SELECT seq FROM orders"
+		     " WHERE status = 'processing' AND lease_until <= " NOW
+		     " ORDER BY lease_until LIMIT $2::bigint"
+		     " FOR UPDATE SKIP LOCKED),"
+		     " u AS (UPDATE orders o SET status = CASE"
+		     " WHEN o.attempts < $1::int THEN 'pending' ELSE 'failed'"
+		     " END, reason = CASE WHEN o.attempts < $1::int"
+		     " THEN o.reason ELSE 'lease expired' END,"
+		     " finished_at = CASE WHEN o.attempts < $1::int THEN 0"
+		     " ELSE " NOW " END, next_at = " NOW ","
+		     " updated_at = " NOW ", lease_owner = NULL,"
+		     " lease_until = 0 FROM c WHERE o.seq = c.seq"
+		     " RETURNING o.id, o.status, o.fence, o.updated_at),"
+		     " ev AS (INSERT INTO order_events (order_id, event, fence,"
+		     " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
+		     " ELSE 'expire' END, fence, updated_at FROM u)"
+		     " SELECT count(*) FROM u", 2},
+	/* Named locks: the conflict arbiter serializes racing acquirers on
+	 * the primary key; the loser re-evaluates the WHERE against the
+	 * winner's row and changes nothing. EXCLUDED.expires_at - ttl is the
+	 * statement's now. */
+	[ST_LOCK_ACQUIRE] = {WITH_NOW "INSERT INTO locks (name, owner, fence,"
+			     " expires_at) SELECT $1::text, $2::text,"
+			     " nextval('fence_seq'), now.ms + $3::bigint"
+			     " FROM now ON CONFLICT (name) DO UPDATE"
+			     " SET owner = EXCLUDED.owner,"
+			     " fence = EXCLUDED.fence,"
+			     " expires_at = EXCLUDED.expires_at"
+			     " WHERE locks.expires_at <="
+			     " EXCLUDED.expires_at - $3::bigint"
+			     " RETURNING name, owner, fence, expires_at", 3},
+	[ST_LOCK_READ] = {"SELECT name, owner, fence, expires_at FROM locks"
+			  " WHERE name = $1 AND expires_at > " NOW_MS, 1},
+	[ST_LOCK_RENEW] = {WITH_NOW "UPDATE locks"
+			   " SET expires_at = " NOW " + $4::bigint"
+			   " WHERE name = $1 AND owner = $2"
+			   " AND fence = $3::bigint AND expires_at > " NOW
+			   " RETURNING name, owner, fence, expires_at", 4},
+	[ST_LOCK_RELEASE] = {"DELETE FROM locks WHERE name = $1 AND owner = $2"
+			     " AND fence = $3::bigint AND expires_at > " NOW_MS
+			     " RETURNING name", 3},
+	[ST_LOCK_GET] = {"SELECT name, owner, fence, expires_at FROM locks"
+			 " WHERE name = $1 AND expires_at > " NOW_MS, 1},
+	[ST_VERIFY_NEGATIVE] = {"SELECT sku, stock FROM products"
+				" WHERE stock < 0", 0},
+	[ST_VERIFY_BALANCE] =
+		{"SELECT coalesce(p.sku, a.sku, r.sku), coalesce(p.stock, 0),"
+		 " coalesce(a.s, 0), coalesce(r.s, 0) FROM products p"
+		 " FULL JOIN (SELECT sku, sum(delta) AS s FROM adjustments"
+		 " GROUP BY sku) a ON a.sku = p.sku"
+		 " FULL JOIN (SELECT sku, sum(qty) AS s FROM reservations"
+		 " GROUP BY sku) r ON r.sku = coalesce(p.sku, a.sku)"
+		 " WHERE p.sku IS NULL"
+		 " OR p.stock <> coalesce(a.s, 0) - coalesce(r.s, 0)", 0},
+	[ST_VERIFY_RESERVED_STATUS] =
+		{"SELECT r.order_id, r.sku, coalesce(o.status, '(missing)')"
+		 " FROM reservations r LEFT JOIN orders o ON o.id = r.order_id"
+		 " WHERE o.status IS DISTINCT FROM 'completed'", 0},
+	/* jsonb compares the canonical items text with the reservations
+	 * independently of key order and whitespace. */
+	[ST_VERIFY_RESERVED_ITEMS] =
+		{"SELECT o.id FROM orders o WHERE o.status = 'completed'"
+		 " AND o.items::jsonb IS DISTINCT FROM (SELECT coalesce("
+		 "jsonb_agg(jsonb_build_object('qty', r.qty, 'sku', r.sku)"
+		 " ORDER BY r.sku), '[]'::jsonb) FROM reservations r"
+		 " WHERE r.order_id = o.id)", 0},
+	[ST_VERIFY_EVENTS] = {"SELECT order_id, count(*) FROM order_events"
+			      " WHERE event IN ('complete', 'reject')"
+			      " GROUP BY order_id HAVING count(*) > 1", 0},
+};
+
+/* ---- helpers shared with postgres_locks.c ---- */
+
+static int array_reserve(pg_array_t *a, size_t more)
+{
+	if (a->len + more + 2 <= a->cap)
+		return 0;
+	size_t cap = a->cap ? a->cap : 256;
+	while (cap < a->len + more + 2)
+		cap *= 2;
+	char *s = realloc(a->s, cap);
+	if (!s)
+		return -ENOMEM;
+	a->s = s;
+	a->cap = cap;
+	return 0;
+}
+
+int pg_array_add(pg_array_t *a, const char *elem)
+{
+	size_t len = strlen(elem);
+	/* Worst case every byte escaped, plus quotes, comma, brace. */
+	if (array_reserve(a, 2 * len + 4) < 0)
+		return -ENOMEM;
+	a->s[a->len++] = a->n ? ',' : '{';
+	a->s[a->len++] = '"';
+	for (size_t i = 0; i < len; i++) {
+		if (elem[i] == '"' || elem[i] == '\\')
+			a->s[a->len++] = '\\';
+		a->s[a->len++] = elem[i];
+	}
+	a->s[a->len++] = '"';
+	a->n++;
+	return 0;
+}
+
+int pg_array_add_i64(pg_array_t *a, int64_t v)
+{
+	char buf[24];
+	snprintf(buf, sizeof buf, "%lld", (long long)v);
+	return pg_array_add(a, buf);
+}
+
+const char *pg_array_text(pg_array_t *a)
+{
+	if (array_reserve(a, 2) < 0)
+		return NULL;
+	if (a->n == 0) {
+		memcpy(a->s, "{}", 3);
+		return a->s;
+	}
+	/* The closing brace is written past len, so adding goes on. */
+	a->s[a->len] = '}';
+	a->s[a->len + 1] = '\0';
+	return a->s;
+}
+
+void pg_array_free(pg_array_t *a)
+{
+	free(a->s);
+	memset(a, 0, sizeof *a);
+}
+
+bool pg_get_i64(const PGresult *res, int row, int col, int64_t *ret)
+{
+	if (PQgetisnull(res, row, col)) {
+		*ret = 0;
+		return true;
+	}
+	const char *s = PQgetvalue(res, row, col);
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || end == s || *end != '\0')
+		return false;
+	*ret = v;
+	return true;
+}
+
+bool pg_get_str(const PGresult *res, int row, int col, char *dst, size_t cap)
+{
+	const char *s = PQgetvalue(res, row, col);
+	size_t len = strlen(s);
+	if (len >= cap)
+		return false;
+	memcpy(dst, s, len + 1);
+	return true;
+}
+
+int pg_conn(pg_store_t *b, pgc_t **ret)
+{
+	return pgp_get(b->pool, pgp_wait_ms(b->pool), ret);
+}
+
+static void fmt_i64(char *buf, size_t cap, int64_t v)
+{
+	snprintf(buf, cap, "%lld", (long long)v);
+}
+
+/* Fills *ret (zeroed or cleared) from columns 0..10 of row. */
+static int row_order(const PGresult *res, int row, order_t *ret)
+{
+	order_t o;
+	memset(&o, 0, sizeof o);
+	int64_t attempts;
+	int rc = OD_EINTERNAL;
+	if (!pg_get_i64(res, row, 0, &o.seq) ||
+	    !pg_get_str(res, row, 1, o.id, sizeof o.id) ||
+	    !pg_get_str(res, row, 2, o.customer, sizeof o.customer) ||
+	    order_status_parse(PQgetvalue(res, row, 5), &o.status) < 0 ||
+	    !pg_get_i64(res, row, 6, &attempts) ||
+	    !pg_get_i64(res, row, 8, &o.created_at) ||
+	    !pg_get_i64(res, row, 9, &o.updated_at) ||
+	    !pg_get_i64(res, row, 10, &o.finished_at))
+		goto fail;
+	o.attempts = (int)attempts;
+	rc = order_items_from_text(PQgetvalue(res, row, 3), &o);
+	if (rc < 0)
+		goto fail;
+	rc = -ENOMEM;
+	o.metadata = strdup(PQgetvalue(res, row, 4));
+	if (!o.metadata)
+		goto fail;
+	if (!PQgetisnull(res, row, 7) &&
+	    order_set_reason(&o, PQgetvalue(res, row, 7)) < 0)
+		goto fail;
+	*ret = o;
+	return 0;
+fail:
+	order_clear(&o);
+	return rc < 0 ? rc : OD_EINTERNAL;
+}
+
+/* ---- open, free, ping ---- */
 
 static int pg_open(const char *uri, const store_options_t *opt, void **ret)
 {
-	return OD_ECONFIG;
+	pg_store_t *b = calloc(1, sizeof *b);
+	if (!b)
+		return -ENOMEM;
+	int rc = pgp_new(uri, opt, pg_stmts, ST_COUNT_, &b->pool);
+	if (rc < 0)
+		goto fail_pool;
+	pgc_t *c;
+	rc = pg_conn(b, &c);
+	if (rc < 0)
+		goto fail_conn;
+	int version;
+	rc = pgs_migrate(c, &version);
+	pgp_put(b->pool, c);
+	if (rc < 0)
+		goto fail_conn;
+	*ret = b;
+	return 0;
+fail_conn:
+	pgp_free(b->pool);
+fail_pool:
+	free(b);
+	return rc;
+}
+
+static void pg_free(void *h)
+{
+	pg_store_t *b = h;
+	if (!b)
+		return;
+	pgp_free(b->pool);
+	free(b);
+}
+
+static int pg_ping(void *h)
+{
+	pg_store_t *b = h;
+	pgc_t *c;
+	int rc = pgp_get(b->pool, 1000, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = PQexec(c->conn, "SELECT 1");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK)
+		rc = pgc_error(c, res);
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+/* ---- submit ---- */
+
+static void results_clear(store_submit_result_t *results, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		order_clear(&results[i].order);
+}
+
+/* One attempt at the batch on one connection. *ret_lost: the connection
+ * broke while the statement was in flight (outcome unknown). */
+static int submit_once(pg_store_t *b, const order_t *const *orders, size_t n,
+		       const char *const *arrays, store_submit_result_t *res,
+		       bool *ret_lost)
+{
+	pgc_t *c;
+	*ret_lost = false;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *ins = NULL, *rd = NULL;
+	bool *created = calloc(n ? n : 1, sizeof *created);
+	pg_array_t missing = {0};
+	rc = -ENOMEM;
+	if (!created)
+		goto out;
+	rc = pgc_exec(b->pool, c, ST_SUBMIT, arrays, &ins);
+	if (rc < 0) {
+		*ret_lost = c->lost;
+		goto out;
+	}
+	/* Rows come back in insert order, so a cursor matches them to the
+	 * array in one pass; a later duplicate id finds its row used. */
+	int rows = PQntuples(ins), r = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (r < rows && strcmp(PQgetvalue(ins, r, 1), orders[i]->id) == 0) {
+			rc = row_order(ins, r++, &res[i].order);
+			if (rc < 0)
+				goto out;
+			res[i].outcome = SUBMIT_CREATED;
+			created[i] = true;
+		} else if (pg_array_add(&missing, orders[i]->id) < 0) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	rc = OD_EINTERNAL;
+	if (r != rows)
+		goto out;
+	if (missing.n > 0) {
+		/* Already stored (before, or earlier in this batch): read the
+		 * rows back to tell a replay from a conflict. Content never
+		 * changes once stored, so reading after the commit is exact. */
+		const char *p[1] = {pg_array_text(&missing)};
+		rc = -ENOMEM;
+		if (!p[0])
+			goto out;
+		rc = pgc_exec(b->pool, c, ST_SUBMIT_READ, p, &rd);
+		if (rc < 0)
+			goto out;
+		for (size_t i = 0; i < n; i++) {
+			if (created[i])
+				continue;
+			int k = 0, nr = PQntuples(rd);
+			while (k < nr && strcmp(PQgetvalue(rd, k, 1),
+						orders[i]->id) != 0)
+				k++;
+			rc = OD_EINTERNAL;
+			if (k == nr)
+				goto out;
+			order_t stored;
+			rc = row_order(rd, k, &stored);
+			if (rc < 0)
+				goto out;
+			if (order_same_content(orders[i], &stored)) {
+				res[i].outcome = SUBMIT_REPLAYED;
+				res[i].order = stored;
+			} else {
+				res[i].outcome = SUBMIT_CONFLICT;
+				order_clear(&stored);
+				memset(&res[i].order, 0, sizeof res[i].order);
+			}
+		}
+	}
+	rc = 0;
+out:
+	if (rc < 0)
+		results_clear(res, n);
+	PQclear(rd);
+	PQclear(ins);
+	pg_array_free(&missing);
+	free(created);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+static int pg_submit(void *h, const order_t *const *orders, size_t n,
+		     store_submit_result_t *results)
+{
+	pg_store_t *b = h;
+	if (n == 0)
+		return 0;
+	pg_array_t a[4] = {{0}};
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		char *items = order_items_to_text(orders[i]);
+		if (!items) {
+			rc = -ENOMEM;
+			break;
+		}
+		if (pg_array_add(&a[0], orders[i]->id) < 0 ||
+		    pg_array_add(&a[1], orders[i]->customer) < 0 ||
+		    pg_array_add(&a[2], items) < 0 ||
+		    pg_array_add(&a[3], orders[i]->metadata ?
+						orders[i]->metadata : "{}") < 0)
+			rc = -ENOMEM;
+		free(items);
+	}
+	const char *p[4];
+	for (int k = 0; k < 4 && rc == 0; k++)
+		if (!(p[k] = pg_array_text(&a[k])))
+			rc = -ENOMEM;
+	if (rc == 0) {
+		for (size_t i = 0; i < n; i++)
+			memset(&results[i], 0, sizeof results[i]);
+		bool lost;
+		rc = submit_once(b, orders, n, p, results, &lost);
+		if (rc < 0 && lost) {
+			/* The connection broke with the statement in flight:
+			 * it may have committed. Submitting again on a fresh
+			 * connection is the read-back: rows that did commit
+			 * come back as replays of identical content (the
+			 * answer a client retry would get), the rest are
+			 * created now. Only if that fails too is the outcome
+			 * unknown to the caller. */
+			rc = submit_once(b, orders, n, p, results, &lost);
+			if (rc < 0)
+				rc = OD_EUNKNOWN;
+		}
+	}
+	for (int k = 0; k < 4; k++)
+		pg_array_free(&a[k]);
+	return rc;
+}
+
+/* ---- order reads and client transitions ---- */
+
+/* Runs a one-id statement returning at most one order row. */
+static int one_order(pg_store_t *b, int stmt, const char *id, bool write,
+		     order_t *ret, bool *ret_found)
+{
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	const char *p[1] = {id};
+	rc = pgc_exec(b->pool, c, stmt, p, &res);
+	if (rc < 0) {
+		if (write && c->lost)
+			rc = OD_EUNKNOWN;
+		goto out;
+	}
+	*ret_found = PQntuples(res) > 0;
+	if (*ret_found && ret)
+		rc = row_order(res, 0, ret);
+out:
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+static int pg_order_get(void *h, const char *id, order_t *ret)
+{
+	bool found;
+	order_t o;
+	int rc = one_order(h, ST_GET, id, false, &o, &found);
+	if (rc < 0)
+		return rc;
+	if (!found)
+		return OD_ENOTFOUND;
+	*ret = o;
+	return 0;
+}
+
+static int pg_order_list(void *h, int status, int64_t after_seq, size_t limit,
+			 order_t **ret_orders, size_t *ret_n, bool *ret_more)
+{
+	pg_store_t *b = h;
+	if (limit > 100000)
+		limit = 100000;
+	char seqbuf[24], limbuf[24];
+	fmt_i64(seqbuf, sizeof seqbuf, after_seq);
+	fmt_i64(limbuf, sizeof limbuf, (int64_t)limit + 1);
+	const char *p[3] = {seqbuf, NULL, limbuf};
+	if (status >= 0 && status < ORDER_STATUS_COUNT)
+		p[1] = order_status_name((order_status_t)status);
+	else if (status >= ORDER_STATUS_COUNT)
+		return OD_EINVAL;
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	order_t *orders = NULL;
+	size_t n = 0;
+	rc = pgc_exec(b->pool, c, ST_LIST, p, &res);
+	if (rc < 0)
+		goto out;
+	size_t rows = (size_t)PQntuples(res);
+	size_t take = rows > limit ? limit : rows;
+	orders = calloc(take ? take : 1, sizeof *orders);
+	rc = -ENOMEM;
+	if (!orders)
+		goto out;
+	for (n = 0; n < take; n++) {
+		rc = row_order(res, (int)n, &orders[n]);
+		if (rc < 0)
+			goto out;
+	}
+	*ret_orders = orders;
+	*ret_n = n;
+	*ret_more = rows > limit;
+	orders = NULL;
+	rc = 0;
+out:
+	store_orders_free(orders, n);
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+/* A conditional client transition: OD_ESTATE when the order exists in
+ * another status, OD_ENOTFOUND when it does not exist. */
+static int transition(pg_store_t *b, int stmt, const char *id, order_t *ret)
+{
+	bool found;
+	order_t o;
+	int rc = one_order(b, stmt, id, true, &o, &found);
+	if (rc < 0)
+		return rc;
+	if (found) {
+		if (ret)
+			*ret = o;
+		else
+			order_clear(&o);
+		return 0;
+	}
+	rc = one_order(b, ST_GET, id, false, NULL, &found);
+	if (rc < 0)
+		return rc;
+	return found ? OD_ESTATE : OD_ENOTFOUND;
+}
+
+static int pg_order_requeue(void *h, const char *id, order_t *ret)
+{
+	return transition(h, ST_REQUEUE, id, ret);
+}
+
+static int pg_order_cancel(void *h, const char *id, order_t *ret)
+{
+	return transition(h, ST_CANCEL, id, ret);
+}
+
+static int pg_stats(void *h, store_stats_t *ret)
+{
+	pg_store_t *b = h;
+	store_stats_t st;
+	memset(&st, 0, sizeof st);
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	rc = pgc_exec(b->pool, c, ST_STATS_COUNT, NULL, &res);
+	if (rc < 0)
+		goto out;
+	for (int i = 0; i < PQntuples(res); i++) {
+		order_status_t s;
+		int64_t cnt;
+		if (order_status_parse(PQgetvalue(res, i, 0), &s) == 0 &&
+		    pg_get_i64(res, i, 1, &cnt))
+			st.count[s] = cnt;
+	}
+	PQclear(res);
+	res = NULL;
+	rc = pgc_exec(b->pool, c, ST_STATS_OLDEST, NULL, &res);
+	if (rc < 0)
+		goto out;
+	int64_t oldest = 0;
+	rc = OD_EINTERNAL;
+	if (PQntuples(res) != 1 || !pg_get_i64(res, 0, 0, &st.now_ms) ||
+	    !pg_get_i64(res, 0, 1, &oldest))
+		goto out;
+	if (!PQgetisnull(res, 0, 1) && st.now_ms > oldest)
+		st.oldest_pending_ms = st.now_ms - oldest;
+	*ret = st;
+	rc = 0;
+out:
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+/* ---- products ---- */
+
+static int row_product(const PGresult *res, int row, product_t *ret)
+{
+	product_t p;
+	memset(&p, 0, sizeof p);
+	if (!pg_get_str(res, row, 0, p.sku, sizeof p.sku) ||
+	    !pg_get_i64(res, row, 1, &p.stock) ||
+	    !pg_get_i64(res, row, 2, &p.updated_at))
+		return OD_EINTERNAL;
+	*ret = p;
+	return 0;
+}
+
+static int pg_product_set(void *h, const char *sku, int64_t stock,
+			  product_t *ret)
+{
+	pg_store_t *b = h;
+	if (stock < 0 || stock > PRODUCT_STOCK_MAX)
+		return OD_EINVAL;
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	product_t p;
+	const char *p1[1] = {sku};
+	rc = pgc_cmd(c, "BEGIN");
+	if (rc < 0)
+		goto out;
+	/* Make sure the row exists (stock 0, no adjustment needed), then
+	 * lock it: the delta is computed against the stock we hold. */
+	rc = pgc_exec(b->pool, c, ST_PRODUCT_ENSURE, p1, &res);
+	if (rc < 0)
+		goto rollback;
+	PQclear(res);
+	res = NULL;
+	rc = pgc_exec(b->pool, c, ST_PRODUCT_LOCK, p1, &res);
+	if (rc < 0)
+		goto rollback;
+	int64_t old;
+	rc = OD_EINTERNAL;
+	if (PQntuples(res) != 1 || !pg_get_i64(res, 0, 0, &old))
+		goto rollback;
+	PQclear(res);
+	res = NULL;
+	char sbuf[24], dbuf[24];
+	fmt_i64(sbuf, sizeof sbuf, stock);
+	fmt_i64(dbuf, sizeof dbuf, stock - old);
+	const char *p3[3] = {sku, sbuf, dbuf};
+	rc = pgc_exec(b->pool, c, ST_PRODUCT_SET, p3, &res);
+	if (rc < 0)
+		goto rollback;
+	rc = OD_EINTERNAL;
+	if (PQntuples(res) != 1 || row_product(res, 0, &p) < 0)
+		goto rollback;
+	rc = pgc_commit(c);
+	if (rc == 0 && ret)
+		*ret = p;
+	goto out;
+rollback:
+	pgc_rollback(c);
+out:
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+static int pg_product_get(void *h, const char *sku, product_t *ret)
+{
+	pg_store_t *b = h;
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	const char *p[1] = {sku};
+	rc = pgc_exec(b->pool, c, ST_PRODUCT_GET, p, &res);
+	if (rc == 0)
+		rc = PQntuples(res) == 1 ? row_product(res, 0, ret) :
+					   OD_ENOTFOUND;
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+static int pg_product_list(void *h, const char *after_sku, size_t limit,
+			   product_t **ret_products, size_t *ret_n,
+			   bool *ret_more)
+{
+	pg_store_t *b = h;
+	if (limit > 100000)
+		limit = 100000;
+	char limbuf[24];
+	fmt_i64(limbuf, sizeof limbuf, (int64_t)limit + 1);
+	const char *p[2] = {after_sku ? after_sku : "", limbuf};
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	product_t *ps = NULL;
+	rc = pgc_exec(b->pool, c, ST_PRODUCT_LIST, p, &res);
+	if (rc < 0)
+		goto out;
+	size_t rows = (size_t)PQntuples(res);
+	size_t take = rows > limit ? limit : rows;
+	rc = -ENOMEM;
+	ps = calloc(take ? take : 1, sizeof *ps);
+	if (!ps)
+		goto out;
+	for (size_t i = 0; i < take; i++) {
+		rc = row_product(res, (int)i, &ps[i]);
+		if (rc < 0)
+			goto out;
+	}
+	*ret_products = ps;
+	*ret_n = take;
+	*ret_more = rows > limit;
+	ps = NULL;
+	rc = 0;
+out:
+	free(ps);
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+/* ---- processing under leases ---- */
+
+static int pg_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
+		    store_claim_t *ret_claims, size_t *ret_n)
+{
+	pg_store_t *b = h;
+	if (max == 0) {
+		*ret_n = 0;
+		return 0;
+	}
+	char lbuf[24], mbuf[24];
+	fmt_i64(lbuf, sizeof lbuf, lease_ms);
+	fmt_i64(mbuf, sizeof mbuf, (int64_t)max);
+	const char *p[3] = {owner, lbuf, mbuf};
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	size_t n = 0;
+	/* A claim lost in flight is OD_ESTORE, not OD_EUNKNOWN: orders it
+	 * may have taken come back when their lease expires (G6). */
+	rc = pgc_exec(b->pool, c, ST_CLAIM, p, &res);
+	if (rc < 0)
+		goto out;
+	size_t rows = (size_t)PQntuples(res);
+	rc = OD_EINTERNAL;
+	if (rows > max)
+		goto out;
+	for (n = 0; n < rows; n++) {
+		store_claim_t *cl = &ret_claims[n];
+		rc = row_order(res, (int)n, &cl->order);
+		if (rc < 0)
+			goto out;
+		rc = OD_EINTERNAL;
+		if (!pg_get_i64(res, (int)n, N_ORDER_COLS, &cl->fence) ||
+		    !pg_get_i64(res, (int)n, N_ORDER_COLS + 1,
+				&cl->lease_until)) {
+			order_clear(&cl->order);
+			goto out;
+		}
+	}
+	*ret_n = n;
+	rc = 0;
+out:
+	if (rc < 0)
+		store_claims_clear(ret_claims, n);
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+/* Per batch: the distinct skus of the live orders with their stock. */
+typedef struct sku_stock {
+	const char *sku;
+	int64_t before, now;
+	bool known;
+} sku_stock_t;
+
+static int cmp_sku(const void *a, const void *b)
+{
+	return strcmp(((const sku_stock_t *)a)->sku,
+		      ((const sku_stock_t *)b)->sku);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static sku_stock_t *sku_find(sku_stock_t *v, size_t n, const char *sku)
+{
+	sku_stock_t key = {.sku = sku};
+	return bsearch(&key, v, n, sizeof *v, cmp_sku);
+}
+
+/* Decides every live order against the locked stock, in array order. */
+static void process_decide(const store_claim_t *claims, size_t n,
+			   const bool *live, sku_stock_t *sk, size_t n_sk,
+			   store_process_result_t *results)
+{
+	for (size_t i = 0; i < n; i++) {
+		const order_t *o = &claims[i].order;
+		results[i].reason = NULL;
+		if (!live[i]) {
+			results[i].outcome = PROCESS_FENCED;
+			continue;
+		}
+		const char *reason = NULL;
+		for (size_t k = 0; k < o->n_items && !reason; k++) {
+			sku_stock_t *s = sku_find(sk, n_sk, o->items[k].sku);
+			if (!s || !s->known)
+				reason = "unknown_sku";
+		}
+		for (size_t k = 0; k < o->n_items && !reason; k++) {
+			sku_stock_t *s = sku_find(sk, n_sk, o->items[k].sku);
+			if (s->now < o->items[k].qty)
+				reason = "insufficient_stock";
+		}
+		if (reason) {
+			results[i].outcome = PROCESS_REJECTED;
+			results[i].reason = reason;
+			continue;
+		}
+		for (size_t k = 0; k < o->n_items; k++)
+			sku_find(sk, n_sk, o->items[k].sku)->now -=
+				o->items[k].qty;
+		results[i].outcome = PROCESS_COMPLETED;
+	}
+}
+
+/* The arrays of ST_PROCESS_APPLY, $1..$11. */
+enum { A_CID, A_CFENCE, A_RID, A_RFENCE, A_RREASON, A_ROID, A_RSKU, A_RQTY,
+       A_RRFENCE, A_PSKU, A_PQTY, N_APPLY_ARRAYS };
+
+static int process_apply(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
+			 size_t n, const store_process_result_t *results,
+			 const sku_stock_t *sk, size_t n_sk, int64_t now)
+{
+	pg_array_t a[N_APPLY_ARRAYS];
+	memset(a, 0, sizeof a);
+	int rc = 0;
+	size_t n_changed = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const store_claim_t *cl = &claims[i];
+		if (results[i].outcome == PROCESS_REJECTED) {
+			if (pg_array_add(&a[A_RID], cl->order.id) < 0 ||
+			    pg_array_add_i64(&a[A_RFENCE], cl->fence) < 0 ||
+			    pg_array_add(&a[A_RREASON], results[i].reason) < 0)
+				rc = -ENOMEM;
+		} else if (results[i].outcome == PROCESS_COMPLETED) {
+			if (pg_array_add(&a[A_CID], cl->order.id) < 0 ||
+			    pg_array_add_i64(&a[A_CFENCE], cl->fence) < 0)
+				rc = -ENOMEM;
+			for (size_t k = 0; k < cl->order.n_items && rc == 0; k++)
+				if (pg_array_add(&a[A_ROID], cl->order.id) < 0 ||
+				    pg_array_add(&a[A_RSKU],
+						 cl->order.items[k].sku) < 0 ||
+				    pg_array_add_i64(&a[A_RQTY],
+						     cl->order.items[k].qty) < 0 ||
+				    pg_array_add_i64(&a[A_RRFENCE], cl->fence) < 0)
+					rc = -ENOMEM;
+		}
+	}
+	for (size_t k = 0; k < n_sk && rc == 0; k++) {
+		if (sk[k].before == sk[k].now)
+			continue;
+		n_changed++;
+		if (pg_array_add(&a[A_PSKU], sk[k].sku) < 0 ||
+		    pg_array_add_i64(&a[A_PQTY], sk[k].before - sk[k].now) < 0)
+			rc = -ENOMEM;
+	}
+	const char *p[12];
+	char nowbuf[24];
+	fmt_i64(nowbuf, sizeof nowbuf, now);
+	p[11] = nowbuf;
+	for (int k = 0; k < N_APPLY_ARRAYS && rc == 0; k++)
+		if (!(p[k] = pg_array_text(&a[k])))
+			rc = -ENOMEM;
+	PGresult *res = NULL;
+	if (rc == 0)
+		rc = pgc_exec(b->pool, c, ST_PROCESS_APPLY, p, &res);
+	if (rc == 0) {
+		/* We hold every row we write; any shortfall is a bug. */
+		int64_t pu, ri, oc, orj;
+		if (PQntuples(res) != 1 || !pg_get_i64(res, 0, 0, &pu) ||
+		    !pg_get_i64(res, 0, 1, &ri) || !pg_get_i64(res, 0, 2, &oc) ||
+		    !pg_get_i64(res, 0, 3, &orj) || (size_t)pu != n_changed ||
+		    (size_t)ri != a[A_ROID].n || (size_t)oc != a[A_CID].n ||
+		    (size_t)orj != a[A_RID].n)
+			rc = OD_EINTERNAL;
+	}
+	PQclear(res);
+	for (int k = 0; k < N_APPLY_ARRAYS; k++)
+		pg_array_free(&a[k]);
+	return rc;
+}
+
+/* Locks the live orders (fence current) and their products; fills live[],
+ * *ret_sk and *ret_nsk (sorted by sku, owned by the caller) and *ret_now.
+ */
+static int process_lock(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
+			size_t n, bool *live, sku_stock_t **ret_sk,
+			size_t *ret_nsk, int64_t *ret_now)
+{
+	pg_array_t ids = {0}, fences = {0}, skus = {0};
+	PGresult *res = NULL;
+	const char **live_ids = NULL;
+	sku_stock_t *sk = NULL;
+	size_t n_items = 0, n_sk = 0;
+	int rc = -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (pg_array_add(&ids, claims[i].order.id) < 0 ||
+		    pg_array_add_i64(&fences, claims[i].fence) < 0)
+			goto out;
+		n_items += claims[i].order.n_items;
+	}
+	const char *p[2] = {pg_array_text(&ids), pg_array_text(&fences)};
+	if (!p[0] || !p[1])
+		goto out;
+	rc = pgc_exec(b->pool, c, ST_PROCESS_ORDERS, p, &res);
+	if (rc < 0)
+		goto out;
+	size_t rows = (size_t)PQntuples(res);
+	rc = -ENOMEM;
+	live_ids = calloc(rows ? rows : 1, sizeof *live_ids);
+	sk = calloc(n_items ? n_items : 1, sizeof *sk);
+	if (!live_ids || !sk)
+		goto out;
+	int64_t now = 0;
+	for (size_t r = 0; r < rows; r++)
+		live_ids[r] = PQgetvalue(res, (int)r, 0);
+	rc = OD_EINTERNAL;
+	if (rows > 0 && !pg_get_i64(res, 0, 1, &now))
+		goto out;
+	qsort(live_ids, rows, sizeof *live_ids, cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		const char *id = claims[i].order.id;
+		live[i] = bsearch(&id, live_ids, rows, sizeof *live_ids,
+				  cmp_str) != NULL;
+		for (size_t k = 0; live[i] && k < claims[i].order.n_items; k++)
+			sk[n_sk++].sku = claims[i].order.items[k].sku;
+	}
+	qsort(sk, n_sk, sizeof *sk, cmp_sku);
+	size_t u = 0;
+	for (size_t k = 0; k < n_sk; k++)
+		if (u == 0 || strcmp(sk[u - 1].sku, sk[k].sku) != 0)
+			sk[u++] = sk[k];
+	n_sk = u;
+	rc = 0;
+	if (n_sk > 0) {
+		rc = -ENOMEM;
+		for (size_t k = 0; k < n_sk; k++)
+			if (pg_array_add(&skus, sk[k].sku) < 0)
+				goto out;
+		const char *ps[1] = {pg_array_text(&skus)};
+		if (!ps[0])
+			goto out;
+		PGresult *pr;
+		rc = pgc_exec(b->pool, c, ST_PROCESS_PRODUCTS, ps, &pr);
+		if (rc < 0)
+			goto out;
+		for (int r = 0; r < PQntuples(pr) && rc == 0; r++) {
+			sku_stock_t *s = sku_find(sk, n_sk, PQgetvalue(pr, r, 0));
+			if (!s || !pg_get_i64(pr, r, 1, &s->before))
+				rc = OD_EINTERNAL;
+			else
+				s->known = true, s->now = s->before;
+		}
+		PQclear(pr);
+		if (rc < 0)
+			goto out;
+	}
+	*ret_sk = sk;
+	*ret_nsk = n_sk;
+	*ret_now = now;
+	sk = NULL;
+out:
+	/* sk[].sku point into claims, not into res: freeing res is safe. */
+	free(sk);
+	free(live_ids);
+	PQclear(res);
+	pg_array_free(&ids);
+	pg_array_free(&fences);
+	pg_array_free(&skus);
+	return rc;
+}
+
+static int pg_process(void *h, const store_claim_t *claims, size_t n,
+		      store_process_result_t *results)
+{
+	pg_store_t *b = h;
+	int64_t slow = (int64_t)failpoint_value("slow_process_ms", 0);
+	if (slow > 0)
+		clock_sleep_ms(slow);
+	if (failpoint_hit("fail_process"))
+		return OD_ESTORE;
+	if (n == 0)
+		return 0;
+	bool *live = calloc(n, sizeof *live);
+	if (!live)
+		return -ENOMEM;
+	sku_stock_t *sk = NULL;
+	size_t n_sk = 0;
+	int64_t now = 0;
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		goto out_free;
+	rc = pgc_cmd(c, "BEGIN");
+	if (rc < 0)
+		goto out_put;
+	rc = process_lock(b, c, claims, n, live, &sk, &n_sk, &now);
+	if (rc < 0)
+		goto rollback;
+	process_decide(claims, n, live, sk, n_sk, results);
+	bool any = false;
+	for (size_t i = 0; i < n; i++)
+		any = any || live[i];
+	if (any) {
+		rc = process_apply(b, c, claims, n, results, sk, n_sk, now);
+		if (rc < 0)
+			goto rollback;
+	}
+	rc = pgc_commit(c);
+	goto out_put;
+rollback:
+	pgc_rollback(c);
+out_put:
+	pgp_put(b->pool, c);
+out_free:
+	free(sk);
+	free(live);
+	return rc;
+}
+
+static int pg_retry(void *h, const char *id, int64_t fence, int max_attempts,
+		    int64_t delay_ms, const char *error, bool *ret_failed)
+{
+	pg_store_t *b = h;
+	char fbuf[24], mbuf[24], dbuf[24];
+	fmt_i64(fbuf, sizeof fbuf, fence);
+	fmt_i64(mbuf, sizeof mbuf, max_attempts);
+	fmt_i64(dbuf, sizeof dbuf, delay_ms < 0 ? 0 : delay_ms);
+	const char *p[5] = {id, fbuf, mbuf, dbuf, error};
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	rc = pgc_exec(b->pool, c, ST_RETRY, p, &res);
+	if (rc < 0) {
+		if (c->lost)
+			rc = OD_EUNKNOWN;
+	} else if (PQntuples(res) == 0) {
+		rc = OD_EFENCE;
+	} else if (ret_failed) {
+		*ret_failed = strcmp(PQgetvalue(res, 0, 0), "failed") == 0;
+	}
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+static int pg_release(void *h, const char *id, int64_t fence)
+{
+	pg_store_t *b = h;
+	char fbuf[24];
+	fmt_i64(fbuf, sizeof fbuf, fence);
+	const char *p[2] = {id, fbuf};
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	rc = pgc_exec(b->pool, c, ST_RELEASE, p, &res);
+	if (rc < 0) {
+		if (c->lost)
+			rc = OD_EUNKNOWN;
+	} else if (PQntuples(res) == 0) {
+		rc = OD_EFENCE;
+	}
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+static int pg_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
+{
+	pg_store_t *b = h;
+	char mbuf[24], lbuf[24];
+	fmt_i64(mbuf, sizeof mbuf, max_attempts);
+	fmt_i64(lbuf, sizeof lbuf, (int64_t)limit);
+	const char *p[2] = {mbuf, lbuf};
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	int64_t n = 0;
+	/* A reap lost in flight is harmless to repeat: OD_ESTORE. */
+	rc = pgc_exec(b->pool, c, ST_REAP, p, &res);
+	if (rc == 0 && (PQntuples(res) != 1 || !pg_get_i64(res, 0, 0, &n)))
+		rc = OD_EINTERNAL;
+	if (rc == 0)
+		*ret_n = (size_t)n;
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
 }
 
 const store_backend_t store_postgres_backend = {
 	.name = "postgres",
 	.open = pg_open,
+	.free = pg_free,
+	.ping = pg_ping,
+	.submit = pg_submit,
+	.order_get = pg_order_get,
+	.order_list = pg_order_list,
+	.order_requeue = pg_order_requeue,
+	.order_cancel = pg_order_cancel,
+	.stats = pg_stats,
+	.product_set = pg_product_set,
+	.product_get = pg_product_get,
+	.product_list = pg_product_list,
+	.claim = pg_claim,
+	.process = pg_process,
+	.retry = pg_retry,
+	.release = pg_release,
+	.reap = pg_reap,
+	.lock_acquire = pg_lock_acquire,
+	.lock_renew = pg_lock_renew,
+	.lock_release = pg_lock_release,
+	.lock_get = pg_lock_get,
+	.verify = pg_verify,
 };

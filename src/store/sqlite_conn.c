@@ -60,14 +60,12 @@ int sqlite_err(int rc)
 	}
 }
 
-int sqlite_stmt(sqlite_conn_t *c, int id, const char *sql,
-		sqlite3_stmt **ret)
+int sqlite_stmt(sqlite_conn_t *c, int id, const char *sql, sqlite3_stmt **ret)
 {
 	sqlite3_stmt *st = c->stmt[id];
 	if (!st) {
-		int rc = sqlite3_prepare_v3(c->db, sql, -1,
-					    SQLITE_PREPARE_PERSISTENT, &st,
-					    NULL);
+		int rc = sqlite3_prepare_v3(
+		    c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
 		if (rc != SQLITE_OK)
 			return sqlite_err(rc);
 		c->stmt[id] = st;
@@ -116,7 +114,7 @@ static int read_now(sqlite_conn_t *c, int64_t *ret_now)
 }
 
 int sqlite_write_begin(sqlite_store_t *s, sqlite_conn_t **ret_c,
-		       int64_t *ret_now)
+                       int64_t *ret_now)
 {
 	pthread_mutex_lock(&s->wlock);
 	sqlite_conn_t *c = &s->writer;
@@ -150,7 +148,7 @@ int sqlite_write_commit(sqlite_store_t *s)
 	sqlite3_reset(st);
 	if (src != SQLITE_DONE) {
 		int busy = (src & 0xff) == SQLITE_BUSY ||
-			   (src & 0xff) == SQLITE_LOCKED;
+		           (src & 0xff) == SQLITE_LOCKED;
 		if (!sqlite3_get_autocommit(c->db))
 			sqlite_run(c, SQ_ROLLBACK, "ROLLBACK");
 		/* BUSY leaves the transaction open and uncommitted; an I/O
@@ -163,8 +161,8 @@ int sqlite_write_commit(sqlite_store_t *s)
 	if (mono - s->last_ckpt_ms >= SQ_CHECKPOINT_EVERY_MS) {
 		/* Best effort: PASSIVE never waits for readers, and a failed
 		 * checkpoint is retried next time. */
-		sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE,
-					  NULL, NULL);
+		sqlite3_wal_checkpoint_v2(
+		    c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
 		s->last_ckpt_ms = mono;
 	}
 	rc = 0;
@@ -233,19 +231,18 @@ static void conn_close(sqlite_conn_t *c, bool checkpoint)
 		c->stmt[i] = NULL;
 	}
 	if (checkpoint)
-		sqlite3_wal_checkpoint_v2(c->db, NULL,
-					  SQLITE_CHECKPOINT_TRUNCATE, NULL,
-					  NULL);
+		sqlite3_wal_checkpoint_v2(
+		    c->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	sqlite3_close(c->db);
 	c->db = NULL;
 }
 
 static int conn_open(sqlite_conn_t *c, const char *path, bool writer,
-		     int busy_ms)
+                     int busy_ms)
 {
 	int flags = SQLITE_OPEN_NOMUTEX |
-		    (writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-			    : SQLITE_OPEN_READONLY);
+	            (writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+	                    : SQLITE_OPEN_READONLY);
 	memset(c, 0, sizeof *c);
 	int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
 	if (rc != SQLITE_OK) {
@@ -263,9 +260,9 @@ static int conn_open(sqlite_conn_t *c, const char *path, bool writer,
 		 * synchronous=FULL: a commit is on stable storage when COMMIT
 		 * returns (G1). The journal mode is persistent in the file. */
 		rc = sqlite3_exec(c->db,
-				  "PRAGMA journal_mode=WAL;"
-				  "PRAGMA synchronous=FULL;",
-				  NULL, NULL, NULL);
+		                  "PRAGMA journal_mode=WAL;"
+		                  "PRAGMA synchronous=FULL;",
+		                  NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
 			goto fail_rc;
 	}
@@ -282,23 +279,23 @@ fail:
  * read again under the write lock before each step. */
 static int migrate(sqlite_conn_t *c)
 {
+	int rc;
 	for (;;) {
-		int rc = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL,
-				      NULL);
+		rc = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
 			return sqlite_err(rc);
 		rc = sqlite3_exec(c->db,
-				  "CREATE TABLE IF NOT EXISTS schema_version ("
-				  " version INTEGER PRIMARY KEY,"
-				  " applied_at INTEGER NOT NULL)",
-				  NULL, NULL, NULL);
+		                  "CREATE TABLE IF NOT EXISTS schema_version ("
+		                  " version INTEGER PRIMARY KEY,"
+		                  " applied_at INTEGER NOT NULL)",
+		                  NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
 			goto fail_rc;
 		sqlite3_stmt *st;
 		rc = sqlite3_prepare_v2(c->db,
-					"SELECT COALESCE(MAX(version), 0)"
-					" FROM schema_version",
-					-1, &st, NULL);
+		                        "SELECT COALESCE(MAX(version), 0)"
+		                        " FROM schema_version",
+		                        -1, &st, NULL);
 		if (rc != SQLITE_OK)
 			goto fail_rc;
 		rc = sqlite3_step(st);
@@ -316,15 +313,15 @@ static int migrate(sqlite_conn_t *c)
 				goto fail_rc;
 			return 0;
 		}
-		rc = sqlite3_exec(c->db, sqlite_migrations[version], NULL,
-				  NULL, NULL);
+		rc = sqlite3_exec(c->db, sqlite_migrations[version], NULL, NULL,
+		                  NULL);
 		if (rc != SQLITE_OK)
 			goto fail_rc;
 		char sql[160];
 		snprintf(sql, sizeof sql,
-			 "INSERT INTO schema_version (version, applied_at)"
-			 " VALUES (%d, " SQ_NOW_SQL ")",
-			 version + 1);
+		         "INSERT INTO schema_version (version, applied_at)"
+		         " VALUES (%d, " SQ_NOW_SQL ")",
+		         version + 1);
 		rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
 			goto fail_rc;
@@ -333,16 +330,13 @@ static int migrate(sqlite_conn_t *c)
 			goto fail_rc;
 	}
 fail_rc:
-	rc = sqlite_err(rc);
 	if (!sqlite3_get_autocommit(c->db))
 		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-	/* A migration that does not run is a bug or a damaged file, not a
-	 * transient condition, unless SQLite said busy or I/O. */
-	return rc;
+	return sqlite_err(rc);
 }
 
 int sqlite_store_open(const char *path, const store_options_t *opt,
-		      sqlite_store_t **ret)
+                      sqlite_store_t **ret)
 {
 	int busy_ms = SQ_BUSY_TIMEOUT_DEFAULT;
 	size_t readers = SQ_READERS_DEFAULT;

@@ -1,9 +1,10 @@
 /*
  * sqlite_int: module-private declarations of the SQLite backend, shared by
- * its three files: sqlite_conn.c (connections, the statement cache,
- * transactions, migrations), sqlite.c (the store operations and the backend
- * table) and sqlite_verify.c (the audit). Nothing outside src/store/sqlite*
- * includes this header.
+ * its files: sqlite_conn.c (connections, the statement cache, transactions,
+ * migrations), sqlite.c (the backend table, submissions, order reads and
+ * shared row helpers), sqlite_lease.c, sqlite_product.c, sqlite_lock.c and
+ * sqlite_verify.c (the audit). Nothing outside src/store/sqlite* includes
+ * this header.
  *
  * Lock order: a thread never holds wlock and rlock at the same time. A write
  * operation does all its reads on the writer connection, inside its own
@@ -22,7 +23,7 @@
 /* The store clock in SQL: integer ms since the Unix epoch. SQLite 3.40 has
  * no unixepoch('subsec'); 'now' has ms resolution, ROUND undoes the double
  * rounding of julianday(). */
-#define SQ_NOW_SQL \
+#define SQ_NOW_SQL                                                             \
 	"CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
 
 /* Every cached statement has a slot; the SQL text is given where it is
@@ -78,8 +79,8 @@ typedef struct sqlite_conn {
 
 typedef struct sqlite_store {
 	pthread_mutex_t wlock;
-	sqlite_conn_t writer;   /* wlock */
-	int64_t last_ckpt_ms;   /* wlock; monotonic clock */
+	sqlite_conn_t writer; /* wlock */
+	int64_t last_ckpt_ms; /* wlock; monotonic clock */
 
 	pthread_mutex_t rlock;
 	pthread_cond_t rcond;   /* signalled when a reader is returned */
@@ -95,13 +96,12 @@ int sqlite_err(int rc);
 /* Opens PATH: the writer (creating the file), migrations, then the
  * readers. The caller frees *ret with sqlite_store_free(). */
 int sqlite_store_open(const char *path, const store_options_t *opt,
-		      sqlite_store_t **ret);
+                      sqlite_store_t **ret);
 void sqlite_store_free(sqlite_store_t *s);
 
 /* The cached statement id of c, prepared from sql on first use, reset and
  * unbound. The caller resets it again when done (sqlite3_reset). */
-int sqlite_stmt(sqlite_conn_t *c, int id, const char *sql,
-		sqlite3_stmt **ret);
+int sqlite_stmt(sqlite_conn_t *c, int id, const char *sql, sqlite3_stmt **ret);
 /* Steps st: 1 for a row, 0 when done, or a negative error. */
 int sqlite_step(sqlite3_stmt *st);
 /* Runs a cached statement that returns no rows, then resets it. */
@@ -113,7 +113,7 @@ int sqlite_run(sqlite_conn_t *c, int id, const char *sql);
  * both release wlock. On a begin error nothing is held.
  */
 int sqlite_write_begin(sqlite_store_t *s, sqlite_conn_t **ret_c,
-		       int64_t *ret_now);
+                       int64_t *ret_now);
 int sqlite_write_commit(sqlite_store_t *s);
 void sqlite_write_rollback(sqlite_store_t *s);
 
@@ -125,8 +125,50 @@ void sqlite_reader_put(sqlite_store_t *s, sqlite_conn_t *c);
 int sqlite_read_begin(sqlite_conn_t *c, int64_t *ret_now);
 void sqlite_read_end(sqlite_conn_t *c);
 
+/* Column list that sqlite_row_order() reads, in this order. */
+#define ORDER_COLS                                                             \
+	"seq, id, customer, items, metadata, status, attempts, reason,"        \
+	" created_at, updated_at, finished_at"
+
+/* Helpers shared by the operation files (sqlite.c). Binds and column reads
+ * return 0 or an orderd error. */
+int sqlite_bind_text(sqlite3_stmt *st, int i, const char *s); /* NULL: null */
+int sqlite_bind_int(sqlite3_stmt *st, int i, int64_t v);
+/* Copies an identifier column into dst[ID_MAX + 1]. */
+int sqlite_col_ident(sqlite3_stmt *st, int col, char *dst);
+/* Reads the ORDER_COLS of the current row into *ret, which the caller
+ * clears with order_clear(); on error *ret is untouched. */
+int sqlite_row_order(sqlite3_stmt *st, order_t *ret);
+/* Appends one state transition to order_events; fence 0 means none. */
+int sqlite_event_add(sqlite_conn_t *c, const char *order_id, const char *event,
+                     int64_t fence, int64_t now);
+/* Takes the next value of the fence sequence shared by leases and locks. */
+int sqlite_next_fence(sqlite_conn_t *c, int64_t *ret_fence);
+
+/* Operations with the backend table's signatures (store_backend.h). */
+int sqlite_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
+                 store_claim_t *ret_claims, size_t *ret_n);
+int sqlite_process(void *b, const store_claim_t *claims, size_t n,
+                   store_process_result_t *results);
+int sqlite_retry(void *b, const char *id, int64_t fence, int max_attempts,
+                 int64_t delay_ms, const char *error, bool *ret_failed);
+int sqlite_release(void *b, const char *id, int64_t fence);
+int sqlite_reap(void *b, int max_attempts, size_t limit, size_t *ret_n);
+int sqlite_product_set(void *b, const char *sku, int64_t stock, product_t *ret);
+int sqlite_product_get(void *b, const char *sku, product_t *ret);
+int sqlite_product_list(void *b, const char *after_sku, size_t limit,
+                        product_t **ret_products, size_t *ret_n,
+                        bool *ret_more);
+int sqlite_lock_acquire(void *b, const char *name, const char *owner,
+                        int64_t ttl_ms, store_lock_t *ret);
+int sqlite_lock_renew(void *b, const char *name, const char *owner,
+                      int64_t fence, int64_t ttl_ms, store_lock_t *ret);
+int sqlite_lock_release(void *b, const char *name, const char *owner,
+                        int64_t fence);
+int sqlite_lock_get(void *b, const char *name, store_lock_t *ret);
+
 /* The audit (store_verify), in sqlite_verify.c. */
 int sqlite_verify(sqlite_store_t *s, store_violation_fn fn, void *arg,
-		  size_t *ret_violations);
+                  size_t *ret_violations);
 
 #endif

@@ -299,7 +299,7 @@ class Daemon:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def signal(self, sig):
+    def send_signal(self, sig):
         if self.alive():
             os.kill(self.proc.pid, sig)
 
@@ -549,7 +549,7 @@ def main():
     if BACKEND == "postgres" and not pg_base_uri():
         print("SKIP: no PostgreSQL cluster uri in %r" % PGDIR)
         sys.exit(77)
-    prog = unittest.main(exit=False)
+    prog = unittest.main(exit=False, warnings="ignore")
     res = prog.result
     _kill_all()
     if not res.wasSuccessful():
@@ -557,3 +557,46 @@ def main():
     if res.testsRun and len(res.skipped) == res.testsRun:
         sys.exit(77)
     sys.exit(0)
+
+
+# ---------------------------------------------------------------- raw HTTP
+
+def raw_http(port, data, timeout=10.0, send_after=None):
+    """Sends raw bytes (data, then each chunk of send_after, ignoring a peer
+    that has stopped reading), returns the bytes received until the peer
+    closes, the headers and announced body arrive, or timeout."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    got = b""
+    try:
+        try:
+            s.sendall(data)
+            for chunk in (send_after or ()):
+                s.sendall(chunk)
+        except OSError:
+            pass
+        s.settimeout(timeout)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+            head, sep, body = got.partition(b"\r\n\r\n")
+            if sep:
+                m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+                if m and len(body) >= int(m.group(1)):
+                    break
+    finally:
+        s.close()
+    return got
+
+
+def raw_status(resp):
+    """Status code of a raw HTTP response, or None."""
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", resp)
+    return int(m.group(1)) if m else None

@@ -1,0 +1,159 @@
+/*
+ * api_ops: the operations routes: liveness, readiness, the Prometheus
+ * exposition, the JSON stats summary and the alert states.
+ *
+ * Throughput in /v1/stats, both for this replica: submitted_per_s is the
+ * 201s over the last 60 s (a window_t); processed_per_s comes from the
+ * workers' counter orderd_orders_processed_total (completed + rejected +
+ * failed), sampled on every stats call (and once at start), as the rate
+ * against the oldest sample at most 60 s old.
+ */
+#include "http/api.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/timefmt.h"
+
+#define WINDOW_S 60
+#define MAX_ALERTS 16
+
+void api_ops_livez(http_req_t *r)
+{
+	api_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void api_ops_readyz(http_req_t *r)
+{
+	if (atomic_load(&r->srv->draining)) {
+		api_unavailable(r, "server is draining");
+		return;
+	}
+	if (store_ping(r->srv->deps.store) != 0) {
+		api_unavailable(r, "store is not reachable");
+		return;
+	}
+	api_json(r, 200, json_pack("{s:s}", "status", "ready"));
+}
+
+void api_ops_metrics(http_req_t *r)
+{
+	char *text = metrics_render();
+
+	if (text == NULL) {
+		api_error(r, 500, "internal", "out of memory");
+		return;
+	}
+	free(r->resp.body);
+	r->resp.status = 200;
+	r->resp.body = text;
+	r->resp.len = strlen(text);
+	r->resp.content_type = "text/plain; version=0.0.4; charset=utf-8";
+}
+
+static json_t *alert_json(const alert_state_t *a)
+{
+	json_t *since;
+
+	if (a->since_ms > 0) {
+		char t[TIMEFMT_LEN];
+		timefmt_rfc3339(a->since_ms, t);
+		since = json_string(t);
+	} else {
+		since = json_null();
+	}
+	return json_pack("{s:s,s:s,s:f,s:f,s:o}", "name", a->name, "state",
+			 a->firing ? "firing" : "inactive", "value", a->value,
+			 "threshold", a->threshold, "since", since);
+}
+
+static json_t *alerts_json(http_server_t *s, double *ret_error_rate)
+{
+	alert_state_t st[MAX_ALERTS];
+	size_t n = 0;
+	json_t *arr = json_array();
+
+	if (s->deps.alerts != NULL)
+		n = alerts_list(s->deps.alerts, st, MAX_ALERTS);
+	for (size_t i = 0; i < n; i++) {
+		json_array_append_new(arr, alert_json(&st[i]));
+		if (ret_error_rate != NULL &&
+		    strcmp(st[i].name, "high_error_rate") == 0)
+			*ret_error_rate = st[i].value;
+	}
+	return arr;
+}
+
+void api_ops_alerts(http_req_t *r)
+{
+	api_json(r, 200, json_pack("{s:o}", "alerts",
+				   alerts_json(r->srv, NULL)));
+}
+
+/* Records (now, done) and returns the processed rate over <= 60 s. */
+static double processed_rate(http_server_t *s, int64_t done)
+{
+	int64_t now = clock_mono_ms(), best_ms = 0, best_done = 0;
+	double rate = 0;
+
+	pthread_mutex_lock(&s->stats_mu);
+	for (size_t i = 0; i < s->n_samples; i++) {
+		int64_t age = now - s->sample_ms[i];
+		if (age > 0 && age <= (WINDOW_S + 1) * 1000 &&
+		    (best_ms == 0 || s->sample_ms[i] < best_ms)) {
+			best_ms = s->sample_ms[i];
+			best_done = s->sample_done[i];
+		}
+	}
+	if (best_ms != 0 && done >= best_done)
+		rate = (double)(done - best_done) * 1000.0 /
+		       (double)(now - best_ms);
+	s->sample_ms[s->next_sample] = now;
+	s->sample_done[s->next_sample] = done;
+	s->next_sample = (s->next_sample + 1) % HTTP_STATS_SAMPLES;
+	if (s->n_samples < HTTP_STATS_SAMPLES)
+		s->n_samples++;
+	pthread_mutex_unlock(&s->stats_mu);
+	return rate;
+}
+
+void api_ops_stats(http_req_t *r)
+{
+	http_server_t *s = r->srv;
+	store_stats_t st;
+	json_t *orders, *alerts, *j;
+	double error_rate = 0, processed;
+	int64_t done;
+	int rc;
+
+	rc = store_stats(s->deps.store, &st);
+	if (rc != 0) {
+		api_store_error(r, rc);
+		return;
+	}
+	orders = json_object();
+	for (int i = 0; i < ORDER_STATUS_COUNT; i++)
+		json_object_set_new(orders,
+				    order_status_name((order_status_t)i),
+				    json_integer(st.count[i]));
+	done = 0;
+	for (size_t i = 0; i < 3; i++)
+		done += (int64_t)metric_value(s->m_processed[i]);
+	processed = processed_rate(s, done);
+	alerts = alerts_json(s, &error_rate);
+	j = json_pack("{s:o,s:f,s:{s:f,s:f},s:f,s:o,s:[s],s:I,s:s}",
+		      "orders", orders, "oldest_pending_age_seconds",
+		      (double)st.oldest_pending_ms / 1000.0, "throughput",
+		      "submitted_per_s",
+		      (double)window_sum(s->submitted) / WINDOW_S,
+		      "processed_per_s", processed, "error_rate", error_rate,
+		      "alerts", alerts, "replicas",
+		      s->deps.cfg->replica_id ? s->deps.cfg->replica_id : "",
+		      "uptime_seconds",
+		      (json_int_t)((clock_mono_ms() - s->started_mono_ms) /
+				   1000),
+		      "backend", store_backend_name(s->deps.store));
+	api_json(r, 200, j);
+}

@@ -1,0 +1,465 @@
+/*
+ * api_orders: the order and product routes. Submissions (single and batch)
+ * go through the batcher: the handler validates, suspends the connection
+ * and hands the orders over; the batcher's committer thread calls back after
+ * the group commit, the callback builds the answer and resumes the
+ * connection. GET with ?wait_ms registers a waiter (waiters.c) that polls
+ * the store, because another replica may be the one processing the order.
+ */
+#include "http/api.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/clock.h"
+#include "util/err.h"
+
+#define METADATA_MAX 4096
+#define WAIT_MS_MAX 30000
+#define LIST_LIMIT_MAX 1000
+#define LIST_LIMIT_DEFAULT 100
+
+static order_limits_t limits(const http_req_t *r)
+{
+	order_limits_t lim = {
+		.max_items = (size_t)r->srv->deps.cfg->max_items,
+		.max_metadata = METADATA_MAX,
+	};
+	return lim;
+}
+
+static void count_created(http_server_t *s)
+{
+	metric_inc(s->m_submitted);
+	window_add(s->submitted, 1);
+}
+
+/* Resumes r; r may be freed as soon as this returns, s may not. */
+static void finish_async(http_req_t *r)
+{
+	http_server_t *s = r->srv;
+
+	api_resume(r);
+	api_inflight_end(s);
+}
+
+static void submit_done(void *arg, int err, store_submit_result_t *res,
+			size_t n)
+{
+	http_req_t *r = arg;
+
+	if (err != 0) {
+		api_store_error(r, err);
+	} else if (n == 1 && res[0].outcome == SUBMIT_CONFLICT) {
+		api_error(r, 409, "conflict",
+			  "order \"%s\" exists with different content",
+			  r->orders[0].id);
+	} else if (n == 1) {
+		unsigned status = res[0].outcome == SUBMIT_CREATED ? 201 : 200;
+		api_json(r, status, order_to_json(&res[0].order));
+		if (status == 201) {
+			count_created(r->srv);
+			snprintf(r->resp.location, sizeof(r->resp.location),
+				 "/v1/orders/%s", res[0].order.id);
+		}
+	} else {
+		api_error(r, 500, "internal", "unexpected batch result");
+	}
+	for (size_t i = 0; err == 0 && i < n; i++)
+		order_clear(&res[i].order);
+	api_req_release(r);
+	finish_async(r);
+}
+
+static json_t *slot_error(unsigned status, const char *code, const char *msg)
+{
+	return json_pack("{s:i,s:o}", "status", (json_int_t)status, "error",
+			 api_error_obj(code, msg));
+}
+
+static void batch_done(void *arg, int err, store_submit_result_t *res,
+		       size_t n)
+{
+	http_req_t *r = arg;
+
+	if (err != 0) {
+		api_store_error(r, err);
+	} else {
+		for (size_t i = 0; i < n && i < r->n_orders; i++) {
+			json_t *slot;
+			if (res[i].outcome == SUBMIT_CONFLICT) {
+				char msg[160];
+				snprintf(msg, sizeof(msg),
+					 "order \"%s\" exists with different content",
+					 r->orders[i].id);
+				slot = slot_error(409, "conflict", msg);
+			} else {
+				slot = json_pack("{s:i,s:o}", "status",
+						 (json_int_t)res[i].outcome,
+						 "order",
+						 order_to_json(&res[i].order));
+				if (res[i].outcome == SUBMIT_CREATED)
+					count_created(r->srv);
+			}
+			json_array_set_new(r->results, r->slots[i], slot);
+		}
+		api_json(r, 200, json_pack("{s:O}", "results", r->results));
+	}
+	for (size_t i = 0; err == 0 && i < n; i++)
+		order_clear(&res[i].order);
+	api_req_release(r);
+	finish_async(r);
+}
+
+/* Suspends r and hands r->orders to the batcher. */
+static void submit_start(http_req_t *r, batcher_done_fn done)
+{
+	http_server_t *s = r->srv;
+	int rc;
+
+	r->order_ptrs = calloc(r->n_orders, sizeof(*r->order_ptrs));
+	if (r->order_ptrs == NULL) {
+		api_error(r, 500, "internal", "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < r->n_orders; i++)
+		r->order_ptrs[i] = &r->orders[i];
+	/* Suspend first: the callback may resume before submit returns. */
+	if (!api_inflight_begin(s)) {
+		api_unavailable(r, "server is shutting down");
+		return;
+	}
+	api_suspend(r);
+	rc = batcher_submit(s->deps.batcher, r->order_ptrs, r->n_orders, done,
+			    r);
+	if (rc != 0) {
+		api_store_error(r, rc);
+		api_req_release(r);
+		finish_async(r);
+	}
+}
+
+void api_orders_submit(http_req_t *r)
+{
+	json_t *body = NULL;
+	order_limits_t lim = limits(r);
+	char msg[256];
+	int rc;
+
+	if (api_refuse_draining(r) || api_body(r, &body) != 0)
+		return;
+	r->orders = calloc(1, sizeof(*r->orders));
+	if (r->orders == NULL) {
+		json_decref(body);
+		api_error(r, 500, "internal", "out of memory");
+		return;
+	}
+	msg[0] = '\0';
+	rc = order_from_json(body, &lim, "", &r->orders[0], msg, sizeof(msg));
+	json_decref(body);
+	if (rc != 0) {
+		api_error(r, 400, "invalid_request", "%s",
+			  msg[0] ? msg : "invalid order");
+		return;
+	}
+	r->n_orders = 1;
+	submit_start(r, submit_done);
+}
+
+void api_orders_batch(http_req_t *r)
+{
+	static const char *const fields[] = {"orders", NULL};
+	json_t *body = NULL, *list;
+	order_limits_t lim = limits(r);
+	size_t n, max = (size_t)r->srv->deps.cfg->max_batch;
+
+	if (api_refuse_draining(r) || api_body(r, &body) != 0)
+		return;
+	if (api_only_fields(r, body, fields) != 0)
+		goto out;
+	list = json_object_get(body, "orders");
+	if (!json_is_array(list)) {
+		api_error(r, 400, "invalid_request", "orders must be an array");
+		goto out;
+	}
+	n = json_array_size(list);
+	if (n > max) {
+		api_error(r, 400, "invalid_request",
+			  "orders must have at most %zu entries", max);
+		goto out;
+	}
+	r->results = json_array();
+	r->orders = calloc(n ? n : 1, sizeof(*r->orders));
+	r->slots = calloc(n ? n : 1, sizeof(*r->slots));
+	if (r->results == NULL || r->orders == NULL || r->slots == NULL) {
+		api_error(r, 500, "internal", "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_t *e = json_array_get(list, i);
+		char prefix[32], msg[256];
+		json_t *slot = json_null();
+		snprintf(prefix, sizeof(prefix), "orders[%zu].", i);
+		msg[0] = '\0';
+		if (!json_is_object(e)) {
+			snprintf(msg, sizeof(msg), "orders[%zu] must be an object",
+				 i);
+			slot = slot_error(400, "invalid_request", msg);
+		} else if (order_from_json(e, &lim, prefix,
+					   &r->orders[r->n_orders], msg,
+					   sizeof(msg)) != 0) {
+			slot = slot_error(400, "invalid_request",
+					  msg[0] ? msg : "invalid order");
+		} else {
+			r->slots[r->n_orders++] = i;
+		}
+		json_array_append_new(r->results, slot);
+	}
+	if (r->n_orders == 0) {
+		api_json(r, 200, json_pack("{s:O}", "results", r->results));
+		api_req_release(r);
+		goto out;
+	}
+	submit_start(r, batch_done);
+out:
+	json_decref(body);
+}
+
+/* ---- reads ---- */
+
+bool api_orders_wait_poll(http_req_t *r, bool deadline)
+{
+	order_t o = {0};
+	int rc = store_order_get(r->srv->deps.store, r->param, &o);
+
+	if (rc == OD_ESTORE && !deadline)
+		return false; /* transient: try again on the next tick */
+	if (rc != 0) {
+		api_store_error(r, rc);
+		return true;
+	}
+	if (!deadline && !order_status_terminal(o.status)) {
+		order_clear(&o);
+		return false;
+	}
+	api_json(r, 200, order_to_json(&o));
+	order_clear(&o);
+	return true;
+}
+
+void api_orders_get(http_req_t *r)
+{
+	order_t o = {0};
+	int64_t wait_ms = 0;
+	int rc;
+
+	if (api_param(r, "order id") != 0 ||
+	    api_query_int(r, "wait_ms", 0, WAIT_MS_MAX, &wait_ms) != 0)
+		return;
+	rc = store_order_get(r->srv->deps.store, r->param, &o);
+	if (rc != 0) {
+		api_store_error(r, rc);
+		return;
+	}
+	if (wait_ms == 0 || order_status_terminal(o.status)) {
+		api_json(r, 200, order_to_json(&o));
+		order_clear(&o);
+		return;
+	}
+	order_clear(&o);
+	r->deadline_mono_ms = clock_mono_ms() + wait_ms;
+	api_suspend(r);
+	rc = waiters_add(r->srv->waiters, r, api_orders_wait_poll);
+	if (rc != 0) {
+		api_unavailable(r, rc == OD_EBUSY ? "too many waiting requests"
+						  : "server is shutting down");
+		api_resume(r);
+	}
+}
+
+/* Cursors are opaque to clients: "s" + the store sequence in hex. */
+static int parse_order_cursor(const char *c, int64_t *ret)
+{
+	char *end = NULL;
+	unsigned long long v;
+
+	if (c[0] != 's' || c[1] == '\0' || strlen(c) > 17)
+		return -1;
+	for (const char *p = c + 1; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return -1;
+	v = strtoull(c + 1, &end, 16);
+	if (*end != '\0' || v > INT64_MAX)
+		return -1;
+	*ret = (int64_t)v;
+	return 0;
+}
+
+void api_orders_list(http_req_t *r)
+{
+	const char *st = api_query(r, "status"), *cur = api_query(r, "cursor");
+	order_status_t status = 0;
+	int64_t limit = LIST_LIMIT_DEFAULT, after = 0;
+	order_t *orders = NULL;
+	size_t n = 0;
+	bool more = false;
+	json_t *arr, *next = json_null();
+	int rc;
+
+	if (st != NULL && order_status_parse(st, &status) != 0) {
+		api_error(r, 400, "invalid_request",
+			  "status must be one of pending, processing, "
+			  "completed, rejected, failed, cancelled");
+		return;
+	}
+	if (api_query_int(r, "limit", 1, LIST_LIMIT_MAX, &limit) != 0)
+		return;
+	if (cur != NULL && parse_order_cursor(cur, &after) != 0) {
+		api_error(r, 400, "invalid_request", "cursor is not valid");
+		return;
+	}
+	rc = store_order_list(r->srv->deps.store, st ? (int)status : -1, after,
+			      (size_t)limit, &orders, &n, &more);
+	if (rc != 0) {
+		api_store_error(r, rc);
+		return;
+	}
+	arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, order_to_json(&orders[i]));
+	if (more && n > 0) {
+		char c[24];
+		snprintf(c, sizeof(c), "s%" PRIx64, (uint64_t)orders[n - 1].seq);
+		next = json_string(c);
+	}
+	store_orders_free(orders, n);
+	api_json(r, 200, json_pack("{s:o,s:o}", "orders", arr, "next_cursor",
+				   next));
+}
+
+/* requeue and cancel take no body; one that is sent must be {}. */
+static int empty_body(http_req_t *r)
+{
+	static const char *const none[] = {NULL};
+	json_t *body = NULL;
+	int rc;
+
+	if (r->body_len == 0)
+		return 0;
+	if (api_body(r, &body) != 0)
+		return -1;
+	rc = api_only_fields(r, body, none);
+	json_decref(body);
+	return rc;
+}
+
+static void transition(http_req_t *r, bool requeue)
+{
+	order_t o = {0};
+	int rc;
+
+	if (api_param(r, "order id") != 0 || empty_body(r) != 0)
+		return;
+	rc = requeue ? store_order_requeue(r->srv->deps.store, r->param, &o)
+		     : store_order_cancel(r->srv->deps.store, r->param, &o);
+	if (rc == OD_ESTATE) {
+		api_error(r, 409, "conflict", "order \"%s\" is not %s",
+			  r->param, requeue ? "failed" : "pending");
+		return;
+	}
+	if (rc != 0) {
+		api_store_error(r, rc);
+		return;
+	}
+	api_json(r, 200, order_to_json(&o));
+	order_clear(&o);
+}
+
+void api_orders_requeue(http_req_t *r)
+{
+	if (!api_refuse_draining(r))
+		transition(r, true);
+}
+
+void api_orders_cancel(http_req_t *r)
+{
+	transition(r, false);
+}
+
+/* ---- products ---- */
+
+void api_products_put(http_req_t *r)
+{
+	static const char *const fields[] = {"stock", NULL};
+	json_t *body = NULL;
+	product_t p;
+	int64_t stock = 0;
+	int rc;
+
+	if (api_refuse_draining(r) || api_param(r, "sku") != 0 ||
+	    api_body(r, &body) != 0)
+		return;
+	if (api_only_fields(r, body, fields) != 0 ||
+	    api_field_int(r, body, "stock", 0, PRODUCT_STOCK_MAX, false,
+			  &stock) != 0)
+		goto out;
+	rc = store_product_set(r->srv->deps.store, r->param, stock, &p);
+	if (rc != 0)
+		api_store_error(r, rc);
+	else
+		api_json(r, 200, product_to_json(&p));
+out:
+	json_decref(body);
+}
+
+void api_products_get(http_req_t *r)
+{
+	product_t p;
+	int rc;
+
+	if (api_param(r, "sku") != 0)
+		return;
+	rc = store_product_get(r->srv->deps.store, r->param, &p);
+	if (rc != 0)
+		api_store_error(r, rc);
+	else
+		api_json(r, 200, product_to_json(&p));
+}
+
+void api_products_list(http_req_t *r)
+{
+	const char *cur = api_query(r, "cursor");
+	int64_t limit = LIST_LIMIT_DEFAULT;
+	product_t *ps = NULL;
+	size_t n = 0;
+	bool more = false;
+	json_t *arr, *next = json_null();
+	int rc;
+
+	if (api_query_int(r, "limit", 1, LIST_LIMIT_MAX, &limit) != 0)
+		return;
+	/* Cursor: "p" + the last sku seen (identifiers are URL-safe). */
+	if (cur != NULL && (cur[0] != 'p' || !ident_valid(cur + 1, ID_MAX))) {
+		api_error(r, 400, "invalid_request", "cursor is not valid");
+		return;
+	}
+	rc = store_product_list(r->srv->deps.store, cur ? cur + 1 : "",
+				(size_t)limit, &ps, &n, &more);
+	if (rc != 0) {
+		api_store_error(r, rc);
+		return;
+	}
+	arr = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(arr, product_to_json(&ps[i]));
+	if (more && n > 0) {
+		char c[ID_MAX + 2];
+		snprintf(c, sizeof(c), "p%s", ps[n - 1].sku);
+		next = json_string(c);
+	}
+	free(ps);
+	api_json(r, 200, json_pack("{s:o,s:o}", "products", arr,
+				   "next_cursor", next));
+}

@@ -1,0 +1,186 @@
+/*
+ * waiters: the one thread that serves every suspended wait (GET
+ * /v1/orders/{id}?wait_ms, lock acquire with wait_ms). Every tick it polls
+ * each waiting request once through its poll function (a store read or an
+ * acquire attempt: another replica may be the one that changes the state, so
+ * polling the store is the mechanism), and resumes those that are done or
+ * past their deadline. Bounded: at most max requests wait.
+ *
+ * The list is taken out from under the mutex for the polls, so the store is
+ * never called with the lock held, and api_resume is never called with it.
+ */
+#include "http/api.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "obs/log.h"
+#include "util/clock.h"
+#include "util/err.h"
+
+#define TICK_MS 50
+
+typedef struct waiter {
+	http_req_t *r;
+	waiter_poll_fn poll;
+	struct waiter *next;
+} waiter_t;
+
+struct waiters {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	waiter_t *list;   /* mu */
+	size_t n;         /* waiting, including those being polled; mu */
+	size_t max;
+	bool stop;        /* mu */
+};
+
+static void answer_shutdown(waiter_t *w)
+{
+	api_unavailable(w->r, "server is shutting down");
+	api_resume(w->r);
+	free(w);
+}
+
+static void *waiters_main(void *arg)
+{
+	waiters_t *ws = arg;
+
+	pthread_mutex_lock(&ws->mu);
+	while (!ws->stop) {
+		waiter_t *batch, *keep = NULL, *next;
+		size_t done = 0;
+		struct timespec ts;
+
+		if (ws->list == NULL) {
+			pthread_cond_wait(&ws->cond, &ws->mu);
+			continue;
+		}
+		batch = ws->list;
+		ws->list = NULL;
+		pthread_mutex_unlock(&ws->mu);
+
+		for (waiter_t *w = batch; w != NULL; w = next) {
+			bool last = clock_mono_ms() >= w->r->deadline_mono_ms;
+			next = w->next;
+			if (w->poll(w->r, last)) {
+				api_resume(w->r);
+				free(w);
+				done++;
+			} else {
+				w->next = keep;
+				keep = w;
+			}
+		}
+
+		pthread_mutex_lock(&ws->mu);
+		ws->n -= done;
+		while (keep != NULL) {
+			next = keep->next;
+			keep->next = ws->list;
+			ws->list = keep;
+			keep = next;
+		}
+		if (ws->stop || ws->list == NULL)
+			continue;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += TICK_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		/* New waiters signal too, but their first poll can wait for
+		 * the tick: the handler already tried once. */
+		while (!ws->stop &&
+		       pthread_cond_timedwait(&ws->cond, &ws->mu, &ts) == 0)
+			;
+	}
+	/* Stopping: everyone still waiting is answered 503. */
+	while (ws->list != NULL) {
+		waiter_t *w = ws->list;
+		ws->list = w->next;
+		ws->n--;
+		pthread_mutex_unlock(&ws->mu);
+		answer_shutdown(w);
+		pthread_mutex_lock(&ws->mu);
+	}
+	pthread_mutex_unlock(&ws->mu);
+	return NULL;
+}
+
+int waiters_new(size_t max, waiters_t **ret)
+{
+	waiters_t *ws = calloc(1, sizeof(*ws));
+	int rc;
+
+	if (ws == NULL)
+		return -ENOMEM;
+	ws->max = max;
+	pthread_mutex_init(&ws->mu, NULL);
+	pthread_cond_init(&ws->cond, NULL);
+	rc = pthread_create(&ws->thread, NULL, waiters_main, ws);
+	if (rc != 0) {
+		pthread_cond_destroy(&ws->cond);
+		pthread_mutex_destroy(&ws->mu);
+		free(ws);
+		return -rc;
+	}
+	*ret = ws;
+	return 0;
+}
+
+int waiters_add(waiters_t *ws, http_req_t *r, waiter_poll_fn poll)
+{
+	waiter_t *w;
+	int rc = 0;
+
+	if (ws == NULL)
+		return OD_ESHUTDOWN;
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return -ENOMEM;
+	w->r = r;
+	w->poll = poll;
+	pthread_mutex_lock(&ws->mu);
+	if (ws->stop) {
+		rc = OD_ESHUTDOWN;
+	} else if (ws->n >= ws->max) {
+		rc = OD_EBUSY;
+	} else {
+		w->next = ws->list;
+		ws->list = w;
+		ws->n++;
+		if (ws->n == 1)
+			pthread_cond_signal(&ws->cond);
+	}
+	pthread_mutex_unlock(&ws->mu);
+	if (rc != 0)
+		free(w);
+	return rc;
+}
+
+void waiters_stop(waiters_t *ws)
+{
+	bool join;
+
+	if (ws == NULL)
+		return;
+	pthread_mutex_lock(&ws->mu);
+	join = !ws->stop;
+	ws->stop = true;
+	pthread_cond_broadcast(&ws->cond);
+	pthread_mutex_unlock(&ws->mu);
+	if (join)
+		pthread_join(ws->thread, NULL);
+}
+
+void waiters_free(waiters_t *ws)
+{
+	if (ws == NULL)
+		return;
+	waiters_stop(ws);
+	pthread_cond_destroy(&ws->cond);
+	pthread_mutex_destroy(&ws->mu);
+	free(ws);
+}

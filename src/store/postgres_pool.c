@@ -1,0 +1,385 @@
+/*
+ * postgres_pool: the connection pool of the postgres store backend. See
+ * postgres_pool.h. One mutex guards the free list and the reconnect
+ * backoff; connecting, preparing and running statements happen outside it,
+ * on a connection that only the thread that checked it out touches.
+ */
+#include "store/postgres_pool.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/backoff.h"
+#include "util/clock.h"
+#include "util/err.h"
+
+#define POOL_MAX 256
+#define N_KW 12
+
+struct pgp {
+	const pgp_stmt_t *stmts; /* immutable after pgp_new */
+	size_t n_stmts;
+	/* libpq connection keywords; values point into the buffers below. */
+	const char *kw[N_KW + 1];
+	const char *val[N_KW + 1];
+	char *uri;
+	char app[ID_MAX + 1];
+	char connect_timeout[16];
+	char tcp_user_timeout[16];
+	char setup_sql[256]; /* session settings run after each connect */
+	int64_t wait_ms;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv;   /* signalled when a slot returns to the list */
+	pgc_t *slots;        /* n slots; a slot's fields belong to its holder */
+	size_t n;
+	pgc_t **free_list;   /* mu: n_free free slots, live ones at the top */
+	size_t n_free;       /* mu */
+	int failures;        /* mu: consecutive failed connects */
+	int64_t next_try_ms; /* mu: monotonic time before which no connect */
+};
+
+static const backoff_t reconnect_backoff = {.base_ms = 50, .cap_ms = 5000};
+
+int pgp_new(const char *uri, const store_options_t *opt,
+	    const pgp_stmt_t *stmts, size_t n, pgp_t **ret)
+{
+	if (n > PGP_MAX_STMTS)
+		return OD_EINTERNAL;
+	int pool = opt && opt->readers > 0 ? opt->readers : 8;
+	if (pool > POOL_MAX)
+		pool = POOL_MAX;
+	int connect_ms = opt && opt->connect_timeout_ms > 0 ?
+				 opt->connect_timeout_ms : 5000;
+	int stmt_ms = opt && opt->statement_timeout_ms > 0 ?
+			      opt->statement_timeout_ms : 30000;
+	int lock_ms = opt && opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms :
+							 5000;
+	const char *app = opt && opt->replica_id && *opt->replica_id ?
+				  opt->replica_id : "orderd";
+
+	pgp_t *p = calloc(1, sizeof *p);
+	if (!p)
+		return -ENOMEM;
+	p->uri = strdup(uri);
+	p->slots = calloc((size_t)pool, sizeof *p->slots);
+	p->free_list = calloc((size_t)pool, sizeof *p->free_list);
+	if (!p->uri || !p->slots || !p->free_list) {
+		free(p->uri);
+		free(p->slots);
+		free(p->free_list);
+		free(p);
+		return -ENOMEM;
+	}
+	p->stmts = stmts;
+	p->n_stmts = n;
+	p->n = (size_t)pool;
+	for (size_t i = 0; i < p->n; i++)
+		p->free_list[i] = &p->slots[i];
+	p->n_free = p->n;
+	snprintf(p->app, sizeof p->app, "%s", app);
+	/* libpq takes whole seconds and treats values below 2 as 2. */
+	snprintf(p->connect_timeout, sizeof p->connect_timeout, "%d",
+		 (connect_ms + 999) / 1000);
+	/* Unacknowledged data this long means the peer is gone (a cut link
+	 * would otherwise hang a write for the kernel's ~15 minutes). */
+	snprintf(p->tcp_user_timeout, sizeof p->tcp_user_timeout, "%d",
+		 connect_ms > 10000 ? connect_ms : 10000);
+	/* A stalled replica must not hold row locks forever: the server
+	 * ends a transaction left idle longer than this. */
+	int idle_ms = stmt_ms > 10000 ? stmt_ms : 10000;
+	snprintf(p->setup_sql, sizeof p->setup_sql,
+		 "SET statement_timeout = %d; SET lock_timeout = %d; "
+		 "SET idle_in_transaction_session_timeout = %d; "
+		 "SET synchronous_commit = on; SET client_min_messages = warning",
+		 stmt_ms, lock_ms, idle_ms);
+	p->wait_ms = (int64_t)stmt_ms + connect_ms;
+
+	/* Our defaults first and the URI last: libpq lets later keywords
+	 * win, so an operator can still override any of them in the URI. */
+	size_t k = 0;
+	p->kw[k] = "connect_timeout", p->val[k++] = p->connect_timeout;
+	p->kw[k] = "keepalives", p->val[k++] = "1";
+	p->kw[k] = "keepalives_idle", p->val[k++] = "10";
+	p->kw[k] = "keepalives_interval", p->val[k++] = "5";
+	p->kw[k] = "keepalives_count", p->val[k++] = "3";
+	p->kw[k] = "tcp_user_timeout", p->val[k++] = p->tcp_user_timeout;
+	p->kw[k] = "target_session_attrs", p->val[k++] = "read-write";
+	p->kw[k] = "application_name", p->val[k++] = p->app;
+	p->kw[k] = "dbname", p->val[k++] = p->uri;
+	p->kw[k] = NULL, p->val[k] = NULL;
+
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	*ret = p;
+	return 0;
+}
+
+void pgp_free(pgp_t *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++)
+		if (p->slots[i].conn)
+			PQfinish(p->slots[i].conn);
+	pthread_cond_destroy(&p->cv);
+	pthread_mutex_destroy(&p->mu);
+	free(p->free_list);
+	free(p->slots);
+	free(p->uri);
+	free(p);
+}
+
+int64_t pgp_wait_ms(const pgp_t *p) { return p->wait_ms; }
+
+static void slot_close(pgc_t *c)
+{
+	if (c->conn)
+		PQfinish(c->conn);
+	c->conn = NULL;
+	c->prepared[0] = c->prepared[1] = 0;
+}
+
+/*
+ * True when an idle connection still works as far as we can tell without a
+ * round trip. A backend that was terminated (pg_terminate_backend, server
+ * restart, failover) while we were idle has already sent its FATAL message
+ * and closed the socket. We never LISTEN, so an idle session has nothing
+ * legitimate to say: any readable data means it is going away, and using it
+ * would only cost the caller a failed statement.
+ */
+static bool slot_alive(pgc_t *c)
+{
+	if (!c->conn || PQstatus(c->conn) != CONNECTION_OK ||
+	    PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+		return false;
+	struct pollfd pfd = {.fd = PQsocket(c->conn), .events = POLLIN};
+	if (pfd.fd < 0)
+		return false;
+	return poll(&pfd, 1, 0) == 0;
+}
+
+/* Library modules never log: drop the server's notices. */
+static void ignore_notice(void *arg, const char *msg) {}
+
+static void connect_failed(pgp_t *p)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->failures < 30)
+		p->failures++;
+	p->next_try_ms = clock_mono_ms() +
+			 backoff_delay_ms(&reconnect_backoff, p->failures,
+					  clock_rand());
+	pthread_mutex_unlock(&p->mu);
+}
+
+static int slot_connect(pgp_t *p, pgc_t *c)
+{
+	pthread_mutex_lock(&p->mu);
+	bool wait = clock_mono_ms() < p->next_try_ms;
+	pthread_mutex_unlock(&p->mu);
+	if (wait)
+		return OD_ESTORE; /* backing off: fail fast, the caller retries */
+
+	c->conn = PQconnectdbParams(p->kw, p->val, 1);
+	if (!c->conn || PQstatus(c->conn) != CONNECTION_OK)
+		goto fail;
+	PQsetNoticeProcessor(c->conn, ignore_notice, NULL);
+	PGresult *res = PQexec(c->conn, p->setup_sql);
+	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+	PQclear(res);
+	if (!ok)
+		goto fail;
+	pthread_mutex_lock(&p->mu);
+	p->failures = 0;
+	p->next_try_ms = 0;
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+fail:
+	slot_close(c);
+	connect_failed(p);
+	return OD_ESTORE;
+}
+
+static void push_free(pgp_t *p, pgc_t *c)
+{
+	/* Live connections on top so they are reused first. */
+	if (c->conn) {
+		p->free_list[p->n_free++] = c;
+	} else {
+		memmove(&p->free_list[1], &p->free_list[0],
+			p->n_free * sizeof *p->free_list);
+		p->free_list[0] = c;
+		p->n_free++;
+	}
+	pthread_cond_signal(&p->cv);
+}
+
+int pgp_get(pgp_t *p, int64_t wait_ms, pgc_t **ret)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += wait_ms / 1000;
+	until.tv_nsec += (wait_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&p->mu);
+	while (p->n_free == 0) {
+		/* The condvar uses the realtime clock by default; a timed
+		 * wait on it is fine as a bound, the loop re-checks. */
+		struct timespec now;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > until.tv_sec ||
+		    (now.tv_sec == until.tv_sec && now.tv_nsec >= until.tv_nsec)) {
+			pthread_mutex_unlock(&p->mu);
+			return OD_ESTORE;
+		}
+		struct timespec rt;
+		clock_gettime(CLOCK_REALTIME, &rt);
+		rt.tv_nsec += 50 * 1000000L;
+		if (rt.tv_nsec >= 1000000000L) {
+			rt.tv_sec++;
+			rt.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&p->cv, &p->mu, &rt);
+	}
+	pgc_t *c = p->free_list[--p->n_free];
+	pthread_mutex_unlock(&p->mu);
+
+	c->lost = false;
+	c->sqlstate[0] = '\0';
+	if (!slot_alive(c)) {
+		slot_close(c);
+		int rc = slot_connect(p, c);
+		if (rc < 0) {
+			pthread_mutex_lock(&p->mu);
+			push_free(p, c);
+			pthread_mutex_unlock(&p->mu);
+			return rc;
+		}
+	}
+	*ret = c;
+	return 0;
+}
+
+void pgp_put(pgp_t *p, pgc_t *c)
+{
+	if (!c)
+		return;
+	if (c->lost || !c->conn || PQstatus(c->conn) != CONNECTION_OK ||
+	    PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+		slot_close(c);
+	c->lost = false;
+	pthread_mutex_lock(&p->mu);
+	push_free(p, c);
+	pthread_mutex_unlock(&p->mu);
+}
+
+static bool starts(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int pgc_error(pgc_t *c, const PGresult *res)
+{
+	const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (st)
+		snprintf(c->sqlstate, sizeof c->sqlstate, "%s", st);
+	else
+		c->sqlstate[0] = '\0';
+	if (!c->conn || PQstatus(c->conn) != CONNECTION_OK || !st) {
+		c->lost = true;
+		return OD_ESTORE;
+	}
+	/* Connection class, admin/crash shutdown, or a primary that became a
+	 * standby (read-only after failover): this session is useless, a new
+	 * one (target_session_attrs=read-write) finds the current primary. */
+	if (starts(st, "08") || starts(st, "57P") || strcmp(st, "25006") == 0) {
+		c->lost = true;
+		return OD_ESTORE;
+	}
+	/* Serialization failure, deadlock, lock timeout, statement timeout,
+	 * resource shortages: transient, nothing happened, retry. */
+	if (starts(st, "40") || strcmp(st, "55P03") == 0 ||
+	    strcmp(st, "57014") == 0 || starts(st, "53") || starts(st, "58"))
+		return OD_ESTORE;
+	/* Constraint violations, bad SQL, bad data: our bug, not the world's. */
+	if (starts(st, "23") || starts(st, "42") || starts(st, "22"))
+		return OD_EINTERNAL;
+	return OD_ESTORE;
+}
+
+int pgc_exec(pgp_t *p, pgc_t *c, int idx, const char *const *vals,
+	     PGresult **ret)
+{
+	if (idx < 0 || (size_t)idx >= p->n_stmts)
+		return OD_EINTERNAL;
+	char name[16];
+	snprintf(name, sizeof name, "s%d", idx);
+	uint64_t bit = UINT64_C(1) << (idx % 64);
+	PGresult *res;
+	if (!(c->prepared[idx / 64] & bit)) {
+		res = PQprepare(c->conn, name, p->stmts[idx].sql,
+				p->stmts[idx].nparams, NULL);
+		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			int rc = pgc_error(c, res);
+			PQclear(res);
+			return rc;
+		}
+		PQclear(res);
+		c->prepared[idx / 64] |= bit;
+	}
+	res = PQexecPrepared(c->conn, name, p->stmts[idx].nparams, vals, NULL,
+			     NULL, 0);
+	ExecStatusType st = PQresultStatus(res);
+	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+		*ret = res;
+		return 0;
+	}
+	int rc = pgc_error(c, res);
+	PQclear(res);
+	return rc;
+}
+
+int pgc_cmd(pgc_t *c, const char *sql)
+{
+	PGresult *res = PQexec(c->conn, sql);
+	int rc = 0;
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		rc = pgc_error(c, res);
+	PQclear(res);
+	return rc;
+}
+
+void pgc_rollback(pgc_t *c)
+{
+	if (!c->conn || c->lost || PQstatus(c->conn) != CONNECTION_OK)
+		return;
+	if (PQtransactionStatus(c->conn) == PQTRANS_IDLE)
+		return;
+	if (pgc_cmd(c, "ROLLBACK") < 0)
+		c->lost = true;
+}
+
+int pgc_commit(pgc_t *c)
+{
+	PGresult *res = PQexec(c->conn, "COMMIT");
+	int rc = 0;
+	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+		rc = pgc_error(c, res);
+		if (c->lost)
+			rc = OD_EUNKNOWN;
+	} else if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+		/* COMMIT of an aborted transaction answers ROLLBACK. */
+		rc = OD_ESTORE;
+	}
+	PQclear(res);
+	return rc;
+}

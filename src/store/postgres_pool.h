@@ -1,0 +1,81 @@
+/*
+ * postgres_pool: module-private to the postgres store backend. A bounded
+ * pool of libpq connections with checkout/checkin, lazy (re)connection with
+ * exponential backoff and full jitter, per-connection prepared statements,
+ * and the mapping of libpq/SQLSTATE failures to store error codes.
+ *
+ * A connection that breaks (connection-class SQLSTATE, admin shutdown,
+ * read-only after failover, or a bad PQstatus) is closed at checkin and its
+ * slot reconnects on a later checkout; the process never restarts for it.
+ */
+#ifndef ORDERD_STORE_POSTGRES_POOL_H
+#define ORDERD_STORE_POSTGRES_POOL_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+/* One prepared statement: its name is "s<index>" on every connection. */
+typedef struct pgp_stmt {
+	const char *sql;
+	int nparams;
+} pgp_stmt_t;
+
+typedef struct pgp pgp_t;
+
+/* A checked-out connection. */
+typedef struct pgc {
+	PGconn *conn;
+	uint64_t prepared[2]; /* bit i: statement i prepared on conn */
+	bool lost;            /* the connection broke during this checkout */
+	char sqlstate[6];     /* of the last failure, "" if none */
+} pgc_t;
+
+#define PGP_MAX_STMTS 128
+
+/*
+ * Creates a pool for uri with opt's settings; stmts (static, n <=
+ * PGP_MAX_STMTS) are prepared lazily on each connection. Does not connect.
+ * The caller frees the pool with pgp_free().
+ */
+int pgp_new(const char *uri, const store_options_t *opt,
+	    const pgp_stmt_t *stmts, size_t n, pgp_t **ret);
+void pgp_free(pgp_t *p);
+
+/*
+ * Checks out a live connection, waiting at most wait_ms for a free slot and
+ * (re)connecting if needed. OD_ESTORE when none can be had now.
+ */
+int pgp_get(pgp_t *p, int64_t wait_ms, pgc_t **ret);
+/* Returns c to the pool; a broken or mid-transaction connection is closed. */
+void pgp_put(pgp_t *p, pgc_t *c);
+/* Default checkout wait (ms) for ordinary calls. */
+int64_t pgp_wait_ms(const pgp_t *p);
+
+/*
+ * Runs prepared statement idx with text params vals[0..nparams) (NULL =
+ * SQL NULL). On success *ret is a PGRES_TUPLES_OK/COMMAND_OK result the
+ * caller PQclear()s. On failure: OD_ESTORE for transient failures (c->lost
+ * set when the connection broke), OD_EINTERNAL for errors that are bugs
+ * (syntax, constraint violations).
+ */
+int pgc_exec(pgp_t *p, pgc_t *c, int idx, const char *const *vals,
+	     PGresult **ret);
+/* Runs a parameterless command (BEGIN, COMMIT, ...) and discards the result. */
+int pgc_cmd(pgc_t *c, const char *sql);
+/* ROLLBACK if a transaction is open; never fails (drops the connection). */
+void pgc_rollback(pgc_t *c);
+/*
+ * COMMIT. 0, OD_ESTORE when the server refused it (serialization failure:
+ * nothing committed), OD_EUNKNOWN when the connection broke while it was in
+ * flight.
+ */
+int pgc_commit(pgc_t *c);
+
+/* Maps the failure of res (may be NULL) on c to a store error. */
+int pgc_error(pgc_t *c, const PGresult *res);
+
+#endif

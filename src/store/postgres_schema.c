@@ -1,0 +1,161 @@
+/*
+ * postgres_schema: the versioned schema of the postgres store backend and
+ * its migration at open. Migrations are append-only and never destructive:
+ * entry i takes the database from version i to i + 1. Each runs in its own
+ * transaction under a transaction-scoped advisory lock, so replicas that
+ * start together apply each step exactly once, one after the other.
+ */
+#include "store/postgres_schema.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/err.h"
+
+/* Arbitrary, fixed: "orderd" in ASCII. Keys are per database. */
+#define MIGRATE_LOCK_KEY "111114100101114100"
+
+static const char *const migrations[] = {
+	/* 1: the whole initial schema. */
+	"CREATE SEQUENCE fence_seq AS bigint START 1 CACHE 1;"
+	"CREATE TABLE orders ("
+	" seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+	" id text NOT NULL UNIQUE,"
+	" customer text NOT NULL,"
+	" items text NOT NULL,"
+	" metadata text NOT NULL,"
+	" status text NOT NULL CHECK (status IN ('pending', 'processing',"
+	"  'completed', 'rejected', 'failed', 'cancelled')),"
+	" attempts integer NOT NULL DEFAULT 0,"
+	" reason text,"
+	" created_at bigint NOT NULL,"
+	" updated_at bigint NOT NULL,"
+	" finished_at bigint NOT NULL DEFAULT 0,"
+	" next_at bigint NOT NULL,"
+	" lease_owner text,"
+	" lease_until bigint NOT NULL DEFAULT 0,"
+	" fence bigint NOT NULL DEFAULT 0);"
+	/* The hot queue index stays narrow: only claimable rows. */
+	"CREATE INDEX orders_pending ON orders (next_at, seq)"
+	" WHERE status = 'pending';"
+	"CREATE INDEX orders_leased ON orders (lease_until)"
+	" WHERE status = 'processing';"
+	"CREATE TABLE products ("
+	" sku text PRIMARY KEY,"
+	" stock bigint NOT NULL CHECK (stock >= 0),"
+	" updated_at bigint NOT NULL);"
+	"CREATE TABLE adjustments ("
+	" id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+	" sku text NOT NULL,"
+	" delta bigint NOT NULL,"
+	" created_at bigint NOT NULL);"
+	"CREATE INDEX adjustments_sku ON adjustments (sku);"
+	"CREATE TABLE reservations ("
+	" order_id text NOT NULL,"
+	" sku text NOT NULL,"
+	" qty bigint NOT NULL CHECK (qty > 0),"
+	" fence bigint NOT NULL,"
+	" created_at bigint NOT NULL,"
+	" PRIMARY KEY (order_id, sku));"
+	"CREATE INDEX reservations_sku ON reservations (sku);"
+	"CREATE TABLE order_events ("
+	" id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+	" order_id text NOT NULL,"
+	" event text NOT NULL,"
+	" fence bigint NOT NULL,"
+	" at bigint NOT NULL);"
+	"CREATE INDEX order_events_order ON order_events (order_id);"
+	"CREATE TABLE locks ("
+	" name text PRIMARY KEY,"
+	" owner text NOT NULL,"
+	" fence bigint NOT NULL,"
+	" expires_at bigint NOT NULL);",
+};
+
+#define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
+
+int pgs_version_latest(void) { return (int)N_MIGRATIONS; }
+
+static int exec_cmd(pgc_t *c, const char *sql)
+{
+	PGresult *res = PQexec(c->conn, sql);
+	ExecStatusType st = PQresultStatus(res);
+	int rc = 0;
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+		rc = pgc_error(c, res);
+	PQclear(res);
+	return rc;
+}
+
+/* Reads the version inside the locked transaction; creates the table. */
+static int read_version(pgc_t *c, int *ret)
+{
+	int rc = exec_cmd(c, "CREATE TABLE IF NOT EXISTS schema_version ("
+			     " one integer PRIMARY KEY CHECK (one = 1),"
+			     " version integer NOT NULL);"
+			     "INSERT INTO schema_version VALUES (1, 0)"
+			     " ON CONFLICT (one) DO NOTHING");
+	if (rc < 0)
+		return rc;
+	PGresult *res = PQexec(c->conn, "SELECT version FROM schema_version");
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		rc = pgc_error(c, res);
+		PQclear(res);
+		return rc;
+	}
+	char *end;
+	long v = strtol(PQgetvalue(res, 0, 0), &end, 10);
+	bool ok = *end == '\0' && v >= 0 && v < 1000000;
+	PQclear(res);
+	if (!ok)
+		return OD_ESCHEMA;
+	*ret = (int)v;
+	return 0;
+}
+
+int pgs_migrate(pgc_t *c, int *ret_version)
+{
+	int version = 0;
+	for (size_t i = 0;; i++) {
+		int rc = exec_cmd(c, "BEGIN");
+		if (rc < 0)
+			return rc;
+		/* Serializes concurrent openers; released at COMMIT. */
+		rc = exec_cmd(c, "SELECT pg_advisory_xact_lock("
+				 MIGRATE_LOCK_KEY ")");
+		if (rc == 0)
+			rc = read_version(c, &version);
+		if (rc == 0 && version > (int)N_MIGRATIONS)
+			rc = OD_ESCHEMA;
+		if (rc < 0) {
+			pgc_rollback(c);
+			return rc;
+		}
+		if ((size_t)version >= N_MIGRATIONS) {
+			pgc_rollback(c);
+			break;
+		}
+		/* Another opener may have moved past step i meanwhile: apply
+		 * whatever step the database is actually at. */
+		rc = exec_cmd(c, migrations[version]);
+		if (rc == 0) {
+			char sql[96];
+			snprintf(sql, sizeof sql,
+				 "UPDATE schema_version SET version = %d",
+				 version + 1);
+			rc = exec_cmd(c, sql);
+		}
+		if (rc < 0) {
+			pgc_rollback(c);
+			return rc;
+		}
+		rc = pgc_commit(c);
+		if (rc < 0)
+			return rc == OD_EUNKNOWN ? OD_ESTORE : rc;
+		if (i > N_MIGRATIONS)
+			return OD_EINTERNAL; /* cannot happen: bounded */
+	}
+	*ret_version = version;
+	return 0;
+}

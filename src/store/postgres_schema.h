@@ -1,0 +1,19 @@
+/*
+ * postgres_schema: module-private to the postgres store backend. The
+ * versioned, append-only schema and its migration at open.
+ */
+#ifndef ORDERD_STORE_POSTGRES_SCHEMA_H
+#define ORDERD_STORE_POSTGRES_SCHEMA_H
+
+#include "store/postgres_pool.h"
+
+/* The schema version this binary writes. */
+int pgs_version_latest(void);
+/*
+ * Applies pending migrations on c (idle, no transaction open), each in its
+ * own transaction under pg_advisory_xact_lock. OD_ESCHEMA when the database
+ * is newer than this binary; OD_ESTORE on transient failures.
+ */
+int pgs_migrate(pgc_t *c, int *ret_version);
+
+#endif

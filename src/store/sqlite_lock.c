@@ -1,0 +1,213 @@
+/*
+ * sqlite_lock: named locks (leases with fencing tokens) for the SQLite
+ * backend. Expiry is judged on the store's clock; each grant takes a fresh
+ * value of the fence sequence that order leases share, so a fence is larger
+ * than every fence granted before, for any lock or order.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite_int.h"
+#include "util/err.h"
+
+static int lock_row(sqlite3_stmt *st, const char *name, store_lock_t *ret)
+{
+	store_lock_t l = {0};
+	size_t len = strlen(name);
+	if (len > ID_MAX)
+		return OD_EINTERNAL;
+	memcpy(l.name, name, len + 1);
+	int rc = sqlite_col_ident(st, 0, l.owner);
+	if (rc < 0)
+		return rc;
+	l.fence = sqlite3_column_int64(st, 1);
+	l.expires_at = sqlite3_column_int64(st, 2);
+	*ret = l;
+	return 0;
+}
+
+static int lock_args_valid(const char *name, const char *owner, int64_t ttl)
+{
+	return ident_valid(name, ID_MAX) &&
+	       (!owner || ident_valid(owner, ID_MAX)) && ttl > 0;
+}
+
+int sqlite_lock_acquire(void *b, const char *name, const char *owner,
+                        int64_t ttl_ms, store_lock_t *ret)
+{
+	sqlite_store_t *s = b;
+	if (!owner || !lock_args_valid(name, owner, ttl_ms))
+		return OD_EINVAL;
+	sqlite_conn_t *c;
+	int64_t now;
+	int rc = sqlite_write_begin(s, &c, &now);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st;
+	store_lock_t held;
+	rc = sqlite_stmt(c, SQ_LOCK_GET_ANY,
+	                 "SELECT owner, fence, expires_at FROM locks"
+	                 " WHERE name = ?1",
+	                 &st);
+	if (rc < 0)
+		goto rollback;
+	if ((rc = sqlite_bind_text(st, 1, name)) == 0)
+		rc = sqlite_step(st);
+	if (rc == 1) {
+		rc = lock_row(st, name, &held);
+		if (rc == 0)
+			rc = held.expires_at > now ? OD_ELOCKHELD : 0;
+	}
+	sqlite3_reset(st);
+	if (rc == OD_ELOCKHELD) {
+		sqlite_write_rollback(s);
+		if (ret)
+			*ret = held;
+		return rc;
+	}
+	if (rc < 0)
+		goto rollback;
+	store_lock_t l = {0};
+	rc = sqlite_next_fence(c, &l.fence);
+	if (rc < 0)
+		goto rollback;
+	l.expires_at = now + ttl_ms;
+	rc = sqlite_stmt(c, SQ_LOCK_UPSERT,
+	                 "INSERT INTO locks (name, owner, fence, expires_at)"
+	                 " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE"
+	                 " SET owner = excluded.owner, fence = excluded.fence,"
+	                 " expires_at = excluded.expires_at",
+	                 &st);
+	if (rc < 0)
+		goto rollback;
+	if ((rc = sqlite_bind_text(st, 1, name)) == 0 &&
+	    (rc = sqlite_bind_text(st, 2, owner)) == 0 &&
+	    (rc = sqlite_bind_int(st, 3, l.fence)) == 0 &&
+	    (rc = sqlite_bind_int(st, 4, l.expires_at)) == 0)
+		rc = sqlite_step(st);
+	sqlite3_reset(st);
+	if (rc < 0)
+		goto rollback;
+	rc = sqlite_write_commit(s);
+	if (rc < 0)
+		return rc;
+	memcpy(l.name, name, strlen(name) + 1);
+	memcpy(l.owner, owner, strlen(owner) + 1);
+	if (ret)
+		*ret = l;
+	return 0;
+rollback:
+	sqlite_write_rollback(s);
+	return rc;
+}
+
+int sqlite_lock_renew(void *b, const char *name, const char *owner,
+                      int64_t fence, int64_t ttl_ms, store_lock_t *ret)
+{
+	sqlite_store_t *s = b;
+	if (!owner || !lock_args_valid(name, owner, ttl_ms))
+		return OD_EINVAL;
+	sqlite_conn_t *c;
+	int64_t now;
+	int rc = sqlite_write_begin(s, &c, &now);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st;
+	rc = sqlite_stmt(c, SQ_LOCK_RENEW,
+	                 "UPDATE locks SET expires_at = ?4 + ?5"
+	                 " WHERE name = ?1 AND owner = ?2 AND fence = ?3"
+	                 " AND expires_at > ?4",
+	                 &st);
+	if (rc < 0)
+		goto rollback;
+	if ((rc = sqlite_bind_text(st, 1, name)) == 0 &&
+	    (rc = sqlite_bind_text(st, 2, owner)) == 0 &&
+	    (rc = sqlite_bind_int(st, 3, fence)) == 0 &&
+	    (rc = sqlite_bind_int(st, 4, now)) == 0 &&
+	    (rc = sqlite_bind_int(st, 5, ttl_ms)) == 0)
+		rc = sqlite_step(st);
+	sqlite3_reset(st);
+	if (rc < 0)
+		goto rollback;
+	if (sqlite3_changes(c->db) != 1) {
+		rc = OD_ELOCKLOST;
+		goto rollback;
+	}
+	rc = sqlite_write_commit(s);
+	if (rc < 0)
+		return rc;
+	if (ret) {
+		store_lock_t l = {0};
+		memcpy(l.name, name, strlen(name) + 1);
+		memcpy(l.owner, owner, strlen(owner) + 1);
+		l.fence = fence;
+		l.expires_at = now + ttl_ms;
+		*ret = l;
+	}
+	return 0;
+rollback:
+	sqlite_write_rollback(s);
+	return rc;
+}
+
+int sqlite_lock_release(void *b, const char *name, const char *owner,
+                        int64_t fence)
+{
+	sqlite_store_t *s = b;
+	if (!owner || !lock_args_valid(name, owner, 1))
+		return OD_EINVAL;
+	sqlite_conn_t *c;
+	int64_t now;
+	int rc = sqlite_write_begin(s, &c, &now);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *st;
+	rc = sqlite_stmt(c, SQ_LOCK_DELETE,
+	                 "DELETE FROM locks WHERE name = ?1 AND owner = ?2"
+	                 " AND fence = ?3 AND expires_at > ?4",
+	                 &st);
+	if (rc < 0)
+		goto rollback;
+	if ((rc = sqlite_bind_text(st, 1, name)) == 0 &&
+	    (rc = sqlite_bind_text(st, 2, owner)) == 0 &&
+	    (rc = sqlite_bind_int(st, 3, fence)) == 0 &&
+	    (rc = sqlite_bind_int(st, 4, now)) == 0)
+		rc = sqlite_step(st);
+	sqlite3_reset(st);
+	if (rc < 0)
+		goto rollback;
+	if (sqlite3_changes(c->db) != 1) {
+		rc = OD_ELOCKLOST;
+		goto rollback;
+	}
+	return sqlite_write_commit(s);
+rollback:
+	sqlite_write_rollback(s);
+	return rc;
+}
+
+int sqlite_lock_get(void *b, const char *name, store_lock_t *ret)
+{
+	sqlite_store_t *s = b;
+	if (!ident_valid(name, ID_MAX))
+		return OD_EINVAL;
+	sqlite_conn_t *c = sqlite_reader_get(s);
+	sqlite3_stmt *st;
+	int rc = sqlite_stmt(c, SQ_LOCK_GET_LIVE,
+	                     "SELECT owner, fence, expires_at FROM locks"
+	                     " WHERE name = ?1 AND expires_at > " SQ_NOW_SQL,
+	                     &st);
+	if (rc < 0)
+		goto put;
+	if ((rc = sqlite_bind_text(st, 1, name)) == 0)
+		rc = sqlite_step(st);
+	if (rc == 1)
+		rc = lock_row(st, name, ret);
+	else if (rc == 0)
+		rc = OD_ENOTFOUND;
+	sqlite3_reset(st);
+put:
+	sqlite_reader_put(s, c);
+	return rc;
+}

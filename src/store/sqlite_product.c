@@ -1,0 +1,168 @@
+/*
+ * sqlite_product: products and stock levels for the SQLite backend. Every
+ * stock change made here is recorded as an adjustment in the same
+ * transaction, so stock stays auditable (G5).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/sqlite_int.h"
+#include "util/err.h"
+
+static int product_read(sqlite_conn_t *c, const char *sku, product_t *ret)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite_stmt(c, SQ_PRODUCT_GET,
+	                     "SELECT sku, stock, updated_at FROM products"
+	                     " WHERE sku = ?1",
+	                     &st);
+	if (rc < 0)
+		return rc;
+	if ((rc = sqlite_bind_text(st, 1, sku)) < 0)
+		goto reset;
+	rc = sqlite_step(st);
+	if (rc == 1) {
+		product_t p = {0};
+		rc = sqlite_col_ident(st, 0, p.sku);
+		p.stock = sqlite3_column_int64(st, 1);
+		p.updated_at = sqlite3_column_int64(st, 2);
+		if (rc == 0)
+			*ret = p;
+	} else if (rc == 0) {
+		rc = OD_ENOTFOUND;
+	}
+reset:
+	sqlite3_reset(st);
+	return rc;
+}
+
+int sqlite_product_set(void *b, const char *sku, int64_t stock, product_t *ret)
+{
+	sqlite_store_t *s = b;
+	if (stock < 0 || stock > PRODUCT_STOCK_MAX || !ident_valid(sku, ID_MAX))
+		return OD_EINVAL;
+	sqlite_conn_t *c;
+	int64_t now;
+	int rc = sqlite_write_begin(s, &c, &now);
+	if (rc < 0)
+		return rc;
+	product_t old = {0};
+	rc = product_read(c, sku, &old);
+	if (rc == OD_ENOTFOUND)
+		rc = 0; /* a new product starts from 0 */
+	if (rc < 0)
+		goto rollback;
+	sqlite3_stmt *st;
+	rc = sqlite_stmt(c, SQ_PRODUCT_UPSERT,
+	                 "INSERT INTO products (sku, stock, updated_at)"
+	                 " VALUES (?1, ?2, ?3) ON CONFLICT (sku) DO UPDATE"
+	                 " SET stock = excluded.stock,"
+	                 " updated_at = excluded.updated_at",
+	                 &st);
+	if (rc < 0)
+		goto rollback;
+	if ((rc = sqlite_bind_text(st, 1, sku)) == 0 &&
+	    (rc = sqlite_bind_int(st, 2, stock)) == 0 &&
+	    (rc = sqlite_bind_int(st, 3, now)) == 0)
+		rc = sqlite_step(st);
+	sqlite3_reset(st);
+	if (rc < 0)
+		goto rollback;
+	if (stock != old.stock) {
+		rc = sqlite_stmt(c, SQ_ADJUSTMENT_INSERT,
+		                 "INSERT INTO adjustments (sku, delta,"
+		                 " created_at) VALUES (?1, ?2, ?3)",
+		                 &st);
+		if (rc < 0)
+			goto rollback;
+		if ((rc = sqlite_bind_text(st, 1, sku)) == 0 &&
+		    (rc = sqlite_bind_int(st, 2, stock - old.stock)) == 0 &&
+		    (rc = sqlite_bind_int(st, 3, now)) == 0)
+			rc = sqlite_step(st);
+		sqlite3_reset(st);
+		if (rc < 0)
+			goto rollback;
+	}
+	rc = sqlite_write_commit(s);
+	if (rc < 0)
+		return rc;
+	if (ret) {
+		product_t p = {0};
+		memcpy(p.sku, sku, strlen(sku) + 1);
+		p.stock = stock;
+		p.updated_at = now;
+		*ret = p;
+	}
+	return 0;
+rollback:
+	sqlite_write_rollback(s);
+	return rc;
+}
+
+int sqlite_product_get(void *b, const char *sku, product_t *ret)
+{
+	sqlite_store_t *s = b;
+	sqlite_conn_t *c = sqlite_reader_get(s);
+	int rc = product_read(c, sku, ret);
+	sqlite_reader_put(s, c);
+	return rc;
+}
+
+int sqlite_product_list(void *b, const char *after_sku, size_t limit,
+                        product_t **ret_products, size_t *ret_n, bool *ret_more)
+{
+	sqlite_store_t *s = b;
+	if (limit > INT32_MAX)
+		limit = INT32_MAX;
+	product_t *ps = NULL;
+	size_t n = 0, cap = 0;
+	bool more = false;
+	sqlite_conn_t *c = sqlite_reader_get(s);
+	sqlite3_stmt *st;
+	int rc = sqlite_stmt(c, SQ_PRODUCT_LIST,
+	                     "SELECT sku, stock, updated_at FROM products"
+	                     " WHERE sku > ?1 ORDER BY sku LIMIT ?2",
+	                     &st);
+	if (rc < 0)
+		goto put;
+	if ((rc = sqlite_bind_text(st, 1, after_sku ? after_sku : "")) < 0 ||
+	    (rc = sqlite_bind_int(st, 2, (int64_t)limit + 1)) < 0)
+		goto reset;
+	while ((rc = sqlite_step(st)) == 1) {
+		if (n == limit) {
+			more = true;
+			break;
+		}
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : (limit < 64 ? limit : 64);
+			product_t *np = realloc(ps, ncap * sizeof *np);
+			if (!np) {
+				rc = -ENOMEM;
+				break;
+			}
+			ps = np;
+			cap = ncap;
+		}
+		memset(&ps[n], 0, sizeof ps[n]);
+		rc = sqlite_col_ident(st, 0, ps[n].sku);
+		if (rc < 0)
+			break;
+		ps[n].stock = sqlite3_column_int64(st, 1);
+		ps[n].updated_at = sqlite3_column_int64(st, 2);
+		n++;
+	}
+reset:
+	sqlite3_reset(st);
+put:
+	sqlite_reader_put(s, c);
+	if (rc < 0) {
+		free(ps);
+		return rc;
+	}
+	*ret_products = ps;
+	*ret_n = n;
+	if (ret_more)
+		*ret_more = more;
+	return 0;
+}

@@ -1,0 +1,172 @@
+"""test_drain: graceful shutdown and configuration errors. SIGTERM while
+orders are processing and a ?wait_ms request is suspended: /readyz turns
+503, new submissions get 503 + Retry-After, the waiter is answered, the
+process exits 0 within ORDERD_DRAIN_MS, and after a restart every
+acknowledged order completes exactly once. SIGINT does the same. Bad
+configuration exits 78 with a message on stderr."""
+
+import os
+import signal
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+
+DRAIN_MS = 6000
+
+
+class DrainTest(unittest.TestCase):
+    def setUp(self):
+        self.db = H.Database("drain")
+        self.ds = []
+
+    def tearDown(self):
+        for d in self.ds:
+            d.kill()
+        self.db.drop()
+
+    def daemon(self, env):
+        e = {"ORDERD_WORKERS": "2", "ORDERD_DRAIN_MS": str(DRAIN_MS)}
+        e.update(env)
+        d = H.Daemon(self.db.uri, name="drain", env=e)
+        self.ds.append(d)
+        return d.start()
+
+    def test_sigterm_while_busy(self):
+        d = self.daemon({"ORDERD_FAILPOINTS": "slow_process_ms=1000"})
+        c = d.client
+        run = H.rand_suffix(5)
+        sku = "DR-" + run
+        H.set_stock(c, sku, 1000000)
+        orders = [H.order("dr-%s-%05d" % (run, i), items=[{"sku": sku, "qty": 1}])
+                  for i in range(2000)]
+        acked = []
+        for k in range(0, len(orders), 1000):
+            st, _, body = c.api("POST", "/v1/orders/batch",
+                                json={"orders": orders[k:k + 1000]})
+            self.assertEqual(st, 200, body)
+            for o, r in zip(orders[k:k + 1000], body["results"]):
+                self.assertIn(r["status"], (200, 201), r)
+                acked.append(o["id"])
+        # Let processing start, so batches are in hand.
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st, _, body = c.api("GET", "/v1/orders?status=processing&limit=1")
+            if body["orders"]:
+                break
+            time.sleep(0.02)
+        self.assertTrue(body["orders"], "nothing processing")
+        waiter = {}
+
+        def wait_last():
+            try:
+                waiter["r"] = H.get_order(H.Client(d.url), acked[-1],
+                                          wait_ms=25000)
+            except Exception as e:
+                waiter["r"] = e
+            waiter["t"] = time.time()
+        th = threading.Thread(target=wait_last)
+        th.start()
+        time.sleep(0.3)
+        t_term = time.time()
+        d.send_signal(signal.SIGTERM)
+        saw_unready = saw_503_submit = False
+        fresh = H.Client(d.url)
+        while d.alive() and time.time() - t_term < DRAIN_MS / 1000.0 + 5:
+            try:
+                st, hdr, body = fresh.api("GET", "/readyz", timeout=2)
+                self.assertIn(st, (503,), "readyz during drain: %s" % st)
+                saw_unready = True
+                o = H.order("late-%s-%s" % (run, H.rand_suffix()),
+                            items=[{"sku": sku, "qty": 1}])
+                st, hdr, body = fresh.api("POST", "/v1/orders", json=o, timeout=2)
+                self.assertEqual(st, 503, body)
+                self.assertEqual(body["error"]["code"], "unavailable")
+                self.assertIn("Retry-After", hdr)
+                self.assertRegex(hdr["Retry-After"], r"^\d+$")
+                saw_503_submit = True
+                st, hdr, body = fresh.api("POST", "/v1/orders/batch",
+                                          json={"orders": [o]}, timeout=2)
+                self.assertEqual(st, 503, body)
+            except (H.requests.ConnectionError, H.requests.Timeout):
+                pass
+            time.sleep(0.05)
+        try:
+            d.proc.wait(max(0.1, DRAIN_MS / 1000.0 + 3 - (time.time() - t_term)))
+        except Exception:
+            pass
+        elapsed = time.time() - t_term
+        rc = d.kill()
+        self.assertEqual(rc, 0, "exit code after SIGTERM: %s\n%s"
+                         % (rc, H.log_tail(d.log_path)))
+        self.assertLess(elapsed, DRAIN_MS / 1000.0 + 3, "drain too slow")
+        self.assertTrue(saw_unready, "never saw /readyz 503 during the drain")
+        self.assertTrue(saw_503_submit, "never saw a 503 submission during drain")
+        th.join(30)
+        r = waiter.get("r")
+        self.assertIsInstance(r, tuple, "suspended waiter not answered: %r" % (r,))
+        self.assertIn(r[0], (200, 503), r)
+        self.assertLess(waiter["t"] - t_term, DRAIN_MS / 1000.0 + 3)
+
+        # Restart: every acknowledged order completes exactly once.
+        d2 = self.daemon({})
+        final = H.wait_terminal(d2.client, acked, timeout=120)
+        self.assertEqual({f["status"] for f in final.values()}, {"completed"})
+        st, _, p = d2.client.api("GET", "/v1/products/" + sku)
+        self.assertEqual(p["stock"], 1000000 - len(acked))
+        every = H.list_all(d2.client, limit=1000)
+        self.assertEqual(len(every), len(acked), "a refused order was stored")
+        self.assertEqual(d2.stop(sig=signal.SIGINT), 0)
+        rc, out = H.verify(self.db.uri)
+        self.assertEqual(rc, 0, out)
+
+    def test_sigint_and_sigterm_idle(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            d = self.daemon({})
+            t0 = time.time()
+            rc = d.stop(sig=sig, timeout=DRAIN_MS / 1000.0 + 5)
+            self.assertEqual(rc, 0, H.log_tail(d.log_path))
+            self.assertLess(time.time() - t0, 3, "idle shutdown slow")
+
+
+class ConfigTest(unittest.TestCase):
+    def check78(self, args=(), env=None, needle=None):
+        db = "sqlite:" + os.path.join(H.TMP, "cfg-%s.db" % H.rand_suffix())
+        e = {"ORDERD_DATABASE": db, "ORDERD_LISTEN": "127.0.0.1:%d" % H.free_port()}
+        e.update(env or {})
+        rc, out, err = H.run_orderd(list(args), env=e, timeout=15)
+        self.assertEqual(rc, 78, "args %r env %r: rc %r\n%s%s"
+                         % (args, env, rc, out, err))
+        self.assertTrue(err.strip(), "no message on stderr")
+        if needle:
+            self.assertIn(needle.lower(), err.lower())
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(db[len("sqlite:"):] + suffix)
+            except OSError:
+                pass
+
+    def test_bad_config(self):
+        self.check78(env={"ORDERD_LEASE_MS": "5"}, needle="LEASE_MS")
+        self.check78(args=["--lease-ms", "5"], needle="lease")
+        self.check78(env={"ORDERD_LEASE_MS": "abc"}, needle="LEASE_MS")
+        self.check78(args=["--bogus-flag"], needle="bogus")
+        self.check78(env={"ORDERD_LOG_LEVEL": "loud"}, needle="LOG_LEVEL")
+        self.check78(env={"ORDERD_WORKERS": "many"}, needle="WORKERS")
+        self.check78(env={"ORDERD_MAX_ATTEMPTS": "-1"}, needle="MAX_ATTEMPTS")
+        self.check78(env={"ORDERD_DATABASE": "mysql://x"})
+        self.check78(env={"ORDERD_API_TOKENS_FILE": "/nonexistent/tokens"})
+        # The flag wins over the environment.
+        self.check78(args=["--lease-ms", "5"], env={"ORDERD_LEASE_MS": "1000"})
+
+    def test_help(self):
+        rc, out, err = H.run_orderd(["--help"], timeout=10)
+        self.assertEqual(rc, 0)
+        self.assertIn("ORDERD_LEASE_MS", out + err)
+
+
+if __name__ == "__main__":
+    H.main()
