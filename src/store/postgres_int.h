@@ -1,7 +1,7 @@
 /*
  * postgres_int: module-private to the postgres store backend. The backend
- * handle, the table of prepared statements shared by postgres.c (orders,
- * products, leases) and postgres_locks.c (named locks, audit), and small
+ * handle, the prepared statements shared by postgres.c (orders, products),
+ * postgres_lease.c (leases) and postgres_locks.c (named locks, audit), and small
  * helpers for parameters and rows.
  */
 #ifndef ORDERD_STORE_POSTGRES_INT_H
@@ -75,6 +75,25 @@ bool pg_get_str(const PGresult *res, int row, int col, char *dst, size_t cap);
 
 /* Checks out a connection for an ordinary call. */
 int pg_conn(pg_store_t *b, pgc_t **ret);
+
+/* Order rows have ORDER_COLS (postgres.c) first: 11 columns. */
+#define N_ORDER_COLS 11
+
+/* Formats v in decimal into buf. */
+void pg_fmt_i64(char *buf, size_t cap, int64_t v);
+/* Fills *ret (zeroed or cleared) from order columns 0..10 of row; the
+ * caller clears it. */
+int pg_row_order(const PGresult *res, int row, order_t *ret);
+
+/* Processing under leases, in postgres_lease.c. */
+int pg_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
+	     store_claim_t *ret_claims, size_t *ret_n);
+int pg_process(void *h, const store_claim_t *claims, size_t n,
+	       store_process_result_t *results);
+int pg_retry(void *h, const char *id, int64_t fence, int max_attempts,
+	     int64_t delay_ms, const char *error, bool *ret_failed);
+int pg_release(void *h, const char *id, int64_t fence);
+int pg_reap(void *h, int max_attempts, size_t limit, size_t *ret_n);
 
 /* Named locks and the audit, in postgres_locks.c. */
 int pg_lock_acquire(void *h, const char *name, const char *owner,

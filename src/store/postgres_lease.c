@@ -1,0 +1,408 @@
+/*
+ * postgres_lease: processing under leases for the postgres store backend:
+ * claim (one statement, SKIP LOCKED, one fence per batch), process (one
+ * transaction per batch, fenced, products locked in sku order, all or
+ * nothing per order), retry, release and reap. Every write is conditional
+ * on the order's fence and status (G7). Statements live in postgres.c.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/postgres_int.h"
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/failpoint.h"
+
+/* ---- processing under leases ---- */
+
+int pg_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
+		    store_claim_t *ret_claims, size_t *ret_n)
+{
+	pg_store_t *b = h;
+	if (max == 0) {
+		*ret_n = 0;
+		return 0;
+	}
+	char lbuf[24], mbuf[24];
+	pg_fmt_i64(lbuf, sizeof lbuf, lease_ms);
+	pg_fmt_i64(mbuf, sizeof mbuf, (int64_t)max);
+	const char *p[3] = {owner, lbuf, mbuf};
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	size_t n = 0;
+	/* A claim lost in flight is OD_ESTORE, not OD_EUNKNOWN: orders it
+	 * may have taken come back when their lease expires (G6). */
+	rc = pgc_exec(b->pool, c, ST_CLAIM, p, &res);
+	if (rc < 0)
+		goto out;
+	size_t rows = (size_t)PQntuples(res);
+	rc = OD_EINTERNAL;
+	if (rows > max)
+		goto out;
+	for (n = 0; n < rows; n++) {
+		store_claim_t *cl = &ret_claims[n];
+		rc = pg_row_order(res, (int)n, &cl->order);
+		if (rc < 0)
+			goto out;
+		rc = OD_EINTERNAL;
+		if (!pg_get_i64(res, (int)n, N_ORDER_COLS, &cl->fence) ||
+		    !pg_get_i64(res, (int)n, N_ORDER_COLS + 1,
+				&cl->lease_until)) {
+			order_clear(&cl->order);
+			goto out;
+		}
+	}
+	*ret_n = n;
+	rc = 0;
+out:
+	if (rc < 0)
+		store_claims_clear(ret_claims, n);
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+/* Per batch: the distinct skus of the live orders with their stock. */
+typedef struct sku_stock {
+	const char *sku;
+	int64_t before, now;
+	bool known;
+} sku_stock_t;
+
+static int cmp_sku(const void *a, const void *b)
+{
+	return strcmp(((const sku_stock_t *)a)->sku,
+		      ((const sku_stock_t *)b)->sku);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static sku_stock_t *sku_find(sku_stock_t *v, size_t n, const char *sku)
+{
+	sku_stock_t key = {.sku = sku};
+	return bsearch(&key, v, n, sizeof *v, cmp_sku);
+}
+
+/* Decides every live order against the locked stock, in array order. */
+static void process_decide(const store_claim_t *claims, size_t n,
+			   const bool *live, sku_stock_t *sk, size_t n_sk,
+			   store_process_result_t *results)
+{
+	for (size_t i = 0; i < n; i++) {
+		const order_t *o = &claims[i].order;
+		results[i].reason = NULL;
+		if (!live[i]) {
+			results[i].outcome = PROCESS_FENCED;
+			continue;
+		}
+		const char *reason = NULL;
+		for (size_t k = 0; k < o->n_items && !reason; k++) {
+			sku_stock_t *s = sku_find(sk, n_sk, o->items[k].sku);
+			if (!s || !s->known)
+				reason = "unknown_sku";
+		}
+		for (size_t k = 0; k < o->n_items && !reason; k++) {
+			sku_stock_t *s = sku_find(sk, n_sk, o->items[k].sku);
+			if (s->now < o->items[k].qty)
+				reason = "insufficient_stock";
+		}
+		if (reason) {
+			results[i].outcome = PROCESS_REJECTED;
+			results[i].reason = reason;
+			continue;
+		}
+		for (size_t k = 0; k < o->n_items; k++)
+			sku_find(sk, n_sk, o->items[k].sku)->now -=
+				o->items[k].qty;
+		results[i].outcome = PROCESS_COMPLETED;
+	}
+}
+
+/* The arrays of ST_PROCESS_APPLY, $1..$11. */
+enum { A_CID, A_CFENCE, A_RID, A_RFENCE, A_RREASON, A_ROID, A_RSKU, A_RQTY,
+       A_RRFENCE, A_PSKU, A_PQTY, N_APPLY_ARRAYS };
+
+static int process_apply(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
+			 size_t n, const store_process_result_t *results,
+			 const sku_stock_t *sk, size_t n_sk, int64_t now)
+{
+	pg_array_t a[N_APPLY_ARRAYS];
+	memset(a, 0, sizeof a);
+	int rc = 0;
+	size_t n_changed = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const store_claim_t *cl = &claims[i];
+		if (results[i].outcome == PROCESS_REJECTED) {
+			if (pg_array_add(&a[A_RID], cl->order.id) < 0 ||
+			    pg_array_add_i64(&a[A_RFENCE], cl->fence) < 0 ||
+			    pg_array_add(&a[A_RREASON], results[i].reason) < 0)
+				rc = -ENOMEM;
+		} else if (results[i].outcome == PROCESS_COMPLETED) {
+			if (pg_array_add(&a[A_CID], cl->order.id) < 0 ||
+			    pg_array_add_i64(&a[A_CFENCE], cl->fence) < 0)
+				rc = -ENOMEM;
+			for (size_t k = 0; k < cl->order.n_items && rc == 0; k++)
+				if (pg_array_add(&a[A_ROID], cl->order.id) < 0 ||
+				    pg_array_add(&a[A_RSKU],
+						 cl->order.items[k].sku) < 0 ||
+				    pg_array_add_i64(&a[A_RQTY],
+						     cl->order.items[k].qty) < 0 ||
+				    pg_array_add_i64(&a[A_RRFENCE], cl->fence) < 0)
+					rc = -ENOMEM;
+		}
+	}
+	for (size_t k = 0; k < n_sk && rc == 0; k++) {
+		if (sk[k].before == sk[k].now)
+			continue;
+		n_changed++;
+		if (pg_array_add(&a[A_PSKU], sk[k].sku) < 0 ||
+		    pg_array_add_i64(&a[A_PQTY], sk[k].before - sk[k].now) < 0)
+			rc = -ENOMEM;
+	}
+	const char *p[12];
+	char nowbuf[24];
+	pg_fmt_i64(nowbuf, sizeof nowbuf, now);
+	p[11] = nowbuf;
+	for (int k = 0; k < N_APPLY_ARRAYS && rc == 0; k++)
+		if (!(p[k] = pg_array_text(&a[k])))
+			rc = -ENOMEM;
+	PGresult *res = NULL;
+	if (rc == 0)
+		rc = pgc_exec(b->pool, c, ST_PROCESS_APPLY, p, &res);
+	if (rc == 0) {
+		/* We hold every row we write; any shortfall is a bug. */
+		int64_t pu, ri, oc, orj;
+		if (PQntuples(res) != 1 || !pg_get_i64(res, 0, 0, &pu) ||
+		    !pg_get_i64(res, 0, 1, &ri) || !pg_get_i64(res, 0, 2, &oc) ||
+		    !pg_get_i64(res, 0, 3, &orj) || (size_t)pu != n_changed ||
+		    (size_t)ri != a[A_ROID].n || (size_t)oc != a[A_CID].n ||
+		    (size_t)orj != a[A_RID].n)
+			rc = OD_EINTERNAL;
+	}
+	PQclear(res);
+	for (int k = 0; k < N_APPLY_ARRAYS; k++)
+		pg_array_free(&a[k]);
+	return rc;
+}
+
+/* Locks the live orders (fence current) and their products; fills live[],
+ * *ret_sk and *ret_nsk (sorted by sku, owned by the caller) and *ret_now.
+ */
+static int process_lock(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
+			size_t n, bool *live, sku_stock_t **ret_sk,
+			size_t *ret_nsk, int64_t *ret_now)
+{
+	pg_array_t ids = {0}, fences = {0}, skus = {0};
+	PGresult *res = NULL;
+	const char **live_ids = NULL;
+	sku_stock_t *sk = NULL;
+	size_t n_items = 0, n_sk = 0;
+	int rc = -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (pg_array_add(&ids, claims[i].order.id) < 0 ||
+		    pg_array_add_i64(&fences, claims[i].fence) < 0)
+			goto out;
+		n_items += claims[i].order.n_items;
+	}
+	const char *p[2] = {pg_array_text(&ids), pg_array_text(&fences)};
+	if (!p[0] || !p[1])
+		goto out;
+	rc = pgc_exec(b->pool, c, ST_PROCESS_ORDERS, p, &res);
+	if (rc < 0)
+		goto out;
+	size_t rows = (size_t)PQntuples(res);
+	rc = -ENOMEM;
+	live_ids = calloc(rows ? rows : 1, sizeof *live_ids);
+	sk = calloc(n_items ? n_items : 1, sizeof *sk);
+	if (!live_ids || !sk)
+		goto out;
+	int64_t now = 0;
+	for (size_t r = 0; r < rows; r++)
+		live_ids[r] = PQgetvalue(res, (int)r, 0);
+	rc = OD_EINTERNAL;
+	if (rows > 0 && !pg_get_i64(res, 0, 1, &now))
+		goto out;
+	qsort(live_ids, rows, sizeof *live_ids, cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		const char *id = claims[i].order.id;
+		live[i] = bsearch(&id, live_ids, rows, sizeof *live_ids,
+				  cmp_str) != NULL;
+		for (size_t k = 0; live[i] && k < claims[i].order.n_items; k++)
+			sk[n_sk++].sku = claims[i].order.items[k].sku;
+	}
+	qsort(sk, n_sk, sizeof *sk, cmp_sku);
+	size_t u = 0;
+	for (size_t k = 0; k < n_sk; k++)
+		if (u == 0 || strcmp(sk[u - 1].sku, sk[k].sku) != 0)
+			sk[u++] = sk[k];
+	n_sk = u;
+	rc = 0;
+	if (n_sk > 0) {
+		rc = -ENOMEM;
+		for (size_t k = 0; k < n_sk; k++)
+			if (pg_array_add(&skus, sk[k].sku) < 0)
+				goto out;
+		const char *ps[1] = {pg_array_text(&skus)};
+		if (!ps[0])
+			goto out;
+		PGresult *pr;
+		rc = pgc_exec(b->pool, c, ST_PROCESS_PRODUCTS, ps, &pr);
+		if (rc < 0)
+			goto out;
+		for (int r = 0; r < PQntuples(pr) && rc == 0; r++) {
+			sku_stock_t *s = sku_find(sk, n_sk, PQgetvalue(pr, r, 0));
+			if (!s || !pg_get_i64(pr, r, 1, &s->before))
+				rc = OD_EINTERNAL;
+			else
+				s->known = true, s->now = s->before;
+		}
+		PQclear(pr);
+		if (rc < 0)
+			goto out;
+	}
+	*ret_sk = sk;
+	*ret_nsk = n_sk;
+	*ret_now = now;
+	sk = NULL;
+out:
+	/* sk[].sku point into claims, not into res: freeing res is safe. */
+	free(sk);
+	free(live_ids);
+	PQclear(res);
+	pg_array_free(&ids);
+	pg_array_free(&fences);
+	pg_array_free(&skus);
+	return rc;
+}
+
+int pg_process(void *h, const store_claim_t *claims, size_t n,
+		      store_process_result_t *results)
+{
+	pg_store_t *b = h;
+	int64_t slow = (int64_t)failpoint_value("slow_process_ms", 0);
+	if (slow > 0)
+		clock_sleep_ms(slow);
+	if (failpoint_hit("fail_process"))
+		return OD_ESTORE;
+	if (n == 0)
+		return 0;
+	bool *live = calloc(n, sizeof *live);
+	if (!live)
+		return -ENOMEM;
+	sku_stock_t *sk = NULL;
+	size_t n_sk = 0;
+	int64_t now = 0;
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		goto out_free;
+	rc = pgc_cmd(c, "BEGIN");
+	if (rc < 0)
+		goto out_put;
+	rc = process_lock(b, c, claims, n, live, &sk, &n_sk, &now);
+	if (rc < 0)
+		goto rollback;
+	process_decide(claims, n, live, sk, n_sk, results);
+	bool any = false;
+	for (size_t i = 0; i < n; i++)
+		any = any || live[i];
+	if (any) {
+		rc = process_apply(b, c, claims, n, results, sk, n_sk, now);
+		if (rc < 0)
+			goto rollback;
+	}
+	rc = pgc_commit(c);
+	goto out_put;
+rollback:
+	pgc_rollback(c);
+out_put:
+	pgp_put(b->pool, c);
+out_free:
+	free(sk);
+	free(live);
+	return rc;
+}
+
+int pg_retry(void *h, const char *id, int64_t fence, int max_attempts,
+		    int64_t delay_ms, const char *error, bool *ret_failed)
+{
+	pg_store_t *b = h;
+	char fbuf[24], mbuf[24], dbuf[24];
+	pg_fmt_i64(fbuf, sizeof fbuf, fence);
+	pg_fmt_i64(mbuf, sizeof mbuf, max_attempts);
+	pg_fmt_i64(dbuf, sizeof dbuf, delay_ms < 0 ? 0 : delay_ms);
+	const char *p[5] = {id, fbuf, mbuf, dbuf, error};
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	rc = pgc_exec(b->pool, c, ST_RETRY, p, &res);
+	if (rc < 0) {
+		if (c->lost)
+			rc = OD_EUNKNOWN;
+	} else if (PQntuples(res) == 0) {
+		rc = OD_EFENCE;
+	} else if (ret_failed) {
+		*ret_failed = strcmp(PQgetvalue(res, 0, 0), "failed") == 0;
+	}
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+int pg_release(void *h, const char *id, int64_t fence)
+{
+	pg_store_t *b = h;
+	char fbuf[24];
+	pg_fmt_i64(fbuf, sizeof fbuf, fence);
+	const char *p[2] = {id, fbuf};
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	rc = pgc_exec(b->pool, c, ST_RELEASE, p, &res);
+	if (rc < 0) {
+		if (c->lost)
+			rc = OD_EUNKNOWN;
+	} else if (PQntuples(res) == 0) {
+		rc = OD_EFENCE;
+	}
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+int pg_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
+{
+	pg_store_t *b = h;
+	char mbuf[24], lbuf[24];
+	pg_fmt_i64(mbuf, sizeof mbuf, max_attempts);
+	pg_fmt_i64(lbuf, sizeof lbuf, (int64_t)limit);
+	const char *p[2] = {mbuf, lbuf};
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	int64_t n = 0;
+	/* A reap lost in flight is harmless to repeat: OD_ESTORE. */
+	rc = pgc_exec(b->pool, c, ST_REAP, p, &res);
+	if (rc == 0 && (PQntuples(res) != 1 || !pg_get_i64(res, 0, 0, &n)))
+		rc = OD_EINTERNAL;
+	if (rc == 0)
+		*ret_n = (size_t)n;
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
