@@ -105,6 +105,14 @@ def busy_processes():
     return sorted(seen)
 
 
+def machine_busy_s():
+    """CPU seconds all processes have used on this machine (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal: all but idle, iowait
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
 class Proc:
     """A child process that we own and always stop."""
     all = []
@@ -453,24 +461,33 @@ def run_sqlite(b, args, tmp, res):
             if d is None:
                 log("orders still open after %ds: measuring anyway" %
                     DRAIN_TIMEOUT_S)
-            c0 = od.proc.cpu_seconds()
+            c0, m0 = od.proc.cpu_seconds(), machine_busy_s()
             r = b.run_load(od.url, mode, conns, batch)
-            c1 = od.proc.cpu_seconds()
+            c1, m1 = od.proc.cpu_seconds(), machine_busy_s()
             r["drain_before_s"] = d
             r["orderd_cpu_s"] = c1 - c0 if c0 is not None else None
+            # CPU that neither orderd nor the load generator used: other
+            # people's work. A large value explains an outlier.
+            r["others_cpu_s"] = round(m1 - m0 - (r["orderd_cpu_s"] or 0) -
+                                      r["loadgen_cpu_s"], 2)
             r["busy_processes"] = busy_processes()
             runs[key].append(r)
             log("%s rep %d: %.0f orders/s, p50 %.2f ms, p99 %.2f ms, "
-                "max %.1f ms, errors %d %s" %
+                "max %.1f ms, errors %d %s, cpu s: orderd %.1f loadgen %.1f "
+                "others %.1f" %
                 (key, rep + 1, r["orders_per_s"], r["p50_ms"], r["p99_ms"],
-                 r["max_ms"], r["errors"], r["by_status"]))
+                 r["max_ms"], r["errors"], r["by_status"],
+                 r["orderd_cpu_s"] or 0, r["loadgen_cpu_s"],
+                 r["others_cpu_s"]))
         d = b.drain(od.url)
         rate = median(r["orders_per_s"] for r in runs["submit64"]) or 1000
         n = int(min(40000, max(2000, rate * args.seconds * 0.6)))
-        c0 = od.proc.cpu_seconds()
+        c0, m0 = od.proc.cpu_seconds(), machine_busy_s()
         e = b.end_to_end([od.url], 64, n)
-        c1 = od.proc.cpu_seconds()
+        c1, m1 = od.proc.cpu_seconds(), machine_busy_s()
         e["orderd_cpu_s"] = c1 - c0 if c0 is not None else None
+        e["others_cpu_s"] = round(m1 - m0 - (e["orderd_cpu_s"] or 0) -
+                                  e["loadgen_cpu_s"], 2)
         runs["e2e"].append(e)
         log("e2e rep %d: %s" % (rep + 1, e))
     res["rss_peak_kb"] = od.proc.proc_status("VmHWM")
@@ -710,6 +727,15 @@ def main(argv):
                             "figures are noisy" % ", ".join(sorted(busy)))
     res["notes"].append("load generator and orderd share the %s cores" %
                         os.cpu_count())
+    others = []
+    for key, rs in (res.get("runs") or {}).items():
+        for i, r in enumerate(rs):
+            o = r.get("others_cpu_s")
+            if o is not None and o > 0.5:
+                others.append("%s#%d %.1fs" % (key, i + 1, o))
+    if others:
+        res["notes"].append("CPU used by other processes during: " +
+                            ", ".join(others))
     res["seconds_total"] = round(time.monotonic() - T0, 1)
     for r in rows:
         r["verdict"] = verdict(r)

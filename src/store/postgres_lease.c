@@ -13,7 +13,6 @@
 #include "store/postgres_int.h"
 #include "util/clock.h"
 #include "util/err.h"
-#include "util/failpoint.h"
 
 /* ---- processing under leases ---- */
 
@@ -287,11 +286,6 @@ int pg_process(void *h, const store_claim_t *claims, size_t n,
 		      store_process_result_t *results)
 {
 	pg_store_t *b = h;
-	int64_t slow = (int64_t)failpoint_value("slow_process_ms", 0);
-	if (slow > 0)
-		clock_sleep_ms(slow);
-	if (failpoint_hit("fail_process"))
-		return OD_ESTORE;
 	if (n == 0)
 		return 0;
 	bool *live = calloc(n, sizeof *live);

@@ -17,11 +17,13 @@
 #define MIGRATE_LOCK_KEY "111114100101114100"
 
 static const char *const migrations[] = {
-	/* 1: the whole initial schema. */
+	/* 1: the whole initial schema. Identifiers compare byte-wise
+	 * (COLLATE "C") whatever the database's locale: that is the order of
+	 * the canonical items text, of product pages, and of SQLite. */
 	"CREATE SEQUENCE fence_seq AS bigint START 1 CACHE 1;"
 	"CREATE TABLE orders ("
 	" seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-	" id text NOT NULL UNIQUE,"
+	" id text COLLATE \"C\" NOT NULL UNIQUE,"
 	" customer text NOT NULL,"
 	" items text NOT NULL,"
 	" metadata text NOT NULL,"
@@ -42,7 +44,7 @@ static const char *const migrations[] = {
 	"CREATE INDEX orders_leased ON orders (lease_until)"
 	" WHERE status = 'processing';"
 	"CREATE TABLE products ("
-	" sku text PRIMARY KEY,"
+	" sku text COLLATE \"C\" PRIMARY KEY,"
 	" stock bigint NOT NULL CHECK (stock >= 0),"
 	" updated_at bigint NOT NULL);"
 	"CREATE TABLE adjustments ("
@@ -52,8 +54,8 @@ static const char *const migrations[] = {
 	" created_at bigint NOT NULL);"
 	"CREATE INDEX adjustments_sku ON adjustments (sku);"
 	"CREATE TABLE reservations ("
-	" order_id text NOT NULL,"
-	" sku text NOT NULL,"
+	" order_id text COLLATE \"C\" NOT NULL,"
+	" sku text COLLATE \"C\" NOT NULL,"
 	" qty bigint NOT NULL CHECK (qty > 0),"
 	" fence bigint NOT NULL,"
 	" created_at bigint NOT NULL,"

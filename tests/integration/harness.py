@@ -413,6 +413,13 @@ def order(oid, customer="cust-1", items=None, metadata=None):
     return o
 
 
+def parse_time(s):
+    """An API time string as seconds since the epoch (float)."""
+    import datetime
+    return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
 def set_stock(client, sku, stock):
     st, _, body = client.api("PUT", "/v1/products/%s" % sku,
                              json={"stock": stock})

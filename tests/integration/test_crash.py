@@ -52,6 +52,7 @@ class CrashTest(unittest.TestCase):
         lock = threading.Lock()
         seq = [0]
         processing_at_kill = set()
+        snapshots = []  # (time of the kill, ids processing just before)
 
         def next_orders(rnd, n):
             with lock:
@@ -124,10 +125,13 @@ class CrashTest(unittest.TestCase):
             # Wait until orders are in flight, then kill mid-processing.
             deadline = time.time() + 10
             inflight = []
+            claimed = {}
             while time.time() < deadline:
                 st, _, body = client.api("GET", "/v1/orders?status=processing&limit=1000")
                 if st == 200 and body["orders"]:
                     inflight = [o["id"] for o in body["orders"]]
+                    claimed = {o["id"]: H.parse_time(o["updated_at"])
+                               for o in body["orders"]}
                     break
                 time.sleep(0.02)
             d.kill()
@@ -139,6 +143,7 @@ class CrashTest(unittest.TestCase):
             self.assertEqual(errors[:5], [], "submissions refused before the kill")
             self.assertTrue(inflight, "no order was processing before the kill")
             processing_at_kill.update(inflight)
+            snapshots.append((kill_t, claimed))
             # Restart; the next round submits against the new process.
             d = self.daemon("slow_process_ms=100" if round_ == 0 else None)
             restart_t = time.time()
@@ -163,6 +168,17 @@ class CrashTest(unittest.TestCase):
         # G6: the ones in flight at a kill were recovered (after the lease).
         for oid in processing_at_kill:
             self.assertIn(final[oid]["status"], ("completed", "rejected"))
+        # No order taken from the dead replica before its lease ran out:
+        # each one in hand at a kill finished before that kill or at least
+        # a lease after it was claimed (its updated_at when listed as
+        # processing; the store's clock is this host's clock here).
+        early = []
+        for kt, claimed in snapshots:
+            for oid, ct in claimed.items():
+                fin = H.parse_time(final[oid]["finished_at"])
+                if kt + 0.1 < fin < ct + LEASE_MS / 1000.0 - 0.1:
+                    early.append((oid, fin - ct))
+        self.assertEqual(early[:5], [], "orders rescued before the lease expired")
         m = d.metrics()
         exp = H.metric_sum(m, "orderd_lease_expirations_total") or 0
         # The last restart picked up the second kill's in-flight orders.

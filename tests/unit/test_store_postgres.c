@@ -112,16 +112,15 @@ static order_t make_order(const char *id, const char *customer,
 	snprintf(o.id, sizeof o.id, "%s", id);
 	snprintf(o.customer, sizeof o.customer, "%s", customer);
 	o.items = calloc(8, sizeof *o.items);
-	char buf[256];
-	snprintf(buf, sizeof buf, "%s", items);
-	char *save = NULL;
-	for (char *t = strtok_r(buf, ",", &save); t && o.n_items < 8;
-	     t = strtok_r(NULL, ",", &save)) {
-		char *colon = strchr(t, ':');
-		*colon = '\0';
-		snprintf(o.items[o.n_items].sku, sizeof o.items[0].sku, "%s", t);
+	const char *t = items;
+	while (*t && o.n_items < 8) {
+		const char *colon = strchr(t, ':');
+		const char *comma = strchr(t, ',');
+		snprintf(o.items[o.n_items].sku, sizeof o.items[0].sku, "%.*s",
+			 (int)(colon - t), t);
 		o.items[o.n_items].qty = strtoll(colon + 1, NULL, 10);
 		o.n_items++;
+		t = comma ? comma + 1 : t + strlen(t);
 	}
 	o.metadata = strdup("{}");
 	return o;
