@@ -599,13 +599,18 @@ def run_postgres(b, args, tmp, res):
                      "limit": lim_v, "ratio": v / lim_v if v else None,
                      "target": None, "op": None})
         for f in ("p50_ms", "p99_ms"):
-            rows.append({"name": "submit %s, 64 conns, %d replica(s)" %
+            rows.append({"name": "submit %s ms, 64 conns, %d replica(s)" %
                          (f[:3], nrep),
                          "value": median(x[f] for x in lat),
                          "runs": [x[f] for x in lat], "limit": None,
                          "ratio": None, "target": None, "op": None})
     res["runs"] = runs
     res["rss_peak_kb"] = max(rss.values()) if rss else None
+    rows.append({"name": "peak RSS MB (VmHWM, largest replica)",
+                 "value": res["rss_peak_kb"] / 1024.0
+                 if res["rss_peak_kb"] else None, "runs": None,
+                 "limit": None, "ratio": None, "target": ("value", 64.0),
+                 "op": "<="})
     return rows
 
 

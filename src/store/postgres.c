@@ -60,7 +60,8 @@ static const pgp_stmt_t pg_stmts[ST_COUNT_] = {
 		     " AND ($2::text IS NULL OR status = $2::text)"
 		     " ORDER BY seq LIMIT $3::bigint", 3},
 	[ST_REQUEUE] = {WITH_NOW ", u AS (UPDATE orders SET status = 'pending',"
-			" attempts = 0, next_at = " NOW ", updated_at = " NOW ","
+			" attempts = 0, reason = NULL, next_at = " NOW ","
+			" updated_at = " NOW ","
 			" finished_at = 0, " LEASE_CLEAR
 			" WHERE id = $1 AND status = 'failed'"
 			" RETURNING " ORDER_COLS ", fence),"

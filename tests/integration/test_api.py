@@ -884,6 +884,7 @@ class RetryTest(unittest.TestCase):
             if r["status"] == "pending":
                 self.assertEqual(r["attempts"], 0)
                 self.assertIsNone(r["finished_at"])
+                self.assertIsNone(r["reason"])
             done = H.wait_terminal(c, [o["id"]], timeout=30)[o["id"]]
             self.assertEqual(done["status"], "completed", done)
             self.assertEqual(done["attempts"], 1)
