@@ -483,6 +483,7 @@ static void test_retry_release(void **state)
 	claim_one(s, "w", 30000, "rt-1", &cl);
 	assert_int_equal(store_retry(s, "rt-1", cl.fence, 5, 60000, "later",
 				     &failed), 0);
+	store_claims_clear(&cl, 1);
 	size_t n;
 	assert_int_equal(store_claim(s, "w", 30000, 1, &cl, &n), 0);
 	assert_int_equal(n, 0);
