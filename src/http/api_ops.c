@@ -143,11 +143,15 @@ void api_ops_stats(http_req_t *r)
 		done += (int64_t)metric_value(s->m_processed[i]);
 	processed = processed_rate(s, done);
 	alerts = alerts_json(s, &error_rate);
+	/* A young process has not filled the window yet: divide by what it
+	 * has seen, not by the full window. */
+	double up_s = (double)(clock_mono_ms() - s->started_mono_ms) / 1000.0;
+	double span_s = up_s < 1 ? 1 : up_s > WINDOW_S ? WINDOW_S : up_s;
 	j = json_pack("{s:o,s:f,s:{s:f,s:f},s:f,s:o,s:[s],s:I,s:s}",
 		      "orders", orders, "oldest_pending_age_seconds",
 		      (double)st.oldest_pending_ms / 1000.0, "throughput",
 		      "submitted_per_s",
-		      (double)window_sum(s->submitted) / WINDOW_S,
+		      (double)window_sum(s->submitted) / span_s,
 		      "processed_per_s", processed, "error_rate", error_rate,
 		      "alerts", alerts, "replicas",
 		      s->deps.cfg->replica_id ? s->deps.cfg->replica_id : "",

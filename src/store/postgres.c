@@ -56,6 +56,8 @@ static const pgp_stmt_t pg_stmts[ST_COUNT_] = {
 	[ST_SUBMIT_READ] = {"SELECT " ORDER_COLS " FROM orders"
 			    " WHERE id = ANY($1::text[])", 1},
 	[ST_GET] = {"SELECT " ORDER_COLS " FROM orders WHERE id = $1", 1},
+	[ST_ORDER_FENCE] = {"SELECT status, COALESCE(fence, 0) FROM orders"
+			    " WHERE id = $1", 1},
 	[ST_LIST] = {"SELECT " ORDER_COLS " FROM orders WHERE seq > $1::bigint"
 		     " AND ($2::text IS NULL OR status = $2::text)"
 		     " ORDER BY seq LIMIT $3::bigint", 3},
@@ -621,6 +623,33 @@ static int pg_order_get(void *h, const char *id, order_t *ret)
 	return 0;
 }
 
+static int pg_order_fence(void *h, const char *id, order_status_t *ret_status,
+			  int64_t *ret_fence)
+{
+	pg_store_t *b = h;
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	const char *p[1] = {id};
+	rc = pgc_exec(b->pool, c, ST_ORDER_FENCE, p, &res);
+	if (rc == 0) {
+		order_status_t st;
+		if (PQntuples(res) == 0)
+			rc = OD_ENOTFOUND;
+		else if (order_status_parse(PQgetvalue(res, 0, 0), &st) < 0)
+			rc = OD_EINTERNAL;
+		else {
+			*ret_status = st;
+			*ret_fence = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		}
+	}
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
 static int pg_order_list(void *h, int status, int64_t after_seq, size_t limit,
 			 order_t **ret_orders, size_t *ret_n, bool *ret_more)
 {
@@ -877,6 +906,7 @@ const store_backend_t store_postgres_backend = {
 	.order_get = pg_order_get,
 	.order_list = pg_order_list,
 	.order_requeue = pg_order_requeue,
+	.order_fence = pg_order_fence,
 	.order_cancel = pg_order_cancel,
 	.stats = pg_stats,
 	.product_set = pg_product_set,

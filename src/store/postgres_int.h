@@ -23,6 +23,7 @@ enum pg_stmt {
 	ST_SUBMIT = 0,
 	ST_SUBMIT_READ,
 	ST_GET,
+	ST_ORDER_FENCE,
 	ST_LIST,
 	ST_REQUEUE,
 	ST_CANCEL,

@@ -318,6 +318,36 @@ static int sq_order_get(void *b, const char *id, order_t *ret)
 	return rc;
 }
 
+static int sq_order_fence(void *b, const char *id, order_status_t *ret_status,
+                          int64_t *ret_fence)
+{
+	sqlite_store_t *s = b;
+	sqlite_conn_t *c = sqlite_reader_get(s);
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite_stmt(c, SQ_ORDER_FENCE,
+	                     "SELECT status, fence FROM orders WHERE id = ?1",
+	                     &st);
+	if (rc == 0 && (rc = sqlite_bind_text(st, 1, id)) == 0)
+		rc = sqlite_step(st);
+	if (rc == 0) {
+		rc = OD_ENOTFOUND;
+	} else if (rc > 0) {
+		const char *status = (const char *)sqlite3_column_text(st, 0);
+		order_status_t os;
+		rc = status && order_status_parse(status, &os) == 0
+		             ? 0
+		             : OD_EINTERNAL;
+		if (rc == 0) {
+			*ret_status = os;
+			*ret_fence = sqlite3_column_int64(st, 1);
+		}
+	}
+	if (st)
+		sqlite3_reset(st);
+	sqlite_reader_put(s, c);
+	return rc;
+}
+
 static int sq_order_list(void *b, int status, int64_t after_seq, size_t limit,
                          order_t **ret_orders, size_t *ret_n, bool *ret_more)
 {
@@ -528,6 +558,7 @@ const store_backend_t store_sqlite_backend = {
     .ping = sq_ping,
     .submit = sq_submit,
     .order_get = sq_order_get,
+    .order_fence = sq_order_fence,
     .order_list = sq_order_list,
     .order_requeue = sq_order_requeue,
     .order_cancel = sq_order_cancel,

@@ -67,6 +67,7 @@ enum sqlite_stmt_id {
 	SQ_LOCK_DELETE,
 	SQ_LOCK_GET_LIVE,
 	SQ_PING,
+	SQ_ORDER_FENCE,
 	SQ_STMT_COUNT
 };
 

@@ -135,6 +135,12 @@ int store_retry(store_t *s, const char *id, int64_t fence, int max_attempts,
 			    ret_failed);
 }
 
+int store_order_fence(store_t *s, const char *id, order_status_t *ret_status,
+		      int64_t *ret_fence)
+{
+	return s->be->order_fence(s->b, id, ret_status, ret_fence);
+}
+
 int store_release(store_t *s, const char *id, int64_t fence)
 {
 	return s->be->release(s->b, id, fence);

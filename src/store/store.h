@@ -155,6 +155,14 @@ int store_process(store_t *s, const store_claim_t *claims, size_t n,
 int store_retry(store_t *s, const char *id, int64_t fence, int max_attempts,
 		int64_t delay_ms, const char *error, bool *ret_failed);
 
+/*
+ * The order's status and the fence of the last lease granted on it (0 when
+ * never claimed). After OD_EUNKNOWN this tells a worker whether its own
+ * write landed: the fence is still its own and the status terminal.
+ */
+int store_order_fence(store_t *s, const char *id, order_status_t *ret_status,
+		      int64_t *ret_fence);
+
 /* Hands a claimed order back untouched (drain): pending, due now, the
  * attempt not counted. OD_EFENCE when no longer ours. */
 int store_release(store_t *s, const char *id, int64_t fence);

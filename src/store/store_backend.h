@@ -34,6 +34,8 @@ typedef struct store_backend {
 	int (*retry)(void *b, const char *id, int64_t fence, int max_attempts,
 		     int64_t delay_ms, const char *error, bool *ret_failed);
 	int (*release)(void *b, const char *id, int64_t fence);
+	int (*order_fence)(void *b, const char *id, order_status_t *ret_status,
+			   int64_t *ret_fence);
 	int (*reap)(void *b, int max_attempts, size_t limit, size_t *ret_n);
 	int (*lock_acquire)(void *b, const char *name, const char *owner,
 			    int64_t ttl_ms, store_lock_t *ret);

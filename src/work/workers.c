@@ -8,10 +8,10 @@
  * so a worker that stalled past its lease writes nothing (counted in
  * orderd_fence_rejections_total).
  *
- * An unknown outcome (connection lost around COMMIT) needs no guessing: the
- * fenced retry that follows either finds the order still processing under
- * our fence (the commit did not happen, so it is rescheduled) or finds it
- * moved on and writes nothing.
+ * An unknown outcome (connection lost around COMMIT) is resolved by reading
+ * each order back: still processing under our fence means the commit did
+ * not happen (reschedule it); terminal under our fence means it did (count
+ * it). Guessing either way would miscount or, worse, double-process.
  *
  * Locking: mu protects stopping, deadline and kicks; cv wakes idle workers
  * and the reaper. Threads share nothing else; the store is thread-safe.
@@ -112,6 +112,35 @@ static void record_outcome(workers_t *w, const store_claim_t *c,
 	metric_observe(w->m_latency, secs_ms > 0 ? secs_ms / 1000.0 : 0);
 }
 
+/*
+ * The batch's COMMIT was lost in flight: read each order back. Still ours
+ * and processing: the commit did not happen (retry it). Ours and terminal:
+ * it did (count it). Another fence: someone else has it now. Returns false
+ * when the store cannot answer yet (the caller leaves it to the lease).
+ */
+static bool resolve_unknown(workers_t *w, const store_claim_t *c,
+			    bool *ret_retry)
+{
+	order_status_t st;
+	int64_t fence;
+	int rc = OD_ESTORE;
+	/* Bounded: a few reads over about a lease; the store was there a
+	 * moment ago. */
+	for (int i = 0; i < 8 && rc < 0; i++) {
+		rc = store_order_fence(w->store, c->order.id, &st, &fence);
+		if (rc < 0)
+			clock_sleep_ms(backoff_delay_ms(
+				&(backoff_t){50, w->opt.lease_ms / 4}, i + 1,
+				clock_rand()));
+	}
+	if (rc < 0)
+		return false;
+	*ret_retry = fence == c->fence && st == ORDER_PROCESSING;
+	if (fence == c->fence && order_status_terminal(st))
+		record_outcome(w, c, order_status_name(st));
+	return true;
+}
+
 /* A transient failure hit the whole batch: reschedule or fail each order. */
 static void retry_batch(workers_t *w, store_claim_t *claims, size_t n,
 			int err)
@@ -119,16 +148,22 @@ static void retry_batch(workers_t *w, store_claim_t *claims, size_t n,
 	backoff_t b = {w->opt.retry_base_ms, w->opt.retry_cap_ms};
 	for (size_t i = 0; i < n; i++) {
 		store_claim_t *c = &claims[i];
+		bool retry = true;
+		if (err == OD_EUNKNOWN && !resolve_unknown(w, c, &retry)) {
+			log_warn("outcome unresolved, left to the lease",
+				 "order_id", c->order.id, NULL);
+			continue;
+		}
+		if (!retry)
+			continue;
 		int64_t delay = backoff_delay_ms(&b, c->order.attempts,
 						 clock_rand());
 		bool failed = false;
 		int rc = store_retry(w->store, c->order.id, c->fence,
 				     w->opt.max_attempts, delay, err_str(err),
 				     &failed);
-		if (rc == OD_EFENCE) {
-			/* Committed after all, or the lease moved on. */
-			continue;
-		}
+		if (rc == OD_EFENCE)
+			continue; /* the lease moved on: not ours to judge */
 		if (rc < 0) {
 			/* The lease will expire and the reaper recovers it. */
 			log_warn("retry not recorded", "order_id", c->order.id,

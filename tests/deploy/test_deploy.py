@@ -623,6 +623,22 @@ def check_containerfile(bins):
 	return info
 
 
+def check_doc_links():
+	"""Relative links of docs/deploy.md lead to existing files and headings."""
+	path = os.path.join(ROOT, "docs", "deploy.md")
+	bad = []
+	for target in re.findall(r"\]\(([^)\s]+)\)", read(path)):
+		if re.match(r"[a-z]+:", target):
+			continue
+		file, _, anchor = target.partition("#")
+		dest = os.path.normpath(os.path.join(os.path.dirname(path), file)) if file else path
+		if not os.path.exists(dest):
+			bad.append(target)
+		elif anchor and dest.endswith(".md") and anchor not in anchors(dest):
+			bad.append(target)
+	check(not bad, "docs/deploy.md links lead to existing files and headings", ", ".join(bad))
+
+
 def main():
 	orderd = sys.argv[1] if len(sys.argv) > 1 else os.environ.get(
 		"ORDERD_BIN", os.path.join(ROOT, "build", "orderd"))
@@ -642,6 +658,8 @@ def main():
 	info = check_containerfile([b for b in bins if os.path.exists(b)])
 	print("# deploy/kubernetes")
 	check_kubernetes(info)
+	print("# docs/deploy.md")
+	check_doc_links()
 
 	print("# %d checks, %d failed (not validated here: building the image, "
 	      "running it, applying to a cluster)" % (checks, failures))

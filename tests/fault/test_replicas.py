@@ -30,10 +30,10 @@ This module also holds the helpers of test_locks_replicas.py and
 test_failover.py (the harness belongs to another engineer).
 """
 
+import atexit
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -71,10 +71,14 @@ class Cluster:
 
     def __init__(self, name):
         self.private = os.environ.get("ORDERD_TEST_PG_SHARED") != "1"
+        self.closed = False
         if self.private:
             self.dir = os.path.join(H.TMP, "pg-%s-%s" % (name, H.rand_suffix(5)))
             r = subprocess.run([PY, PGCLUSTER, "start", self.dir],
                                capture_output=True, text=True, timeout=120)
+            # Stopped even when CTest's timeout ends us (the harness turns
+            # SIGTERM into sys.exit, which runs atexit).
+            atexit.register(self.close)
             if r.returncode != 0:
                 raise AssertionError("pgcluster start failed:\n%s%s"
                                      % (r.stdout, r.stderr))
@@ -117,6 +121,9 @@ class Cluster:
         pgcluster.pg_start(pgcluster.home_of(os.path.abspath(self.dir)))
 
     def close(self):
+        if self.closed:
+            return
+        self.closed = True
         if self.private:
             subprocess.run([PY, PGCLUSTER, "stop", self.dir],
                            capture_output=True, text=True, timeout=120)
@@ -609,6 +616,9 @@ class ReplicasTest(unittest.TestCase):
                       or 0) for d in ds)
         store_err = sum((H.metric_sum(d.metrics(), "orderd_store_errors_total")
                          or 0) for d in ds)
+        expired = sum((H.metric_sum(d.metrics(),
+                                    "orderd_lease_expirations_total") or 0)
+                      for d in ds)
 
         for d in ds:
             rc = d.stop(timeout=30)
@@ -622,12 +632,13 @@ class ReplicasTest(unittest.TestCase):
         print("\nreplicas summary: orders=%d (dups=%d) acks=%d 201=%d 503=%d "
               "429=%d conn_err=%d completed=%d rejected=%d | load %.1fs, "
               "drain-to-terminal %.1fs, total %.1fs | processed per replica "
-              "%r | fence_rejections=%d store_errors=%d | %r"
+              "%r | fence_rejections=%d lease_expirations=%d store_errors=%d | %r"
               % (len(orders), len(dup_ids), sub.count_acked,
                  sum(1 for a in sub.answers.values() for w, _ in a if w == 201),
                  sub.count_503, sub.count_429, sub.count_conn, n_comp, n_rej,
                  t_loaded - t_load, t_done - t_loaded,
-                 time.monotonic() - t_start, per, fenced, store_err, events),
+                 time.monotonic() - t_start, per, fenced, expired, store_err,
+                 events),
               flush=True)
         self.assertGreater(n_comp, len(orders) // 2, "most should complete")
         self.assertGreater(n_rej, 0, "some should be rejected")

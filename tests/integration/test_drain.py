@@ -78,6 +78,12 @@ class DrainTest(unittest.TestCase):
         while d.alive() and time.time() - t_term < DRAIN_MS / 1000.0 + 5:
             try:
                 st, hdr, body = fresh.api("GET", "/readyz", timeout=2)
+                # The signal is delivered asynchronously: /readyz may still
+                # say 200 for a moment, but once it said 503 it must stay so.
+                if st == 200 and not saw_unready and \
+                        time.time() - t_term < 1.0:
+                    time.sleep(0.01)
+                    continue
                 self.assertIn(st, (503,), "readyz during drain: %s" % st)
                 saw_unready = True
                 o = H.order("late-%s-%s" % (run, H.rand_suffix()),
