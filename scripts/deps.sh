@@ -7,7 +7,8 @@ want="cmake make gcc pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
 libcurl4-openssl-dev libpq-dev"
 if [ "${1:-run}" = test ]; then
   want="$want libcmocka-dev python3 python3-requests python3-psycopg2
-postgresql-15 postgresql-client-15 iproute2 clang sqlite3"
+postgresql-15 postgresql-client-15 iproute2 clang sqlite3
+prometheus python3-yaml"
 fi
 missing=""
 for p in $want; do
@@ -20,5 +21,16 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq || true
+# Packages such as prometheus ship a service: keep apt from starting it
+# (Debian's policy-rc.d convention), we only want their tools.
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  policy=/usr/sbin/policy-rc.d
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee $policy >/dev/null
+  $SUDO chmod +x $policy
+fi
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing
+rc=$?
+[ -n "$policy" ] && $SUDO rm -f "$policy"
+exit $rc
