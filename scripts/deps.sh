@@ -30,7 +30,7 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   $SUDO chmod +x $policy
 fi
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing
-rc=$?
+rc=0
+$SUDO apt-get install -y -qq --no-install-recommends $missing || rc=$?
 [ -n "$policy" ] && $SUDO rm -f "$policy"
 exit $rc
