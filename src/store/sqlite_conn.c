@@ -113,12 +113,39 @@ static int read_now(sqlite_conn_t *c, int64_t *ret_now)
 	return rc < 0 ? rc : 0;
 }
 
-int sqlite_write_begin(sqlite_store_t *s, sqlite_conn_t **ret_c,
+/* Back to synchronous=FULL after a lazy transaction; called with wlock. */
+static void end_lazy(sqlite_store_t *s)
+{
+	if (!s->lazy)
+		return;
+	s->lazy = false;
+	/* If this failed, the next lazy begin or the next commit would run
+	 * without fsync: treat it as fatal for durability and say so loudly
+	 * through the error path of the next write instead of guessing. */
+	if (sqlite_run(&s->writer, SQ_SYNC_FULL, "PRAGMA synchronous = FULL") < 0)
+		s->sync_broken = true;
+}
+
+static int write_begin(sqlite_store_t *s, bool lazy, sqlite_conn_t **ret_c,
                        int64_t *ret_now)
 {
 	pthread_mutex_lock(&s->wlock);
 	sqlite_conn_t *c = &s->writer;
-	int rc = sqlite_run(c, SQ_BEGIN_IMMEDIATE, "BEGIN IMMEDIATE");
+	int rc;
+	if (s->sync_broken) {
+		/* Re-establish FULL before any write; refuse until it holds. */
+		rc = sqlite_run(c, SQ_SYNC_FULL, "PRAGMA synchronous = FULL");
+		if (rc < 0)
+			goto unlock;
+		s->sync_broken = false;
+	}
+	if (lazy) {
+		rc = sqlite_run(c, SQ_SYNC_NORMAL, "PRAGMA synchronous = NORMAL");
+		if (rc < 0)
+			goto unlock;
+		s->lazy = true;
+	}
+	rc = sqlite_run(c, SQ_BEGIN_IMMEDIATE, "BEGIN IMMEDIATE");
 	if (rc < 0)
 		goto unlock;
 	int64_t now;
@@ -131,8 +158,21 @@ int sqlite_write_begin(sqlite_store_t *s, sqlite_conn_t **ret_c,
 	*ret_now = now;
 	return 0;
 unlock:
+	end_lazy(s);
 	pthread_mutex_unlock(&s->wlock);
 	return rc;
+}
+
+int sqlite_write_begin(sqlite_store_t *s, sqlite_conn_t **ret_c,
+                       int64_t *ret_now)
+{
+	return write_begin(s, false, ret_c, ret_now);
+}
+
+int sqlite_write_begin_lazy(sqlite_store_t *s, sqlite_conn_t **ret_c,
+                            int64_t *ret_now)
+{
+	return write_begin(s, true, ret_c, ret_now);
 }
 
 int sqlite_write_commit(sqlite_store_t *s)
@@ -167,6 +207,7 @@ int sqlite_write_commit(sqlite_store_t *s)
 	}
 	rc = 0;
 unlock:
+	end_lazy(s);
 	pthread_mutex_unlock(&s->wlock);
 	return rc;
 }
@@ -176,6 +217,7 @@ void sqlite_write_rollback(sqlite_store_t *s)
 	sqlite_conn_t *c = &s->writer;
 	if (!sqlite3_get_autocommit(c->db))
 		sqlite_run(c, SQ_ROLLBACK, "ROLLBACK");
+	end_lazy(s);
 	pthread_mutex_unlock(&s->wlock);
 }
 

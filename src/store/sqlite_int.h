@@ -68,6 +68,8 @@ enum sqlite_stmt_id {
 	SQ_LOCK_GET_LIVE,
 	SQ_PING,
 	SQ_ORDER_FENCE,
+	SQ_SYNC_NORMAL,
+	SQ_SYNC_FULL,
 	SQ_STMT_COUNT
 };
 
@@ -82,6 +84,8 @@ typedef struct sqlite_store {
 	pthread_mutex_t wlock;
 	sqlite_conn_t writer; /* wlock */
 	int64_t last_ckpt_ms; /* wlock; monotonic clock */
+	bool lazy;            /* wlock: this transaction commits without fsync */
+	bool sync_broken;     /* wlock: restoring synchronous=FULL failed */
 
 	pthread_mutex_t rlock;
 	pthread_cond_t rcond;   /* signalled when a reader is returned */
@@ -116,6 +120,15 @@ int sqlite_run(sqlite_conn_t *c, int id, const char *sql);
 int sqlite_write_begin(sqlite_store_t *s, sqlite_conn_t **ret_c,
                        int64_t *ret_now);
 int sqlite_write_commit(sqlite_store_t *s);
+/*
+ * As sqlite_write_begin, but the COMMIT does not wait for fsync
+ * (synchronous=NORMAL for this one transaction). Only for writes whose loss
+ * in a power cut is harmless: claims and reaps (the order is simply pending
+ * again, and every later durable commit fsyncs the WAL up to and including
+ * them, so nothing acknowledged can be ordered before a lost lazy write).
+ */
+int sqlite_write_begin_lazy(sqlite_store_t *s, sqlite_conn_t **ret_c,
+                            int64_t *ret_now);
 void sqlite_write_rollback(sqlite_store_t *s);
 
 /* Reader pool: get blocks until a reader is idle; put returns it. */

@@ -32,7 +32,7 @@ int sqlite_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
 	sqlite_conn_t *c;
 	int64_t now, fence = 0;
 	size_t n = 0;
-	int rc = sqlite_write_begin(s, &c, &now);
+	int rc = sqlite_write_begin_lazy(s, &c, &now);
 	if (rc < 0)
 		return rc;
 	rc = sqlite_next_fence(c, &fence);
@@ -402,7 +402,7 @@ int sqlite_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 	sqlite_conn_t *c;
 	int64_t now;
 	size_t n = 0;
-	int rc = sqlite_write_begin(s, &c, &now);
+	int rc = sqlite_write_begin_lazy(s, &c, &now);
 	if (rc < 0)
 		return rc;
 	sqlite3_stmt *st;

@@ -123,15 +123,16 @@ static bool resolve_unknown(workers_t *w, const store_claim_t *c,
 {
 	order_status_t st;
 	int64_t fence;
-	int rc = OD_ESTORE;
-	/* Bounded: a few reads over about a lease; the store was there a
-	 * moment ago. */
-	for (int i = 0; i < 8 && rc < 0; i++) {
+	/* Ask until the store answers: this worker could not claim anything
+	 * meanwhile anyway. Only a drain stops it (then the lease decides). */
+	backoff_t b = {50, 1000};
+	int rc;
+	for (int i = 1;; i++) {
 		rc = store_order_fence(w->store, c->order.id, &st, &fence);
-		if (rc < 0)
-			clock_sleep_ms(backoff_delay_ms(
-				&(backoff_t){50, w->opt.lease_ms / 4}, i + 1,
-				clock_rand()));
+		if (rc >= 0 || rc == OD_ENOTFOUND || is_stopping(w, NULL))
+			break;
+		clock_sleep_ms(backoff_ceiling_ms(&b, i) / 2 +
+			       backoff_delay_ms(&b, i, clock_rand()) / 2);
 	}
 	if (rc < 0)
 		return false;
@@ -150,7 +151,7 @@ static void retry_batch(workers_t *w, store_claim_t *claims, size_t n,
 		store_claim_t *c = &claims[i];
 		bool retry = true;
 		if (err == OD_EUNKNOWN && !resolve_unknown(w, c, &retry)) {
-			log_warn("outcome unresolved, left to the lease",
+			log_warn("outcome unresolved at drain, left to the lease",
 				 "order_id", c->order.id, NULL);
 			continue;
 		}

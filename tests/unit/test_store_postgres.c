@@ -87,7 +87,7 @@ static int setup_all(void **state)
 static int teardown_all(void **state)
 {
 	for (int i = 0; i < n_dbs; i++) {
-		char sql[128];
+		char sql[640];
 		snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)",
 			 dbs[i]);
 		sql_on(base_uri, sql);
