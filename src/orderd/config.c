@@ -129,7 +129,7 @@ static const setting_t settings[] = {
 	    1000000, "orders waiting for group commit before submits are shed"),
 	INT(commit_batch, "commit-batch", "ORDERD_COMMIT_BATCH", "2000", 1,
 	    100000, "orders per group-commit transaction"),
-	INT(claim_batch, "claim-batch", "ORDERD_CLAIM_BATCH", "64", 1, 1000,
+	INT(claim_batch, "claim-batch", "ORDERD_CLAIM_BATCH", "256", 1, 1000,
 	    "orders claimed per store round trip"),
 	INT(poll_ms, "poll-ms", "ORDERD_POLL_MS", "100", 1, 10000,
 	    "idle workers poll for work this often, in milliseconds"),
