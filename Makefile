@@ -20,18 +20,25 @@ build: deps
 run: build
 	./$(BUILD)/orderd
 
+# The whole suite on the release build, then again under ASan+UBSan and
+# under TSan (the fuzzer and the deployment checks run once, in the first).
 test: test-deps build
 	@cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 900
+	@$(MAKE) --no-print-directory asan tsan
+
+SAN_CTEST = ctest --output-on-failure -j 2 --timeout 900 -E '^(fuzz|deploy)\.'
 
 asan: test-deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DORDERD_SANITIZE=address >/dev/null
 	@cmake --build build-asan -j $(JOBS)
-	@cd build-asan && ctest --output-on-failure -j 2 --timeout 900
+	@echo "== the suite under ASan+UBSan"
+	@cd build-asan && $(SAN_CTEST)
 
 tsan: test-deps
 	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DORDERD_SANITIZE=thread >/dev/null
 	@cmake --build build-tsan -j $(JOBS)
-	@cd build-tsan && ctest --output-on-failure -j 2 --timeout 900
+	@echo "== the suite under TSan"
+	@cd build-tsan && $(SAN_CTEST)
 
 bench: build
 	@/usr/bin/python3 bench/bench.py
