@@ -9,11 +9,9 @@
 #include "orderctl/output.h"
 
 #define WAIT_MS_MAX 30000 /* API: wait_ms 0..30000 */
-#define LIST_LIMIT_MAX 1000
 #define PATH_LEN 512
 
-enum { OPT_WAIT = CTL_OPT_FIRST_FREE, OPT_STATUS, OPT_LIMIT, OPT_CURSOR,
-       OPT_ALL };
+enum { OPT_WAIT = CTL_OPT_PAGE_FREE, OPT_STATUS };
 
 /* Shows one order from a successful call, unless --json printed it. */
 static int show_order(const ctl_t *ctl, int ex, json_t *order)
@@ -68,46 +66,25 @@ int cmd_get(ctl_t *ctl, int argc, char **argv)
 
 typedef struct list_args {
 	const char *status;
-	const char *cursor;
-	int64_t limit;
-	bool all;
+	ctl_page_args_t page;
 } list_args_t;
 
 static int on_list_opt(ctl_t *ctl, void *arg, int c, const char *optarg)
 {
 	list_args_t *a = arg;
-	switch (c) {
-	case OPT_STATUS:
+	if (c == OPT_STATUS) {
 		a->status = optarg;
 		return 0;
-	case OPT_CURSOR:
-		a->cursor = optarg;
-		return 0;
-	case OPT_ALL:
-		a->all = true;
-		return 0;
-	case OPT_LIMIT:
-		if (ctl_parse_int(optarg, 1, LIST_LIMIT_MAX, &a->limit) < 0)
-			return ctl_usage_error(ctl, "--limit must be 1..%d",
-					       LIST_LIMIT_MAX);
-		return 0;
 	}
-	return ctl_usage_error(ctl, "bad option");
-}
-
-static void show_orders(const json_t *orders, bool first)
-{
-	out_order_table(orders, first);
+	return ctl_page_option(ctl, &a->page, c, optarg);
 }
 
 int cmd_list(ctl_t *ctl, int argc, char **argv)
 {
 	static const struct option opts[] = {CTL_COMMON_OPTIONS,
 		{"status", required_argument, NULL, OPT_STATUS},
-		{"limit", required_argument, NULL, OPT_LIMIT},
-		{"cursor", required_argument, NULL, OPT_CURSOR},
-		{"all", no_argument, NULL, OPT_ALL}, {0}};
-	list_args_t a = {.limit = 100};
+		CTL_PAGE_OPTIONS, {0}};
+	list_args_t a = {.page = CTL_PAGE_ARGS_INIT};
 	int rc = ctl_getopt(ctl, argc, argv, opts, on_list_opt, &a);
 	if (rc)
 		return CTL_EXIT(rc);
@@ -121,10 +98,10 @@ int cmd_list(ctl_t *ctl, int argc, char **argv)
 		return ctl_usage_error(ctl, "invalid --status '%.64s'", a.status);
 	char path[PATH_LEN];
 	snprintf(path, sizeof path, "/v1/orders?limit=%lld%s%s",
-		 (long long)a.limit, a.status ? "&status=" : "",
+		 (long long)a.page.limit, a.status ? "&status=" : "",
 		 a.status ? a.status : "");
-	return ctl_pages(ctl, "list", path, "orders", a.cursor, a.all,
-			 show_orders);
+	return ctl_pages(ctl, "list", path, "orders", a.page.cursor,
+			 a.page.all, out_order_table);
 }
 
 /* requeue and cancel: POST /v1/orders/ID/<action>. */

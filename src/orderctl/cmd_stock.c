@@ -10,39 +10,6 @@
 #include "orderctl/output.h"
 
 #define PATH_LEN 512
-#define LIST_LIMIT_MAX 1000
-
-enum { OPT_LIMIT = CTL_OPT_FIRST_FREE, OPT_CURSOR, OPT_ALL };
-
-typedef struct stock_args {
-	const char *cursor;
-	int64_t limit;
-	bool all;
-} stock_args_t;
-
-static int on_opt(ctl_t *ctl, void *arg, int c, const char *optarg)
-{
-	stock_args_t *a = arg;
-	switch (c) {
-	case OPT_CURSOR:
-		a->cursor = optarg;
-		return 0;
-	case OPT_ALL:
-		a->all = true;
-		return 0;
-	case OPT_LIMIT:
-		if (ctl_parse_int(optarg, 1, LIST_LIMIT_MAX, &a->limit) < 0)
-			return ctl_usage_error(ctl, "--limit must be 1..%d",
-					       LIST_LIMIT_MAX);
-		return 0;
-	}
-	return ctl_usage_error(ctl, "bad option");
-}
-
-static void show_products(const json_t *products, bool first)
-{
-	out_product_table(products, first);
-}
 
 static int show_product(const ctl_t *ctl, int ex, json_t *p)
 {
@@ -59,11 +26,9 @@ static int show_product(const ctl_t *ctl, int ex, json_t *p)
 int cmd_stock(ctl_t *ctl, int argc, char **argv)
 {
 	static const struct option opts[] = {CTL_COMMON_OPTIONS,
-		{"limit", required_argument, NULL, OPT_LIMIT},
-		{"cursor", required_argument, NULL, OPT_CURSOR},
-		{"all", no_argument, NULL, OPT_ALL}, {0}};
-	stock_args_t a = {.limit = 100};
-	int rc = ctl_getopt(ctl, argc, argv, opts, on_opt, &a);
+		CTL_PAGE_OPTIONS, {0}};
+	ctl_page_args_t a = CTL_PAGE_ARGS_INIT;
+	int rc = ctl_getopt(ctl, argc, argv, opts, ctl_page_option, &a);
 	if (rc)
 		return CTL_EXIT(rc);
 	int npos = argc - optind;
@@ -81,7 +46,7 @@ int cmd_stock(ctl_t *ctl, int argc, char **argv)
 		snprintf(path, sizeof path, "/v1/products?limit=%lld",
 			 (long long)a.limit);
 		return ctl_pages(ctl, "stock list", path, "products", a.cursor,
-				 a.all, show_products);
+				 a.all, out_product_table);
 	}
 	if (strcmp(sub, "get") == 0) {
 		if (npos != 2)

@@ -115,6 +115,25 @@ int ctl_getopt(ctl_t *ctl, int argc, char **argv, const struct option *opts,
 	return 0;
 }
 
+int ctl_page_option(ctl_t *ctl, void *arg, int c, const char *optarg)
+{
+	ctl_page_args_t *a = arg;
+	switch (c) {
+	case CTL_OPT_CURSOR:
+		a->cursor = optarg;
+		return 0;
+	case CTL_OPT_ALL:
+		a->all = true;
+		return 0;
+	case CTL_OPT_LIMIT:
+		if (ctl_parse_int(optarg, 1, CTL_PAGE_LIMIT_MAX, &a->limit) < 0)
+			return ctl_usage_error(ctl, "--limit must be 1..%d",
+					       CTL_PAGE_LIMIT_MAX);
+		return 0;
+	}
+	return ctl_usage_error(ctl, "bad option");
+}
+
 #define PATH_MAX_LEN 2048 /* our paths: a route, ids and an opaque cursor */
 
 int ctl_pages(ctl_t *ctl, const char *what, const char *path, const char *key,

@@ -109,6 +109,32 @@ typedef void (*ctl_page_fn)(const json_t *items, bool first);
 int ctl_pages(ctl_t *ctl, const char *what, const char *path, const char *key,
 	      const char *cursor, bool all, ctl_page_fn show);
 
+/* The paging options of the list commands, numbered after the common ones:
+ * a command that takes them numbers its own options from CTL_OPT_PAGE_FREE. */
+enum {
+	CTL_OPT_LIMIT = CTL_OPT_FIRST_FREE,
+	CTL_OPT_CURSOR,
+	CTL_OPT_ALL,
+	CTL_OPT_PAGE_FREE
+};
+#define CTL_PAGE_OPTIONS                                               \
+	{"limit", required_argument, NULL, CTL_OPT_LIMIT},             \
+	{"cursor", required_argument, NULL, CTL_OPT_CURSOR},           \
+	{"all", no_argument, NULL, CTL_OPT_ALL}
+#define CTL_PAGE_LIMIT_DEFAULT 100 /* API: limit 1..1000, default 100 */
+#define CTL_PAGE_LIMIT_MAX 1000
+
+typedef struct ctl_page_args {
+	const char *cursor; /* --cursor; NULL: from the start */
+	int64_t limit;      /* --limit; CTL_PAGE_LIMIT_DEFAULT when not given */
+	bool all;           /* --all */
+} ctl_page_args_t;
+#define CTL_PAGE_ARGS_INIT {.limit = CTL_PAGE_LIMIT_DEFAULT}
+
+/* A ctl_option_fn for the paging options; arg is a ctl_page_args_t. Any
+ * other option is a usage error. */
+int ctl_page_option(ctl_t *ctl, void *arg, int c, const char *optarg);
+
 /* The client, created on first use. NULL after printing an error. */
 client_t *ctl_client(ctl_t *ctl);
 

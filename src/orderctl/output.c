@@ -217,6 +217,15 @@ void out_lock(const json_t *l)
 
 #define FLAT_PATH 256 /* deeper paths are cut; a display, not a format */
 
+/* The length of path after snprintf wrote n more bytes at len: cut to
+ * FLAT_PATH - 1 when they did not fit, unchanged when it failed. */
+static size_t flat_len(size_t len, int n)
+{
+	if (n < 0)
+		return len;
+	return (size_t)n >= FLAT_PATH - len ? FLAT_PATH - 1 : len + (size_t)n;
+}
+
 static void flat(const json_t *j, char *path, size_t len)
 {
 	if (json_is_object(j) && json_object_size(j) > 0) {
@@ -225,10 +234,7 @@ static void flat(const json_t *j, char *path, size_t len)
 		json_object_foreach((json_t *)j, key, v) {
 			int n = snprintf(path + len, FLAT_PATH - len, "%s%s",
 					 len ? "." : "", key);
-			size_t nl = n < 0 ? len :
-				(size_t)n >= FLAT_PATH - len ? FLAT_PATH - 1 :
-				len + (size_t)n;
-			flat(v, path, nl);
+			flat(v, path, flat_len(len, n));
 			path[len] = '\0';
 		}
 		return;
@@ -238,10 +244,7 @@ static void flat(const json_t *j, char *path, size_t len)
 		const json_t *v;
 		json_array_foreach(j, i, v) {
 			int n = snprintf(path + len, FLAT_PATH - len, "[%zu]", i);
-			size_t nl = n < 0 ? len :
-				(size_t)n >= FLAT_PATH - len ? FLAT_PATH - 1 :
-				len + (size_t)n;
-			flat(v, path, nl);
+			flat(v, path, flat_len(len, n));
 			path[len] = '\0';
 		}
 		return;

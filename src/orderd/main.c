@@ -8,11 +8,13 @@
  * Exit codes (sysexits): 0 clean stop, 78 bad configuration, 69 the store
  * or the listen address is unavailable at start, 70 internal error.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <unistd.h>
 
 #include "http/server.h"
 #include "obs/alerts.h"
@@ -25,6 +27,26 @@
 #include "util/failpoint.h"
 #include "work/batcher.h"
 #include "work/workers.h"
+
+/*
+ * The drain's hard stop. Every step of a drain is bounded by store
+ * timeouts, but those add up; ORDERD_DRAIN_MS is a promise to the
+ * orchestrator. Past it the process exits at once, without freeing what
+ * other threads may still use. Nothing is lost: whatever is still claimed
+ * goes back to pending when its lease expires.
+ */
+static void *drain_watchdog(void *arg)
+{
+	int64_t deadline = *(const int64_t *)arg;
+	int64_t left = deadline - clock_mono_ms();
+	if (left > 0)
+		clock_sleep_ms(left);
+	log_error("drain deadline reached with work in flight; exiting, the "
+		  "leases return what is still claimed",
+		  NULL);
+	_exit(0);
+	return NULL;
+}
 
 static void on_commit(void *arg, size_t created)
 {
@@ -96,7 +118,9 @@ int main(int argc, char **argv)
 		.busy_timeout_ms = (int)cfg.busy_timeout_ms,
 		.statement_timeout_ms = (int)cfg.statement_timeout_ms,
 		.connect_timeout_ms = 5000,
-		.readers = (int)(cfg.workers + cfg.http_threads + 2),
+		/* Every thread that may hold a connection at once: workers, HTTP
+		 * threads, the committer, the waiter and the reaper, plus one. */
+		.readers = (int)(cfg.workers + cfg.http_threads + 4),
 	};
 	int rc = store_open(cfg.database, &sopt, &store);
 	if (rc < 0) {
@@ -156,9 +180,13 @@ int main(int argc, char **argv)
 
 	int sig = 0;
 	sigwait(&stop_signals, &sig);
-	int64_t deadline = clock_mono_ms() + cfg.drain_ms;
+	static int64_t deadline;
+	deadline = clock_mono_ms() + cfg.drain_ms;
 	log_info("draining", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
 		 NULL);
+	pthread_t watchdog;
+	if (pthread_create(&watchdog, NULL, drain_watchdog, &deadline) == 0)
+		pthread_detach(watchdog);
 
 	/* Order matters: refuse new work first, then commit and answer what
 	 * was already accepted, then finish or hand back claimed orders while

@@ -114,21 +114,13 @@ int sqlite_bind_int(sqlite3_stmt *st, int i, int64_t v)
 int sqlite_event_add(sqlite_conn_t *c, const char *order_id, const char *event,
                      int64_t fence, int64_t now)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite_stmt(c, SQ_EVENT_INSERT,
+	const sqlite_param_t p[] = {SQ_TEXT(order_id), SQ_TEXT(event),
+	                            fence ? SQ_INT(fence) : SQ_NULL,
+	                            SQ_INT(now)};
+	int rc = sqlite_exec(c, SQ_EVENT_INSERT,
 	                     "INSERT INTO order_events (order_id, event, fence,"
 	                     " at) VALUES (?1, ?2, ?3, ?4)",
-	                     &st);
-	if (rc < 0)
-		return rc;
-	if ((rc = sqlite_bind_text(st, 1, order_id)) < 0 ||
-	    (rc = sqlite_bind_text(st, 2, event)) < 0 ||
-	    (rc = fence ? sqlite_bind_int(st, 3, fence) : 0) < 0 ||
-	    (rc = sqlite_bind_int(st, 4, now)) < 0)
-		goto reset;
-	rc = sqlite_step(st);
-reset:
-	sqlite3_reset(st);
+	                     p, SQ_NPARAMS(p));
 	return rc < 0 ? rc : 0;
 }
 
@@ -136,38 +128,32 @@ reset:
 int sqlite_next_fence(sqlite_conn_t *c, int64_t *ret_fence)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite_stmt(c, SQ_NEXT_FENCE,
-	                     "UPDATE counters SET value = value + 1"
-	                     " WHERE name = 'fence' RETURNING value",
-	                     &st);
+	int rc = sqlite_row(c, SQ_NEXT_FENCE,
+	                    "UPDATE counters SET value = value + 1"
+	                    " WHERE name = 'fence' RETURNING value",
+	                    NULL, 0, &st);
 	if (rc < 0)
 		return rc;
-	rc = sqlite_step(st);
-	if (rc == 1)
-		*ret_fence = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
 	if (rc == 0)
 		return OD_EINTERNAL;
-	return rc < 0 ? rc : 0;
+	*ret_fence = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return 0;
 }
 
 /* Reads order id on connection c: 0, OD_ENOTFOUND or an error. */
 static int order_by_id(sqlite_conn_t *c, const char *id, order_t *ret)
 {
+	const sqlite_param_t p[] = {SQ_TEXT(id)};
 	sqlite3_stmt *st;
-	int rc =
-	    sqlite_stmt(c, SQ_ORDER_BY_ID,
-	                "SELECT " ORDER_COLS " FROM orders WHERE id = ?1", &st);
+	int rc = sqlite_row(c, SQ_ORDER_BY_ID,
+	                    "SELECT " ORDER_COLS " FROM orders WHERE id = ?1", p,
+	                    SQ_NPARAMS(p), &st);
 	if (rc < 0)
 		return rc;
-	if ((rc = sqlite_bind_text(st, 1, id)) < 0)
-		goto reset;
-	rc = sqlite_step(st);
-	if (rc == 1)
-		rc = sqlite_row_order(st, ret);
-	else if (rc == 0)
-		rc = OD_ENOTFOUND;
-reset:
+	if (rc == 0)
+		return OD_ENOTFOUND;
+	rc = sqlite_row_order(st, ret);
 	sqlite3_reset(st);
 	return rc;
 }
@@ -211,33 +197,26 @@ static int submit_one(sqlite_conn_t *c, int64_t now, const order_t *o,
 	char *items = order_items_to_text(o);
 	if (!items)
 		return -ENOMEM;
+	const sqlite_param_t p[] = {
+	    SQ_TEXT(o->id), SQ_TEXT(o->customer), SQ_TEXT(items),
+	    SQ_TEXT(o->metadata ? o->metadata : "{}"), SQ_INT(now)};
 	sqlite3_stmt *st;
-	int rc =
-	    sqlite_stmt(c, SQ_ORDER_INSERT,
-	                "INSERT INTO orders (id, customer, items, metadata,"
-	                " status, attempts, created_at, updated_at,"
-	                " next_at, fence) VALUES (?1, ?2, ?3, ?4,"
-	                " 'pending', 0, ?5, ?5, ?5, 0)"
-	                " ON CONFLICT (id) DO NOTHING RETURNING seq",
-	                &st);
-	if (rc < 0)
-		goto free_items;
-	if ((rc = sqlite_bind_text(st, 1, o->id)) < 0 ||
-	    (rc = sqlite_bind_text(st, 2, o->customer)) < 0 ||
-	    (rc = sqlite_bind_text(st, 3, items)) < 0 ||
-	    (rc = sqlite_bind_text(st, 4, o->metadata ? o->metadata : "{}")) <
-	        0 ||
-	    (rc = sqlite_bind_int(st, 5, now)) < 0)
-		goto reset;
-	rc = sqlite_step(st);
-	int64_t seq = rc == 1 ? sqlite3_column_int64(st, 0) : 0;
-	/* RETURNING rows are produced by the first step; finish it so the
-	 * statement is complete before the next one runs. */
-	if (rc == 1 && sqlite_step(st) < 0)
-		rc = OD_ESTORE;
-reset:
-	sqlite3_reset(st);
-free_items:
+	int64_t seq = 0;
+	int rc = sqlite_row(c, SQ_ORDER_INSERT,
+	                    "INSERT INTO orders (id, customer, items, metadata,"
+	                    " status, attempts, created_at, updated_at,"
+	                    " next_at, fence) VALUES (?1, ?2, ?3, ?4,"
+	                    " 'pending', 0, ?5, ?5, ?5, 0)"
+	                    " ON CONFLICT (id) DO NOTHING RETURNING seq",
+	                    p, SQ_NPARAMS(p), &st);
+	if (rc == 1) {
+		seq = sqlite3_column_int64(st, 0);
+		/* RETURNING rows are produced by the first step; finish it so
+		 * the statement is complete before the next one runs. */
+		if (sqlite_step(st) < 0)
+			rc = OD_ESTORE;
+		sqlite3_reset(st);
+	}
 	free(items);
 	if (rc < 0)
 		return rc;
@@ -323,12 +302,11 @@ static int sq_order_fence(void *b, const char *id, order_status_t *ret_status,
 {
 	sqlite_store_t *s = b;
 	sqlite_conn_t *c = sqlite_reader_get(s);
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite_stmt(c, SQ_ORDER_FENCE,
-	                     "SELECT status, fence FROM orders WHERE id = ?1",
-	                     &st);
-	if (rc == 0 && (rc = sqlite_bind_text(st, 1, id)) == 0)
-		rc = sqlite_step(st);
+	const sqlite_param_t p[] = {SQ_TEXT(id)};
+	sqlite3_stmt *st;
+	int rc = sqlite_row(c, SQ_ORDER_FENCE,
+	                    "SELECT status, fence FROM orders WHERE id = ?1", p,
+	                    SQ_NPARAMS(p), &st);
 	if (rc == 0) {
 		rc = OD_ENOTFOUND;
 	} else if (rc > 0) {
@@ -341,9 +319,8 @@ static int sq_order_fence(void *b, const char *id, order_status_t *ret_status,
 			*ret_status = os;
 			*ret_fence = sqlite3_column_int64(st, 1);
 		}
-	}
-	if (st)
 		sqlite3_reset(st);
+	}
 	sqlite_reader_put(s, c);
 	return rc;
 }
@@ -427,16 +404,11 @@ static int client_transition(sqlite_store_t *s, int stmt_id, const char *sql,
 	int rc = sqlite_write_begin(s, &c, &now);
 	if (rc < 0)
 		return rc;
+	const sqlite_param_t p[] = {SQ_TEXT(id), SQ_INT(now)};
 	sqlite3_stmt *st;
 	order_t o = {0};
 	int64_t fence = 0;
-	rc = sqlite_stmt(c, stmt_id, sql, &st);
-	if (rc < 0)
-		goto rollback;
-	if ((rc = sqlite_bind_text(st, 1, id)) < 0 ||
-	    (rc = sqlite_bind_int(st, 2, now)) < 0)
-		goto reset;
-	rc = sqlite_step(st);
+	rc = sqlite_row(c, stmt_id, sql, p, SQ_NPARAMS(p), &st);
 	if (rc == 1) {
 		fence = sqlite3_column_int64(st, 11);
 		rc = sqlite_row_order(st, &o);
@@ -444,9 +416,8 @@ static int client_transition(sqlite_store_t *s, int stmt_id, const char *sql,
 			rc = 1;
 		if (rc == 1 && sqlite_step(st) < 0)
 			rc = OD_ESTORE;
+		sqlite3_reset(st);
 	}
-reset:
-	sqlite3_reset(st);
 	if (rc == 0) {
 		/* Nothing changed: tell a missing order from a wrong status. */
 		order_t cur = {0};

@@ -98,19 +98,66 @@ int sqlite_run(sqlite_conn_t *c, int id, const char *sql)
 	return rc < 0 ? rc : 0;
 }
 
-static int read_now(sqlite_conn_t *c, int64_t *ret_now)
+/* Prepares the cached statement id and binds p[0..n) to it. */
+static int stmt_bound(sqlite_conn_t *c, int id, const char *sql,
+                      const sqlite_param_t *p, size_t n, sqlite3_stmt **ret)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite_stmt(c, SQ_NOW, "SELECT " SQ_NOW_SQL, &st);
+	int rc = sqlite_stmt(c, id, sql, &st);
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		int at = (int)i + 1;
+		rc = p[i].is_int ? sqlite_bind_int(st, at, p[i].num)
+		                 : sqlite_bind_text(st, at, p[i].text);
+		if (rc < 0) {
+			sqlite3_reset(st);
+			return rc;
+		}
+	}
+	*ret = st;
+	return 0;
+}
+
+int sqlite_exec(sqlite_conn_t *c, int id, const char *sql,
+                const sqlite_param_t *p, size_t n)
+{
+	sqlite3_stmt *st;
+	int rc = stmt_bound(c, id, sql, p, n, &st);
 	if (rc < 0)
 		return rc;
 	rc = sqlite_step(st);
-	if (rc == 1)
-		*ret_now = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
+	return rc < 0 ? rc : sqlite3_changes(c->db);
+}
+
+int sqlite_row(sqlite_conn_t *c, int id, const char *sql,
+               const sqlite_param_t *p, size_t n, sqlite3_stmt **ret_st)
+{
+	sqlite3_stmt *st;
+	int rc = stmt_bound(c, id, sql, p, n, &st);
+	if (rc < 0)
+		return rc;
+	rc = sqlite_step(st);
+	if (rc != 1) {
+		sqlite3_reset(st);
+		return rc;
+	}
+	*ret_st = st;
+	return 1;
+}
+
+static int read_now(sqlite_conn_t *c, int64_t *ret_now)
+{
+	sqlite3_stmt *st;
+	int rc = sqlite_row(c, SQ_NOW, "SELECT " SQ_NOW_SQL, NULL, 0, &st);
+	if (rc < 0)
+		return rc;
 	if (rc == 0)
-		rc = OD_EINTERNAL;
-	return rc < 0 ? rc : 0;
+		return OD_EINTERNAL;
+	*ret_now = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	return 0;
 }
 
 /* Back to synchronous=FULL after a lazy transaction; called with wlock. */

@@ -15,6 +15,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -111,6 +112,29 @@ int sqlite_stmt(sqlite_conn_t *c, int id, const char *sql, sqlite3_stmt **ret);
 int sqlite_step(sqlite3_stmt *st);
 /* Runs a cached statement that returns no rows, then resets it. */
 int sqlite_run(sqlite_conn_t *c, int id, const char *sql);
+
+/* A parameter of sqlite_exec() and sqlite_row(), bound to ?1, ?2, ... in
+ * array order: text (NULL binds SQL NULL, as SQ_NULL) or an integer. */
+typedef struct sqlite_param {
+	bool is_int;
+	int64_t num;      /* is_int */
+	const char *text; /* !is_int; must outlive the call */
+} sqlite_param_t;
+#define SQ_TEXT(s) ((sqlite_param_t){.is_int = false, .text = (s)})
+#define SQ_INT(v) ((sqlite_param_t){.is_int = true, .num = (v)})
+#define SQ_NULL SQ_TEXT(NULL)
+#define SQ_NPARAMS(p) (sizeof(p) / sizeof((p)[0]))
+
+/* Runs the cached INSERT, UPDATE or DELETE id (no RETURNING) with params
+ * p[0..n) and resets it: the number of rows it changed, or an error. */
+int sqlite_exec(sqlite_conn_t *c, int id, const char *sql,
+                const sqlite_param_t *p, size_t n);
+/* Runs the cached statement id with params p[0..n) up to its first row:
+ * 1 with the row current in *ret_st (the caller reads its columns, then
+ * resets it with sqlite3_reset), 0 when there is no row, or an error; on 0
+ * and on an error the statement is already reset. */
+int sqlite_row(sqlite_conn_t *c, int id, const char *sql,
+               const sqlite_param_t *p, size_t n, sqlite3_stmt **ret_st);
 
 /*
  * Write transactions: begin takes wlock and runs BEGIN IMMEDIATE, then reads

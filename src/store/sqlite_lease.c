@@ -107,41 +107,31 @@ clear:
 static int process_finish(sqlite_conn_t *c, const store_claim_t *cl,
                           const char *status, const char *reason, int64_t now)
 {
-	sqlite3_stmt *st;
-	int rc = sqlite_stmt(c, SQ_PROCESS_FINISH,
+	const sqlite_param_t p[] = {SQ_TEXT(cl->order.id), SQ_INT(cl->fence),
+	                            SQ_TEXT(status), SQ_TEXT(reason),
+	                            SQ_INT(now)};
+	int rc = sqlite_exec(c, SQ_PROCESS_FINISH,
 	                     "UPDATE orders SET status = ?3, reason = ?4,"
 	                     " finished_at = ?5, updated_at = ?5"
 	                     " WHERE id = ?1 AND fence = ?2"
 	                     " AND status = 'processing'",
-	                     &st);
+	                     p, SQ_NPARAMS(p));
 	if (rc < 0)
 		return rc;
-	if ((rc = sqlite_bind_text(st, 1, cl->order.id)) == 0 &&
-	    (rc = sqlite_bind_int(st, 2, cl->fence)) == 0 &&
-	    (rc = sqlite_bind_text(st, 3, status)) == 0 &&
-	    (rc = sqlite_bind_text(st, 4, reason)) == 0 &&
-	    (rc = sqlite_bind_int(st, 5, now)) == 0)
-		rc = sqlite_step(st);
-	sqlite3_reset(st);
-	if (rc < 0)
-		return rc;
-	return sqlite3_changes(c->db) == 1 ? 0 : OD_EINTERNAL;
+	return rc == 1 ? 0 : OD_EINTERNAL;
 }
 
 /* 1 when the order is still processing under cl->fence, 0 when fenced. */
 static int process_check(sqlite_conn_t *c, const store_claim_t *cl)
 {
+	const sqlite_param_t p[] = {SQ_TEXT(cl->order.id), SQ_INT(cl->fence)};
 	sqlite3_stmt *st;
-	int rc = sqlite_stmt(c, SQ_PROCESS_CHECK,
-	                     "SELECT 1 FROM orders WHERE id = ?1 AND fence = ?2"
-	                     " AND status = 'processing'",
-	                     &st);
-	if (rc < 0)
-		return rc;
-	if ((rc = sqlite_bind_text(st, 1, cl->order.id)) == 0 &&
-	    (rc = sqlite_bind_int(st, 2, cl->fence)) == 0)
-		rc = sqlite_step(st);
-	sqlite3_reset(st);
+	int rc = sqlite_row(c, SQ_PROCESS_CHECK,
+	                    "SELECT 1 FROM orders WHERE id = ?1 AND fence = ?2"
+	                    " AND status = 'processing'",
+	                    p, SQ_NPARAMS(p), &st);
+	if (rc == 1)
+		sqlite3_reset(st);
 	return rc;
 }
 
@@ -184,23 +174,19 @@ static int process_reserve(sqlite_conn_t *c, const store_claim_t *cl,
 {
 	const order_t *o = &cl->order;
 	for (size_t i = 0; i < o->n_items; i++) {
-		sqlite3_stmt *st;
-		int rc = sqlite_stmt(c, SQ_PROCESS_TAKE,
+		const sqlite_param_t take[] = {SQ_TEXT(o->items[i].sku),
+		                               SQ_INT(o->items[i].qty),
+		                               SQ_INT(now)};
+		int rc = sqlite_exec(c, SQ_PROCESS_TAKE,
 		                     "UPDATE products SET stock = stock - ?2,"
 		                     " updated_at = ?3"
 		                     " WHERE sku = ?1 AND stock >= ?2",
-		                     &st);
+		                     take, SQ_NPARAMS(take));
 		if (rc < 0)
 			return rc;
-		if ((rc = sqlite_bind_text(st, 1, o->items[i].sku)) == 0 &&
-		    (rc = sqlite_bind_int(st, 2, o->items[i].qty)) == 0 &&
-		    (rc = sqlite_bind_int(st, 3, now)) == 0)
-			rc = sqlite_step(st);
-		sqlite3_reset(st);
-		if (rc < 0)
-			return rc;
-		if (sqlite3_changes(c->db) != 1)
+		if (rc != 1)
 			return 1;
+		sqlite3_stmt *st;
 		rc = sqlite_stmt(c, SQ_RESERVATION_INSERT,
 		                 "INSERT INTO reservations (order_id, sku, qty,"
 		                 " fence, created_at)"
@@ -308,34 +294,28 @@ int sqlite_retry(void *b, const char *id, int64_t fence, int max_attempts,
 	int rc = sqlite_write_begin(s, &c, &now);
 	if (rc < 0)
 		return rc;
+	const sqlite_param_t p[] = {SQ_TEXT(id),          SQ_INT(fence),
+	                            SQ_INT(max_attempts), SQ_TEXT(error),
+	                            SQ_INT(now),          SQ_INT(delay_ms)};
 	sqlite3_stmt *st;
 	bool failed = false;
-	rc = sqlite_stmt(c, SQ_RETRY,
-	                 "UPDATE orders SET"
-	                 " status = CASE WHEN attempts < ?3 THEN 'pending'"
-	                 " ELSE 'failed' END,"
-	                 " finished_at = CASE WHEN attempts < ?3 THEN NULL"
-	                 " ELSE ?5 END,"
-	                 " reason = ?4, next_at = ?5 + ?6, updated_at = ?5"
-	                 " WHERE id = ?1 AND fence = ?2"
-	                 " AND status = 'processing' RETURNING status",
-	                 &st);
-	if (rc < 0)
-		goto rollback;
-	if ((rc = sqlite_bind_text(st, 1, id)) == 0 &&
-	    (rc = sqlite_bind_int(st, 2, fence)) == 0 &&
-	    (rc = sqlite_bind_int(st, 3, max_attempts)) == 0 &&
-	    (rc = sqlite_bind_text(st, 4, error)) == 0 &&
-	    (rc = sqlite_bind_int(st, 5, now)) == 0 &&
-	    (rc = sqlite_bind_int(st, 6, delay_ms)) == 0)
-		rc = sqlite_step(st);
+	rc = sqlite_row(c, SQ_RETRY,
+	                "UPDATE orders SET"
+	                " status = CASE WHEN attempts < ?3 THEN 'pending'"
+	                " ELSE 'failed' END,"
+	                " finished_at = CASE WHEN attempts < ?3 THEN NULL"
+	                " ELSE ?5 END,"
+	                " reason = ?4, next_at = ?5 + ?6, updated_at = ?5"
+	                " WHERE id = ?1 AND fence = ?2"
+	                " AND status = 'processing' RETURNING status",
+	                p, SQ_NPARAMS(p), &st);
 	if (rc == 1) {
 		const unsigned char *status = sqlite3_column_text(st, 0);
 		failed = status && strcmp((const char *)status, "failed") == 0;
 		if (sqlite_step(st) < 0)
 			rc = OD_ESTORE;
+		sqlite3_reset(st);
 	}
-	sqlite3_reset(st);
 	if (rc == 0)
 		rc = OD_EFENCE;
 	if (rc < 0)
@@ -363,26 +343,17 @@ int sqlite_release(void *b, const char *id, int64_t fence)
 	int rc = sqlite_write_begin(s, &c, &now);
 	if (rc < 0)
 		return rc;
-	sqlite3_stmt *st;
-	rc = sqlite_stmt(c, SQ_RELEASE,
+	const sqlite_param_t p[] = {SQ_TEXT(id), SQ_INT(fence), SQ_INT(now)};
+	rc = sqlite_exec(c, SQ_RELEASE,
 	                 "UPDATE orders SET status = 'pending',"
 	                 " attempts = MAX(attempts - 1, 0), next_at = ?3,"
 	                 " updated_at = ?3 WHERE id = ?1 AND fence = ?2"
 	                 " AND status = 'processing'",
-	                 &st);
-	if (rc < 0)
-		goto rollback;
-	if ((rc = sqlite_bind_text(st, 1, id)) == 0 &&
-	    (rc = sqlite_bind_int(st, 2, fence)) == 0 &&
-	    (rc = sqlite_bind_int(st, 3, now)) == 0)
-		rc = sqlite_step(st);
-	sqlite3_reset(st);
-	if (rc < 0)
-		goto rollback;
-	if (sqlite3_changes(c->db) != 1) {
+	                 p, SQ_NPARAMS(p));
+	if (rc >= 0 && rc != 1)
 		rc = OD_EFENCE;
+	if (rc < 0)
 		goto rollback;
-	}
 	rc = sqlite_event_add(c, id, state_event_name(EV_RELEASE), fence, now);
 	if (rc < 0)
 		goto rollback;

@@ -44,22 +44,19 @@ int sqlite_lock_acquire(void *b, const char *name, const char *owner,
 	int rc = sqlite_write_begin(s, &c, &now);
 	if (rc < 0)
 		return rc;
+	const sqlite_param_t get[] = {SQ_TEXT(name)};
 	sqlite3_stmt *st;
 	store_lock_t held;
-	rc = sqlite_stmt(c, SQ_LOCK_GET_ANY,
-	                 "SELECT owner, fence, expires_at FROM locks"
-	                 " WHERE name = ?1",
-	                 &st);
-	if (rc < 0)
-		goto rollback;
-	if ((rc = sqlite_bind_text(st, 1, name)) == 0)
-		rc = sqlite_step(st);
+	rc = sqlite_row(c, SQ_LOCK_GET_ANY,
+	                "SELECT owner, fence, expires_at FROM locks"
+	                " WHERE name = ?1",
+	                get, SQ_NPARAMS(get), &st);
 	if (rc == 1) {
 		rc = lock_row(st, name, &held);
 		if (rc == 0)
 			rc = held.expires_at > now ? OD_ELOCKHELD : 0;
+		sqlite3_reset(st);
 	}
-	sqlite3_reset(st);
 	if (rc == OD_ELOCKHELD) {
 		sqlite_write_rollback(s);
 		if (ret)
@@ -73,20 +70,14 @@ int sqlite_lock_acquire(void *b, const char *name, const char *owner,
 	if (rc < 0)
 		goto rollback;
 	l.expires_at = now + ttl_ms;
-	rc = sqlite_stmt(c, SQ_LOCK_UPSERT,
+	const sqlite_param_t set[] = {SQ_TEXT(name), SQ_TEXT(owner),
+	                              SQ_INT(l.fence), SQ_INT(l.expires_at)};
+	rc = sqlite_exec(c, SQ_LOCK_UPSERT,
 	                 "INSERT INTO locks (name, owner, fence, expires_at)"
 	                 " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE"
 	                 " SET owner = excluded.owner, fence = excluded.fence,"
 	                 " expires_at = excluded.expires_at",
-	                 &st);
-	if (rc < 0)
-		goto rollback;
-	if ((rc = sqlite_bind_text(st, 1, name)) == 0 &&
-	    (rc = sqlite_bind_text(st, 2, owner)) == 0 &&
-	    (rc = sqlite_bind_int(st, 3, l.fence)) == 0 &&
-	    (rc = sqlite_bind_int(st, 4, l.expires_at)) == 0)
-		rc = sqlite_step(st);
-	sqlite3_reset(st);
+	                 set, SQ_NPARAMS(set));
 	if (rc < 0)
 		goto rollback;
 	rc = sqlite_write_commit(s);
@@ -113,27 +104,17 @@ int sqlite_lock_renew(void *b, const char *name, const char *owner,
 	int rc = sqlite_write_begin(s, &c, &now);
 	if (rc < 0)
 		return rc;
-	sqlite3_stmt *st;
-	rc = sqlite_stmt(c, SQ_LOCK_RENEW,
+	const sqlite_param_t p[] = {SQ_TEXT(name), SQ_TEXT(owner),
+	                            SQ_INT(fence), SQ_INT(now), SQ_INT(ttl_ms)};
+	rc = sqlite_exec(c, SQ_LOCK_RENEW,
 	                 "UPDATE locks SET expires_at = ?4 + ?5"
 	                 " WHERE name = ?1 AND owner = ?2 AND fence = ?3"
 	                 " AND expires_at > ?4",
-	                 &st);
-	if (rc < 0)
-		goto rollback;
-	if ((rc = sqlite_bind_text(st, 1, name)) == 0 &&
-	    (rc = sqlite_bind_text(st, 2, owner)) == 0 &&
-	    (rc = sqlite_bind_int(st, 3, fence)) == 0 &&
-	    (rc = sqlite_bind_int(st, 4, now)) == 0 &&
-	    (rc = sqlite_bind_int(st, 5, ttl_ms)) == 0)
-		rc = sqlite_step(st);
-	sqlite3_reset(st);
-	if (rc < 0)
-		goto rollback;
-	if (sqlite3_changes(c->db) != 1) {
+	                 p, SQ_NPARAMS(p));
+	if (rc >= 0 && rc != 1)
 		rc = OD_ELOCKLOST;
+	if (rc < 0)
 		goto rollback;
-	}
 	rc = sqlite_write_commit(s);
 	if (rc < 0)
 		return rc;
@@ -162,25 +143,16 @@ int sqlite_lock_release(void *b, const char *name, const char *owner,
 	int rc = sqlite_write_begin(s, &c, &now);
 	if (rc < 0)
 		return rc;
-	sqlite3_stmt *st;
-	rc = sqlite_stmt(c, SQ_LOCK_DELETE,
+	const sqlite_param_t p[] = {SQ_TEXT(name), SQ_TEXT(owner),
+	                            SQ_INT(fence), SQ_INT(now)};
+	rc = sqlite_exec(c, SQ_LOCK_DELETE,
 	                 "DELETE FROM locks WHERE name = ?1 AND owner = ?2"
 	                 " AND fence = ?3 AND expires_at > ?4",
-	                 &st);
-	if (rc < 0)
-		goto rollback;
-	if ((rc = sqlite_bind_text(st, 1, name)) == 0 &&
-	    (rc = sqlite_bind_text(st, 2, owner)) == 0 &&
-	    (rc = sqlite_bind_int(st, 3, fence)) == 0 &&
-	    (rc = sqlite_bind_int(st, 4, now)) == 0)
-		rc = sqlite_step(st);
-	sqlite3_reset(st);
-	if (rc < 0)
-		goto rollback;
-	if (sqlite3_changes(c->db) != 1) {
+	                 p, SQ_NPARAMS(p));
+	if (rc >= 0 && rc != 1)
 		rc = OD_ELOCKLOST;
+	if (rc < 0)
 		goto rollback;
-	}
 	return sqlite_write_commit(s);
 rollback:
 	sqlite_write_rollback(s);
@@ -193,21 +165,18 @@ int sqlite_lock_get(void *b, const char *name, store_lock_t *ret)
 	if (!ident_valid(name, ID_MAX))
 		return OD_EINVAL;
 	sqlite_conn_t *c = sqlite_reader_get(s);
+	const sqlite_param_t p[] = {SQ_TEXT(name)};
 	sqlite3_stmt *st;
-	int rc = sqlite_stmt(c, SQ_LOCK_GET_LIVE,
-	                     "SELECT owner, fence, expires_at FROM locks"
-	                     " WHERE name = ?1 AND expires_at > " SQ_NOW_SQL,
-	                     &st);
-	if (rc < 0)
-		goto put;
-	if ((rc = sqlite_bind_text(st, 1, name)) == 0)
-		rc = sqlite_step(st);
-	if (rc == 1)
+	int rc = sqlite_row(c, SQ_LOCK_GET_LIVE,
+	                    "SELECT owner, fence, expires_at FROM locks"
+	                    " WHERE name = ?1 AND expires_at > " SQ_NOW_SQL,
+	                    p, SQ_NPARAMS(p), &st);
+	if (rc == 1) {
 		rc = lock_row(st, name, ret);
-	else if (rc == 0)
+		sqlite3_reset(st);
+	} else if (rc == 0) {
 		rc = OD_ENOTFOUND;
-	sqlite3_reset(st);
-put:
+	}
 	sqlite_reader_put(s, c);
 	return rc;
 }

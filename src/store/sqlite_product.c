@@ -12,28 +12,23 @@
 
 static int product_read(sqlite_conn_t *c, const char *sku, product_t *ret)
 {
+	const sqlite_param_t params[] = {SQ_TEXT(sku)};
 	sqlite3_stmt *st;
-	int rc = sqlite_stmt(c, SQ_PRODUCT_GET,
-	                     "SELECT sku, stock, updated_at FROM products"
-	                     " WHERE sku = ?1",
-	                     &st);
+	int rc = sqlite_row(c, SQ_PRODUCT_GET,
+	                    "SELECT sku, stock, updated_at FROM products"
+	                    " WHERE sku = ?1",
+	                    params, SQ_NPARAMS(params), &st);
 	if (rc < 0)
 		return rc;
-	if ((rc = sqlite_bind_text(st, 1, sku)) < 0)
-		goto reset;
-	rc = sqlite_step(st);
-	if (rc == 1) {
-		product_t p = {0};
-		rc = sqlite_col_ident(st, 0, p.sku);
-		p.stock = sqlite3_column_int64(st, 1);
-		p.updated_at = sqlite3_column_int64(st, 2);
-		if (rc == 0)
-			*ret = p;
-	} else if (rc == 0) {
-		rc = OD_ENOTFOUND;
-	}
-reset:
+	if (rc == 0)
+		return OD_ENOTFOUND;
+	product_t p = {0};
+	rc = sqlite_col_ident(st, 0, p.sku);
+	p.stock = sqlite3_column_int64(st, 1);
+	p.updated_at = sqlite3_column_int64(st, 2);
 	sqlite3_reset(st);
+	if (rc == 0)
+		*ret = p;
 	return rc;
 }
 
@@ -53,34 +48,22 @@ int sqlite_product_set(void *b, const char *sku, int64_t stock, product_t *ret)
 		rc = 0; /* a new product starts from 0 */
 	if (rc < 0)
 		goto rollback;
-	sqlite3_stmt *st;
-	rc = sqlite_stmt(c, SQ_PRODUCT_UPSERT,
+	const sqlite_param_t set[] = {SQ_TEXT(sku), SQ_INT(stock), SQ_INT(now)};
+	rc = sqlite_exec(c, SQ_PRODUCT_UPSERT,
 	                 "INSERT INTO products (sku, stock, updated_at)"
 	                 " VALUES (?1, ?2, ?3) ON CONFLICT (sku) DO UPDATE"
 	                 " SET stock = excluded.stock,"
 	                 " updated_at = excluded.updated_at",
-	                 &st);
-	if (rc < 0)
-		goto rollback;
-	if ((rc = sqlite_bind_text(st, 1, sku)) == 0 &&
-	    (rc = sqlite_bind_int(st, 2, stock)) == 0 &&
-	    (rc = sqlite_bind_int(st, 3, now)) == 0)
-		rc = sqlite_step(st);
-	sqlite3_reset(st);
+	                 set, SQ_NPARAMS(set));
 	if (rc < 0)
 		goto rollback;
 	if (stock != old.stock) {
-		rc = sqlite_stmt(c, SQ_ADJUSTMENT_INSERT,
+		const sqlite_param_t adj[] = {
+		    SQ_TEXT(sku), SQ_INT(stock - old.stock), SQ_INT(now)};
+		rc = sqlite_exec(c, SQ_ADJUSTMENT_INSERT,
 		                 "INSERT INTO adjustments (sku, delta,"
 		                 " created_at) VALUES (?1, ?2, ?3)",
-		                 &st);
-		if (rc < 0)
-			goto rollback;
-		if ((rc = sqlite_bind_text(st, 1, sku)) == 0 &&
-		    (rc = sqlite_bind_int(st, 2, stock - old.stock)) == 0 &&
-		    (rc = sqlite_bind_int(st, 3, now)) == 0)
-			rc = sqlite_step(st);
-		sqlite3_reset(st);
+		                 adj, SQ_NPARAMS(adj));
 		if (rc < 0)
 			goto rollback;
 	}

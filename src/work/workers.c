@@ -197,6 +197,18 @@ static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
 	int rc = failpoint_hit("fail_process")
 			 ? OD_ESTORE
 			 : store_process(w->store, claims, n, results);
+	if (rc == OD_EINTERNAL && n > 1) {
+		/* Something in the batch broke an invariant the store checks
+		 * (a backstop fired). Process one order at a time so a single
+		 * poison order costs only its own attempts, not its
+		 * neighbours'. */
+		log_warn("processing batch failed, isolating", "error",
+			 err_str(rc), "first_order_id", claims[0].order.id,
+			 NULL);
+		for (size_t i = 0; i < n; i++)
+			process_batch(w, &claims[i], 1, &results[i]);
+		return;
+	}
 	if (rc < 0) {
 		metric_inc(w->m_process_err);
 		log_warn("processing batch failed", "error", err_str(rc),

@@ -31,8 +31,11 @@ class CrashTest(unittest.TestCase):
         self.db.drop()
 
     def daemon(self, failpoints):
+        # Small claim batches keep many batches in flight while the round's
+        # orders arrive, so the kill finds some of them processing (with
+        # the default of 256 the round is claimed in a few big gulps).
         env = {"ORDERD_WORKERS": "2", "ORDERD_LEASE_MS": str(LEASE_MS),
-               "ORDERD_REAP_MS": "200"}
+               "ORDERD_REAP_MS": "200", "ORDERD_CLAIM_BATCH": "32"}
         if failpoints:
             env["ORDERD_FAILPOINTS"] = failpoints
         d = H.Daemon(self.db.uri, name="crash", env=env)

@@ -129,6 +129,43 @@ class DrainTest(unittest.TestCase):
         rc, out = H.verify(self.db.uri)
         self.assertEqual(rc, 0, out)
 
+    def test_drain_deadline_is_a_promise(self):
+        """A drain whose work outlives ORDERD_DRAIN_MS still exits 0 by the
+        deadline; the orders still claimed come back through their leases."""
+        drain_ms = 1500
+        d = self.daemon({"ORDERD_FAILPOINTS": "slow_process_ms=6000",
+                         "ORDERD_DRAIN_MS": str(drain_ms),
+                         "ORDERD_LEASE_MS": "1000"})
+        c = d.client
+        run = H.rand_suffix(5)
+        sku = "DD-" + run
+        H.set_stock(c, sku, 1000)
+        ids = ["dd-%s-%d" % (run, i) for i in range(20)]
+        st, _, body = c.api("POST", "/v1/orders/batch", json={
+            "orders": [H.order(i, items=[{"sku": sku, "qty": 1}])
+                       for i in ids]})
+        self.assertEqual(st, 200, body)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st, _, body = c.api("GET", "/v1/orders?status=processing&limit=1")
+            if body["orders"]:
+                break
+            time.sleep(0.02)
+        self.assertTrue(body["orders"], "nothing processing")
+        t0 = time.time()
+        rc = d.stop(timeout=drain_ms / 1000.0 + 5)
+        elapsed = time.time() - t0
+        self.assertEqual(rc, 0, H.log_tail(d.log_path))
+        self.assertLess(elapsed, drain_ms / 1000.0 + 1.0,
+                        "drain overran ORDERD_DRAIN_MS")
+        d2 = self.daemon({})
+        done = H.wait_terminal(d2.client, ids, timeout=30)
+        for i in ids:
+            self.assertEqual(done[i]["status"], "completed", done[i])
+        self.assertEqual(d2.stop(), 0)
+        rc, out = H.verify(self.db.uri)
+        self.assertEqual(rc, 0, out)
+
     def test_sigint_and_sigterm_idle(self):
         for sig in (signal.SIGINT, signal.SIGTERM):
             d = self.daemon({})
