@@ -129,6 +129,9 @@ struct http_req {
 	int64_t deadline_mono_ms;
 	char owner[ID_MAX + 1];
 	int64_t ttl_ms;
+	/* A lock granted to this request (fence > 0): released again if the
+	 * answer never reaches the client, so no lock is held by nobody. */
+	int64_t granted_fence;
 };
 
 /* ---- response helpers (api.c) ---- */

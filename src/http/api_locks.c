@@ -48,6 +48,7 @@ static bool try_acquire(http_req_t *r, bool last)
 	rc = store_lock_acquire(r->srv->deps.store, r->param, r->owner,
 				r->ttl_ms, &l);
 	if (rc == 0) {
+		r->granted_fence = l.fence;
 		api_json(r, 200, lock_json(&l));
 		return true;
 	}

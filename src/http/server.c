@@ -265,6 +265,17 @@ static void req_free(http_req_t *r)
 static void on_completed(void *cls, struct MHD_Connection *conn,
 			 void **con_cls, enum MHD_RequestTerminationCode toe)
 {
+	http_req_t *r = *con_cls;
+	if (r && r->granted_fence > 0 &&
+	    toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+		/* The client left before it learned its fence: it can neither
+		 * use nor release the lock, so give it back now. */
+		int rc = store_lock_release(r->srv->deps.store, r->param,
+					    r->owner, r->granted_fence);
+		log_warn("lock grant undelivered, released", "request_id",
+			 r->rid, "lock", r->param, "error",
+			 rc == 0 ? NULL : err_str(rc), NULL);
+	}
 	req_free(*con_cls);
 	*con_cls = NULL;
 }

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include "obs/log.h"
 #include "util/clock.h"
@@ -43,6 +44,30 @@ static void answer_shutdown(waiter_t *w)
 	free(w);
 }
 
+/*
+ * True when the client hung up while its request was suspended (EOF on a
+ * peek). Such a wait is answered at once, without polling: an acquire for a
+ * client that left would grant a lock nobody can use or release, and a
+ * dead wait should not hold a slot until its deadline.
+ */
+static bool client_gone(http_req_t *r)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	char c;
+	if (ci == NULL)
+		return false;
+	return recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+}
+
+static bool stopping(waiters_t *ws)
+{
+	pthread_mutex_lock(&ws->mu);
+	bool s = ws->stop;
+	pthread_mutex_unlock(&ws->mu);
+	return s;
+}
+
 static void *waiters_main(void *arg)
 {
 	waiters_t *ws = arg;
@@ -64,7 +89,19 @@ static void *waiters_main(void *arg)
 		for (waiter_t *w = batch; w != NULL; w = next) {
 			bool last = clock_mono_ms() >= w->r->deadline_mono_ms;
 			next = w->next;
-			if (w->poll(w->r, last)) {
+			if (stopping(ws)) {
+				/* Hand the unpolled rest back for the
+				 * shutdown answer below. */
+				w->next = keep;
+				keep = w;
+				continue;
+			}
+			if (client_gone(w->r)) {
+				api_unavailable(w->r, "client went away");
+				api_resume(w->r);
+				free(w);
+				done++;
+			} else if (w->poll(w->r, last)) {
 				api_resume(w->r);
 				free(w);
 				done++;

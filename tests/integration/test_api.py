@@ -6,6 +6,7 @@ import datetime
 import os
 import socket
 import sys
+import json
 import time
 import unittest
 
@@ -388,6 +389,30 @@ class LocksTest(Base):
         body = {"owner": owner, "ttl_ms": ttl}
         body.update(kw)
         return self.api("POST", "/v1/locks/%s/acquire" % name, json=body)
+
+    def test_wait_of_departed_client_leaves_lock_free(self):
+        """A waiting acquire whose client hangs up must not leave the lock
+        granted to nobody: the grant it could not deliver is released."""
+        import socket
+        name = uid("lock")
+        st, _, g = self.acquire(name, "holder", ttl=400)
+        self.assertEqual(st, 200, g)
+        body = json.dumps({"owner": "gone", "ttl_ms": 600000,
+                           "wait_ms": 3000}).encode()
+        host, port = self.d.url.rsplit("/", 1)[-1].split(":")
+        s = socket.create_connection((host, int(port)))
+        s.sendall(b"POST /v1/locks/%s/acquire HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n%s"
+                  % (name.encode(), len(body), body))
+        time.sleep(0.2)
+        s.close()  # gives up while suspended, before the holder's ttl ends
+        time.sleep(1.5)  # the waiter has retried and granted by now
+        st, _, cur = self.api("GET", "/v1/locks/" + name)
+        self.assertEqual(st, 404, "lock held by a departed client: %r" % cur)
+        st, _, g2 = self.acquire(name, "next")
+        self.assertEqual(st, 200, g2)
+        self.assertGreater(g2["fence"], g["fence"])
 
     def test_lock_lifecycle(self):
         name = uid("lock")
