@@ -447,6 +447,40 @@ static void results_clear(store_submit_result_t *results, size_t n)
 		order_clear(&results[i].order);
 }
 
+/* A result row found by order id: RETURNING promises no row order, so
+ * rows are matched to the batch by id, never by position. */
+typedef struct id_row {
+	const char *id;
+	int row;
+	bool used;
+} id_row_t;
+
+static int id_row_cmp(const void *a, const void *b)
+{
+	return strcmp(((const id_row_t *)a)->id, ((const id_row_t *)b)->id);
+}
+
+/* An index of res by its id column (1); NULL on allocation failure. The
+ * caller frees it. */
+static id_row_t *index_rows(const PGresult *res)
+{
+	int n = PQntuples(res);
+	id_row_t *ix = calloc(n ? (size_t)n : 1, sizeof *ix);
+	if (!ix)
+		return NULL;
+	for (int k = 0; k < n; k++)
+		ix[k] = (id_row_t){PQgetvalue(res, k, 1), k, false};
+	qsort(ix, (size_t)n, sizeof *ix, id_row_cmp);
+	return ix;
+}
+
+static id_row_t *find_row(id_row_t *ix, const PGresult *res, const char *id)
+{
+	id_row_t key = {id, 0, false};
+	return bsearch(&key, ix, (size_t)PQntuples(res), sizeof *ix,
+		       id_row_cmp);
+}
+
 /* One attempt at the batch on one connection. *ret_lost: the connection
  * broke while the statement was in flight (outcome unknown). */
 static int submit_once(pg_store_t *b, const order_t *const *orders, size_t n,
@@ -459,6 +493,7 @@ static int submit_once(pg_store_t *b, const order_t *const *orders, size_t n,
 	if (rc < 0)
 		return rc;
 	PGresult *ins = NULL, *rd = NULL;
+	id_row_t *ix = NULL, *rx = NULL;
 	bool *created = calloc(n ? n : 1, sizeof *created);
 	pg_array_t missing = {0};
 	rc = -ENOMEM;
@@ -469,12 +504,18 @@ static int submit_once(pg_store_t *b, const order_t *const *orders, size_t n,
 		*ret_lost = c->lost;
 		goto out;
 	}
-	/* Rows come back in insert order, so a cursor matches them to the
-	 * array in one pass; a later duplicate id finds its row used. */
+	/* The first entry with an id owns the inserted row; a later
+	 * duplicate in the batch finds it used and is read back below. */
 	int rows = PQntuples(ins), r = 0;
+	rc = -ENOMEM;
+	if (!(ix = index_rows(ins)))
+		goto out;
 	for (size_t i = 0; i < n; i++) {
-		if (r < rows && strcmp(PQgetvalue(ins, r, 1), orders[i]->id) == 0) {
-			rc = pg_row_order(ins, r++, &res[i].order);
+		id_row_t *hit = find_row(ix, ins, orders[i]->id);
+		if (hit && !hit->used) {
+			hit->used = true;
+			r++;
+			rc = pg_row_order(ins, hit->row, &res[i].order);
 			if (rc < 0)
 				goto out;
 			res[i].outcome = SUBMIT_CREATED;
@@ -498,18 +539,18 @@ static int submit_once(pg_store_t *b, const order_t *const *orders, size_t n,
 		rc = pgc_exec(b->pool, c, ST_SUBMIT_READ, p, &rd);
 		if (rc < 0)
 			goto out;
+		rc = -ENOMEM;
+		if (!(rx = index_rows(rd)))
+			goto out;
 		for (size_t i = 0; i < n; i++) {
 			if (created[i])
 				continue;
-			int k = 0, nr = PQntuples(rd);
-			while (k < nr && strcmp(PQgetvalue(rd, k, 1),
-						orders[i]->id) != 0)
-				k++;
+			id_row_t *hit = find_row(rx, rd, orders[i]->id);
 			rc = OD_EINTERNAL;
-			if (k == nr)
+			if (!hit)
 				goto out;
 			order_t stored;
-			rc = pg_row_order(rd, k, &stored);
+			rc = pg_row_order(rd, hit->row, &stored);
 			if (rc < 0)
 				goto out;
 			if (order_same_content(orders[i], &stored)) {
@@ -530,6 +571,8 @@ out:
 	PQclear(ins);
 	pg_array_free(&missing);
 	free(created);
+	free(ix);
+	free(rx);
 	pgp_put(b->pool, c);
 	return rc;
 }
