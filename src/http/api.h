@@ -85,6 +85,8 @@ struct http_server {
 	metric_family_t *m_orders;
 	metric_t *m_submitted;
 	metric_t *m_oldest;
+	metric_t *m_replicas;
+	metric_t *m_per_replica;
 	metric_t *m_processed[3]; /* completed, rejected, failed */
 };
 

@@ -147,15 +147,27 @@ void api_ops_stats(http_req_t *r)
 	 * has seen, not by the full window. */
 	double up_s = (double)(clock_mono_ms() - s->started_mono_ms) / 1000.0;
 	double span_s = up_s < 1 ? 1 : up_s > WINDOW_S ? WINDOW_S : up_s;
-	j = json_pack("{s:o,s:f,s:{s:f,s:f},s:f,s:o,s:[s],s:I,s:s}",
+	/* Replicas seen by the store (their heartbeats), this one first. */
+	enum { MAX_LISTED = 64 };
+	char ids[MAX_LISTED][ID_MAX + 1];
+	size_t n_seen = 0;
+	json_t *replicas = json_array();
+	rc = store_replicas_seen(s->deps.store, s->deps.cfg->replica_id,
+				 workers_replica_window_ms(s->deps.cfg->reap_ms),
+				 ids, MAX_LISTED, &n_seen);
+	for (size_t i = 0; rc == 0 && i < n_seen && i < MAX_LISTED; i++)
+		json_array_append_new(replicas, json_string(ids[i]));
+	if (rc != 0) /* still say who answers */
+		json_array_append_new(replicas,
+				      json_string(s->deps.cfg->replica_id));
+	j = json_pack("{s:o,s:f,s:{s:f,s:f},s:f,s:o,s:o,s:I,s:I,s:s}",
 		      "orders", orders, "oldest_pending_age_seconds",
 		      (double)st.oldest_pending_ms / 1000.0, "throughput",
 		      "submitted_per_s",
 		      (double)window_sum(s->submitted) / span_s,
 		      "processed_per_s", processed, "error_rate", error_rate,
-		      "alerts", alerts, "replicas",
-		      s->deps.cfg->replica_id ? s->deps.cfg->replica_id : "",
-		      "uptime_seconds",
+		      "alerts", alerts, "replicas", replicas, "replicas_seen",
+		      (json_int_t)(rc == 0 ? n_seen : 1), "uptime_seconds",
 		      (json_int_t)((clock_mono_ms() - s->started_mono_ms) /
 				   1000),
 		      "backend", store_backend_name(s->deps.store));

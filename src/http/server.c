@@ -466,6 +466,12 @@ static void collect(void *arg)
 							  (order_status_t)i)),
 				   (double)st.count[i]);
 		metric_set(s->m_oldest, (double)st.oldest_pending_ms / 1000.0);
+		/* The autoscaling signal's other half: backlog per replica
+		 * (the reaper keeps orderd_replicas fresh). */
+		double replicas = metric_value(s->m_replicas);
+		metric_set(s->m_per_replica,
+			   (double)st.count[ORDER_PENDING] /
+				   (replicas >= 1 ? replicas : 1));
 	}
 	pthread_mutex_unlock(&collect_mu);
 }
@@ -517,6 +523,15 @@ static int register_metrics(http_server_t *s)
 	s->m_processed[2] = metrics_child1(proc, "failed");
 	s->m_submitted = metrics_child0(sub);
 	s->m_oldest = metrics_child0(old);
+	s->m_replicas = metrics_child0(metrics_family(
+		METRIC_GAUGE, "orderd_replicas",
+		"Replicas whose heartbeat the store has seen recently.", NULL,
+		NULL, 0));
+	s->m_per_replica = metrics_child0(metrics_family(
+		METRIC_GAUGE, "orderd_pending_orders_per_replica",
+		"Pending orders divided by the replicas seen: the autoscaling "
+		"signal beside the oldest pending age.",
+		NULL, NULL, 0));
 	/* All six statuses are always present, even before the first scrape
 	 * could fill them. */
 	for (int i = 0; i < ORDER_STATUS_COUNT; i++)

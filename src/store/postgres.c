@@ -226,6 +226,17 @@ static const pgp_stmt_t pg_stmts[ST_COUNT_] = {
 	[ST_LOCK_RELEASE] = {"DELETE FROM locks WHERE name = $1 AND owner = $2"
 			     " AND fence = $3::bigint AND expires_at > " NOW_MS
 			     " RETURNING name", 3},
+	/* The statement's snapshot does not see its own upsert, hence the
+	 * "OR id = $1": this replica always counts itself. */
+	[ST_REPLICAS_SEEN] = {WITH_NOW ", up AS (INSERT INTO replicas (id,"
+			      " last_seen) SELECT $1, ms FROM now"
+			      " ON CONFLICT (id) DO UPDATE"
+			      " SET last_seen = excluded.last_seen),"
+			      " old AS (DELETE FROM replicas WHERE last_seen <"
+			      " " NOW " - 86400000)"
+			      " SELECT id FROM replicas WHERE id = $1 OR"
+			      " last_seen >= " NOW " - $2::bigint"
+			      " ORDER BY id = $1 DESC, last_seen DESC, id", 2},
 	[ST_LOCK_GET] = {"SELECT name, owner, fence, expires_at FROM locks"
 			 " WHERE name = $1 AND expires_at > " NOW_MS, 1},
 	[ST_VERIFY_NEGATIVE] = {"SELECT sku, stock FROM products"
@@ -964,5 +975,6 @@ const store_backend_t store_postgres_backend = {
 	.lock_renew = pg_lock_renew,
 	.lock_release = pg_lock_release,
 	.lock_get = pg_lock_get,
+	.replicas_seen = pg_replicas_seen,
 	.verify = pg_verify,
 };

@@ -46,6 +46,7 @@ enum pg_stmt {
 	ST_LOCK_RENEW,
 	ST_LOCK_RELEASE,
 	ST_LOCK_GET,
+	ST_REPLICAS_SEEN,
 	ST_VERIFY_NEGATIVE,
 	ST_VERIFY_BALANCE,
 	ST_VERIFY_RESERVED_STATUS,
@@ -104,6 +105,8 @@ int pg_lock_renew(void *h, const char *name, const char *owner, int64_t fence,
 int pg_lock_release(void *h, const char *name, const char *owner,
 		    int64_t fence);
 int pg_lock_get(void *h, const char *name, store_lock_t *ret);
+int pg_replicas_seen(void *h, const char *replica, int64_t window_ms,
+		     char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n);
 int pg_verify(void *h, store_violation_fn fn, void *arg,
 	      size_t *ret_violations);
 

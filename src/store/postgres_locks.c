@@ -124,6 +124,31 @@ int pg_lock_release(void *h, const char *name, const char *owner,
 	return found ? 0 : OD_ELOCKLOST;
 }
 
+int pg_replicas_seen(void *h, const char *replica, int64_t window_ms,
+		     char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n)
+{
+	pg_store_t *b = h;
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	char win[24];
+	pg_fmt_i64(win, sizeof win, window_ms);
+	const char *p[2] = {replica, win};
+	PGresult *res = NULL;
+	rc = pgc_exec(b->pool, c, ST_REPLICAS_SEEN, p, &res);
+	if (rc == 0) {
+		size_t n = (size_t)PQntuples(res);
+		for (size_t i = 0; i < n && i < max; i++)
+			snprintf(ret_ids[i], ID_MAX + 1, "%s",
+				 PQgetvalue(res, (int)i, 0));
+		*ret_n = n;
+	}
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
 int pg_lock_get(void *h, const char *name, store_lock_t *ret)
 {
 	if (!names_ok(name, NULL))

@@ -73,6 +73,11 @@ static const char *const migrations[] = {
 	" owner text NOT NULL,"
 	" fence bigint NOT NULL,"
 	" expires_at bigint NOT NULL);",
+	/* 2: replica heartbeats, for "replicas seen" and pending per
+	 * replica. */
+	"CREATE TABLE replicas ("
+	" id text PRIMARY KEY,"
+	" last_seen bigint NOT NULL);",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])

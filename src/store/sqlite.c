@@ -546,5 +546,6 @@ const store_backend_t store_sqlite_backend = {
     .lock_renew = sqlite_lock_renew,
     .lock_release = sqlite_lock_release,
     .lock_get = sqlite_lock_get,
+    .replicas_seen = sqlite_replicas_seen,
     .verify = sq_verify,
 };

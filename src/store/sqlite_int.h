@@ -71,6 +71,9 @@ enum sqlite_stmt_id {
 	SQ_ORDER_FENCE,
 	SQ_SYNC_NORMAL,
 	SQ_SYNC_FULL,
+	SQ_REPLICA_BEAT,
+	SQ_REPLICA_FORGET,
+	SQ_REPLICA_LIST,
 	SQ_STMT_COUNT
 };
 
@@ -204,6 +207,9 @@ int sqlite_lock_renew(void *b, const char *name, const char *owner,
 int sqlite_lock_release(void *b, const char *name, const char *owner,
                         int64_t fence);
 int sqlite_lock_get(void *b, const char *name, store_lock_t *ret);
+int sqlite_replicas_seen(void *b, const char *replica, int64_t window_ms,
+                         char (*ret_ids)[ID_MAX + 1], size_t max,
+                         size_t *ret_n);
 
 /* The audit (store_verify), in sqlite_verify.c. */
 int sqlite_verify(sqlite_store_t *s, store_violation_fn fn, void *arg,

@@ -79,6 +79,10 @@ static const char *const sqlite_migrations[] = {
     " owner TEXT NOT NULL,"
     " fence INTEGER NOT NULL,"
     " expires_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 2: replica heartbeats, for "replicas seen" and pending per replica. */
+    "CREATE TABLE replicas ("
+    " id TEXT PRIMARY KEY,"
+    " last_seen INTEGER NOT NULL) WITHOUT ROWID;",
 };
 
 #define SQLITE_SCHEMA_VERSION                                                  \

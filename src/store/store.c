@@ -151,6 +151,13 @@ int store_reap(store_t *s, int max_attempts, size_t limit, size_t *ret_n)
 	return s->be->reap(s->b, max_attempts, limit, ret_n);
 }
 
+int store_replicas_seen(store_t *s, const char *replica, int64_t window_ms,
+			char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n)
+{
+	return s->be->replicas_seen(s->b, replica, window_ms, ret_ids, max,
+				    ret_n);
+}
+
 int store_lock_acquire(store_t *s, const char *name, const char *owner,
 		       int64_t ttl_ms, store_lock_t *ret)
 {

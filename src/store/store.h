@@ -174,6 +174,18 @@ int store_release(store_t *s, const char *id, int64_t fence);
  */
 int store_reap(store_t *s, int max_attempts, size_t limit, size_t *ret_n);
 
+/* ---- replicas ---- */
+
+/*
+ * Records that replica is alive now (store clock) and lists the replicas
+ * seen within window_ms, itself included, most recent first: up to max ids
+ * into ret_ids (may be NULL when max is 0), and their total in *ret_n.
+ * Rows older than a day are forgotten so the table stays small.
+ */
+int store_replicas_seen(store_t *s, const char *replica, int64_t window_ms,
+			char (*ret_ids)[ID_MAX + 1], size_t max,
+			size_t *ret_n);
+
 /* ---- named locks (leases with fencing tokens) ---- */
 
 typedef struct store_lock {

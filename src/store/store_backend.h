@@ -37,6 +37,9 @@ typedef struct store_backend {
 	int (*order_fence)(void *b, const char *id, order_status_t *ret_status,
 			   int64_t *ret_fence);
 	int (*reap)(void *b, int max_attempts, size_t limit, size_t *ret_n);
+	int (*replicas_seen)(void *b, const char *replica, int64_t window_ms,
+			     char (*ret_ids)[ID_MAX + 1], size_t max,
+			     size_t *ret_n);
 	int (*lock_acquire)(void *b, const char *name, const char *owner,
 			    int64_t ttl_ms, store_lock_t *ret);
 	int (*lock_renew)(void *b, const char *name, const char *owner,

@@ -55,6 +55,7 @@ struct workers {
 	metric_t *m_claim_err;
 	metric_t *m_process_err;
 	metric_t *m_reap_err;
+	metric_t *m_replicas;
 };
 
 static bool is_stopping(workers_t *w, int64_t *ret_deadline)
@@ -299,6 +300,11 @@ static void *reaper_main(void *arg)
 			metric_inc(w->m_reap_err);
 			log_warn("reap failed", "error", err_str(rc), NULL);
 		}
+		size_t replicas = 0;
+		if (store_replicas_seen(w->store, w->replica_id,
+					workers_replica_window_ms(w->opt.reap_ms),
+					NULL, 0, &replicas) == 0)
+			metric_set(w->m_replicas, (double)replicas);
 		idle_wait(w, w->opt.reap_ms, &seen);
 	}
 	return NULL;
@@ -353,6 +359,10 @@ int workers_new(store_t *store, const workers_options_t *opt,
 	w->m_claim_err = metrics_child1(errs, "claim");
 	w->m_process_err = metrics_child1(errs, "process");
 	w->m_reap_err = metrics_child1(errs, "reap");
+	w->m_replicas = metrics_child0(metrics_family(
+		METRIC_GAUGE, "orderd_replicas",
+		"Replicas whose heartbeat the store has seen recently.", NULL,
+		NULL, 0));
 	/* Make every outcome visible from the start. */
 	metrics_child1(w->m_processed, "completed");
 	metrics_child1(w->m_processed, "rejected");

@@ -3,7 +3,8 @@
  * batch of due orders under a lease, processes them in one transaction
  * (reserve all items and complete, or reject), and on a transient store
  * error schedules a retry with backoff and full jitter. A reaper thread
- * returns orders whose lease expired (their replica died or stalled).
+ * returns orders whose lease expired (their replica died or stalled) and
+ * records this replica's heartbeat (store_replicas_seen) every period.
  *
  * Idle workers sleep on a condition variable with a bounded poll interval;
  * workers_kick() wakes one when new orders were committed locally. The poll
@@ -30,6 +31,13 @@ typedef struct workers_options {
 	int64_t retry_cap_ms;   /* backoff cap */
 	int64_t reap_ms;        /* reaper period */
 } workers_options_t;
+
+/* How recent a replica's heartbeat must be for it to count as seen: a few
+ * reaper periods (the reaper beats), and never under 5 s. */
+static inline int64_t workers_replica_window_ms(int64_t reap_ms)
+{
+	return 5 * reap_ms + 2000 > 5000 ? 5 * reap_ms + 2000 : 5000;
+}
 
 int workers_new(store_t *store, const workers_options_t *opt,
 		workers_t **ret);

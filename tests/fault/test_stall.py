@@ -38,6 +38,40 @@ class StallTest(unittest.TestCase):
         self.ds.append(d)
         return d.start()
 
+    def test_replicas_seen(self):
+        """Each replica's heartbeat shows in /v1/stats and in the
+        orderd_replicas / pending-per-replica gauges of the other."""
+        a = self.daemon("A", {})
+        b = self.daemon("B", {})
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            st, _, body = a.client.api("GET", "/v1/stats")
+            if st == 200 and sorted(body["replicas"]) == ["A", "B"]:
+                break
+            time.sleep(0.1)
+        self.assertEqual(sorted(body["replicas"]), ["A", "B"], body)
+        self.assertEqual(body["replicas"][0], "A")  # the one answering
+        self.assertEqual(body["replicas_seen"], 2)
+        # B's gauge follows at its next reaper tick.
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            m = b.metrics()
+            if H.metric_sum(m, "orderd_replicas") == 2:
+                break
+            time.sleep(0.1)
+        self.assertEqual(H.metric_sum(m, "orderd_replicas"), 2)
+        self.assertIn("orderd_pending_orders_per_replica",
+                      H.metric_names(m))
+        # A stopped replica drops out once its heartbeat is old.
+        self.assertEqual(a.stop(), 0)
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            st, _, body = b.client.api("GET", "/v1/stats")
+            if body["replicas"] == ["B"]:
+                break
+            time.sleep(0.2)
+        self.assertEqual(body["replicas"], ["B"], body)
+
     def test_stalled_replica_is_fenced(self):
         a = self.daemon("A", {"ORDERD_FAILPOINTS": "slow_process_ms=3000"})
         run = H.rand_suffix(5)
