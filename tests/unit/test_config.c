@@ -85,7 +85,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.max_batch, 1000);
 	assert_int_equal(c.submit_queue, 20000);
 	assert_int_equal(c.commit_batch, 2000);
-	assert_int_equal(c.claim_batch, 64);
+	assert_int_equal(c.claim_batch, 256);
 	assert_int_equal(c.poll_ms, 100);
 	assert_int_equal(c.retry_base_ms, 100);
 	assert_int_equal(c.retry_cap_ms, 30000);
