@@ -133,9 +133,12 @@ class DrainTest(unittest.TestCase):
         """A drain whose work outlives ORDERD_DRAIN_MS still exits 0 by the
         deadline; the orders still claimed come back through their leases."""
         drain_ms = 1500
+        # The watchdog exits on purpose with a worker still inside its
+        # store call; under TSan that is a "thread leak", not a race.
         d = self.daemon({"ORDERD_FAILPOINTS": "slow_process_ms=6000",
                          "ORDERD_DRAIN_MS": str(drain_ms),
-                         "ORDERD_LEASE_MS": "1000"})
+                         "ORDERD_LEASE_MS": "1000",
+                         "TSAN_OPTIONS": "report_thread_leaks=0"})
         c = d.client
         run = H.rand_suffix(5)
         sku = "DD-" + run
@@ -156,7 +159,9 @@ class DrainTest(unittest.TestCase):
         rc = d.stop(timeout=drain_ms / 1000.0 + 5)
         elapsed = time.time() - t0
         self.assertEqual(rc, 0, H.log_tail(d.log_path))
-        self.assertLess(elapsed, drain_ms / 1000.0 + 1.0,
+        # Slack for start-up of the stop and sanitizer builds; without the
+        # deadline the stalled batch alone would take 6 s.
+        self.assertLess(elapsed, drain_ms / 1000.0 + 2.0,
                         "drain overran ORDERD_DRAIN_MS")
         d2 = self.daemon({})
         done = H.wait_terminal(d2.client, ids, timeout=30)
