@@ -5,15 +5,23 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/store_backend.h"
+#include "util/clock.h"
 #include "util/err.h"
 
 struct store {
 	const store_backend_t *be;
 	void *b; /* the backend's own handle */
+
+	/* The last full count of the terminal statuses (see store_stats). */
+	pthread_mutex_t stats_mu;
+	int64_t terminal[ORDER_STATUS_COUNT]; /* stats_mu */
+	int64_t terminal_at;                  /* stats_mu; monotonic ms */
+	bool have_terminal;                   /* stats_mu */
 };
 
 int store_open(const char *uri, const store_options_t *opt, store_t **ret)
@@ -36,6 +44,7 @@ int store_open(const char *uri, const store_options_t *opt, store_t **ret)
 		free(s);
 		return rc;
 	}
+	pthread_mutex_init(&s->stats_mu, NULL);
 	*ret = s;
 	return 0;
 }
@@ -45,6 +54,7 @@ void store_free(store_t *s)
 	if (!s)
 		return;
 	s->be->free(s->b);
+	pthread_mutex_destroy(&s->stats_mu);
 	free(s);
 }
 
@@ -87,9 +97,39 @@ int store_order_cancel(store_t *s, const char *id, order_t *ret)
 	return s->be->order_cancel(s->b, id, ret);
 }
 
+static bool is_terminal(int status)
+{
+	return order_status_terminal((order_status_t)status);
+}
+
 int store_stats(store_t *s, store_stats_t *ret)
 {
-	return s->be->stats(s->b, ret);
+	int64_t now = clock_mono_ms();
+	pthread_mutex_lock(&s->stats_mu);
+	bool full = !s->have_terminal ||
+		    now - s->terminal_at >= STORE_STATS_TERMINAL_MS;
+	pthread_mutex_unlock(&s->stats_mu);
+
+	store_stats_t st;
+	int rc = s->be->stats(s->b, full, &st);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&s->stats_mu);
+	for (int i = 0; i < ORDER_STATUS_COUNT; i++) {
+		if (!is_terminal(i))
+			continue;
+		if (full)
+			s->terminal[i] = st.count[i];
+		else
+			st.count[i] = s->terminal[i];
+	}
+	if (full) {
+		s->terminal_at = now;
+		s->have_terminal = true;
+	}
+	pthread_mutex_unlock(&s->stats_mu);
+	*ret = st;
+	return 0;
 }
 
 int store_product_set(store_t *s, const char *sku, int64_t stock,

@@ -87,6 +87,15 @@ int store_order_requeue(store_t *s, const char *id, order_t *ret);
 /* pending -> cancelled; OD_ESTATE otherwise, OD_ENOTFOUND. */
 int store_order_cancel(store_t *s, const char *id, order_t *ret);
 
+/*
+ * Order counts. pending and processing are exact at the time of the call
+ * (small partial indexes); the terminal statuses need a scan of every order
+ * ever kept, so they are refreshed at most every STORE_STATS_TERMINAL_MS
+ * and may lag by that much. Scrapes and dashboards poll this often; it must
+ * not cost a full count each time.
+ */
+#define STORE_STATS_TERMINAL_MS 2000
+
 typedef struct store_stats {
 	int64_t count[ORDER_STATUS_COUNT];
 	int64_t oldest_pending_ms; /* age of the oldest claimable order; 0 if none */

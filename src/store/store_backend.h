@@ -20,7 +20,9 @@ typedef struct store_backend {
 			  order_t **ret_orders, size_t *ret_n, bool *ret_more);
 	int (*order_requeue)(void *b, const char *id, order_t *ret);
 	int (*order_cancel)(void *b, const char *id, order_t *ret);
-	int (*stats)(void *b, store_stats_t *ret);
+	/* With terminal false only pending and processing are counted (and
+	 * the oldest pending age); store.c caches the terminal counts. */
+	int (*stats)(void *b, bool terminal, store_stats_t *ret);
 	int (*product_set)(void *b, const char *sku, int64_t stock,
 			   product_t *ret);
 	int (*product_get)(void *b, const char *sku, product_t *ret);

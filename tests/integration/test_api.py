@@ -667,6 +667,13 @@ class HttpTest(Base):
         self.assertGreater(
             H.metric_sum(m1, "orderd_orders_processed_total", outcome="completed") or 0,
             H.metric_sum(m0, "orderd_orders_processed_total", outcome="completed") or 0)
+        # Terminal counts are refreshed at most every 2 s (a full count
+        # of every order kept is not paid on each scrape).
+        deadline = time.time() + 5
+        while (H.metric_sum(m1, "orderd_orders", status="completed") or 0) < 1 \
+                and time.time() < deadline:
+            time.sleep(0.2)
+            m1 = self.d.metrics()
         self.assertGreaterEqual(
             H.metric_sum(m1, "orderd_orders", status="completed") or 0, 1)
         self.assertGreaterEqual(
