@@ -26,7 +26,7 @@ test: test-deps build
 	@cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 900
 	@$(MAKE) --no-print-directory asan tsan
 
-SAN_CTEST = ctest --output-on-failure -j 2 --timeout 900 -E '^(fuzz|deploy)\.'
+SAN_CTEST = ctest --output-on-failure -j 2 --timeout 900 -E '^(fuzz|deploy|lint)\.'
 
 asan: test-deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DORDERD_SANITIZE=address >/dev/null
@@ -44,7 +44,7 @@ bench: build
 	@/usr/bin/python3 bench/bench.py
 
 format:
-	@clang-format -i src/*/*.c src/*/*.h tests/unit/*.c
+	@clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c bench/*.c
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan

@@ -41,7 +41,7 @@ struct lg_opts {
 	enum lg_mode mode;
 	long conns;
 	double seconds;
-	double warmup; /* leading seconds not recorded */
+	double warmup;      /* leading seconds not recorded */
 	long long requests; /* 0 = no count limit */
 	long batch;
 	long skus;
@@ -62,8 +62,8 @@ struct lg_conn {
 	size_t resp_cap;
 	bool resp_truncated;
 	double started; /* monotonic seconds */
-	long norders; /* orders in this request */
-	bool recorded; /* started after warmup */
+	long norders;   /* orders in this request */
+	bool recorded;  /* started after warmup */
 };
 
 struct lg_state {
@@ -71,14 +71,15 @@ struct lg_state {
 	long long next_id; /* order counter */
 	long long started;
 	long long done; /* completed and recorded */
-	long long ok; /* 2xx */
+	long long ok;   /* 2xx */
 	long long by_status[LG_MAX_STATUS];
 	long long orders_sent; /* in recorded requests */
-	long long orders_ok; /* accepted orders (201/200) in recorded requests */
+	long long
+	    orders_ok; /* accepted orders (201/200) in recorded requests */
 	long long order_status[LG_MAX_STATUS]; /* batch: per-order results */
 	long long resp_truncated;
 	bool reported[LG_MAX_STATUS]; /* first failure of a status printed */
-	uint32_t *lat_us; /* samples, capacity max_samples */
+	uint32_t *lat_us;             /* samples, capacity max_samples */
 	long long nsamples;
 	uint64_t rng;
 };
@@ -103,12 +104,13 @@ static uint64_t rng_next(uint64_t *s)
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: loadgen --url URL [--mode submit|batch] [--connections C]\n"
-		"               [--seconds S | --requests N] [--warmup S]\n"
-		"               [--batch B] [--skus K] [--items I] [--prefix P]\n"
-		"               [--sku-prefix P] [--token T] [--max-samples N]\n"
-		"Prints one JSON object with throughput and latency to stdout.\n");
+	fprintf(
+	    f,
+	    "usage: loadgen --url URL [--mode submit|batch] [--connections C]\n"
+	    "               [--seconds S | --requests N] [--warmup S]\n"
+	    "               [--batch B] [--skus K] [--items I] [--prefix P]\n"
+	    "               [--sku-prefix P] [--token T] [--max-samples N]\n"
+	    "Prints one JSON object with throughput and latency to stdout.\n");
 }
 
 static int parse_ll(const char *s, long long lo, long long hi, long long *ret)
@@ -189,7 +191,8 @@ static int parse_args(int argc, char **argv, struct lg_opts *o)
 			return -EINVAL;
 		}
 		if (rc) {
-			fprintf(stderr, "loadgen: %s: bad value \"%s\"\n", a, v);
+			fprintf(stderr, "loadgen: %s: bad value \"%s\"\n", a,
+			        v);
 			return rc;
 		}
 	}
@@ -199,7 +202,7 @@ static int parse_args(int argc, char **argv, struct lg_opts *o)
 	}
 	if (o->items > o->skus) {
 		fprintf(stderr, "loadgen: --items %ld exceeds --skus %ld\n",
-			o->items, o->skus);
+		        o->items, o->skus);
 		return -EINVAL;
 	}
 	/* prefix + "-" + up to 19 digits must stay a valid 64-char id. */
@@ -213,7 +216,7 @@ static int parse_args(int argc, char **argv, struct lg_opts *o)
 
 /* Appends to c->body, growing it; the size is bounded by B*items. */
 static int body_add(struct lg_conn *c, size_t *len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int body_add(struct lg_conn *c, size_t *len, const char *fmt, ...)
 {
@@ -245,13 +248,13 @@ static int add_order(struct lg_state *st, struct lg_conn *c, size_t *len)
 	const struct lg_opts *o = st->o;
 	long long id = st->next_id++;
 	int rc = body_add(c, len,
-			  "{\"id\":\"%s-%lld\",\"customer\":\"bench-c%lld\","
-			  "\"items\":[",
-			  o->prefix, id, id % 1000);
+	                  "{\"id\":\"%s-%lld\",\"customer\":\"bench-c%lld\","
+	                  "\"items\":[",
+	                  o->prefix, id, id % 1000);
 	for (long i = 0; rc == 0 && i < o->items; i++) {
 		long sku = (long)((id * o->items + i) % o->skus);
 		rc = body_add(c, len, "%s{\"sku\":\"%s%ld\",\"qty\":1}",
-			      i ? "," : "", o->sku_prefix, sku);
+		              i ? "," : "", o->sku_prefix, sku);
 	}
 	if (rc == 0)
 		rc = body_add(c, len, "]}");
@@ -331,7 +334,8 @@ static void count_batch(struct lg_state *st, struct lg_conn *c)
 	json_t *results = root ? json_object_get(root, "results") : NULL;
 	size_t i;
 	json_t *r;
-	json_array_foreach(results, i, r) {
+	json_array_foreach(results, i, r)
+	{
 		json_int_t s = json_integer_value(json_object_get(r, "status"));
 		if (s < 0 || s >= LG_MAX_STATUS)
 			s = 0;
@@ -343,7 +347,7 @@ static void count_batch(struct lg_state *st, struct lg_conn *c)
 }
 
 static void finish(struct lg_state *st, struct lg_conn *c, CURLcode res,
-		   double t)
+                   double t)
 {
 	long status = 0;
 	if (res == CURLE_OK)
@@ -360,8 +364,8 @@ static void finish(struct lg_state *st, struct lg_conn *c, CURLcode res,
 		/* The first answer of each failing kind, to tell why. */
 		st->reported[status] = true;
 		fprintf(stderr, "loadgen: first %ld answer: %.300s\n", status,
-			res == CURLE_OK ? (c->resp ? c->resp : "")
-					: curl_easy_strerror(res));
+		        res == CURLE_OK ? (c->resp ? c->resp : "")
+		                        : curl_easy_strerror(res));
 	}
 	if (status >= 200 && status < 300) {
 		st->ok++;
@@ -403,8 +407,8 @@ static void report(struct lg_state *st, double secs)
 {
 	const struct lg_opts *o = st->o;
 	qsort(st->lat_us, (size_t)st->nsamples, sizeof *st->lat_us, cmp_u32);
-	double max_ms = st->nsamples ?
-		(double)st->lat_us[st->nsamples - 1] / 1000.0 : 0;
+	double max_ms =
+	    st->nsamples ? (double)st->lat_us[st->nsamples - 1] / 1000.0 : 0;
 	printf("{\"mode\":\"%s\",\"connections\":%ld,",
 	       o->mode == LG_SUBMIT ? "submit" : "batch", o->conns);
 	if (o->mode == LG_BATCH)
@@ -420,8 +424,7 @@ static void report(struct lg_state *st, double secs)
 	printf(",\"seconds\":%.3f,\"rps\":%.1f,\"orders\":%lld,"
 	       "\"orders_ok\":%lld,\"orders_per_s\":%.1f,",
 	       secs, secs > 0 ? (double)st->done / secs : 0, st->orders_sent,
-	       st->orders_ok,
-	       secs > 0 ? (double)st->orders_ok / secs : 0);
+	       st->orders_ok, secs > 0 ? (double)st->orders_ok / secs : 0);
 	printf("\"latency_samples\":%lld,\"p50_ms\":%.3f,\"p90_ms\":%.3f,"
 	       "\"p99_ms\":%.3f,\"max_ms\":%.3f}\n",
 	       st->nsamples, pct_ms(st->lat_us, st->nsamples, 0.50),
@@ -430,14 +433,14 @@ static void report(struct lg_state *st, double secs)
 }
 
 static int start_request(struct lg_state *st, struct lg_conn *c, CURLM *multi,
-			 double t, double measure_from)
+                         double t, double measure_from)
 {
 	int rc = build_body(st, c);
 	if (rc)
 		return rc;
 	curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body);
 	curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-			 (curl_off_t)strlen(c->body));
+	                 (curl_off_t)strlen(c->body));
 	c->resp_len = 0;
 	c->resp[0] = '\0';
 	c->resp_truncated = false;
@@ -452,15 +455,15 @@ static int start_request(struct lg_state *st, struct lg_conn *c, CURLM *multi,
 int main(int argc, char **argv)
 {
 	struct lg_opts o = {
-		.mode = LG_SUBMIT,
-		.conns = 16,
-		.seconds = 10,
-		.batch = 100,
-		.skus = 100,
-		.items = 1,
-		.prefix = "bench",
-		.sku_prefix = "bench-sku-",
-		.max_samples = LG_DEFAULT_SAMPLES,
+	    .mode = LG_SUBMIT,
+	    .conns = 16,
+	    .seconds = 10,
+	    .batch = 100,
+	    .skus = 100,
+	    .items = 1,
+	    .prefix = "bench",
+	    .sku_prefix = "bench-sku-",
+	    .max_samples = LG_DEFAULT_SAMPLES,
 	};
 	struct lg_state st = {.o = &o, .rng = 0x9e3779b97f4a7c15ull};
 	struct lg_conn *conns = NULL;
@@ -475,7 +478,7 @@ int main(int argc, char **argv)
 	if (o.requests && o.requests < o.max_samples)
 		o.max_samples = o.requests;
 	snprintf(url, sizeof url, "%s%s", o.url,
-		 o.mode == LG_SUBMIT ? "/v1/orders" : "/v1/orders/batch");
+	         o.mode == LG_SUBMIT ? "/v1/orders" : "/v1/orders/batch");
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return 1;
@@ -489,7 +492,8 @@ int main(int argc, char **argv)
 	/* Without this curl waits for "100 Continue" on bodies over 1 KiB. */
 	hdrs = curl_slist_append(hdrs, "Expect:");
 	if (o.token) {
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", o.token);
+		snprintf(auth, sizeof auth, "Authorization: Bearer %s",
+		         o.token);
 		hdrs = curl_slist_append(hdrs, auth);
 	}
 	if (!hdrs)
@@ -543,7 +547,7 @@ int main(int argc, char **argv)
 			struct lg_conn *c;
 			CURLcode res = m->data.result;
 			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE,
-					  (char **)&c);
+			                  (char **)&c);
 			curl_multi_remove_handle(multi, c->easy);
 			running--;
 			double t = now_s();
@@ -570,7 +574,8 @@ int main(int argc, char **argv)
 
 cleanup:
 	if (exit_code)
-		fprintf(stderr, "loadgen: failed (out of memory or curl error)\n");
+		fprintf(stderr,
+		        "loadgen: failed (out of memory or curl error)\n");
 	for (long i = 0; conns && i < o.conns; i++) {
 		if (conns[i].easy) {
 			curl_multi_remove_handle(multi, conns[i].easy);

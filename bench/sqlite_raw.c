@@ -66,28 +66,28 @@ static int parse_ll(const char *s, long long lo, long long hi, long long *ret)
 }
 
 static int open_db(const char *path, long busy_ms, sqlite3 **ret, char *err,
-		   size_t errlen)
+                   size_t errlen)
 {
 	sqlite3 *db = NULL;
 	char *msg = NULL;
 	int rc = sqlite3_open_v2(path, &db,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-					 SQLITE_OPEN_NOMUTEX,
-				 NULL);
+	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+	                             SQLITE_OPEN_NOMUTEX,
+	                         NULL);
 	if (rc != SQLITE_OK)
 		goto fail;
 	sqlite3_busy_timeout(db, (int)busy_ms);
 	rc = sqlite3_exec(db,
-			  "PRAGMA journal_mode=WAL;"
-			  "PRAGMA synchronous=FULL;",
-			  NULL, NULL, &msg);
+	                  "PRAGMA journal_mode=WAL;"
+	                  "PRAGMA synchronous=FULL;",
+	                  NULL, NULL, &msg);
 	if (rc != SQLITE_OK)
 		goto fail;
 	*ret = db;
 	return 0;
 fail:
 	snprintf(err, errlen, "open \"%s\": %s", path,
-		 msg ? msg : (db ? sqlite3_errmsg(db) : "out of memory"));
+	         msg ? msg : (db ? sqlite3_errmsg(db) : "out of memory"));
 	sqlite3_free(msg);
 	sqlite3_close(db);
 	return -EIO;
@@ -109,12 +109,12 @@ static void *worker_run(void *arg)
 		return NULL;
 	if (sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &begin, NULL) ||
 	    sqlite3_prepare_v2(db,
-			       "INSERT INTO t(worker, seq, payload) "
-			       "VALUES (?, ?, ?)",
-			       -1, &ins, NULL) ||
+	                       "INSERT INTO t(worker, seq, payload) "
+	                       "VALUES (?, ?, ?)",
+	                       -1, &ins, NULL) ||
 	    sqlite3_prepare_v2(db, "COMMIT", -1, &commit, NULL)) {
 		snprintf(w->err, sizeof w->err, "prepare: %s",
-			 sqlite3_errmsg(db));
+		         sqlite3_errmsg(db));
 		w->rc = -EIO;
 		goto cleanup;
 	}
@@ -137,7 +137,7 @@ static void *worker_run(void *arg)
 		sqlite3_bind_int64(ins, 1, w->id);
 		sqlite3_bind_int64(ins, 2, seq++);
 		sqlite3_bind_text(ins, 3, payload, RAW_PAYLOAD_LEN,
-				  SQLITE_STATIC);
+		                  SQLITE_STATIC);
 		rc = sqlite3_step(ins);
 		sqlite3_reset(ins);
 		if (rc != SQLITE_DONE)
@@ -163,7 +163,7 @@ cleanup:
 
 /* Runs n workers for the given time; *ret_tps on success. */
 static int run_phase(const char *path, long n, double seconds, double *ret_tps,
-		     long long *ret_busy)
+                     long long *ret_busy)
 {
 	struct raw_worker *ws = calloc((size_t)n, sizeof *ws);
 	long started = 0;
@@ -188,7 +188,7 @@ static int run_phase(const char *path, long n, double seconds, double *ret_tps,
 		busy += ws[i].busy;
 		if (ws[i].rc && !rc) {
 			fprintf(stderr, "sqlite_raw: worker %ld: %s\n", i,
-				ws[i].err);
+			        ws[i].err);
 			rc = ws[i].rc;
 		}
 	}
@@ -223,7 +223,7 @@ int main(int argc, char **argv)
 		long long n;
 		if (i + 1 >= argc) {
 			fprintf(stderr, "usage: sqlite_raw [--dir DIR] "
-					"[--seconds S] [--threads T]\n");
+			                "[--seconds S] [--threads T]\n");
 			return 2;
 		}
 		const char *v = argv[++i];
@@ -246,22 +246,22 @@ int main(int argc, char **argv)
 			o.threads = (long)n;
 		} else {
 			fprintf(stderr, "sqlite_raw: unknown flag %s\n",
-				argv[i - 1]);
+			        argv[i - 1]);
 			return 2;
 		}
 	}
 	snprintf(path, sizeof path, "%s/sqlite_raw-%ld.db", o.dir,
-		 (long)getpid());
+	         (long)getpid());
 	remove_db(path);
 	if (open_db(path, 1000, &db, err, sizeof err)) {
 		fprintf(stderr, "sqlite_raw: %s\n", err);
 		return 1;
 	}
 	if (sqlite3_exec(db,
-			 "CREATE TABLE t(id INTEGER PRIMARY KEY, worker "
-			 "INTEGER NOT NULL, seq INTEGER NOT NULL, payload "
-			 "TEXT NOT NULL)",
-			 NULL, NULL, NULL) != SQLITE_OK) {
+	                 "CREATE TABLE t(id INTEGER PRIMARY KEY, worker "
+	                 "INTEGER NOT NULL, seq INTEGER NOT NULL, payload "
+	                 "TEXT NOT NULL)",
+	                 NULL, NULL, NULL) != SQLITE_OK) {
 		fprintf(stderr, "sqlite_raw: create: %s\n", sqlite3_errmsg(db));
 		goto cleanup;
 	}
@@ -278,8 +278,7 @@ int main(int argc, char **argv)
 	       "\"threads_busy_retries\":%lld,"
 	       "\"tx_per_s\":%.1f,\"limit_from\":\"%s\"}\n",
 	       o.seconds, single, o.threads, multi, busyn,
-	       multi_wins ? multi : single,
-	       multi_wins ? "threads" : "single");
+	       multi_wins ? multi : single, multi_wins ? "threads" : "single");
 	exit_code = 0;
 cleanup:
 	sqlite3_close(db);

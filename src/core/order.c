@@ -20,12 +20,9 @@
 #define KEY_QUOTE_MAX 64
 
 static const char *const status_names[ORDER_STATUS_COUNT] = {
-	[ORDER_PENDING] = "pending",
-	[ORDER_PROCESSING] = "processing",
-	[ORDER_COMPLETED] = "completed",
-	[ORDER_REJECTED] = "rejected",
-	[ORDER_FAILED] = "failed",
-	[ORDER_CANCELLED] = "cancelled",
+    [ORDER_PENDING] = "pending",     [ORDER_PROCESSING] = "processing",
+    [ORDER_COMPLETED] = "completed", [ORDER_REJECTED] = "rejected",
+    [ORDER_FAILED] = "failed",       [ORDER_CANCELLED] = "cancelled",
 };
 
 bool ident_valid(const char *s, size_t max)
@@ -73,7 +70,7 @@ bool order_status_terminal(order_status_t s)
 }
 
 static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
 {
@@ -98,8 +95,9 @@ static void quote_key(const char *key, char out[KEY_QUOTE_MAX + 4])
 
 	for (; key[n] && n < KEY_QUOTE_MAX; n++) {
 		unsigned char c = (unsigned char)key[n];
-		out[n] = (c < 0x20 || c == 0x7f || c == '"' || c == '\\') ?
-				 '?' : (char)c;
+		out[n] = (c < 0x20 || c == 0x7f || c == '"' || c == '\\')
+		             ? '?'
+		             : (char)c;
 	}
 	if (key[n]) {
 		/*
@@ -133,7 +131,7 @@ static void object_name(const char *prefix, char *out, size_t outlen)
  * name for messages ("items[2].sku").
  */
 static int get_ident(const json_t *obj, const char *key, const char *name,
-		     char out[ID_MAX + 1], char *errbuf, size_t errlen)
+                     char out[ID_MAX + 1], char *errbuf, size_t errlen)
 {
 	const json_t *v = json_object_get(obj, key);
 	const char *s;
@@ -160,12 +158,13 @@ static int get_ident(const json_t *obj, const char *key, const char *name,
 
 /* Rejects any key of obj not in allowed (NULL-terminated). */
 static int check_keys(const json_t *obj, const char *const *allowed,
-		      const char *prefix, char *errbuf, size_t errlen)
+                      const char *prefix, char *errbuf, size_t errlen)
 {
 	const char *key;
 	json_t *v;
 
-	json_object_foreach ((json_t *)obj, key, v) {
+	json_object_foreach((json_t *)obj, key, v)
+	{
 		bool ok = false;
 		for (size_t i = 0; allowed[i]; i++) {
 			if (strcmp(key, allowed[i]) == 0) {
@@ -176,8 +175,8 @@ static int check_keys(const json_t *obj, const char *const *allowed,
 		if (!ok) {
 			char q[KEY_QUOTE_MAX + 4];
 			quote_key(key, q);
-			seterr(errbuf, errlen, "unknown field \"%s%s\"",
-			       prefix, q);
+			seterr(errbuf, errlen, "unknown field \"%s%s\"", prefix,
+			       q);
 			return OD_EINVAL;
 		}
 	}
@@ -206,7 +205,7 @@ static int cmp_item(const void *a, const void *b)
 
 /* Validates one item object at index i into *ret. */
 static int item_from_json(const json_t *v, size_t i, const char *prefix,
-			  item_pos_t *ret, char *errbuf, size_t errlen)
+                          item_pos_t *ret, char *errbuf, size_t errlen)
 {
 	static const char *const item_keys[] = {"sku", "qty", NULL};
 	char name[128];
@@ -252,8 +251,8 @@ static int item_from_json(const json_t *v, size_t i, const char *prefix,
 
 /* Validates the items array and stores them sorted in o. */
 static int items_from_json(const json_t *arr, const order_limits_t *lim,
-			   const char *prefix, order_t *o, char *errbuf,
-			   size_t errlen)
+                           const char *prefix, order_t *o, char *errbuf,
+                           size_t errlen)
 {
 	item_pos_t *tmp = NULL;
 	size_t n;
@@ -278,7 +277,7 @@ static int items_from_json(const json_t *arr, const order_limits_t *lim,
 		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		rc = item_from_json(json_array_get(arr, i), i, prefix, &tmp[i],
-				    errbuf, errlen);
+		                    errbuf, errlen);
 		if (rc < 0)
 			goto out_tmp;
 	}
@@ -287,7 +286,8 @@ static int items_from_json(const json_t *arr, const order_limits_t *lim,
 	for (size_t i = 1; i < n; i++) {
 		if (strcmp(tmp[i].item.sku, tmp[i - 1].item.sku) == 0) {
 			seterr(errbuf, errlen,
-			       "%sitems[%zu].sku \"%s\" duplicates %sitems[%zu].sku",
+			       "%sitems[%zu].sku \"%s\" duplicates "
+			       "%sitems[%zu].sku",
 			       prefix, tmp[i].index, tmp[i].item.sku, prefix,
 			       tmp[i - 1].index);
 			rc = OD_EINVAL;
@@ -309,8 +309,8 @@ out_tmp:
 }
 
 static int metadata_from_json(const json_t *m, const order_limits_t *lim,
-			      const char *prefix, order_t *o, char *errbuf,
-			      size_t errlen)
+                              const char *prefix, order_t *o, char *errbuf,
+                              size_t errlen)
 {
 	char *text;
 
@@ -338,11 +338,11 @@ static int metadata_from_json(const json_t *m, const order_limits_t *lim,
 }
 
 int order_from_json(const json_t *obj, const order_limits_t *lim,
-		    const char *prefix, order_t *ret, char *errbuf,
-		    size_t errlen)
+                    const char *prefix, order_t *ret, char *errbuf,
+                    size_t errlen)
 {
 	static const char *const order_keys[] = {"id", "customer", "items",
-						 "metadata", NULL};
+	                                         "metadata", NULL};
 	order_t o = {0};
 	char name[128];
 	int rc;
@@ -367,11 +367,11 @@ int order_from_json(const json_t *obj, const order_limits_t *lim,
 	if (rc < 0)
 		return rc;
 	rc = items_from_json(json_object_get(obj, "items"), lim, prefix, &o,
-			     errbuf, errlen);
+	                     errbuf, errlen);
 	if (rc < 0)
 		goto fail;
 	rc = metadata_from_json(json_object_get(obj, "metadata"), lim, prefix,
-				&o, errbuf, errlen);
+	                        &o, errbuf, errlen);
 	if (rc < 0)
 		goto fail;
 	o.status = ORDER_PENDING;
@@ -390,7 +390,7 @@ static json_t *items_to_json(const order_t *o)
 		return NULL;
 	for (size_t i = 0; i < o->n_items; i++) {
 		json_t *it = json_pack("{s:s, s:I}", "sku", o->items[i].sku,
-				       "qty", (json_int_t)o->items[i].qty);
+		                       "qty", (json_int_t)o->items[i].qty);
 		if (!it || json_array_append_new(arr, it) < 0) {
 			json_decref(arr);
 			return NULL;
@@ -418,14 +418,14 @@ json_t *order_to_json(const order_t *o)
 	timefmt_rfc3339(o->updated_at, updated);
 	if (o->finished_at)
 		timefmt_rfc3339(o->finished_at, finished);
-	/* "o" steals items and meta even when json_pack fails (jansson 2.11+). */
-	return json_pack("{s:s, s:s, s:o, s:o, s:s, s:i, s:s?, s:s, s:s, s:s?}",
-			 "id", o->id, "customer", o->customer, "items", items,
-			 "metadata", meta, "status",
-			 order_status_name(o->status), "attempts", o->attempts,
-			 "reason", o->reason, "created_at", created,
-			 "updated_at", updated, "finished_at",
-			 o->finished_at ? finished : NULL);
+	/* "o" steals items and meta even when json_pack fails (jansson 2.11+).
+	 */
+	return json_pack(
+	    "{s:s, s:s, s:o, s:o, s:s, s:i, s:s?, s:s, s:s, s:s?}", "id", o->id,
+	    "customer", o->customer, "items", items, "metadata", meta, "status",
+	    order_status_name(o->status), "attempts", o->attempts, "reason",
+	    o->reason, "created_at", created, "updated_at", updated,
+	    "finished_at", o->finished_at ? finished : NULL);
 }
 
 json_t *product_to_json(const product_t *p)
@@ -434,7 +434,7 @@ json_t *product_to_json(const product_t *p)
 
 	timefmt_rfc3339(p->updated_at, updated);
 	return json_pack("{s:s, s:I, s:s}", "sku", p->sku, "stock",
-			 (json_int_t)p->stock, "updated_at", updated);
+	                 (json_int_t)p->stock, "updated_at", updated);
 }
 
 bool order_same_content(const order_t *a, const order_t *b)
@@ -462,9 +462,9 @@ char *order_items_to_text(const order_t *o)
 	if (!arr)
 		return NULL;
 	for (size_t i = 0; i < o->n_items; i++) {
-		json_t *it = json_pack("{s:I, s:s}", "qty",
-				       (json_int_t)o->items[i].qty, "sku",
-				       o->items[i].sku);
+		json_t *it =
+		    json_pack("{s:I, s:s}", "qty", (json_int_t)o->items[i].qty,
+		              "sku", o->items[i].sku);
 		if (!it || json_array_append_new(arr, it) < 0) {
 			json_decref(arr);
 			return NULL;

@@ -39,14 +39,14 @@ typedef struct order {
 	char customer[ID_MAX + 1];
 	order_item_t *items; /* sorted by sku, each sku once */
 	size_t n_items;
-	char *metadata;      /* canonical JSON object text; "{}" when none */
+	char *metadata; /* canonical JSON object text; "{}" when none */
 	order_status_t status;
 	int attempts;
-	char *reason;        /* NULL, or the rejection reason / last error */
-	int64_t created_at;  /* ms since the Unix epoch, store clock */
+	char *reason;       /* NULL, or the rejection reason / last error */
+	int64_t created_at; /* ms since the Unix epoch, store clock */
 	int64_t updated_at;
 	int64_t finished_at; /* 0 until the order reaches a terminal status */
-	int64_t seq;         /* store insertion sequence: list order and cursor */
+	int64_t seq; /* store insertion sequence: list order and cursor */
 } order_t;
 
 typedef struct product {
@@ -56,8 +56,8 @@ typedef struct product {
 } product_t;
 
 typedef struct order_limits {
-	size_t max_items;      /* API: 100 */
-	size_t max_metadata;   /* serialized bytes, API: 4096 */
+	size_t max_items;    /* API: 100 */
+	size_t max_metadata; /* serialized bytes, API: 4096 */
 } order_limits_t;
 
 #define ORDER_QTY_MAX 1000000
@@ -80,8 +80,8 @@ bool order_status_terminal(order_status_t s);
  * On success the caller owns *ret and frees it with order_clear().
  */
 int order_from_json(const json_t *obj, const order_limits_t *lim,
-		    const char *prefix, order_t *ret, char *errbuf,
-		    size_t errlen);
+                    const char *prefix, order_t *ret, char *errbuf,
+                    size_t errlen);
 
 /* The order as the API returns it. New reference, caller decrefs. */
 json_t *order_to_json(const order_t *o);

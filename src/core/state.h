@@ -29,8 +29,7 @@ typedef enum order_event {
 
 /* Writes the status after ev to *ret_next; OD_ESTATE if ev is not allowed
  * from `from`. */
-int state_next(order_status_t from, order_event_t ev,
-	       order_status_t *ret_next);
+int state_next(order_status_t from, order_event_t ev, order_status_t *ret_next);
 const char *state_event_name(order_event_t ev);
 
 #endif

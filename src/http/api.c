@@ -22,31 +22,29 @@
 #include "util/jsonx.h"
 
 static const api_route_t routes[] = {
-	{"/livez", "GET", api_ops_livez, false, false, false, true},
-	{"/readyz", "GET", api_ops_readyz, false, false, false, true},
-	{"/metrics", "GET", api_ops_metrics, false, false, false, true},
-	{"/v1/stats", "GET", api_ops_stats, true, false, false, false},
-	{"/v1/alerts", "GET", api_ops_alerts, true, false, false, false},
-	{"/v1/orders", "GET", api_orders_list, true, false, false, false},
-	{"/v1/orders", "POST", api_orders_submit, true, true, false, false},
-	{"/v1/orders/batch", "POST", api_orders_batch, true, true, true, false},
-	{"/v1/orders/{id}", "GET", api_orders_get, true, false, false, false},
-	{"/v1/orders/{id}/requeue", "POST", api_orders_requeue, true, false,
-	 false, false},
-	{"/v1/orders/{id}/cancel", "POST", api_orders_cancel, true, false,
-	 false, false},
-	{"/v1/products", "GET", api_products_list, true, false, false, false},
-	{"/v1/products/{sku}", "GET", api_products_get, true, false, false,
-	 false},
-	{"/v1/products/{sku}", "PUT", api_products_put, true, true, false,
-	 false},
-	{"/v1/locks/{name}", "GET", api_locks_get, true, false, false, false},
-	{"/v1/locks/{name}/acquire", "POST", api_locks_acquire, true, true,
-	 false, false},
-	{"/v1/locks/{name}/renew", "POST", api_locks_renew, true, true, false,
-	 false},
-	{"/v1/locks/{name}/release", "POST", api_locks_release, true, true,
-	 false, false},
+    {"/livez", "GET", api_ops_livez, false, false, false, true},
+    {"/readyz", "GET", api_ops_readyz, false, false, false, true},
+    {"/metrics", "GET", api_ops_metrics, false, false, false, true},
+    {"/v1/stats", "GET", api_ops_stats, true, false, false, false},
+    {"/v1/alerts", "GET", api_ops_alerts, true, false, false, false},
+    {"/v1/orders", "GET", api_orders_list, true, false, false, false},
+    {"/v1/orders", "POST", api_orders_submit, true, true, false, false},
+    {"/v1/orders/batch", "POST", api_orders_batch, true, true, true, false},
+    {"/v1/orders/{id}", "GET", api_orders_get, true, false, false, false},
+    {"/v1/orders/{id}/requeue", "POST", api_orders_requeue, true, false, false,
+     false},
+    {"/v1/orders/{id}/cancel", "POST", api_orders_cancel, true, false, false,
+     false},
+    {"/v1/products", "GET", api_products_list, true, false, false, false},
+    {"/v1/products/{sku}", "GET", api_products_get, true, false, false, false},
+    {"/v1/products/{sku}", "PUT", api_products_put, true, true, false, false},
+    {"/v1/locks/{name}", "GET", api_locks_get, true, false, false, false},
+    {"/v1/locks/{name}/acquire", "POST", api_locks_acquire, true, true, false,
+     false},
+    {"/v1/locks/{name}/renew", "POST", api_locks_renew, true, true, false,
+     false},
+    {"/v1/locks/{name}/release", "POST", api_locks_release, true, true, false,
+     false},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 
@@ -55,7 +53,7 @@ static const api_route_t routes[] = {
  * any non-empty segment, which is copied (truncated) to param.
  */
 static bool tmpl_match(const char *tmpl, const char *path, char *param,
-		       bool *ret_param_ok)
+                       bool *ret_param_ok)
 {
 	const char *t = tmpl, *p = path;
 
@@ -74,8 +72,8 @@ static bool tmpl_match(const char *tmpl, const char *path, char *param,
 				size_t n = pl > ID_MAX ? ID_MAX : pl;
 				memcpy(param, p, n);
 				param[n] = '\0';
-				*ret_param_ok = pl <= ID_MAX &&
-						ident_valid(param, ID_MAX);
+				*ret_param_ok =
+				    pl <= ID_MAX && ident_valid(param, ID_MAX);
 			}
 		} else if (tl != pl || memcmp(t, p, tl) != 0) {
 			return false;
@@ -87,8 +85,8 @@ static bool tmpl_match(const char *tmpl, const char *path, char *param,
 }
 
 const api_route_t *api_match(http_req_t *r, const char *method,
-			     const char *path, const char **ret_allow,
-			     const char **ret_label)
+                             const char *path, const char **ret_allow,
+                             const char **ret_label)
 {
 	const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
 	const api_route_t *found = NULL;
@@ -111,9 +109,9 @@ const api_route_t *api_match(http_req_t *r, const char *method,
 		if (*ret_label == NULL)
 			*ret_label = routes[i].tmpl;
 		if (strstr(r->allow, routes[i].method) == NULL) {
-			int n = snprintf(r->allow + off, sizeof(r->allow) - off,
-					 "%s%s", off ? ", " : "",
-					 routes[i].method);
+			int n =
+			    snprintf(r->allow + off, sizeof(r->allow) - off,
+			             "%s%s", off ? ", " : "", routes[i].method);
 			if (n > 0 && (size_t)n < sizeof(r->allow) - off)
 				off += (size_t)n;
 		}
@@ -148,8 +146,8 @@ void api_json(http_req_t *r, unsigned status, json_t *j)
 	json_decref(j);
 	if (text == NULL) {
 		/* Out of memory: a static body still says what happened. */
-		static const char oom[] =
-			"{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+		static const char oom[] = "{\"error\":{\"code\":\"internal\","
+		                          "\"message\":\"out of memory\"}}";
 		text = strdup(oom);
 		status = 500;
 	}
@@ -165,7 +163,7 @@ json_t *api_error_obj(const char *code, const char *msg)
 }
 
 void api_error(http_req_t *r, unsigned status, const char *code,
-	       const char *fmt, ...)
+               const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -174,7 +172,8 @@ void api_error(http_req_t *r, unsigned status, const char *code,
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	jsonx_sanitize_text(msg);
-	api_json(r, status, json_pack("{s:o}", "error", api_error_obj(code, msg)));
+	api_json(r, status,
+	         json_pack("{s:o}", "error", api_error_obj(code, msg)));
 	if (status == 429 || status == 503)
 		r->resp.retry_after = 1;
 }
@@ -205,11 +204,11 @@ void api_store_error(http_req_t *r, int rc)
 		break;
 	case OD_ELOCKLOST:
 		api_error(r, 409, "lock_lost",
-			  "lock expired or is held under another fence");
+		          "lock expired or is held under another fence");
 		break;
 	case OD_EBUSY:
 		api_error(r, 429, "rate_limited",
-			  "too many requests in flight, retry later");
+		          "too many requests in flight, retry later");
 		break;
 	case OD_EINVAL:
 		api_error(r, 400, "invalid_request", "%s", err_str(rc));
@@ -218,11 +217,11 @@ void api_store_error(http_req_t *r, int rc)
 	case OD_EUNKNOWN:
 	case OD_ESHUTDOWN:
 		api_error(r, 503, "unavailable", "store unavailable: %s",
-			  err_str(rc));
+		          err_str(rc));
 		break;
 	default:
 		log_error("request failed", "request_id", r->rid, "route",
-			  r->route_label, "error", err_str(rc), NULL);
+		          r->route_label, "error", err_str(rc), NULL);
 		api_error(r, 500, "internal", "internal error");
 		break;
 	}
@@ -249,15 +248,15 @@ int api_body(http_req_t *r, json_t **ret)
 	}
 	msg[0] = '\0';
 	rc = jsonx_parse_object(r->body, r->body_len,
-				(int)r->srv->deps.cfg->json_depth, ret, msg,
-				sizeof(msg));
+	                        (int)r->srv->deps.cfg->json_depth, ret, msg,
+	                        sizeof(msg));
 	if (rc == -ENOMEM) {
 		api_error(r, 500, "internal", "out of memory");
 		return -1;
 	}
 	if (rc != 0) {
 		api_error(r, 400, "invalid_request", "%s",
-			  msg[0] ? msg : "invalid JSON body");
+		          msg[0] ? msg : "invalid JSON body");
 		return -1;
 	}
 	return 0;
@@ -268,13 +267,14 @@ int api_only_fields(http_req_t *r, json_t *obj, const char *const *allowed)
 	const char *key;
 	json_t *v;
 
-	json_object_foreach(obj, key, v) {
+	json_object_foreach(obj, key, v)
+	{
 		bool ok = false;
 		for (const char *const *a = allowed; *a != NULL; a++)
 			ok = ok || strcmp(*a, key) == 0;
 		if (!ok) {
 			api_error(r, 400, "invalid_request",
-				  "unknown field \"%.64s\"", key);
+			          "unknown field \"%.64s\"", key);
 			return -1;
 		}
 	}
@@ -286,19 +286,19 @@ int api_param(http_req_t *r, const char *what)
 	if (r->param_ok)
 		return 0;
 	api_error(r, 400, "invalid_request",
-		  "%s must be 1..%d characters of [A-Za-z0-9._:-]", what,
-		  ID_MAX);
+	          "%s must be 1..%d characters of [A-Za-z0-9._:-]", what,
+	          ID_MAX);
 	return -1;
 }
 
 const char *api_query(http_req_t *r, const char *name)
 {
 	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND,
-					   name);
+	                                   name);
 }
 
 int api_query_int(http_req_t *r, const char *name, int64_t min, int64_t max,
-		  int64_t *ret)
+                  int64_t *ret)
 {
 	const char *v = api_query(r, name);
 	char *end = NULL;
@@ -311,8 +311,8 @@ int api_query_int(http_req_t *r, const char *name, int64_t min, int64_t max,
 	if (errno != 0 || end == v || *end != '\0' || v[0] == ' ' ||
 	    v[0] == '+' || n < min || n > max) {
 		api_error(r, 400, "invalid_request",
-			  "%s must be an integer %" PRId64 "..%" PRId64, name,
-			  min, max);
+		          "%s must be an integer %" PRId64 "..%" PRId64, name,
+		          min, max);
 		return -1;
 	}
 	*ret = n;
@@ -320,7 +320,7 @@ int api_query_int(http_req_t *r, const char *name, int64_t min, int64_t max,
 }
 
 int api_field_int(http_req_t *r, json_t *obj, const char *name, int64_t min,
-		  int64_t max, bool absent_ok, int64_t *ret)
+                  int64_t max, bool absent_ok, int64_t *ret)
 {
 	json_t *v = json_object_get(obj, name);
 	json_int_t n;
@@ -330,8 +330,8 @@ int api_field_int(http_req_t *r, json_t *obj, const char *name, int64_t min,
 	if (v == NULL || !json_is_integer(v) ||
 	    (n = json_integer_value(v)) < min || n > max) {
 		api_error(r, 400, "invalid_request",
-			  "%s must be an integer %" PRId64 "..%" PRId64, name,
-			  min, max);
+		          "%s must be an integer %" PRId64 "..%" PRId64, name,
+		          min, max);
 		return -1;
 	}
 	*ret = n;
@@ -345,8 +345,8 @@ int api_field_ident(http_req_t *r, json_t *obj, const char *name, char *out)
 
 	if (s == NULL || !ident_valid(s, ID_MAX)) {
 		api_error(r, 400, "invalid_request",
-			  "%s must be 1..%d characters of [A-Za-z0-9._:-]",
-			  name, ID_MAX);
+		          "%s must be 1..%d characters of [A-Za-z0-9._:-]",
+		          name, ID_MAX);
 		return -1;
 	}
 	memcpy(out, s, strlen(s) + 1);

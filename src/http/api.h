@@ -28,8 +28,8 @@
 #include "http/server.h"
 #include "obs/metrics.h"
 
-#define HTTP_RID_MAX 128       /* X-Request-Id length cap */
-#define HTTP_STATS_SAMPLES 64  /* processed-throughput samples kept */
+#define HTTP_RID_MAX 128      /* X-Request-Id length cap */
+#define HTTP_STATS_SAMPLES 64 /* processed-throughput samples kept */
 
 typedef struct http_req http_req_t;
 typedef struct waiters waiters_t;
@@ -38,19 +38,19 @@ typedef void (*api_handler_fn)(http_req_t *r);
 
 /* One route: a path template and the handler of one method. */
 typedef struct api_route {
-	const char *tmpl;      /* "/v1/orders/{id}"; also the metrics label */
-	const char *method;    /* "GET", "POST", "PUT" */
+	const char *tmpl;   /* "/v1/orders/{id}"; also the metrics label */
+	const char *method; /* "GET", "POST", "PUT" */
 	api_handler_fn handler;
-	bool auth;             /* needs a bearer token when tokens are set */
-	bool body;             /* a JSON body is required */
-	bool batch;            /* uses cfg->batch_body_max as the body cap */
-	bool quiet;            /* access log at debug level */
+	bool auth;  /* needs a bearer token when tokens are set */
+	bool body;  /* a JSON body is required */
+	bool batch; /* uses cfg->batch_body_max as the body cap */
+	bool quiet; /* access log at debug level */
 } api_route_t;
 
 /* The answer being prepared for a request. */
 typedef struct http_resp {
-	unsigned status;          /* 0: nothing prepared yet */
-	char *body;               /* malloc'd, freed by MHD; NULL = empty */
+	unsigned status; /* 0: nothing prepared yet */
+	char *body;      /* malloc'd, freed by MHD; NULL = empty */
 	size_t len;
 	const char *content_type; /* static; NULL for empty bodies */
 	int retry_after;          /* seconds; < 0: no Retry-After */
@@ -62,16 +62,16 @@ struct http_server {
 	http_deps_t deps;
 	struct MHD_Daemon *daemon;
 	waiters_t *waiters;
-	window_t *submitted;      /* 201s over the last 60 s (thread-safe) */
+	window_t *submitted; /* 201s over the last 60 s (thread-safe) */
 	atomic_bool draining;
 	int64_t started_mono_ms;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cond;      /* signalled when a count below drops */
-	int suspended;            /* suspended connections; mu */
-	int inflight;             /* batcher submissions not yet done; mu */
-	int active;               /* live request contexts; mu */
-	bool closing;             /* http_server_free has begun; mu */
+	pthread_cond_t cond; /* signalled when a count below drops */
+	int suspended;       /* suspended connections; mu */
+	int inflight;        /* batcher submissions not yet done; mu */
+	int active;          /* live request contexts; mu */
+	bool closing;        /* http_server_free has begun; mu */
 
 	/* Processed-throughput samples taken by GET /v1/stats; stats_mu. */
 	pthread_mutex_t stats_mu;
@@ -94,8 +94,8 @@ struct http_server {
 struct http_req {
 	http_server_t *srv;
 	struct MHD_Connection *conn;
-	const api_route_t *route;  /* NULL until matched */
-	const char *route_label;   /* metrics/log label of the path */
+	const api_route_t *route; /* NULL until matched */
+	const char *route_label;  /* metrics/log label of the path */
 	char method[8];
 	char rid[HTTP_RID_MAX + 1];
 	int64_t start_mono_ms;
@@ -103,29 +103,29 @@ struct http_req {
 	 * identifier (handlers answer 400 otherwise). */
 	char param[ID_MAX + 1];
 	bool param_ok;
-	char allow[40];            /* Allow header of a 405 */
+	char allow[40]; /* Allow header of a 405 */
 
 	/* Request body, capped at body_max bytes. */
 	char *body;
 	size_t body_len;
 	size_t body_max;
-	size_t body_cap;           /* allocated bytes of body */
-	uint64_t discarded;        /* bytes dropped past the cap */
+	size_t body_cap;    /* allocated bytes of body */
+	uint64_t discarded; /* bytes dropped past the cap */
 	bool too_big;
 
-	bool done_first;           /* the header callback has run */
-	bool has_body;             /* Content-Length > 0 or chunked */
-	bool early;                /* answered from the headers alone */
-	bool suspended;            /* waiting for api_resume(); see server.c */
-	bool queued;               /* a response was handed to MHD */
+	bool done_first; /* the header callback has run */
+	bool has_body;   /* Content-Length > 0 or chunked */
+	bool early;      /* answered from the headers alone */
+	bool suspended;  /* waiting for api_resume(); see server.c */
+	bool queued;     /* a response was handed to MHD */
 	http_resp_t resp;
 
 	/* Async submission state, owned by the handler that started it. */
-	order_t *orders;           /* orders handed to the batcher */
+	order_t *orders; /* orders handed to the batcher */
 	size_t n_orders;
 	const order_t **order_ptrs;
-	json_t *results;           /* batch: results array, slots prefilled */
-	size_t *slots;             /* batch: result slot of orders[i] */
+	json_t *results; /* batch: results array, slots prefilled */
+	size_t *slots;   /* batch: result slot of orders[i] */
 
 	/* Waits (?wait_ms, lock wait_ms). */
 	int64_t deadline_mono_ms;
@@ -142,7 +142,7 @@ struct http_req {
 void api_json(http_req_t *r, unsigned status, json_t *j);
 /* r->resp = the standard error body. */
 void api_error(http_req_t *r, unsigned status, const char *code,
-	       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+               const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* 503 unavailable or 429 rate_limited with Retry-After. */
 void api_unavailable(http_req_t *r, const char *msg);
 /* Maps a store/batcher error code to its answer (and logs 500s). */
@@ -162,12 +162,12 @@ int api_param(http_req_t *r, const char *what);
 /* Reads query parameter name as an integer in [min, max]; *ret untouched
  * when absent (returns 0); answers 400 and returns -1 on a bad value. */
 int api_query_int(http_req_t *r, const char *name, int64_t min, int64_t max,
-		  int64_t *ret);
+                  int64_t *ret);
 const char *api_query(http_req_t *r, const char *name);
 /* Reads an integer field; answers 400 on a wrong type or range. absent_ok
  * leaves *ret untouched when the field is missing. */
 int api_field_int(http_req_t *r, json_t *obj, const char *name, int64_t min,
-		  int64_t max, bool absent_ok, int64_t *ret);
+                  int64_t max, bool absent_ok, int64_t *ret);
 /* Reads an identifier field into out (ID_MAX + 1 bytes); answers 400. */
 int api_field_ident(http_req_t *r, json_t *obj, const char *name, char *out);
 
@@ -183,8 +183,8 @@ bool api_refuse_draining(http_req_t *r);
  * segment is copied into r->param.
  */
 const api_route_t *api_match(http_req_t *r, const char *method,
-			     const char *path, const char **ret_allow,
-			     const char **ret_label);
+                             const char *path, const char **ret_allow,
+                             const char **ret_label);
 
 /* ---- suspension (server.c) ---- */
 

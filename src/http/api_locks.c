@@ -23,8 +23,8 @@ static json_t *lock_json(const store_lock_t *l)
 
 	timefmt_rfc3339(l->expires_at, exp);
 	return json_pack("{s:s,s:s,s:I,s:s}", "name", l->name, "owner",
-			 l->owner, "fence", (json_int_t)l->fence, "expires_at",
-			 exp);
+	                 l->owner, "fence", (json_int_t)l->fence, "expires_at",
+	                 exp);
 }
 
 static void lock_held(http_req_t *r, const store_lock_t *holder)
@@ -33,9 +33,9 @@ static void lock_held(http_req_t *r, const store_lock_t *holder)
 
 	timefmt_rfc3339(holder->expires_at, exp);
 	api_json(r, 409,
-		 json_pack("{s:o,s:s,s:s}", "error",
-			   api_error_obj("lock_held", "lock is held"), "holder",
-			   holder->owner, "expires_at", exp));
+	         json_pack("{s:o,s:s,s:s}", "error",
+	                   api_error_obj("lock_held", "lock is held"), "holder",
+	                   holder->owner, "expires_at", exp));
 }
 
 /* Tries once; true when r->resp is set. */
@@ -46,7 +46,7 @@ static bool try_acquire(http_req_t *r, bool last)
 
 	memset(&l, 0, sizeof(l));
 	rc = store_lock_acquire(r->srv->deps.store, r->param, r->owner,
-				r->ttl_ms, &l);
+	                        r->ttl_ms, &l);
 	if (rc == 0) {
 		r->granted_fence = l.fence;
 		api_json(r, 200, lock_json(&l));
@@ -72,7 +72,7 @@ bool api_locks_wait_poll(http_req_t *r, bool deadline)
 void api_locks_acquire(http_req_t *r)
 {
 	static const char *const fields[] = {"owner", "ttl_ms", "wait_ms",
-					     NULL};
+	                                     NULL};
 	json_t *body = NULL;
 	int64_t wait_ms = 0;
 	int rc;
@@ -83,9 +83,9 @@ void api_locks_acquire(http_req_t *r)
 	if (api_only_fields(r, body, fields) != 0 ||
 	    api_field_ident(r, body, "owner", r->owner) != 0 ||
 	    api_field_int(r, body, "ttl_ms", TTL_MIN, TTL_MAX, false,
-			  &r->ttl_ms) != 0 ||
-	    api_field_int(r, body, "wait_ms", 0, WAIT_MS_MAX, true,
-			  &wait_ms) != 0)
+	                  &r->ttl_ms) != 0 ||
+	    api_field_int(r, body, "wait_ms", 0, WAIT_MS_MAX, true, &wait_ms) !=
+	        0)
 		goto out;
 	if (try_acquire(r, wait_ms == 0))
 		goto out;
@@ -94,7 +94,7 @@ void api_locks_acquire(http_req_t *r)
 	rc = waiters_add(r->srv->waiters, r, api_locks_wait_poll);
 	if (rc != 0) {
 		api_unavailable(r, rc == OD_EBUSY ? "too many waiting requests"
-						  : "server is shutting down");
+		                                  : "server is shutting down");
 		api_resume(r);
 	}
 out:
@@ -115,11 +115,11 @@ void api_locks_renew(http_req_t *r)
 	    api_field_ident(r, body, "owner", r->owner) != 0 ||
 	    api_field_int(r, body, "fence", 0, FENCE_MAX, false, &fence) != 0 ||
 	    api_field_int(r, body, "ttl_ms", TTL_MIN, TTL_MAX, false,
-			  &r->ttl_ms) != 0)
+	                  &r->ttl_ms) != 0)
 		goto out;
 	memset(&l, 0, sizeof(l));
 	rc = store_lock_renew(r->srv->deps.store, r->param, r->owner, fence,
-			      r->ttl_ms, &l);
+	                      r->ttl_ms, &l);
 	if (rc != 0)
 		api_store_error(r, rc);
 	else

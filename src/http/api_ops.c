@@ -65,8 +65,8 @@ static json_t *alert_json(const alert_state_t *a)
 		since = json_null();
 	}
 	return json_pack("{s:s,s:s,s:f,s:f,s:o}", "name", a->name, "state",
-			 a->firing ? "firing" : "inactive", "value", a->value,
-			 "threshold", a->threshold, "since", since);
+	                 a->firing ? "firing" : "inactive", "value", a->value,
+	                 "threshold", a->threshold, "since", since);
 }
 
 static json_t *alerts_json(http_server_t *s, double *ret_error_rate)
@@ -88,8 +88,8 @@ static json_t *alerts_json(http_server_t *s, double *ret_error_rate)
 
 void api_ops_alerts(http_req_t *r)
 {
-	api_json(r, 200, json_pack("{s:o}", "alerts",
-				   alerts_json(r->srv, NULL)));
+	api_json(r, 200,
+	         json_pack("{s:o}", "alerts", alerts_json(r->srv, NULL)));
 }
 
 /* Records (now, done) and returns the processed rate over <= 60 s. */
@@ -136,8 +136,8 @@ void api_ops_stats(http_req_t *r)
 	orders = json_object();
 	for (int i = 0; i < ORDER_STATUS_COUNT; i++)
 		json_object_set_new(orders,
-				    order_status_name((order_status_t)i),
-				    json_integer(st.count[i]));
+		                    order_status_name((order_status_t)i),
+		                    json_integer(st.count[i]));
 	done = 0;
 	for (size_t i = 0; i < 3; i++)
 		done += (int64_t)metric_value(s->m_processed[i]);
@@ -152,24 +152,24 @@ void api_ops_stats(http_req_t *r)
 	char ids[MAX_LISTED][ID_MAX + 1];
 	size_t n_seen = 0;
 	json_t *replicas = json_array();
-	rc = store_replicas_seen(s->deps.store, s->deps.cfg->replica_id,
-				 workers_replica_window_ms(s->deps.cfg->reap_ms),
-				 ids, MAX_LISTED, &n_seen);
+	rc =
+	    store_replicas_seen(s->deps.store, s->deps.cfg->replica_id,
+	                        workers_replica_window_ms(s->deps.cfg->reap_ms),
+	                        ids, MAX_LISTED, &n_seen);
 	for (size_t i = 0; rc == 0 && i < n_seen && i < MAX_LISTED; i++)
 		json_array_append_new(replicas, json_string(ids[i]));
 	if (rc != 0) /* still say who answers */
 		json_array_append_new(replicas,
-				      json_string(s->deps.cfg->replica_id));
-	j = json_pack("{s:o,s:f,s:{s:f,s:f},s:f,s:o,s:o,s:I,s:I,s:s}",
-		      "orders", orders, "oldest_pending_age_seconds",
-		      (double)st.oldest_pending_ms / 1000.0, "throughput",
-		      "submitted_per_s",
-		      (double)window_sum(s->submitted) / span_s,
-		      "processed_per_s", processed, "error_rate", error_rate,
-		      "alerts", alerts, "replicas", replicas, "replicas_seen",
-		      (json_int_t)(rc == 0 ? n_seen : 1), "uptime_seconds",
-		      (json_int_t)((clock_mono_ms() - s->started_mono_ms) /
-				   1000),
-		      "backend", store_backend_name(s->deps.store));
+		                      json_string(s->deps.cfg->replica_id));
+	j = json_pack(
+	    "{s:o,s:f,s:{s:f,s:f},s:f,s:o,s:o,s:I,s:I,s:s}", "orders", orders,
+	    "oldest_pending_age_seconds", (double)st.oldest_pending_ms / 1000.0,
+	    "throughput", "submitted_per_s",
+	    (double)window_sum(s->submitted) / span_s, "processed_per_s",
+	    processed, "error_rate", error_rate, "alerts", alerts, "replicas",
+	    replicas, "replicas_seen", (json_int_t)(rc == 0 ? n_seen : 1),
+	    "uptime_seconds",
+	    (json_int_t)((clock_mono_ms() - s->started_mono_ms) / 1000),
+	    "backend", store_backend_name(s->deps.store));
 	api_json(r, 200, j);
 }

@@ -24,8 +24,8 @@
 static order_limits_t limits(const http_req_t *r)
 {
 	order_limits_t lim = {
-		.max_items = (size_t)r->srv->deps.cfg->max_items,
-		.max_metadata = METADATA_MAX,
+	    .max_items = (size_t)r->srv->deps.cfg->max_items,
+	    .max_metadata = METADATA_MAX,
 	};
 	return lim;
 }
@@ -46,7 +46,7 @@ static void finish_async(http_req_t *r)
 }
 
 static void submit_done(void *arg, int err, store_submit_result_t *res,
-			size_t n)
+                        size_t n)
 {
 	http_req_t *r = arg;
 
@@ -54,15 +54,15 @@ static void submit_done(void *arg, int err, store_submit_result_t *res,
 		api_store_error(r, err);
 	} else if (n == 1 && res[0].outcome == SUBMIT_CONFLICT) {
 		api_error(r, 409, "conflict",
-			  "order \"%s\" exists with different content",
-			  r->orders[0].id);
+		          "order \"%s\" exists with different content",
+		          r->orders[0].id);
 	} else if (n == 1) {
 		unsigned status = res[0].outcome == SUBMIT_CREATED ? 201 : 200;
 		api_json(r, status, order_to_json(&res[0].order));
 		if (status == 201) {
 			count_created(r->srv);
 			snprintf(r->resp.location, sizeof(r->resp.location),
-				 "/v1/orders/%s", res[0].order.id);
+			         "/v1/orders/%s", res[0].order.id);
 		}
 	} else {
 		api_error(r, 500, "internal", "unexpected batch result");
@@ -76,11 +76,10 @@ static void submit_done(void *arg, int err, store_submit_result_t *res,
 static json_t *slot_error(unsigned status, const char *code, const char *msg)
 {
 	return json_pack("{s:i,s:o}", "status", (json_int_t)status, "error",
-			 api_error_obj(code, msg));
+	                 api_error_obj(code, msg));
 }
 
-static void batch_done(void *arg, int err, store_submit_result_t *res,
-		       size_t n)
+static void batch_done(void *arg, int err, store_submit_result_t *res, size_t n)
 {
 	http_req_t *r = arg;
 
@@ -92,14 +91,15 @@ static void batch_done(void *arg, int err, store_submit_result_t *res,
 			if (res[i].outcome == SUBMIT_CONFLICT) {
 				char msg[160];
 				snprintf(msg, sizeof(msg),
-					 "order \"%s\" exists with different content",
-					 r->orders[i].id);
+				         "order \"%s\" exists with different "
+				         "content",
+				         r->orders[i].id);
 				slot = slot_error(409, "conflict", msg);
 			} else {
 				slot = json_pack("{s:i,s:o}", "status",
-						 (json_int_t)res[i].outcome,
-						 "order",
-						 order_to_json(&res[i].order));
+				                 (json_int_t)res[i].outcome,
+				                 "order",
+				                 order_to_json(&res[i].order));
 				if (res[i].outcome == SUBMIT_CREATED)
 					count_created(r->srv);
 			}
@@ -133,7 +133,7 @@ static void submit_start(http_req_t *r, batcher_done_fn done)
 	}
 	api_suspend(r);
 	rc = batcher_submit(s->deps.batcher, r->order_ptrs, r->n_orders, done,
-			    r);
+	                    r);
 	if (rc != 0) {
 		api_store_error(r, rc);
 		api_req_release(r);
@@ -161,7 +161,7 @@ void api_orders_submit(http_req_t *r)
 	json_decref(body);
 	if (rc != 0) {
 		api_error(r, 400, "invalid_request", "%s",
-			  msg[0] ? msg : "invalid order");
+		          msg[0] ? msg : "invalid order");
 		return;
 	}
 	r->n_orders = 1;
@@ -187,7 +187,7 @@ void api_orders_batch(http_req_t *r)
 	n = json_array_size(list);
 	if (n > max) {
 		api_error(r, 400, "invalid_request",
-			  "orders must have at most %zu entries", max);
+		          "orders must have at most %zu entries", max);
 		goto out;
 	}
 	r->results = json_array();
@@ -204,14 +204,14 @@ void api_orders_batch(http_req_t *r)
 		snprintf(prefix, sizeof(prefix), "orders[%zu].", i);
 		msg[0] = '\0';
 		if (!json_is_object(e)) {
-			snprintf(msg, sizeof(msg), "orders[%zu] must be an object",
-				 i);
+			snprintf(msg, sizeof(msg),
+			         "orders[%zu] must be an object", i);
 			slot = slot_error(400, "invalid_request", msg);
 		} else if (order_from_json(e, &lim, prefix,
-					   &r->orders[r->n_orders], msg,
-					   sizeof(msg)) != 0) {
+		                           &r->orders[r->n_orders], msg,
+		                           sizeof(msg)) != 0) {
 			slot = slot_error(400, "invalid_request",
-					  msg[0] ? msg : "invalid order");
+			                  msg[0] ? msg : "invalid order");
 		} else {
 			r->slots[r->n_orders++] = i;
 		}
@@ -274,7 +274,7 @@ void api_orders_get(http_req_t *r)
 	rc = waiters_add(r->srv->waiters, r, api_orders_wait_poll);
 	if (rc != 0) {
 		api_unavailable(r, rc == OD_EBUSY ? "too many waiting requests"
-						  : "server is shutting down");
+		                                  : "server is shutting down");
 		api_resume(r);
 	}
 }
@@ -310,8 +310,8 @@ void api_orders_list(http_req_t *r)
 
 	if (st != NULL && order_status_parse(st, &status) != 0) {
 		api_error(r, 400, "invalid_request",
-			  "status must be one of pending, processing, "
-			  "completed, rejected, failed, cancelled");
+		          "status must be one of pending, processing, "
+		          "completed, rejected, failed, cancelled");
 		return;
 	}
 	if (api_query_int(r, "limit", 1, LIST_LIMIT_MAX, &limit) != 0)
@@ -321,7 +321,7 @@ void api_orders_list(http_req_t *r)
 		return;
 	}
 	rc = store_order_list(r->srv->deps.store, st ? (int)status : -1, after,
-			      (size_t)limit, &orders, &n, &more);
+	                      (size_t)limit, &orders, &n, &more);
 	if (rc != 0) {
 		api_store_error(r, rc);
 		return;
@@ -331,12 +331,13 @@ void api_orders_list(http_req_t *r)
 		json_array_append_new(arr, order_to_json(&orders[i]));
 	if (more && n > 0) {
 		char c[24];
-		snprintf(c, sizeof(c), "s%" PRIx64, (uint64_t)orders[n - 1].seq);
+		snprintf(c, sizeof(c), "s%" PRIx64,
+		         (uint64_t)orders[n - 1].seq);
 		next = json_string(c);
 	}
 	store_orders_free(orders, n);
-	api_json(r, 200, json_pack("{s:o,s:o}", "orders", arr, "next_cursor",
-				   next));
+	api_json(r, 200,
+	         json_pack("{s:o,s:o}", "orders", arr, "next_cursor", next));
 }
 
 /* requeue and cancel take no body; one that is sent must be {}. */
@@ -363,10 +364,10 @@ static void transition(http_req_t *r, bool requeue)
 	if (api_param(r, "order id") != 0 || empty_body(r) != 0)
 		return;
 	rc = requeue ? store_order_requeue(r->srv->deps.store, r->param, &o)
-		     : store_order_cancel(r->srv->deps.store, r->param, &o);
+	             : store_order_cancel(r->srv->deps.store, r->param, &o);
 	if (rc == OD_ESTATE) {
 		api_error(r, 409, "conflict", "order \"%s\" is not %s",
-			  r->param, requeue ? "failed" : "pending");
+		          r->param, requeue ? "failed" : "pending");
 		return;
 	}
 	if (rc != 0) {
@@ -403,7 +404,7 @@ void api_products_put(http_req_t *r)
 		return;
 	if (api_only_fields(r, body, fields) != 0 ||
 	    api_field_int(r, body, "stock", 0, PRODUCT_STOCK_MAX, false,
-			  &stock) != 0)
+	                  &stock) != 0)
 		goto out;
 	rc = store_product_set(r->srv->deps.store, r->param, stock, &p);
 	if (rc != 0)
@@ -446,7 +447,7 @@ void api_products_list(http_req_t *r)
 		return;
 	}
 	rc = store_product_list(r->srv->deps.store, cur ? cur + 1 : "",
-				(size_t)limit, &ps, &n, &more);
+	                        (size_t)limit, &ps, &n, &more);
 	if (rc != 0) {
 		api_store_error(r, rc);
 		return;
@@ -460,6 +461,6 @@ void api_products_list(http_req_t *r)
 		next = json_string(c);
 	}
 	free(ps);
-	api_json(r, 200, json_pack("{s:o,s:o}", "products", arr,
-				   "next_cursor", next));
+	api_json(r, 200,
+	         json_pack("{s:o,s:o}", "products", arr, "next_cursor", next));
 }

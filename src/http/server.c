@@ -87,7 +87,8 @@ static bool auth_ok(const http_server_t *s, const char *hdr)
 
 	if (hdr == NULL || strnlen(hdr, AUTH_HEADER_MAX + 1) > AUTH_HEADER_MAX)
 		return false;
-	if (strncasecmp(hdr, "Bearer", 6) != 0 || (hdr[6] != ' ' && hdr[6] != '\t'))
+	if (strncasecmp(hdr, "Bearer", 6) != 0 ||
+	    (hdr[6] != ' ' && hdr[6] != '\t'))
 		return false;
 	tok = hdr + 7;
 	while (*tok == ' ' || *tok == '\t')
@@ -130,12 +131,13 @@ static void observe(http_req_t *r, unsigned status)
 	snprintf(code, sizeof(code), "%u", status);
 	snprintf(dur, sizeof(dur), "%" PRId64, ms);
 	metric_inc(metrics_child2(s->m_requests, label, code));
-	metric_observe(metrics_child1(s->m_duration, label), (double)ms / 1000.0);
+	metric_observe(metrics_child1(s->m_duration, label),
+	               (double)ms / 1000.0);
 	if (s->deps.alerts != NULL)
 		alerts_record(s->deps.alerts, status >= 500);
 	log_msg(quiet ? LOG_DEBUG : LOG_INFO, "request", "request_id", r->rid,
-		"method", r->method, "route", label, "status", code,
-		"duration_ms", dur, NULL);
+	        "method", r->method, "route", label, "status", code,
+	        "duration_ms", dur, NULL);
 }
 
 static enum MHD_Result queue_resp(http_req_t *r)
@@ -148,8 +150,8 @@ static enum MHD_Result queue_resp(http_req_t *r)
 	if (p->status == 0)
 		api_error(r, 500, "internal", "no response was prepared");
 	mr = MHD_create_response_from_buffer(p->len, p->body,
-					     p->body ? MHD_RESPMEM_MUST_FREE
-						     : MHD_RESPMEM_PERSISTENT);
+	                                     p->body ? MHD_RESPMEM_MUST_FREE
+	                                             : MHD_RESPMEM_PERSISTENT);
 	if (mr == NULL) {
 		free(p->body);
 		p->body = NULL;
@@ -159,7 +161,7 @@ static enum MHD_Result queue_resp(http_req_t *r)
 	MHD_add_response_header(mr, "X-Request-Id", r->rid);
 	if (p->content_type != NULL)
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
-					p->content_type);
+		                        p->content_type);
 	if (p->retry_after >= 0) {
 		snprintf(ra, sizeof(ra), "%d", p->retry_after);
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_RETRY_AFTER, ra);
@@ -168,10 +170,11 @@ static enum MHD_Result queue_resp(http_req_t *r)
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_ALLOW, p->allow);
 	if (p->location[0] != '\0')
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_LOCATION,
-					p->location);
+		                        p->location);
 	if (p->status == 413)
 		/* The rest of the body is never read: do not reuse. */
-		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
+		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION,
+		                        "close");
 	ret = MHD_queue_response(r->conn, p->status, mr);
 	MHD_destroy_response(mr);
 	r->queued = true;
@@ -222,7 +225,7 @@ void api_inflight_end(http_server_t *s)
 /* ---- request context ---- */
 
 static http_req_t *req_new(http_server_t *s, struct MHD_Connection *conn,
-			   const char *method)
+                           const char *method)
 {
 	http_req_t *r = calloc(1, sizeof(*r));
 	const char *rid;
@@ -234,7 +237,8 @@ static http_req_t *req_new(http_server_t *s, struct MHD_Connection *conn,
 	r->start_mono_ms = clock_mono_ms();
 	r->resp.retry_after = -1;
 	snprintf(r->method, sizeof(r->method), "%s", method);
-	rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+	rid =
+	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
 	if (rid_valid(rid))
 		snprintf(r->rid, sizeof(r->rid), "%s", rid);
 	else
@@ -262,8 +266,8 @@ static void req_free(http_req_t *r)
 	pthread_mutex_unlock(&s->mu);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn,
-			 void **con_cls, enum MHD_RequestTerminationCode toe)
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
 {
 	http_req_t *r = *con_cls;
 	if (r && r->granted_fence > 0 &&
@@ -271,10 +275,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 		/* The client left before it learned its fence: it can neither
 		 * use nor release the lock, so give it back now. */
 		int rc = store_lock_release(r->srv->deps.store, r->param,
-					    r->owner, r->granted_fence);
+		                            r->owner, r->granted_fence);
 		log_warn("lock grant undelivered, released", "request_id",
-			 r->rid, "lock", r->param, "error",
-			 rc == 0 ? NULL : err_str(rc), NULL);
+		         r->rid, "lock", r->param, "error",
+		         rc == 0 ? NULL : err_str(rc), NULL);
 	}
 	req_free(*con_cls);
 	*con_cls = NULL;
@@ -292,9 +296,9 @@ static bool check_headers(http_req_t *r, const char *url)
 	uint64_t len = 0;
 
 	cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-					 MHD_HTTP_HEADER_CONTENT_LENGTH);
+	                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
 	te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-					 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+	                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
 	if (cl != NULL) {
 		char *end = NULL;
 		errno = 0;
@@ -310,8 +314,8 @@ static bool check_headers(http_req_t *r, const char *url)
 	if (r->route == NULL) {
 		if (allow != NULL) {
 			api_error(r, 405, "method_not_allowed",
-				  "method %s is not allowed on %s", r->method,
-				  r->route_label);
+			          "method %s is not allowed on %s", r->method,
+			          r->route_label);
 			r->resp.allow = allow;
 		} else {
 			api_error(r, 404, "not_found", "no such route");
@@ -320,23 +324,23 @@ static bool check_headers(http_req_t *r, const char *url)
 	}
 	if (r->route->auth && auth_enabled(s) &&
 	    !auth_ok(s, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-						    "Authorization"))) {
+	                                            "Authorization"))) {
 		api_error(r, 401, "unauthorized",
-			  "a valid Authorization: Bearer token is required");
+		          "a valid Authorization: Bearer token is required");
 		return true;
 	}
 	ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-					 MHD_HTTP_HEADER_CONTENT_TYPE);
+	                                 MHD_HTTP_HEADER_CONTENT_TYPE);
 	if ((r->route->body || r->has_body) && !content_type_json(ct)) {
 		api_error(r, 415, "unsupported_media_type",
-			  "Content-Type must be application/json");
+		          "Content-Type must be application/json");
 		return true;
 	}
-	r->body_max = (size_t)(r->route->batch ? cfg->batch_body_max
-					       : cfg->body_max);
+	r->body_max =
+	    (size_t)(r->route->batch ? cfg->batch_body_max : cfg->body_max);
 	if (cl != NULL && len > r->body_max) {
 		api_error(r, 413, "payload_too_large",
-			  "request body exceeds %zu bytes", r->body_max);
+		          "request body exceeds %zu bytes", r->body_max);
 		return true;
 	}
 	return false;
@@ -376,9 +380,9 @@ static int body_append(http_req_t *r, const char *data, size_t n)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
-				  const char *url, const char *method,
-				  const char *version, const char *upload_data,
-				  size_t *upload_data_size, void **con_cls)
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
 	http_server_t *s = cls;
 	http_req_t *r = *con_cls;
@@ -419,7 +423,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	}
 	if (r->too_big) {
 		api_error(r, 413, "payload_too_large",
-			  "request body exceeds %zu bytes", r->body_max);
+		          "request body exceeds %zu bytes", r->body_max);
 		return queue_resp(r);
 	}
 	r->route->handler(r);
@@ -461,17 +465,17 @@ static void collect(void *arg)
 	s = collect_srv;
 	if (s != NULL && store_stats(s->deps.store, &st) == 0) {
 		for (int i = 0; i < ORDER_STATUS_COUNT; i++)
-			metric_set(metrics_child1(s->m_orders,
-						  order_status_name(
-							  (order_status_t)i)),
-				   (double)st.count[i]);
+			metric_set(metrics_child1(
+			               s->m_orders,
+			               order_status_name((order_status_t)i)),
+			           (double)st.count[i]);
 		metric_set(s->m_oldest, (double)st.oldest_pending_ms / 1000.0);
 		/* The autoscaling signal's other half: backlog per replica
 		 * (the reaper keeps orderd_replicas fresh). */
 		double replicas = metric_value(s->m_replicas);
 		metric_set(s->m_per_replica,
-			   (double)st.count[ORDER_PENDING] /
-				   (replicas >= 1 ? replicas : 1));
+		           (double)st.count[ORDER_PENDING] /
+		               (replicas >= 1 ? replicas : 1));
 	}
 	pthread_mutex_unlock(&collect_mu);
 }
@@ -491,30 +495,29 @@ static int register_metrics(http_server_t *s)
 	static const char *const l_outcome[] = {"outcome", NULL};
 	metric_family_t *sub, *old, *proc;
 
-	s->m_requests = metrics_family(METRIC_COUNTER,
-				       "orderd_http_requests_total",
-				       "HTTP requests answered, by route and status code",
-				       l_route_code, NULL, 0);
-	s->m_duration = metrics_family(METRIC_HISTOGRAM,
-				       "orderd_http_request_duration_seconds",
-				       "HTTP request duration, by route", l_route,
-				       metrics_latency_buckets,
-				       metrics_latency_n_buckets);
+	s->m_requests =
+	    metrics_family(METRIC_COUNTER, "orderd_http_requests_total",
+	                   "HTTP requests answered, by route and status code",
+	                   l_route_code, NULL, 0);
+	s->m_duration = metrics_family(
+	    METRIC_HISTOGRAM, "orderd_http_request_duration_seconds",
+	    "HTTP request duration, by route", l_route, metrics_latency_buckets,
+	    metrics_latency_n_buckets);
 	sub = metrics_family(METRIC_COUNTER, "orderd_orders_submitted_total",
-			     "Orders accepted (201) by this replica", NULL, NULL,
-			     0);
-	s->m_orders = metrics_family(METRIC_GAUGE, "orderd_orders",
-				     "Orders in the store, by status", l_status,
-				     NULL, 0);
-	old = metrics_family(METRIC_GAUGE,
-			     "orderd_oldest_pending_order_age_seconds",
-			     "Age of the oldest claimable order (0 if none)",
-			     NULL, NULL, 0);
+	                     "Orders accepted (201) by this replica", NULL,
+	                     NULL, 0);
+	s->m_orders =
+	    metrics_family(METRIC_GAUGE, "orderd_orders",
+	                   "Orders in the store, by status", l_status, NULL, 0);
+	old = metrics_family(
+	    METRIC_GAUGE, "orderd_oldest_pending_order_age_seconds",
+	    "Age of the oldest claimable order (0 if none)", NULL, NULL, 0);
 	/* The workers own this family; registration is idempotent, so the
 	 * stats route can read it for processed_per_s. */
-	proc = metrics_family(METRIC_COUNTER, "orderd_orders_processed_total",
-			      "Orders that reached a terminal status here, by outcome.",
-			      l_outcome, NULL, 0);
+	proc = metrics_family(
+	    METRIC_COUNTER, "orderd_orders_processed_total",
+	    "Orders that reached a terminal status here, by outcome.",
+	    l_outcome, NULL, 0);
 	if (s->m_requests == NULL || s->m_duration == NULL || sub == NULL ||
 	    s->m_orders == NULL || old == NULL || proc == NULL)
 		return -ENOMEM;
@@ -524,18 +527,19 @@ static int register_metrics(http_server_t *s)
 	s->m_submitted = metrics_child0(sub);
 	s->m_oldest = metrics_child0(old);
 	s->m_replicas = metrics_child0(metrics_family(
-		METRIC_GAUGE, "orderd_replicas",
-		"Replicas whose heartbeat the store has seen recently.", NULL,
-		NULL, 0));
+	    METRIC_GAUGE, "orderd_replicas",
+	    "Replicas whose heartbeat the store has seen recently.", NULL, NULL,
+	    0));
 	s->m_per_replica = metrics_child0(metrics_family(
-		METRIC_GAUGE, "orderd_pending_orders_per_replica",
-		"Pending orders divided by the replicas seen: the autoscaling "
-		"signal beside the oldest pending age.",
-		NULL, NULL, 0));
+	    METRIC_GAUGE, "orderd_pending_orders_per_replica",
+	    "Pending orders divided by the replicas seen: the autoscaling "
+	    "signal beside the oldest pending age.",
+	    NULL, NULL, 0));
 	/* All six statuses are always present, even before the first scrape
 	 * could fill them. */
 	for (int i = 0; i < ORDER_STATUS_COUNT; i++)
-		metrics_child1(s->m_orders, order_status_name((order_status_t)i));
+		metrics_child1(s->m_orders,
+		               order_status_name((order_status_t)i));
 	collect_target(s);
 	metrics_on_collect(collect, NULL);
 	return 0;
@@ -543,7 +547,7 @@ static int register_metrics(http_server_t *s)
 
 /* Resolves "host:port" or "[v6]:port" into *ss. */
 static int parse_listen(const char *listen, struct sockaddr_storage *ss,
-			socklen_t *ret_len, uint16_t *ret_port)
+                        socklen_t *ret_len, uint16_t *ret_port)
 {
 	char host[256];
 	const char *colon, *hs, *he;
@@ -597,7 +601,7 @@ int http_server_new(const http_deps_t *deps, http_server_t **ret)
 	socklen_t sslen = 0;
 	uint16_t port = 0;
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-			     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	int rc;
 
 	rc = parse_listen(cfg->listen, &ss, &sslen, &port);
@@ -630,19 +634,18 @@ int http_server_new(const http_deps_t *deps, http_server_t **ret)
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(
-		flags, port, NULL, NULL, on_request, s,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-		MHD_OPTION_THREAD_POOL_SIZE,
-		(unsigned int)(cfg->http_threads > 1 ? cfg->http_threads : 0),
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
-		MHD_OPTION_END);
+	    flags, port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+	    mhd_log, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	    MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned int)(cfg->http_threads > 1 ? cfg->http_threads : 0),
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
+	    MHD_OPTION_END);
 	if (s->daemon == NULL) {
 		log_error("cannot start http server", "listen", cfg->listen,
-			  NULL);
+		          NULL);
 		rc = -EADDRINUSE;
 		goto fail;
 	}
@@ -668,7 +671,7 @@ void http_server_set_draining(http_server_t *h)
 
 /* Waits on s->cond until pred holds or ms pass; mu held by the caller. */
 static void wait_until(http_server_t *s, bool (*pred)(http_server_t *),
-		       int64_t ms)
+                       int64_t ms)
 {
 	int64_t end = clock_wall_ms() + ms;
 
@@ -690,9 +693,18 @@ static void wait_until(http_server_t *s, bool (*pred)(http_server_t *),
 	}
 }
 
-static bool no_inflight(http_server_t *s) { return s->inflight == 0; }
-static bool no_suspended(http_server_t *s) { return s->suspended == 0; }
-static bool no_active(http_server_t *s) { return s->active == 0; }
+static bool no_inflight(http_server_t *s)
+{
+	return s->inflight == 0;
+}
+static bool no_suspended(http_server_t *s)
+{
+	return s->suspended == 0;
+}
+static bool no_active(http_server_t *s)
+{
+	return s->active == 0;
+}
 
 void http_server_free(http_server_t *h)
 {

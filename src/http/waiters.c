@@ -31,10 +31,10 @@ struct waiters {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	pthread_cond_t cond;
-	waiter_t *list;   /* mu */
-	size_t n;         /* waiting, including those being polled; mu */
+	waiter_t *list; /* mu */
+	size_t n;       /* waiting, including those being polled; mu */
 	size_t max;
-	bool stop;        /* mu */
+	bool stop; /* mu */
 };
 
 static void answer_shutdown(waiter_t *w)
@@ -52,8 +52,8 @@ static void answer_shutdown(waiter_t *w)
  */
 static bool client_gone(http_req_t *r)
 {
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
-		r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	char c;
 	if (ci == NULL)
 		return false;

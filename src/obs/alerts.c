@@ -128,14 +128,14 @@ int64_t window_sum(window_t *w)
 static const char alert_name[] = "high_error_rate";
 
 struct alerts {
-	double threshold;      /* immutable */
-	int64_t min_requests;  /* immutable */
-	metric_t *gauge;       /* immutable pointer; the value is atomic */
+	double threshold;     /* immutable */
+	int64_t min_requests; /* immutable */
+	metric_t *gauge;      /* immutable pointer; the value is atomic */
 	pthread_mutex_t lock;
-	struct ring requests;  /* lock */
-	struct ring errors;    /* lock */
-	alert_state_t state;   /* lock */
-	int64_t last_eval_s;   /* lock: second of the last evaluation */
+	struct ring requests; /* lock */
+	struct ring errors;   /* lock */
+	alert_state_t state;  /* lock */
+	int64_t last_eval_s;  /* lock: second of the last evaluation */
 };
 
 /* What a state change needs for its log line, taken under the lock. */
@@ -179,16 +179,16 @@ static void log_change(const alerts_t *a, const struct change *ch)
 	snprintf(err, sizeof err, "%lld", (long long)ch->errors);
 	if (ch->firing)
 		log_warn("alert firing", "alert", alert_name, "value", value,
-			 "threshold", threshold, "requests", req, "errors", err,
-			 NULL);
+		         "threshold", threshold, "requests", req, "errors", err,
+		         NULL);
 	else
 		log_info("alert resolved", "alert", alert_name, "value", value,
-			 "threshold", threshold, "requests", req, "errors", err,
-			 NULL);
+		         "threshold", threshold, "requests", req, "errors", err,
+		         NULL);
 }
 
 int alerts_new(double threshold, int window_s, int64_t min_requests,
-	       alerts_t **ret)
+               alerts_t **ret)
 {
 	if (!isfinite(threshold) || threshold < 0 || threshold > 1 ||
 	    min_requests < 0)
@@ -205,9 +205,8 @@ int alerts_new(double threshold, int window_s, int64_t min_requests,
 		goto fini_requests;
 	static const char *const labels[] = {"alert", NULL};
 	metric_family_t *f = metrics_family(
-		METRIC_GAUGE, "orderd_alert_firing",
-		"1 while the named built-in alert fires, else 0", labels, NULL,
-		0);
+	    METRIC_GAUGE, "orderd_alert_firing",
+	    "1 while the named built-in alert fires, else 0", labels, NULL, 0);
 	a->gauge = metrics_child1(f, alert_name);
 	if (!a->gauge) {
 		rc = -ENOMEM;

@@ -15,15 +15,15 @@
 typedef struct alerts alerts_t;
 
 typedef struct alert_state {
-	const char *name;   /* static */
+	const char *name; /* static */
 	bool firing;
 	double value;
 	double threshold;
-	int64_t since_ms;   /* wall ms of the last state change; 0 = never */
+	int64_t since_ms; /* wall ms of the last state change; 0 = never */
 } alert_state_t;
 
 int alerts_new(double threshold, int window_s, int64_t min_requests,
-	       alerts_t **ret);
+               alerts_t **ret);
 void alerts_free(alerts_t *a);
 /* Records one finished request; is_error for a 5xx answer. */
 void alerts_record(alerts_t *a, bool is_error);

@@ -227,7 +227,7 @@ void log_msg(log_level_t level, const char *msg, ...)
 
 fallback:;
 	/* Out of memory: still say something, as a valid JSON line. */
-	static const char oom[] =
-		"{\"level\":\"error\",\"msg\":\"log line dropped: out of memory\"}\n";
+	static const char oom[] = "{\"level\":\"error\",\"msg\":\"log line "
+	                          "dropped: out of memory\"}\n";
 	emit(oom, sizeof oom - 1);
 }

@@ -25,8 +25,7 @@ void log_set_level(log_level_t level);
 void log_set_replica(const char *id);
 int log_enabled(log_level_t level);
 
-void log_msg(log_level_t level, const char *msg, ...)
-	__attribute__((sentinel));
+void log_msg(log_level_t level, const char *msg, ...) __attribute__((sentinel));
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

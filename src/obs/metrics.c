@@ -28,27 +28,27 @@
 #define MAX_NAME 128
 
 struct metric {
-	metric_family_t *fam;               /* immutable */
-	char *values[METRICS_MAX_LABELS];   /* immutable, owned */
-	_Atomic uint64_t bits;              /* counter/gauge value as double bits */
-	_Atomic uint64_t sum_bits;          /* histogram sum as double bits */
+	metric_family_t *fam;             /* immutable */
+	char *values[METRICS_MAX_LABELS]; /* immutable, owned */
+	_Atomic uint64_t bits;     /* counter/gauge value as double bits */
+	_Atomic uint64_t sum_bits; /* histogram sum as double bits */
 	_Atomic uint64_t buckets[METRICS_MAX_BUCKETS + 1]; /* last is +Inf */
-	struct metric *next_hash;           /* registry_lock */
-	struct metric *next_order;          /* registry_lock: creation order */
+	struct metric *next_hash;                          /* registry_lock */
+	struct metric *next_order; /* registry_lock: creation order */
 };
 
 struct metric_family {
-	metric_type_t type;                        /* immutable */
-	char *name;                                /* immutable */
-	char *help;                                /* immutable */
-	char *labels[METRICS_MAX_LABELS];          /* immutable */
-	size_t n_labels;                           /* immutable */
-	double buckets[METRICS_MAX_BUCKETS];       /* immutable */
-	size_t n_buckets;                          /* immutable */
-	metric_t *hash[CHILD_HASH];                /* registry_lock */
-	metric_t *first, *last;                    /* registry_lock */
-	size_t n_children;                         /* registry_lock */
-	struct metric_family *next;                /* registry_lock */
+	metric_type_t type;                  /* immutable */
+	char *name;                          /* immutable */
+	char *help;                          /* immutable */
+	char *labels[METRICS_MAX_LABELS];    /* immutable */
+	size_t n_labels;                     /* immutable */
+	double buckets[METRICS_MAX_BUCKETS]; /* immutable */
+	size_t n_buckets;                    /* immutable */
+	metric_t *hash[CHILD_HASH];          /* registry_lock */
+	metric_t *first, *last;              /* registry_lock */
+	size_t n_children;                   /* registry_lock */
+	struct metric_family *next;          /* registry_lock */
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -57,15 +57,14 @@ static size_t n_families;                               /* registry_lock */
 static struct {
 	metrics_collect_fn fn;
 	void *arg;
-} collectors[MAX_COLLECT];                              /* registry_lock */
-static size_t n_collectors;                             /* registry_lock */
+} collectors[MAX_COLLECT];  /* registry_lock */
+static size_t n_collectors; /* registry_lock */
 
 const double metrics_latency_buckets[] = {
-	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-	0.25,  0.5,    1,     2.5,  5,     10,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 };
 const size_t metrics_latency_n_buckets =
-	sizeof metrics_latency_buckets / sizeof metrics_latency_buckets[0];
+    sizeof metrics_latency_buckets / sizeof metrics_latency_buckets[0];
 
 static uint64_t dbl_bits(double v)
 {
@@ -85,8 +84,8 @@ static void atomic_add_dbl(_Atomic uint64_t *p, double v)
 {
 	uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
 	while (!atomic_compare_exchange_weak_explicit(
-		p, &old, dbl_bits(bits_dbl(old) + v), memory_order_relaxed,
-		memory_order_relaxed))
+	    p, &old, dbl_bits(bits_dbl(old) + v), memory_order_relaxed,
+	    memory_order_relaxed))
 		;
 }
 
@@ -109,7 +108,7 @@ static void family_free(metric_family_t *f)
 
 /* Compares an existing family with a new registration of the same name. */
 static bool family_matches(const metric_family_t *f, metric_type_t type,
-			   const char *const *labels)
+                           const char *const *labels)
 {
 	if (f->type != type)
 		return false;
@@ -122,8 +121,7 @@ static bool family_matches(const metric_family_t *f, metric_type_t type,
 	return n == f->n_labels;
 }
 
-static uint32_t values_hash(const metric_family_t *f,
-			    const char *const *values)
+static uint32_t values_hash(const metric_family_t *f, const char *const *values)
 {
 	uint32_t h = 2166136261u; /* FNV-1a */
 	for (size_t i = 0; i < f->n_labels; i++) {
@@ -138,7 +136,7 @@ static uint32_t values_hash(const metric_family_t *f,
 }
 
 static metric_t *child_find(metric_family_t *f, const char *const *values,
-			    uint32_t h)
+                            uint32_t h)
 {
 	for (metric_t *m = f->hash[h % CHILD_HASH]; m; m = m->next_hash) {
 		size_t i = 0;
@@ -152,7 +150,7 @@ static metric_t *child_find(metric_family_t *f, const char *const *values,
 
 /* Creates and links a child; the caller holds registry_lock. */
 static metric_t *child_create(metric_family_t *f, const char *const *values,
-			      uint32_t h)
+                              uint32_t h)
 {
 	metric_t *m = calloc(1, sizeof *m);
 	if (!m)
@@ -180,8 +178,7 @@ fail_values:
 	return NULL;
 }
 
-static metric_t *child_get_locked(metric_family_t *f,
-				  const char *const *values)
+static metric_t *child_get_locked(metric_family_t *f, const char *const *values)
 {
 	uint32_t h = values_hash(f, values);
 	metric_t *m = child_find(f, values, h);
@@ -191,7 +188,7 @@ static metric_t *child_get_locked(metric_family_t *f,
 		/* Past the cap every new combination shares one child whose
 		 * values are all "other" (created once, beyond the cap). */
 		const char *other[METRICS_MAX_LABELS] = {"other", "other",
-							  "other"};
+		                                         "other"};
 		h = values_hash(f, other);
 		m = child_find(f, other, h);
 		if (m)
@@ -202,8 +199,8 @@ static metric_t *child_get_locked(metric_family_t *f,
 }
 
 metric_family_t *metrics_family(metric_type_t type, const char *name,
-				const char *help, const char *const *labels,
-				const double *buckets, size_t n_buckets)
+                                const char *help, const char *const *labels,
+                                const double *buckets, size_t n_buckets)
 {
 	assert(name && *name && strlen(name) < MAX_NAME);
 	size_t n_labels = 0;
@@ -317,7 +314,7 @@ void metric_set(metric_t *m, double v)
 {
 	if (m)
 		atomic_store_explicit(&m->bits, dbl_bits(v),
-				      memory_order_relaxed);
+		                      memory_order_relaxed);
 }
 
 void metric_observe(metric_t *m, double v)
@@ -340,7 +337,7 @@ double metric_value(const metric_t *m)
 		uint64_t n = 0;
 		for (size_t i = 0; i <= m->fam->n_buckets; i++)
 			n += atomic_load_explicit(&m->buckets[i],
-						  memory_order_relaxed);
+			                          memory_order_relaxed);
 		return (double)n;
 	}
 	return bits_dbl(atomic_load_explicit(&m->bits, memory_order_relaxed));
@@ -467,8 +464,8 @@ static void render_histogram(struct out *o, const metric_t *m)
 	uint64_t cum = 0;
 	char le[40];
 	for (size_t i = 0; i <= f->n_buckets; i++) {
-		cum += atomic_load_explicit(&m->buckets[i],
-					    memory_order_relaxed);
+		cum +=
+		    atomic_load_explicit(&m->buckets[i], memory_order_relaxed);
 		if (i < f->n_buckets)
 			fmt_double(f->buckets[i], le, sizeof le);
 		else
@@ -485,7 +482,7 @@ static void render_histogram(struct out *o, const metric_t *m)
 	out_labels(o, m, NULL);
 	out_str(o, " ");
 	out_double(o, bits_dbl(atomic_load_explicit(&m->sum_bits,
-						    memory_order_relaxed)));
+	                                            memory_order_relaxed)));
 	out_str(o, "\n");
 	out_str(o, f->name);
 	out_str(o, "_count");

@@ -32,8 +32,8 @@ typedef struct metric metric_t;
  * failure. Families live until metrics_reset().
  */
 metric_family_t *metrics_family(metric_type_t type, const char *name,
-				const char *help, const char *const *labels,
-				const double *buckets, size_t n_buckets);
+                                const char *help, const char *const *labels,
+                                const double *buckets, size_t n_buckets);
 
 /* The child for these label values (as many as the family has labels). */
 metric_t *metrics_child(metric_family_t *f, const char *const *values);

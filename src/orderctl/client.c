@@ -19,9 +19,9 @@
 
 struct client {
 	CURL *curl;
-	char *base;                 /* base URL without a trailing '/' */
-	struct curl_slist *hdr_get; /* Accept, Authorization, ... */
-	struct curl_slist *hdr_body;/* the same plus Content-Type */
+	char *base;                  /* base URL without a trailing '/' */
+	struct curl_slist *hdr_get;  /* Accept, Authorization, ... */
+	struct curl_slist *hdr_body; /* the same plus Content-Type */
 	long timeout_ms;
 	/* Per-request state, written by the callbacks during one perform. */
 	client_response_t *resp;
@@ -84,7 +84,7 @@ static int build_headers(client_t *c, const char *token)
 		return -ENOMEM;
 	if (token && *token) {
 		int n = snprintf(auth, sizeof auth, "Authorization: Bearer %s",
-				 token);
+		                 token);
 		if (n < 0 || (size_t)n >= sizeof auth)
 			return -EINVAL;
 		rc = add_header(&c->hdr_get, auth);
@@ -101,7 +101,7 @@ static int build_headers(client_t *c, const char *token)
 }
 
 int client_new(const char *base_url, const char *token, long timeout_ms,
-	       client_t **ret)
+               client_t **ret)
 {
 	if (token)
 		for (const char *p = token; *p; p++)
@@ -180,14 +180,14 @@ static int map_curl_error(CURLcode cc, bool too_big)
 }
 
 int client_request(client_t *c, const char *method, const char *path,
-		   const char *body, size_t body_len, long extra_timeout_ms,
-		   client_response_t *resp, char errbuf[CLIENT_ERRLEN])
+                   const char *body, size_t body_len, long extra_timeout_ms,
+                   client_response_t *resp, char errbuf[CLIENT_ERRLEN])
 {
 	char url[URL_MAX];
 	int n = snprintf(url, sizeof url, "%s%s", c->base, path);
 	if (n < 0 || (size_t)n >= sizeof url) {
 		snprintf(errbuf, CLIENT_ERRLEN, "URL longer than %d bytes",
-			 URL_MAX);
+		         URL_MAX);
 		return -EPROTO;
 	}
 	resp->status = 0;
@@ -199,7 +199,8 @@ int client_request(client_t *c, const char *method, const char *path,
 
 	CURL *h = c->curl;
 	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, c->timeout_ms + extra_timeout_ms);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS,
+	                 c->timeout_ms + extra_timeout_ms);
 	if (strcmp(method, "GET") == 0) {
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, NULL);
@@ -209,11 +210,11 @@ int client_request(client_t *c, const char *method, const char *path,
 		curl_easy_setopt(h, CURLOPT_POST, 1L);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)(body ? body_len : 0));
+		                 (curl_off_t)(body ? body_len : 0));
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST,
-				 strcmp(method, "POST") ? method : NULL);
+		                 strcmp(method, "POST") ? method : NULL);
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER,
-				 body ? c->hdr_body : c->hdr_get);
+		                 body ? c->hdr_body : c->hdr_get);
 	}
 
 	CURLcode cc = curl_easy_perform(h);
@@ -222,12 +223,12 @@ int client_request(client_t *c, const char *method, const char *path,
 		int rc = map_curl_error(cc, c->too_big);
 		if (rc == -EFBIG)
 			snprintf(errbuf, CLIENT_ERRLEN,
-				 "response larger than %u MiB",
-				 CLIENT_MAX_BODY >> 20);
+			         "response larger than %u MiB",
+			         CLIENT_MAX_BODY >> 20);
 		else
 			snprintf(errbuf, CLIENT_ERRLEN, "%s",
-				 c->curl_err[0] ? c->curl_err
-						: curl_easy_strerror(cc));
+			         c->curl_err[0] ? c->curl_err
+			                        : curl_easy_strerror(cc));
 		buf_free(&resp->body);
 		return rc;
 	}

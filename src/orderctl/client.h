@@ -22,16 +22,17 @@
 
 #include "orderctl/buf.h"
 
-#define CLIENT_MAX_BODY (64u << 20)     /* cap on a response body */
-#define CLIENT_MAX_RETRY_AFTER 60       /* seconds; longer hints are cut */
-#define CLIENT_ERRLEN 256               /* size of a transport error message */
+#define CLIENT_MAX_BODY (64u << 20) /* cap on a response body */
+#define CLIENT_MAX_RETRY_AFTER 60   /* seconds; longer hints are cut */
+#define CLIENT_ERRLEN 256           /* size of a transport error message */
 
 typedef struct client client_t;
 
 typedef struct client_response {
-	long status;      /* HTTP status */
-	int retry_after;  /* seconds from Retry-After, -1 when absent */
-	buf_t body;       /* the body, NUL-terminated; freed by client_response_free */
+	long status;     /* HTTP status */
+	int retry_after; /* seconds from Retry-After, -1 when absent */
+	buf_t
+	    body; /* the body, NUL-terminated; freed by client_response_free */
 } client_response_t;
 
 /*
@@ -41,7 +42,7 @@ typedef struct client_response {
  * client_free(). 0, -EINVAL (token with control characters), -ENOMEM.
  */
 int client_new(const char *base_url, const char *token, long timeout_ms,
-	       client_t **ret);
+               client_t **ret);
 void client_free(client_t *c);
 
 /*
@@ -53,8 +54,8 @@ void client_free(client_t *c);
  * (CLIENT_ERRLEN bytes) says what happened.
  */
 int client_request(client_t *c, const char *method, const char *path,
-		   const char *body, size_t body_len, long extra_timeout_ms,
-		   client_response_t *resp, char errbuf[CLIENT_ERRLEN]);
+                   const char *body, size_t body_len, long extra_timeout_ms,
+                   client_response_t *resp, char errbuf[CLIENT_ERRLEN]);
 void client_response_free(client_response_t *resp);
 
 /*

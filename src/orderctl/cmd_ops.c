@@ -9,7 +9,7 @@
 
 /* A command without arguments that GETs path; show prints the answer. */
 static int view(ctl_t *ctl, int argc, char **argv, const char *path,
-		void (*show)(const json_t *j))
+                void (*show)(const json_t *j))
 {
 	static const struct option opts[] = {CTL_COMMON_OPTIONS, {0}};
 	int rc = ctl_getopt(ctl, argc, argv, opts, NULL, NULL);
@@ -17,7 +17,7 @@ static int view(ctl_t *ctl, int argc, char **argv, const char *path,
 		return CTL_EXIT(rc);
 	if (argc - optind != 0)
 		return ctl_usage_error(ctl, "unexpected argument '%.64s'",
-				       argv[optind]);
+		                       argv[optind]);
 	json_t *j = NULL;
 	int ex = ctl_call(ctl, ctl->cmd->name, "GET", path, NULL, 0, &j);
 	if (ex == EX_OK && !ctl->json && j)
@@ -34,10 +34,9 @@ static void show_alerts(const json_t *j)
 	printf("%-32s %-9s %12s %12s %s\n", "NAME", "STATE", "VALUE",
 	       "THRESHOLD", "SINCE");
 	json_array_foreach(json_object_get(j, "alerts"), i, a)
-		printf("%-32s %-9s %12s %12s %s\n", out_cell(a, "name", c[0]),
-		       out_cell(a, "state", c[1]), out_cell(a, "value", c[2]),
-		       out_cell(a, "threshold", c[3]),
-		       out_cell(a, "since", c[4]));
+	    printf("%-32s %-9s %12s %12s %s\n", out_cell(a, "name", c[0]),
+	           out_cell(a, "state", c[1]), out_cell(a, "value", c[2]),
+	           out_cell(a, "threshold", c[3]), out_cell(a, "since", c[4]));
 }
 
 int cmd_stats(ctl_t *ctl, int argc, char **argv)

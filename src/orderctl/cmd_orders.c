@@ -33,14 +33,16 @@ static int on_get_opt(ctl_t *ctl, void *arg, int c, const char *optarg)
 	}
 	if (ctl_parse_int(optarg, 0, WAIT_MS_MAX, wait_ms) < 0)
 		return ctl_usage_error(ctl, "--wait must be 0..%d ms",
-				       WAIT_MS_MAX);
+		                       WAIT_MS_MAX);
 	return 0;
 }
 
 int cmd_get(ctl_t *ctl, int argc, char **argv)
 {
-	static const struct option opts[] = {CTL_COMMON_OPTIONS,
-		{"wait", optional_argument, NULL, OPT_WAIT}, {0}};
+	static const struct option opts[] = {
+	    CTL_COMMON_OPTIONS,
+	    {"wait", optional_argument, NULL, OPT_WAIT},
+	    {0}};
 	int64_t wait_ms = -1;
 	int rc = ctl_getopt(ctl, argc, argv, opts, on_get_opt, &wait_ms);
 	if (rc)
@@ -54,13 +56,13 @@ int cmd_get(ctl_t *ctl, int argc, char **argv)
 	char path[PATH_LEN], what[PATH_LEN];
 	if (wait_ms >= 0)
 		snprintf(path, sizeof path, "/v1/orders/%s?wait_ms=%lld", id,
-			 (long long)wait_ms);
+		         (long long)wait_ms);
 	else
 		snprintf(path, sizeof path, "/v1/orders/%s", id);
 	snprintf(what, sizeof what, "get '%s'", id);
 	json_t *order = NULL;
 	int ex = ctl_call(ctl, what, "GET", path, NULL,
-			  wait_ms > 0 ? (long)wait_ms : 0, &order);
+	                  wait_ms > 0 ? (long)wait_ms : 0, &order);
 	return show_order(ctl, ex, order);
 }
 
@@ -81,27 +83,31 @@ static int on_list_opt(ctl_t *ctl, void *arg, int c, const char *optarg)
 
 int cmd_list(ctl_t *ctl, int argc, char **argv)
 {
-	static const struct option opts[] = {CTL_COMMON_OPTIONS,
-		{"status", required_argument, NULL, OPT_STATUS},
-		CTL_PAGE_OPTIONS, {0}};
+	static const struct option opts[] = {
+	    CTL_COMMON_OPTIONS,
+	    {"status", required_argument, NULL, OPT_STATUS},
+	    CTL_PAGE_OPTIONS,
+	    {0}};
 	list_args_t a = {.page = CTL_PAGE_ARGS_INIT};
 	int rc = ctl_getopt(ctl, argc, argv, opts, on_list_opt, &a);
 	if (rc)
 		return CTL_EXIT(rc);
 	if (argc - optind != 0)
 		return ctl_usage_error(ctl, "unexpected argument '%.64s'",
-				       argv[optind]);
+		                       argv[optind]);
 	/* Statuses are plain lowercase words; anything else is a typo that
 	 * need not travel to the server (and need no escaping). */
 	if (a.status && (strspn(a.status, "abcdefghijklmnopqrstuvwxyz") !=
-			 strlen(a.status) || strlen(a.status) > 16 || !*a.status))
-		return ctl_usage_error(ctl, "invalid --status '%.64s'", a.status);
+	                     strlen(a.status) ||
+	                 strlen(a.status) > 16 || !*a.status))
+		return ctl_usage_error(ctl, "invalid --status '%.64s'",
+		                       a.status);
 	char path[PATH_LEN];
 	snprintf(path, sizeof path, "/v1/orders?limit=%lld%s%s",
-		 (long long)a.page.limit, a.status ? "&status=" : "",
-		 a.status ? a.status : "");
-	return ctl_pages(ctl, "list", path, "orders", a.page.cursor,
-			 a.page.all, out_order_table);
+	         (long long)a.page.limit, a.status ? "&status=" : "",
+	         a.status ? a.status : "");
+	return ctl_pages(ctl, "list", path, "orders", a.page.cursor, a.page.all,
+	                 out_order_table);
 }
 
 /* requeue and cancel: POST /v1/orders/ID/<action>. */

@@ -25,8 +25,8 @@ static int show_product(const ctl_t *ctl, int ex, json_t *p)
 
 int cmd_stock(ctl_t *ctl, int argc, char **argv)
 {
-	static const struct option opts[] = {CTL_COMMON_OPTIONS,
-		CTL_PAGE_OPTIONS, {0}};
+	static const struct option opts[] = {
+	    CTL_COMMON_OPTIONS, CTL_PAGE_OPTIONS, {0}};
 	ctl_page_args_t a = CTL_PAGE_ARGS_INIT;
 	int rc = ctl_getopt(ctl, argc, argv, opts, ctl_page_option, &a);
 	if (rc)
@@ -42,11 +42,11 @@ int cmd_stock(ctl_t *ctl, int argc, char **argv)
 	if (strcmp(sub, "list") == 0) {
 		if (npos != 1)
 			return ctl_usage_error(ctl, "stock list takes no "
-					       "arguments");
+			                            "arguments");
 		snprintf(path, sizeof path, "/v1/products?limit=%lld",
-			 (long long)a.limit);
+		         (long long)a.limit);
 		return ctl_pages(ctl, "stock list", path, "products", a.cursor,
-				 a.all, out_product_table);
+		                 a.all, out_product_table);
 	}
 	if (strcmp(sub, "get") == 0) {
 		if (npos != 2)
@@ -66,7 +66,7 @@ int cmd_stock(ctl_t *ctl, int argc, char **argv)
 			return rc;
 		if (ctl_parse_int(pos[2], 0, PRODUCT_STOCK_MAX, &n) < 0)
 			return ctl_usage_error(ctl, "stock must be 0..%lld",
-					       PRODUCT_STOCK_MAX);
+			                       PRODUCT_STOCK_MAX);
 		json_t *body = json_pack("{sI}", "stock", (json_int_t)n);
 		if (!body)
 			return EX_OSERR;

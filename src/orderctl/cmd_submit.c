@@ -16,12 +16,12 @@
 #include "orderctl/ctl.h"
 #include "orderctl/output.h"
 
-#define INPUT_MAX (64u << 20)       /* whole input; split bigger files */
-#define LINE_MAX_BYTES (1u << 20)   /* one JSON line */
-#define BATCH_MAX_ORDERS 1000       /* API: orders per batch */
-#define BATCH_MAX_BYTES (4u << 20)  /* API: batch body limit */
-#define SUBMIT_TRIES 5              /* sends of one batch on 429/503 */
-#define BACKOFF_MAX_S 8             /* without Retry-After: 1, 2, 4, 8 s */
+#define INPUT_MAX (64u << 20)      /* whole input; split bigger files */
+#define LINE_MAX_BYTES (1u << 20)  /* one JSON line */
+#define BATCH_MAX_ORDERS 1000      /* API: orders per batch */
+#define BATCH_MAX_BYTES (4u << 20) /* API: batch body limit */
+#define SUBMIT_TRIES 5             /* sends of one batch on 429/503 */
+#define BACKOFF_MAX_S 8            /* without Retry-After: 1, 2, 4, 8 s */
 #define LABEL_LEN 80
 #define MSG_LEN 512
 
@@ -60,7 +60,7 @@ static void print_local(submit_t *s, const entry_t *e)
 	char msg[LABEL_LEN + 2 + MSG_LEN];
 	snprintf(msg, sizeof msg, "%s: %s", e->label, e->error);
 	json_t *j = json_pack("{sis{ssss}}", "status", 400, "error", "code",
-			      "invalid_request", "message", msg);
+	                      "invalid_request", "message", msg);
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	printf("%s\n", text ? text : "{\"status\":400}");
 	free(text);
@@ -75,10 +75,22 @@ static void print_result(submit_t *s, const entry_t *e, const json_t *r)
 	const char *code = json_string_value(json_object_get(err, "code"));
 	const char *word;
 	switch (st) {
-	case 201: word = "created"; s->created++; break;
-	case 200: word = "replayed"; s->replayed++; break;
-	case 409: word = "conflict"; s->conflict++; break;
-	case 400: word = "invalid"; s->invalid++; break;
+	case 201:
+		word = "created";
+		s->created++;
+		break;
+	case 200:
+		word = "replayed";
+		s->replayed++;
+		break;
+	case 409:
+		word = "conflict";
+		s->conflict++;
+		break;
+	case 400:
+		word = "invalid";
+		s->invalid++;
+		break;
 	default:
 		word = "failed";
 		s->failed++;
@@ -116,14 +128,15 @@ static void clear_batch(submit_t *s)
  * as a second order. Returns client_request()'s result.
  */
 static int send_batch(submit_t *s, client_t *c, client_response_t *resp,
-		      char errbuf[CLIENT_ERRLEN])
+                      char errbuf[CLIENT_ERRLEN])
 {
 	for (int attempt = 1;; attempt++) {
-		int rc = client_request(c, "POST", "/v1/orders/batch",
-					s->body.data, s->body.len, 0, resp,
-					errbuf);
-		bool transient = rc == -ECONNRESET ||
-			(rc == 0 && (resp->status == 429 || resp->status == 503));
+		int rc =
+		    client_request(c, "POST", "/v1/orders/batch", s->body.data,
+		                   s->body.len, 0, resp, errbuf);
+		bool transient =
+		    rc == -ECONNRESET ||
+		    (rc == 0 && (resp->status == 429 || resp->status == 503));
 		if (!transient || attempt == SUBMIT_TRIES)
 			return rc;
 		int delay = 1 << (attempt - 1);
@@ -131,11 +144,14 @@ static int send_batch(submit_t *s, client_t *c, client_response_t *resp,
 			delay = BACKOFF_MAX_S;
 		if (rc == 0 && resp->retry_after >= 0)
 			delay = resp->retry_after;
-		fprintf(stderr, "orderctl: submit: batch %zu: %s; retrying in "
-			"%d s (try %d of %d)\n", s->batch_no,
-			rc ? "connection lost" :
-			resp->status == 429 ? "rate limited" : "unavailable",
-			delay, attempt + 1, SUBMIT_TRIES);
+		fprintf(stderr,
+		        "orderctl: submit: batch %zu: %s; retrying in "
+		        "%d s (try %d of %d)\n",
+		        s->batch_no,
+		        rc                    ? "connection lost"
+		        : resp->status == 429 ? "rate limited"
+		                              : "unavailable",
+		        delay, attempt + 1, SUBMIT_TRIES);
 		if (rc == 0)
 			client_response_free(resp);
 		sleep((unsigned)delay);
@@ -176,7 +192,8 @@ static void flush(submit_t *s)
 			goto print;
 		}
 		char errbuf[CLIENT_ERRLEN];
-		if (buf_append(&s->body, ENVELOPE_TAIL, sizeof ENVELOPE_TAIL - 1)) {
+		if (buf_append(&s->body, ENVELOPE_TAIL,
+		               sizeof ENVELOPE_TAIL - 1)) {
 			stop(s, EX_OSERR); /* room was reserved: no memory */
 			goto print;
 		}
@@ -194,8 +211,10 @@ static void flush(submit_t *s)
 		results = json_object_get(answer, "results");
 		if (!json_is_array(results) ||
 		    json_array_size(results) != s->n_sent) {
-			fprintf(stderr, "orderctl: %s: the answer does not hold "
-				"one result per order\n", what);
+			fprintf(stderr,
+			        "orderctl: %s: the answer does not hold "
+			        "one result per order\n",
+			        what);
 			stop(s, EX_PROTOCOL);
 			results = NULL;
 		}
@@ -262,14 +281,15 @@ static void add_value(submit_t *s, const json_t *v, const char *where)
 	}
 	size_t len = strlen(text);
 	size_t room = BATCH_MAX_BYTES - (sizeof ENVELOPE_HEAD - 1) -
-		      (sizeof ENVELOPE_TAIL - 1);
+	              (sizeof ENVELOPE_TAIL - 1);
 	if (len > room) {
-		add_invalid(s, where, "order larger than the 4 MiB batch limit");
+		add_invalid(s, where,
+		            "order larger than the 4 MiB batch limit");
 		goto out;
 	}
 	/* Flush first when this order would push the body past the limit. */
-	if (s->n_sent && s->body.len + 1 + len + sizeof ENVELOPE_TAIL - 1 >
-				 BATCH_MAX_BYTES)
+	if (s->n_sent &&
+	    s->body.len + 1 + len + sizeof ENVELOPE_TAIL - 1 > BATCH_MAX_BYTES)
 		flush(s);
 	if (s->stopped)
 		goto out;
@@ -277,7 +297,8 @@ static void add_value(submit_t *s, const json_t *v, const char *where)
 	set_label(e, v, where);
 	int rc = 0;
 	if (s->body.len == 0)
-		rc = buf_append(&s->body, ENVELOPE_HEAD, sizeof ENVELOPE_HEAD - 1);
+		rc = buf_append(&s->body, ENVELOPE_HEAD,
+		                sizeof ENVELOPE_HEAD - 1);
 	if (!rc && s->n_sent)
 		rc = buf_append(&s->body, ",", 1);
 	if (!rc)
@@ -295,7 +316,7 @@ out:
 static void parse_error(char *msg, size_t len, const json_error_t *err)
 {
 	snprintf(msg, len, "invalid JSON: %s (column %d)", err->text,
-		 err->column);
+	         err->column);
 }
 
 /* JSON lines: each non-blank line is one order. */
@@ -320,7 +341,8 @@ static void add_lines(submit_t *s, char *data, size_t len)
 			add_invalid(s, where, "line longer than 1 MiB");
 		} else {
 			json_error_t err;
-			json_t *v = json_loadb(p, n, JSON_REJECT_DUPLICATES, &err);
+			json_t *v =
+			    json_loadb(p, n, JSON_REJECT_DUPLICATES, &err);
 			if (v) {
 				add_value(s, v, where);
 				json_decref(v);
@@ -348,15 +370,17 @@ static int add_input(submit_t *s, char *data, size_t len)
 	json_t *all = json_loadb(data, len, JSON_REJECT_DUPLICATES, &err);
 	if (data[0] == '[') {
 		if (!json_is_array(all)) {
-			fprintf(stderr, "orderctl: submit: input is not a valid "
-				"JSON array: %s (line %d, column %d)\n", err.text,
-				err.line, err.column);
+			fprintf(stderr,
+			        "orderctl: submit: input is not a valid "
+			        "JSON array: %s (line %d, column %d)\n",
+			        err.text, err.line, err.column);
 			json_decref(all);
 			return EX_DATAERR;
 		}
 		size_t i;
 		json_t *v;
-		json_array_foreach(all, i, v) {
+		json_array_foreach(all, i, v)
+		{
 			char where[32];
 			snprintf(where, sizeof where, "#%zu", i + 1);
 			add_value(s, v, where);
@@ -376,8 +400,8 @@ static int read_input(const char *path, buf_t *in)
 	FILE *f = is_stdin ? stdin : fopen(path, "rb");
 	const char *name = is_stdin ? "stdin" : path;
 	if (!f) {
-		fprintf(stderr, "orderctl: submit: cannot open '%s': %s\n", name,
-			strerror(errno));
+		fprintf(stderr, "orderctl: submit: cannot open '%s': %s\n",
+		        name, strerror(errno));
 		return EX_NOINPUT;
 	}
 	int ex = EX_OK;
@@ -386,8 +410,10 @@ static int read_input(const char *path, buf_t *in)
 	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
 		int rc = buf_append(in, chunk, n);
 		if (rc == -EFBIG) {
-			fprintf(stderr, "orderctl: submit: '%s' is larger than "
-				"%u MiB: split it\n", name, INPUT_MAX >> 20);
+			fprintf(stderr,
+			        "orderctl: submit: '%s' is larger than "
+			        "%u MiB: split it\n",
+			        name, INPUT_MAX >> 20);
 			ex = EX_DATAERR;
 			break;
 		} else if (rc) {
@@ -397,8 +423,8 @@ static int read_input(const char *path, buf_t *in)
 		}
 	}
 	if (ex == EX_OK && ferror(f)) {
-		fprintf(stderr, "orderctl: submit: cannot read '%s': %s\n", name,
-			strerror(errno));
+		fprintf(stderr, "orderctl: submit: cannot read '%s': %s\n",
+		        name, strerror(errno));
 		ex = EX_NOINPUT;
 	}
 	if (!is_stdin)
@@ -429,17 +455,20 @@ int cmd_submit(ctl_t *ctl, int argc, char **argv)
 	buf_init(&s->body, BATCH_MAX_BYTES);
 	ex = add_input(s, in.data, in.len);
 	flush(s);
-	fprintf(stderr, "submit: %zu created, %zu replayed, %zu conflict, "
-		"%zu invalid", s->created, s->replayed, s->conflict, s->invalid);
+	fprintf(stderr,
+	        "submit: %zu created, %zu replayed, %zu conflict, "
+	        "%zu invalid",
+	        s->created, s->replayed, s->conflict, s->invalid);
 	if (s->failed)
 		fprintf(stderr, ", %zu failed", s->failed);
 	if (s->stopped)
 		fprintf(stderr, ", %zu not sent; stopped, later input not sent",
-			s->unsent);
+		        s->unsent);
 	fputc('\n', stderr);
 	if (ex == EX_OK)
-		ex = s->ex_other ? s->ex_other :
-		     s->invalid || s->conflict ? EX_DATAERR : EX_OK;
+		ex = s->ex_other                 ? s->ex_other
+		     : s->invalid || s->conflict ? EX_DATAERR
+		                                 : EX_OK;
 	clear_batch(s);
 	buf_free(&s->body);
 	free(s);

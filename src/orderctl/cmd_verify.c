@@ -52,50 +52,57 @@ static int store_exit(int rc)
 	}
 	if (rc < 0 && rc > -4096)
 		return EX_IOERR; /* a system error: permissions, disk */
-	return EX_UNAVAILABLE; /* store unavailable, schema too new, ... */
+	return EX_UNAVAILABLE;   /* store unavailable, schema too new, ... */
 }
 
 int cmd_verify(ctl_t *ctl, int argc, char **argv)
 {
-	static const struct option opts[] = {CTL_COMMON_OPTIONS,
-		{"database", required_argument, NULL, OPT_DATABASE}, {0}};
+	static const struct option opts[] = {
+	    CTL_COMMON_OPTIONS,
+	    {"database", required_argument, NULL, OPT_DATABASE},
+	    {0}};
 	const char *uri = getenv("ORDERD_DATABASE");
 	int rc = ctl_getopt(ctl, argc, argv, opts, on_opt, &uri);
 	if (rc)
 		return CTL_EXIT(rc);
 	if (argc - optind != 0)
 		return ctl_usage_error(ctl, "unexpected argument '%.64s'",
-				       argv[optind]);
+		                       argv[optind]);
 	if (!uri || !*uri)
 		return ctl_usage_error(ctl, "no store: give --database URI or "
-				       "set ORDERD_DATABASE");
+		                            "set ORDERD_DATABASE");
 	/* Opening a SQLite path creates an empty database, which would then
 	 * verify as clean: a mistyped path must fail instead. */
 	if (strncmp(uri, "sqlite:", 7) == 0 && access(uri + 7, F_OK) != 0) {
 		fprintf(stderr, "orderctl: verify: cannot open '%s': %s\n",
-			uri + 7, strerror(errno));
+		        uri + 7, strerror(errno));
 		return EX_NOINPUT;
 	}
 
 	store_options_t opt = {
-		.replica_id = "orderctl-verify",
-		.busy_timeout_ms = (int)(ctl->timeout_s * 1000),
-		.statement_timeout_ms = (int)(ctl->timeout_s * 1000),
-		.connect_timeout_ms = (int)(ctl->timeout_s * 1000),
-		.readers = 1,
+	    .replica_id = "orderctl-verify",
+	    .busy_timeout_ms = (int)(ctl->timeout_s * 1000),
+	    .statement_timeout_ms = (int)(ctl->timeout_s * 1000),
+	    .connect_timeout_ms = (int)(ctl->timeout_s * 1000),
+	    .readers = 1,
 	};
-	const char *backend = strncmp(uri, "sqlite:", 7) == 0 ? "sqlite" :
-		strncmp(uri, "postgres://", 11) == 0 ||
-		strncmp(uri, "postgresql://", 13) == 0 ? "postgres" : NULL;
+	const char *backend = strncmp(uri, "sqlite:", 7) == 0 ? "sqlite"
+	                      : strncmp(uri, "postgres://", 11) == 0 ||
+	                              strncmp(uri, "postgresql://", 13) == 0
+	                          ? "postgres"
+	                          : NULL;
 	if (!backend)
-		return ctl_usage_error(ctl, "unknown store URI: want sqlite:PATH "
-				       "or postgres://...");
+		return ctl_usage_error(ctl,
+		                       "unknown store URI: want sqlite:PATH "
+		                       "or postgres://...");
 	store_t *s = NULL;
 	rc = store_open(uri, &opt, &s);
 	if (rc < 0) {
-		/* The URI may hold a password: name the backend, not the URI. */
-		fprintf(stderr, "orderctl: verify: cannot open the %s store: %s\n",
-			backend, err_str(rc));
+		/* The URI may hold a password: name the backend, not the URI.
+		 */
+		fprintf(stderr,
+		        "orderctl: verify: cannot open the %s store: %s\n",
+		        backend, err_str(rc));
 		return store_exit(rc);
 	}
 	size_t n = 0;
@@ -103,7 +110,7 @@ int cmd_verify(ctl_t *ctl, int argc, char **argv)
 	store_free(s);
 	if (rc < 0) {
 		fprintf(stderr, "orderctl: verify: audit failed: %s\n",
-			err_str(rc));
+		        err_str(rc));
 		return store_exit(rc);
 	}
 	if (ctl->json)

@@ -30,8 +30,10 @@ int ctl_check_ident(const ctl_t *ctl, const char *what, const char *s)
 {
 	if (ident_valid(s, ID_MAX))
 		return 0;
-	return ctl_usage_error(ctl, "invalid %s '%.80s': must be 1-%d characters "
-			       "from [A-Za-z0-9._:-]", what, s, ID_MAX);
+	return ctl_usage_error(ctl,
+	                       "invalid %s '%.80s': must be 1-%d characters "
+	                       "from [A-Za-z0-9._:-]",
+	                       what, s, ID_MAX);
 }
 
 client_t *ctl_client(ctl_t *ctl)
@@ -39,19 +41,19 @@ client_t *ctl_client(ctl_t *ctl)
 	if (ctl->client)
 		return ctl->client;
 	int rc = client_new(ctl->url, ctl->token, ctl->timeout_s * 1000,
-			    &ctl->client);
+	                    &ctl->client);
 	if (rc == -EINVAL)
-		fprintf(stderr, "orderctl: the token contains spaces or control "
-			"characters\n");
+		fprintf(stderr,
+		        "orderctl: the token contains spaces or control "
+		        "characters\n");
 	else if (rc < 0)
 		fprintf(stderr, "orderctl: cannot start the HTTP client: %s\n",
-			rc == -ENOMEM ? "out of memory" : "curl failed");
+		        rc == -ENOMEM ? "out of memory" : "curl failed");
 	return rc < 0 ? NULL : ctl->client;
 }
 
-int ctl_call(ctl_t *ctl, const char *what, const char *method,
-	     const char *path, const json_t *body, long extra_timeout_ms,
-	     json_t **ret_json)
+int ctl_call(ctl_t *ctl, const char *what, const char *method, const char *path,
+             const json_t *body, long extra_timeout_ms, json_t **ret_json)
 {
 	client_t *c = ctl_client(ctl);
 	if (!c)
@@ -67,7 +69,7 @@ int ctl_call(ctl_t *ctl, const char *what, const char *method,
 	client_response_t resp;
 	char errbuf[CLIENT_ERRLEN];
 	int rc = client_request(c, method, path, text, text ? strlen(text) : 0,
-				extra_timeout_ms, &resp, errbuf);
+	                        extra_timeout_ms, &resp, errbuf);
 	free(text);
 	if (rc < 0)
 		return out_transport_error(what, rc, errbuf);
@@ -81,8 +83,10 @@ int ctl_call(ctl_t *ctl, const char *what, const char *method,
 		json_error_t jerr;
 		j = json_loadb(resp.body.data, resp.body.len, 0, &jerr);
 		if (!j) {
-			fprintf(stderr, "orderctl: %s: the server's answer is not "
-				"JSON: %s\n", what, jerr.text);
+			fprintf(stderr,
+			        "orderctl: %s: the server's answer is not "
+			        "JSON: %s\n",
+			        what, jerr.text);
 			ex = EX_PROTOCOL;
 			goto out;
 		}
@@ -100,7 +104,7 @@ out:
 }
 
 int ctl_getopt(ctl_t *ctl, int argc, char **argv, const struct option *opts,
-	       ctl_option_fn on_opt, void *arg)
+               ctl_option_fn on_opt, void *arg)
 {
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -128,7 +132,7 @@ int ctl_page_option(ctl_t *ctl, void *arg, int c, const char *optarg)
 	case CTL_OPT_LIMIT:
 		if (ctl_parse_int(optarg, 1, CTL_PAGE_LIMIT_MAX, &a->limit) < 0)
 			return ctl_usage_error(ctl, "--limit must be 1..%d",
-					       CTL_PAGE_LIMIT_MAX);
+			                       CTL_PAGE_LIMIT_MAX);
 		return 0;
 	}
 	return ctl_usage_error(ctl, "bad option");
@@ -137,7 +141,7 @@ int ctl_page_option(ctl_t *ctl, void *arg, int c, const char *optarg)
 #define PATH_MAX_LEN 2048 /* our paths: a route, ids and an opaque cursor */
 
 int ctl_pages(ctl_t *ctl, const char *what, const char *path, const char *key,
-	      const char *start, bool all, ctl_page_fn show)
+              const char *start, bool all, ctl_page_fn show)
 {
 	client_t *c = ctl_client(ctl);
 	if (!c)
@@ -151,10 +155,12 @@ int ctl_pages(ctl_t *ctl, const char *what, const char *path, const char *key,
 	int ex = EX_OK;
 	for (bool first = true;; first = false) {
 		char full[PATH_MAX_LEN];
-		int n = snprintf(full, sizeof full, "%s%s%s", path,
-				 cursor ? "&cursor=" : "", cursor ? cursor : "");
+		int n =
+		    snprintf(full, sizeof full, "%s%s%s", path,
+		             cursor ? "&cursor=" : "", cursor ? cursor : "");
 		if (n < 0 || (size_t)n >= sizeof full) {
-			fprintf(stderr, "orderctl: %s: cursor too long\n", what);
+			fprintf(stderr, "orderctl: %s: cursor too long\n",
+			        what);
 			ex = EX_PROTOCOL;
 			break;
 		}
@@ -163,11 +169,12 @@ int ctl_pages(ctl_t *ctl, const char *what, const char *path, const char *key,
 		if (ex != EX_OK)
 			break;
 		const json_t *items = json_object_get(page, key);
-		const char *next = json_string_value(json_object_get(page,
-								     "next_cursor"));
+		const char *next =
+		    json_string_value(json_object_get(page, "next_cursor"));
 		if (!json_is_array(items)) {
-			fprintf(stderr, "orderctl: %s: answer has no '%s' array\n",
-				what, key);
+			fprintf(stderr,
+			        "orderctl: %s: answer has no '%s' array\n",
+			        what, key);
 			json_decref(page);
 			ex = EX_PROTOCOL;
 			break;
@@ -175,8 +182,10 @@ int ctl_pages(ctl_t *ctl, const char *what, const char *path, const char *key,
 		if (!ctl->json)
 			show(items, first);
 		if (next && !all && !ctl->json)
-			fprintf(stderr, "orderctl: more %s follow: use --all or "
-				"--cursor '%s'\n", key, next);
+			fprintf(stderr,
+			        "orderctl: more %s follow: use --all or "
+			        "--cursor '%s'\n",
+			        key, next);
 		char *escaped = next && all ? client_escape(c, next) : NULL;
 		bool failed = next && all && !escaped;
 		json_decref(page);
@@ -193,8 +202,10 @@ int ctl_pages(ctl_t *ctl, const char *what, const char *path, const char *key,
 		free(cursor);
 		cursor = escaped;
 		if (stuck) {
-			fprintf(stderr, "orderctl: %s: the server repeated its "
-				"cursor\n", what);
+			fprintf(stderr,
+			        "orderctl: %s: the server repeated its "
+			        "cursor\n",
+			        what);
 			ex = EX_PROTOCOL;
 			break;
 		}

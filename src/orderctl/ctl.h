@@ -21,12 +21,12 @@
 typedef struct ctl_command ctl_command_t;
 
 typedef struct ctl {
-	const char *url;      /* ORDERD_URL / --url */
-	const char *token;    /* ORDERD_TOKEN / --token; never printed */
-	bool json;            /* --json: print the server's bodies */
-	long timeout_s;       /* --timeout: per request */
+	const char *url;          /* ORDERD_URL / --url */
+	const char *token;        /* ORDERD_TOKEN / --token; never printed */
+	bool json;                /* --json: print the server's bodies */
+	long timeout_s;           /* --timeout: per request */
 	const ctl_command_t *cmd; /* the command being run, for its usage */
-	client_t *client;     /* created on first use by ctl_request */
+	client_t *client;         /* created on first use by ctl_request */
 } ctl_t;
 
 struct ctl_command {
@@ -46,12 +46,14 @@ enum {
 	CTL_OPT_FIRST_FREE /* commands number their own options from here */
 };
 
-#define CTL_COMMON_OPTIONS                                             \
-	{"url", required_argument, NULL, CTL_OPT_URL},                 \
-	{"token", required_argument, NULL, CTL_OPT_TOKEN},             \
-	{"json", no_argument, NULL, CTL_OPT_JSON},                     \
-	{"timeout", required_argument, NULL, CTL_OPT_TIMEOUT},         \
-	{"help", no_argument, NULL, CTL_OPT_HELP}
+#define CTL_COMMON_OPTIONS                                                     \
+	{"url", required_argument, NULL, CTL_OPT_URL},                         \
+	    {"token", required_argument, NULL, CTL_OPT_TOKEN},                 \
+	    {"json", no_argument, NULL, CTL_OPT_JSON},                         \
+	    {"timeout", required_argument, NULL, CTL_OPT_TIMEOUT},             \
+	{                                                                      \
+		"help", no_argument, NULL, CTL_OPT_HELP                        \
+	}
 
 /*
  * Handles option c (a value returned by getopt_long) when it is one of the
@@ -70,14 +72,14 @@ int ctl_common_option(ctl_t *ctl, int c, const char *arg);
 #define CTL_DONE (-1)
 typedef int (*ctl_option_fn)(ctl_t *ctl, void *arg, int c, const char *optarg);
 int ctl_getopt(ctl_t *ctl, int argc, char **argv, const struct option *opts,
-	       ctl_option_fn on_opt, void *arg);
+               ctl_option_fn on_opt, void *arg);
 /* The exit status for a ctl_getopt result other than 0. */
 #define CTL_EXIT(rc) ((rc) == CTL_DONE ? EX_OK : (rc))
 
 /* Prints "orderctl: CMD: <msg>" and the command's usage to stderr;
  * returns EX_USAGE. */
 int ctl_usage_error(const ctl_t *ctl, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 /* Prints the usage and help of the current command to stdout. */
 void ctl_command_help(const ctl_t *ctl);
 
@@ -94,9 +96,8 @@ int ctl_check_ident(const ctl_t *ctl, const char *what, const char *s);
  * after printing "orderctl: <what>: <message> (<code>)" to stderr.
  * With --json, a 2xx body is printed to stdout as is before returning.
  */
-int ctl_call(ctl_t *ctl, const char *what, const char *method,
-	     const char *path, const json_t *body, long extra_timeout_ms,
-	     json_t **ret_json);
+int ctl_call(ctl_t *ctl, const char *what, const char *method, const char *path,
+             const json_t *body, long extra_timeout_ms, json_t **ret_json);
 
 /*
  * Pages through a list route from cursor (NULL: the start): path already
@@ -107,7 +108,7 @@ int ctl_call(ctl_t *ctl, const char *what, const char *method,
  */
 typedef void (*ctl_page_fn)(const json_t *items, bool first);
 int ctl_pages(ctl_t *ctl, const char *what, const char *path, const char *key,
-	      const char *cursor, bool all, ctl_page_fn show);
+              const char *cursor, bool all, ctl_page_fn show);
 
 /* The paging options of the list commands, numbered after the common ones:
  * a command that takes them numbers its own options from CTL_OPT_PAGE_FREE. */
@@ -117,10 +118,12 @@ enum {
 	CTL_OPT_ALL,
 	CTL_OPT_PAGE_FREE
 };
-#define CTL_PAGE_OPTIONS                                               \
-	{"limit", required_argument, NULL, CTL_OPT_LIMIT},             \
-	{"cursor", required_argument, NULL, CTL_OPT_CURSOR},           \
-	{"all", no_argument, NULL, CTL_OPT_ALL}
+#define CTL_PAGE_OPTIONS                                                       \
+	{"limit", required_argument, NULL, CTL_OPT_LIMIT},                     \
+	    {"cursor", required_argument, NULL, CTL_OPT_CURSOR},               \
+	{                                                                      \
+		"all", no_argument, NULL, CTL_OPT_ALL                          \
+	}
 #define CTL_PAGE_LIMIT_DEFAULT 100 /* API: limit 1..1000, default 100 */
 #define CTL_PAGE_LIMIT_MAX 1000
 
@@ -129,7 +132,10 @@ typedef struct ctl_page_args {
 	int64_t limit;      /* --limit; CTL_PAGE_LIMIT_DEFAULT when not given */
 	bool all;           /* --all */
 } ctl_page_args_t;
-#define CTL_PAGE_ARGS_INIT {.limit = CTL_PAGE_LIMIT_DEFAULT}
+#define CTL_PAGE_ARGS_INIT                                                     \
+	{                                                                      \
+		.limit = CTL_PAGE_LIMIT_DEFAULT                                \
+	}
 
 /* A ctl_option_fn for the paging options; arg is a ctl_page_args_t. Any
  * other option is a usage error. */

@@ -73,21 +73,24 @@ int out_http_error(const char *what, const client_response_t *resp)
 	if (msg && code) {
 		const char *holder = str_or(j, "holder", NULL);
 		if (holder)
-			fprintf(stderr, "orderctl: %s: %s by %s until %s (%s)\n",
-				what, msg, holder, str_or(j, "expires_at", "?"),
-				code);
+			fprintf(stderr,
+			        "orderctl: %s: %s by %s until %s (%s)\n", what,
+			        msg, holder, str_or(j, "expires_at", "?"),
+			        code);
 		else
-			fprintf(stderr, "orderctl: %s: %s (%s)\n", what, msg, code);
+			fprintf(stderr, "orderctl: %s: %s (%s)\n", what, msg,
+			        code);
 	} else {
 		/* Not the API's error shape (a proxy, a crash): the status is
 		 * all we can trust. */
 		fprintf(stderr, "orderctl: %s: unexpected answer (HTTP %ld)\n",
-			what, resp->status);
+		        what, resp->status);
 	}
 	if (resp->retry_after >= 0 &&
 	    (resp->status == 429 || resp->status == 503))
-		fprintf(stderr, "orderctl: %s: server asks to retry after %d s\n",
-			what, resp->retry_after);
+		fprintf(stderr,
+		        "orderctl: %s: server asks to retry after %d s\n", what,
+		        resp->retry_after);
 	json_decref(j);
 	return out_exit_for_status(resp->status);
 }
@@ -96,10 +99,18 @@ int out_transport_error(const char *what, int rc, const char *errbuf)
 {
 	const char *kind = "request failed";
 	switch (rc) {
-	case -ECONNREFUSED: kind = "server unreachable"; break;
-	case -ECONNRESET: kind = "connection lost"; break;
-	case -ETIMEDOUT: kind = "timed out"; break;
-	case -EFBIG: kind = "response too large"; break;
+	case -ECONNREFUSED:
+		kind = "server unreachable";
+		break;
+	case -ECONNRESET:
+		kind = "connection lost";
+		break;
+	case -ETIMEDOUT:
+		kind = "timed out";
+		break;
+	case -EFBIG:
+		kind = "response too large";
+		break;
 	}
 	fprintf(stderr, "orderctl: %s: %s: %s\n", what, kind, errbuf);
 	return out_exit_for_transport(rc);
@@ -108,21 +119,23 @@ int out_transport_error(const char *what, int rc, const char *errbuf)
 void out_raw(const buf_t *body)
 {
 	size_t n = body->len;
-	while (n > 0 && (body->data[n - 1] == '\n' || body->data[n - 1] == '\r' ||
-			 body->data[n - 1] == ' ' || body->data[n - 1] == '\t'))
+	while (n > 0 &&
+	       (body->data[n - 1] == '\n' || body->data[n - 1] == '\r' ||
+	        body->data[n - 1] == ' ' || body->data[n - 1] == '\t'))
 		n--;
 	fwrite(body->data ? body->data : "", 1, n, stdout);
 	fputc('\n', stdout);
 }
 
-const char *out_cell(const json_t *obj, const char *key, char cell[OUT_CELL_LEN])
+const char *out_cell(const json_t *obj, const char *key,
+                     char cell[OUT_CELL_LEN])
 {
 	const json_t *v = json_object_get(obj, key);
 	if (json_is_string(v))
 		return json_string_value(v);
 	if (json_is_integer(v)) {
 		snprintf(cell, OUT_CELL_LEN, "%" JSON_INTEGER_FORMAT,
-			 json_integer_value(v));
+		         json_integer_value(v));
 		return cell;
 	}
 	if (json_is_real(v)) {
@@ -145,18 +158,19 @@ static void print_items(FILE *f, const json_t *items)
 		fputs("-", f);
 		return;
 	}
-	json_array_foreach(items, i, it) {
+	json_array_foreach(items, i, it)
+	{
 		char cell[OUT_CELL_LEN];
 		fprintf(f, "%s%s x%s", i ? ", " : "", str_or(it, "sku", "?"),
-			out_cell(it, "qty", cell));
+		        out_cell(it, "qty", cell));
 	}
 }
 
 void out_order(const json_t *o)
 {
-	static const char *const fields[] = {"id", "status", "customer", NULL,
-		"attempts", "reason", "created_at", "updated_at",
-		"finished_at"};
+	static const char *const fields[] = {
+	    "id",     "status",     "customer",   NULL,         "attempts",
+	    "reason", "created_at", "updated_at", "finished_at"};
 	char cell[OUT_CELL_LEN];
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
 		if (!fields[i]) {
@@ -181,12 +195,14 @@ void out_order_table(const json_t *orders, bool header)
 	const json_t *o;
 	char c1[OUT_CELL_LEN];
 	if (header)
-		printf("%-24s %-10s %-16s %3s %-24s %s\n", "ID", "STATUS", "CUSTOMER",
-		       "ATT", "CREATED", "ITEMS");
-	json_array_foreach(orders, i, o) {
+		printf("%-24s %-10s %-16s %3s %-24s %s\n", "ID", "STATUS",
+		       "CUSTOMER", "ATT", "CREATED", "ITEMS");
+	json_array_foreach(orders, i, o)
+	{
 		printf("%-24s %-10s %-16s %3s %-24s ", str_or(o, "id", "?"),
 		       str_or(o, "status", "?"), str_or(o, "customer", "?"),
-		       out_cell(o, "attempts", c1), str_or(o, "created_at", "-"));
+		       out_cell(o, "attempts", c1),
+		       str_or(o, "created_at", "-"));
 		print_items(stdout, json_object_get(o, "items"));
 		putchar('\n');
 	}
@@ -200,14 +216,14 @@ void out_product_table(const json_t *products, bool header)
 	if (header)
 		printf("%-24s %12s %s\n", "SKU", "STOCK", "UPDATED");
 	json_array_foreach(products, i, p)
-		printf("%-24s %12s %s\n", str_or(p, "sku", "?"),
-		       out_cell(p, "stock", cell), str_or(p, "updated_at", "-"));
+	    printf("%-24s %12s %s\n", str_or(p, "sku", "?"),
+	           out_cell(p, "stock", cell), str_or(p, "updated_at", "-"));
 }
 
 void out_lock(const json_t *l)
 {
 	static const char *const fields[] = {"name", "owner", "fence",
-		"expires_at"};
+	                                     "expires_at"};
 	char cell[OUT_CELL_LEN];
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
 		if (json_object_get(l, fields[i]))
@@ -231,9 +247,10 @@ static void flat(const json_t *j, char *path, size_t len)
 	if (json_is_object(j) && json_object_size(j) > 0) {
 		const char *key;
 		const json_t *v;
-		json_object_foreach((json_t *)j, key, v) {
+		json_object_foreach((json_t *)j, key, v)
+		{
 			int n = snprintf(path + len, FLAT_PATH - len, "%s%s",
-					 len ? "." : "", key);
+			                 len ? "." : "", key);
 			flat(v, path, flat_len(len, n));
 			path[len] = '\0';
 		}
@@ -242,8 +259,10 @@ static void flat(const json_t *j, char *path, size_t len)
 	if (json_is_array(j) && json_array_size(j) > 0) {
 		size_t i;
 		const json_t *v;
-		json_array_foreach(j, i, v) {
-			int n = snprintf(path + len, FLAT_PATH - len, "[%zu]", i);
+		json_array_foreach(j, i, v)
+		{
+			int n =
+			    snprintf(path + len, FLAT_PATH - len, "[%zu]", i);
 			flat(v, path, flat_len(len, n));
 			path[len] = '\0';
 		}

@@ -31,7 +31,7 @@ void out_raw(const buf_t *body);
  * cell (CELL_LEN bytes). */
 #define OUT_CELL_LEN 64
 const char *out_cell(const json_t *obj, const char *key,
-		     char cell[OUT_CELL_LEN]);
+                     char cell[OUT_CELL_LEN]);
 
 /* An order as an aligned block of "field  value" lines. */
 void out_order(const json_t *order);

@@ -28,11 +28,11 @@
 #include "obs/log.h"
 #include "util/err.h"
 
-#define TOKEN_MAX 256        /* bytes per API token */
-#define TOKENS_MAX 1024      /* tokens from the list and the file together */
+#define TOKEN_MAX 256   /* bytes per API token */
+#define TOKENS_MAX 1024 /* tokens from the list and the file together */
 #define TOKENS_FILE_MAX (1 << 20) /* bytes read from api_tokens_file */
-#define REPLICA_ID_MAX 64    /* an identifier, as in API.md */
-#define SHOW_MAX 64          /* bytes of a bad value echoed in a message */
+#define REPLICA_ID_MAX 64         /* an identifier, as in API.md */
+#define SHOW_MAX 64               /* bytes of a bad value echoed in a message */
 
 typedef enum setting_type {
 	SET_STR,
@@ -56,11 +56,11 @@ typedef struct setting {
 	const char *env;
 	setting_type_t type;
 	setting_default_t def;
-	const char *dflt;    /* textual default, parsed like any input */
-	int64_t min, max;    /* SET_INT bounds; SET_STR length bounds */
-	double dmin, dmax;   /* SET_DBL bounds */
+	const char *dflt;       /* textual default, parsed like any input */
+	int64_t min, max;       /* SET_INT bounds; SET_STR length bounds */
+	double dmin, dmax;      /* SET_DBL bounds */
 	setting_check_fn check; /* SET_STR only; may be NULL */
-	bool secret;         /* never echo the value */
+	bool secret;            /* never echo the value */
 	const char *bounds_doc; /* SET_STR: the rule as the docs show it */
 	const char *help;
 } setting_t;
@@ -71,90 +71,93 @@ static const char *check_replica(const char *v);
 static const char *check_log_level(const char *v);
 
 #define OFF(field) offsetof(config_t, field)
-#define STR(field, flag, env, dflt, lo, hi, check, secret, bdoc, help)        \
-	{#field, OFF(field), flag, env, SET_STR, DEF_VALUE, dflt, lo, hi, 0, 0, \
-	 check, secret, bdoc, help}
-#define INT(field, flag, env, dflt, lo, hi, help)                             \
-	{#field, OFF(field), flag, env, SET_INT, DEF_VALUE, dflt, lo, hi, 0, 0, \
-	 NULL, false, NULL, help}
+#define STR(field, flag, env, dflt, lo, hi, check, secret, bdoc, help)         \
+	{                                                                      \
+#field, OFF(field), flag, env, SET_STR, DEF_VALUE, dflt, lo,   \
+		    hi, 0, 0, check, secret, bdoc, help                        \
+	}
+#define INT(field, flag, env, dflt, lo, hi, help)                              \
+	{                                                                      \
+#field, OFF(field), flag, env, SET_INT, DEF_VALUE, dflt, lo,   \
+		    hi, 0, 0, NULL, false, NULL, help                          \
+	}
 
 static const setting_t settings[] = {
-	STR(listen, "listen", "ORDERD_LISTEN", "127.0.0.1:8080", 1, 255,
-	    check_listen, false, "`host:port`", "address:port to serve HTTP on"),
-	STR(database, "database", "ORDERD_DATABASE", "sqlite:orderd.db", 1,
-	    4096, check_database, false,
-	    "`sqlite:PATH`, `postgres://...`, `postgresql://...`",
-	    "the store: `sqlite:PATH` (embedded) or a PostgreSQL URI (libpq "
-	    "syntax, several hosts allowed)"),
-	{"workers", OFF(workers), "workers", "ORDERD_WORKERS", SET_INT,
-	 DEF_CORES, NULL, 1, 256, 0, 0, NULL, false, NULL,
-	 "order processing threads"},
-	INT(lease_ms, "lease-ms", "ORDERD_LEASE_MS", "10000", 100, 3600000,
-	    "lease on a claimed order, in milliseconds"),
-	INT(max_attempts, "max-attempts", "ORDERD_MAX_ATTEMPTS", "8", 1, 1000,
-	    "processing attempts before an order is `failed`"),
-	STR(api_tokens, "api-tokens", "ORDERD_API_TOKENS", NULL, 0, 65536, NULL,
-	    true, "tokens: 1..256 printable ASCII, no spaces",
-	    "comma-separated bearer tokens; when any token is configured "
-	    "every `/v1/...` route requires one"),
-	STR(api_tokens_file, "api-tokens-file", "ORDERD_API_TOKENS_FILE", NULL,
-	    0, 4096, NULL, false, "a readable file",
-	    "file with one bearer token per line (blank lines and `#` "
-	    "comments ignored); merged with `api_tokens`"),
-	{"replica_id", OFF(replica_id), "replica-id", "ORDERD_REPLICA_ID",
-	 SET_STR, DEF_REPLICA, NULL, 1, REPLICA_ID_MAX, 0, 0, check_replica,
-	 false, "1..64 of `[A-Za-z0-9._:-]`",
-	 "this replica's name in leases, logs and metrics"},
-	INT(drain_ms, "drain-ms", "ORDERD_DRAIN_MS", "20000", 0, 600000,
-	    "how long SIGTERM waits for in-flight work, in milliseconds"),
-	STR(log_level, "log-level", "ORDERD_LOG_LEVEL", "info", 1, 16,
-	    check_log_level, false, "`debug`, `info`, `warn`, `error`",
-	    "lowest level that is logged"),
-	INT(http_threads, "http-threads", "ORDERD_HTTP_THREADS", "4", 1, 64,
-	    "HTTP server threads"),
-	INT(max_connections, "max-connections", "ORDERD_MAX_CONNECTIONS",
-	    "1024", 16, 65536, "concurrent HTTP connections"),
-	INT(body_max, "body-max", "ORDERD_BODY_MAX", "65536", 1024, 16777216,
-	    "request body limit in bytes (batch requests excepted)"),
-	INT(batch_body_max, "batch-body-max", "ORDERD_BATCH_BODY_MAX",
-	    "4194304", 1024, 268435456,
-	    "request body limit in bytes for `POST /v1/orders/batch`"),
-	INT(json_depth, "json-depth", "ORDERD_JSON_DEPTH", "32", 1, 128,
-	    "JSON nesting depth limit"),
-	INT(max_items, "max-items", "ORDERD_MAX_ITEMS", "100", 1, 1000,
-	    "items per order"),
-	INT(max_batch, "max-batch", "ORDERD_MAX_BATCH", "1000", 1, 10000,
-	    "orders per batch request"),
-	INT(submit_queue, "submit-queue", "ORDERD_SUBMIT_QUEUE", "20000", 1,
-	    1000000, "orders waiting for group commit before submits are shed"),
-	INT(commit_batch, "commit-batch", "ORDERD_COMMIT_BATCH", "2000", 1,
-	    100000, "orders per group-commit transaction"),
-	INT(claim_batch, "claim-batch", "ORDERD_CLAIM_BATCH", "256", 1, 1000,
-	    "orders claimed per store round trip"),
-	INT(poll_ms, "poll-ms", "ORDERD_POLL_MS", "100", 1, 10000,
-	    "idle workers poll for work this often, in milliseconds"),
-	INT(retry_base_ms, "retry-base-ms", "ORDERD_RETRY_BASE_MS", "100", 1,
-	    3600000, "first retry backoff in milliseconds (full jitter)"),
-	INT(retry_cap_ms, "retry-cap-ms", "ORDERD_RETRY_CAP_MS", "30000", 1,
-	    86400000, "longest retry backoff in milliseconds"),
-	INT(reap_ms, "reap-ms", "ORDERD_REAP_MS", "1000", 10, 60000,
-	    "expired leases are reaped this often, in milliseconds"),
-	INT(max_waiters, "max-waiters", "ORDERD_MAX_WAITERS", "4096", 1,
-	    1000000, "requests suspended in `wait_ms` or lock waits"),
-	INT(busy_timeout_ms, "busy-timeout-ms", "ORDERD_BUSY_TIMEOUT_MS",
-	    "5000", 0, 600000, "SQLite busy timeout in milliseconds"),
-	INT(statement_timeout_ms, "statement-timeout-ms",
-	    "ORDERD_STATEMENT_TIMEOUT_MS", "10000", 0, 3600000,
-	    "PostgreSQL statement timeout in milliseconds (0: none)"),
-	{"alert_error_rate", OFF(alert_error_rate), "alert-error-rate",
-	 "ORDERD_ALERT_ERROR_RATE", SET_DBL, DEF_VALUE, "0.05", 0, 0, 0, 1,
-	 NULL, false, NULL,
-	 "share of 5xx answers that fires the `high_error_rate` alert"},
-	INT(alert_window_s, "alert-window-s", "ORDERD_ALERT_WINDOW_S", "60", 1,
-	    3600, "error-rate window in seconds"),
-	INT(alert_min_requests, "alert-min-requests",
-	    "ORDERD_ALERT_MIN_REQUESTS", "20", 1, 1000000000,
-	    "requests in the window before the alert may fire"),
+    STR(listen, "listen", "ORDERD_LISTEN", "127.0.0.1:8080", 1, 255,
+        check_listen, false, "`host:port`", "address:port to serve HTTP on"),
+    STR(database, "database", "ORDERD_DATABASE", "sqlite:orderd.db", 1, 4096,
+        check_database, false,
+        "`sqlite:PATH`, `postgres://...`, `postgresql://...`",
+        "the store: `sqlite:PATH` (embedded) or a PostgreSQL URI (libpq "
+        "syntax, several hosts allowed)"),
+    {"workers", OFF(workers), "workers", "ORDERD_WORKERS", SET_INT, DEF_CORES,
+     NULL, 1, 256, 0, 0, NULL, false, NULL, "order processing threads"},
+    INT(lease_ms, "lease-ms", "ORDERD_LEASE_MS", "10000", 100, 3600000,
+        "lease on a claimed order, in milliseconds"),
+    INT(max_attempts, "max-attempts", "ORDERD_MAX_ATTEMPTS", "8", 1, 1000,
+        "processing attempts before an order is `failed`"),
+    STR(api_tokens, "api-tokens", "ORDERD_API_TOKENS", NULL, 0, 65536, NULL,
+        true, "tokens: 1..256 printable ASCII, no spaces",
+        "comma-separated bearer tokens; when any token is configured "
+        "every `/v1/...` route requires one"),
+    STR(api_tokens_file, "api-tokens-file", "ORDERD_API_TOKENS_FILE", NULL, 0,
+        4096, NULL, false, "a readable file",
+        "file with one bearer token per line (blank lines and `#` "
+        "comments ignored); merged with `api_tokens`"),
+    {"replica_id", OFF(replica_id), "replica-id", "ORDERD_REPLICA_ID", SET_STR,
+     DEF_REPLICA, NULL, 1, REPLICA_ID_MAX, 0, 0, check_replica, false,
+     "1..64 of `[A-Za-z0-9._:-]`",
+     "this replica's name in leases, logs and metrics"},
+    INT(drain_ms, "drain-ms", "ORDERD_DRAIN_MS", "20000", 0, 600000,
+        "how long SIGTERM waits for in-flight work, in milliseconds"),
+    STR(log_level, "log-level", "ORDERD_LOG_LEVEL", "info", 1, 16,
+        check_log_level, false, "`debug`, `info`, `warn`, `error`",
+        "lowest level that is logged"),
+    INT(http_threads, "http-threads", "ORDERD_HTTP_THREADS", "4", 1, 64,
+        "HTTP server threads"),
+    INT(max_connections, "max-connections", "ORDERD_MAX_CONNECTIONS", "1024",
+        16, 65536, "concurrent HTTP connections"),
+    INT(body_max, "body-max", "ORDERD_BODY_MAX", "65536", 1024, 16777216,
+        "request body limit in bytes (batch requests excepted)"),
+    INT(batch_body_max, "batch-body-max", "ORDERD_BATCH_BODY_MAX", "4194304",
+        1024, 268435456,
+        "request body limit in bytes for `POST /v1/orders/batch`"),
+    INT(json_depth, "json-depth", "ORDERD_JSON_DEPTH", "32", 1, 128,
+        "JSON nesting depth limit"),
+    INT(max_items, "max-items", "ORDERD_MAX_ITEMS", "100", 1, 1000,
+        "items per order"),
+    INT(max_batch, "max-batch", "ORDERD_MAX_BATCH", "1000", 1, 10000,
+        "orders per batch request"),
+    INT(submit_queue, "submit-queue", "ORDERD_SUBMIT_QUEUE", "20000", 1,
+        1000000, "orders waiting for group commit before submits are shed"),
+    INT(commit_batch, "commit-batch", "ORDERD_COMMIT_BATCH", "2000", 1, 100000,
+        "orders per group-commit transaction"),
+    INT(claim_batch, "claim-batch", "ORDERD_CLAIM_BATCH", "256", 1, 1000,
+        "orders claimed per store round trip"),
+    INT(poll_ms, "poll-ms", "ORDERD_POLL_MS", "100", 1, 10000,
+        "idle workers poll for work this often, in milliseconds"),
+    INT(retry_base_ms, "retry-base-ms", "ORDERD_RETRY_BASE_MS", "100", 1,
+        3600000, "first retry backoff in milliseconds (full jitter)"),
+    INT(retry_cap_ms, "retry-cap-ms", "ORDERD_RETRY_CAP_MS", "30000", 1,
+        86400000, "longest retry backoff in milliseconds"),
+    INT(reap_ms, "reap-ms", "ORDERD_REAP_MS", "1000", 10, 60000,
+        "expired leases are reaped this often, in milliseconds"),
+    INT(max_waiters, "max-waiters", "ORDERD_MAX_WAITERS", "4096", 1, 1000000,
+        "requests suspended in `wait_ms` or lock waits"),
+    INT(busy_timeout_ms, "busy-timeout-ms", "ORDERD_BUSY_TIMEOUT_MS", "5000", 0,
+        600000, "SQLite busy timeout in milliseconds"),
+    INT(statement_timeout_ms, "statement-timeout-ms",
+        "ORDERD_STATEMENT_TIMEOUT_MS", "10000", 0, 3600000,
+        "PostgreSQL statement timeout in milliseconds (0: none)"),
+    {"alert_error_rate", OFF(alert_error_rate), "alert-error-rate",
+     "ORDERD_ALERT_ERROR_RATE", SET_DBL, DEF_VALUE, "0.05", 0, 0, 0, 1, NULL,
+     false, NULL,
+     "share of 5xx answers that fires the `high_error_rate` alert"},
+    INT(alert_window_s, "alert-window-s", "ORDERD_ALERT_WINDOW_S", "60", 1,
+        3600, "error-rate window in seconds"),
+    INT(alert_min_requests, "alert-min-requests", "ORDERD_ALERT_MIN_REQUESTS",
+        "20", 1, 1000000000,
+        "requests in the window before the alert may fire"),
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -208,7 +211,7 @@ static const char *check_log_level(const char *v)
 }
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -223,7 +226,7 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
 
 /* The name a message uses for where s's value came from. */
 static void source_name(const setting_t *s, int from_flag, char *buf,
-			size_t len)
+                        size_t len)
 {
 	if (from_flag)
 		snprintf(buf, len, "--%s", s->flag);
@@ -294,7 +297,7 @@ static bool parse_dbl(const char *v, double *ret)
 
 /* Checks v against s and stores it in c; from names the source. */
 static int setting_apply(config_t *c, const setting_t *s, const char *v,
-			 const char *from, char *err, size_t errlen)
+                         const char *from, char *err, size_t errlen)
 {
 	void *field = (char *)c + s->off;
 	char shown[SHOW_MAX + 8];
@@ -302,7 +305,7 @@ static int setting_apply(config_t *c, const setting_t *s, const char *v,
 		snprintf(shown, sizeof shown, "(value not shown)");
 	else
 		snprintf(shown, sizeof shown, "\"%.*s%s\"", SHOW_MAX, v,
-			 strlen(v) > SHOW_MAX ? "..." : "");
+		         strlen(v) > SHOW_MAX ? "..." : "");
 
 	switch (s->type) {
 	case SET_INT: {
@@ -310,13 +313,13 @@ static int setting_apply(config_t *c, const setting_t *s, const char *v,
 		bool range = false;
 		if (!parse_int(v, &n, &range))
 			return fail(err, errlen,
-				    "%s: must be an integer %lld..%lld, got %s",
-				    from, (long long)s->min, (long long)s->max,
-				    shown);
+			            "%s: must be an integer %lld..%lld, got %s",
+			            from, (long long)s->min, (long long)s->max,
+			            shown);
 		if (range || n < s->min || n > s->max)
-			return fail(err, errlen, "%s: must be %lld..%lld, got %s",
-				    from, (long long)s->min, (long long)s->max,
-				    shown);
+			return fail(
+			    err, errlen, "%s: must be %lld..%lld, got %s", from,
+			    (long long)s->min, (long long)s->max, shown);
 		*(int64_t *)field = n;
 		return 0;
 	}
@@ -324,11 +327,11 @@ static int setting_apply(config_t *c, const setting_t *s, const char *v,
 		double d;
 		if (!parse_dbl(v, &d))
 			return fail(err, errlen,
-				    "%s: must be a number %g..%g, got %s", from,
-				    s->dmin, s->dmax, shown);
+			            "%s: must be a number %g..%g, got %s", from,
+			            s->dmin, s->dmax, shown);
 		if (d < s->dmin || d > s->dmax)
 			return fail(err, errlen, "%s: must be %g..%g, got %s",
-				    from, s->dmin, s->dmax, shown);
+			            from, s->dmin, s->dmax, shown);
 		*(double *)field = d;
 		return 0;
 	}
@@ -336,13 +339,13 @@ static int setting_apply(config_t *c, const setting_t *s, const char *v,
 		size_t len = strlen(v);
 		if ((int64_t)len < s->min || (int64_t)len > s->max)
 			return fail(err, errlen,
-				    "%s: must be %lld..%lld characters, got %s",
-				    from, (long long)s->min, (long long)s->max,
-				    shown);
+			            "%s: must be %lld..%lld characters, got %s",
+			            from, (long long)s->min, (long long)s->max,
+			            shown);
 		const char *why = s->check ? s->check(v) : NULL;
 		if (why)
 			return fail(err, errlen, "%s: %s, got %s", from, why,
-				    shown);
+			            shown);
 		char *copy = strdup(v);
 		if (!copy)
 			return fail(err, errlen, "%s: out of memory", from);
@@ -396,7 +399,7 @@ static void trim(const char **s, size_t *n)
 		(*n)--;
 	}
 	while (*n > 0 && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t' ||
-			  (*s)[*n - 1] == '\r'))
+	                  (*s)[*n - 1] == '\r'))
 		(*n)--;
 }
 
@@ -417,17 +420,16 @@ static int tokens_add(struct tokens *t, const char *s, size_t n)
 	return 0;
 }
 
-static int tokens_add_fail(int rc, const char *from, char *err,
-			   size_t errlen)
+static int tokens_add_fail(int rc, const char *from, char *err, size_t errlen)
 {
 	if (rc == -1)
 		return fail(err, errlen, "%s: more than %d tokens", from,
-			    TOKENS_MAX);
+		            TOKENS_MAX);
 	return fail(err, errlen, "%s: out of memory", from);
 }
 
 static int tokens_from_list(struct tokens *t, const char *list,
-			    const char *from, char *err, size_t errlen)
+                            const char *from, char *err, size_t errlen)
 {
 	size_t entry = 0;
 	const char *p = list;
@@ -439,11 +441,12 @@ static int tokens_from_list(struct tokens *t, const char *list,
 		trim(&s, &n);
 		if (n > 0) {
 			if (!token_valid(s, n))
-				return fail(err, errlen,
-					    "%s: entry %zu is not a valid token "
-					    "(must be 1..%d printable ASCII "
-					    "characters without spaces)",
-					    from, entry, TOKEN_MAX);
+				return fail(
+				    err, errlen,
+				    "%s: entry %zu is not a valid token "
+				    "(must be 1..%d printable ASCII "
+				    "characters without spaces)",
+				    from, entry, TOKEN_MAX);
 			int rc = tokens_add(t, s, n);
 			if (rc)
 				return tokens_add_fail(rc, from, err, errlen);
@@ -456,14 +459,14 @@ static int tokens_from_list(struct tokens *t, const char *list,
 }
 
 static int tokens_from_file(struct tokens *t, const char *path,
-			    const char *from, char *err, size_t errlen)
+                            const char *from, char *err, size_t errlen)
 {
 	int rc = 0;
 	char *buf = NULL;
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return fail(err, errlen, "%s: cannot read \"%s\": %s", from,
-			    path, strerror(errno));
+		            path, strerror(errno));
 	buf = malloc(TOKENS_FILE_MAX + 1);
 	if (!buf) {
 		rc = fail(err, errlen, "%s: out of memory", from);
@@ -471,19 +474,19 @@ static int tokens_from_file(struct tokens *t, const char *path,
 	}
 	size_t len = fread(buf, 1, TOKENS_FILE_MAX + 1, f);
 	if (ferror(f)) {
-		rc = fail(err, errlen, "%s: cannot read \"%s\": %s", from,
-			  path, strerror(errno ? errno : EIO));
+		rc = fail(err, errlen, "%s: cannot read \"%s\": %s", from, path,
+		          strerror(errno ? errno : EIO));
 		goto free_buf;
 	}
 	if (len > TOKENS_FILE_MAX) {
 		rc = fail(err, errlen, "%s: \"%s\" is larger than %d bytes",
-			  from, path, TOKENS_FILE_MAX);
+		          from, path, TOKENS_FILE_MAX);
 		goto free_buf;
 	}
 	buf[len] = '\0';
 	if (memchr(buf, '\0', len)) {
 		rc = fail(err, errlen, "%s: \"%s\" contains a NUL byte", from,
-			  path);
+		          path);
 		goto free_buf;
 	}
 	size_t line = 0;
@@ -496,11 +499,12 @@ static int tokens_from_file(struct tokens *t, const char *path,
 		trim(&s, &n);
 		if (n > 0 && s[0] != '#') {
 			if (!token_valid(s, n)) {
-				rc = fail(err, errlen,
-					  "%s: line %zu of \"%s\" is not a "
-					  "valid token (must be 1..%d printable "
-					  "ASCII characters without spaces)",
-					  from, line, path, TOKEN_MAX);
+				rc =
+				    fail(err, errlen,
+				         "%s: line %zu of \"%s\" is not a "
+				         "valid token (must be 1..%d printable "
+				         "ASCII characters without spaces)",
+				         from, line, path, TOKEN_MAX);
 				goto free_buf;
 			}
 			rc = tokens_add(t, s, n);
@@ -521,7 +525,7 @@ close_file:
 }
 
 static int load_tokens(config_t *c, const bool *from_flag, char *err,
-		       size_t errlen)
+                       size_t errlen)
 {
 	struct tokens t = {0};
 	char from[64];
@@ -536,20 +540,21 @@ static int load_tokens(config_t *c, const bool *from_flag, char *err,
 		if (t.n == 0) {
 			/* Fail closed: a non-empty setting that yields no
 			 * token must not silently turn authentication off. */
-			rc = fail(err, errlen, "%s: no token in the list", from);
+			rc =
+			    fail(err, errlen, "%s: no token in the list", from);
 			goto free_tokens;
 		}
 	}
 	if (c->api_tokens_file && c->api_tokens_file[0]) {
 		size_t before = t.n;
 		source_name(fs, from_flag[fs - settings], from, sizeof from);
-		rc = tokens_from_file(&t, c->api_tokens_file, from, err,
-				      errlen);
+		rc =
+		    tokens_from_file(&t, c->api_tokens_file, from, err, errlen);
 		if (rc)
 			goto free_tokens;
 		if (t.n == before) {
 			rc = fail(err, errlen, "%s: no token in \"%s\"", from,
-				  c->api_tokens_file);
+			          c->api_tokens_file);
 			goto free_tokens;
 		}
 	}
@@ -564,13 +569,13 @@ free_tokens:
 }
 
 static int cross_check(const config_t *c, const bool *from_flag, char *err,
-		       size_t errlen)
+                       size_t errlen)
 {
 	static const struct {
 		const char *lo, *hi;
 	} rules[] = {
-		{"retry_base_ms", "retry_cap_ms"},
-		{"body_max", "batch_body_max"},
+	    {"retry_base_ms", "retry_cap_ms"},
+	    {"body_max", "batch_body_max"},
 	};
 	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
 		const setting_t *lo = setting_by_field(rules[i].lo);
@@ -583,7 +588,7 @@ static int cross_check(const config_t *c, const bool *from_flag, char *err,
 		source_name(lo, from_flag[lo - settings], ln, sizeof ln);
 		source_name(hi, from_flag[hi - settings], hn, sizeof hn);
 		return fail(err, errlen, "%s (%lld) must be <= %s (%lld)", ln,
-			    (long long)a, hn, (long long)b);
+		            (long long)a, hn, (long long)b);
 	}
 	return 0;
 }
@@ -597,7 +602,7 @@ typedef enum action {
 
 /* Collects flag values (the last occurrence wins) and the first action. */
 static int parse_argv(int argc, char **argv, const char **flag_val,
-		      action_t *ret_action, char *err, size_t errlen)
+                      action_t *ret_action, char *err, size_t errlen)
 {
 	action_t action = ACT_NONE;
 	for (int i = 1; i < argc; i++) {
@@ -616,23 +621,22 @@ static int parse_argv(int argc, char **argv, const char **flag_val,
 		}
 		if (strncmp(a, "--", 2) != 0 || !a[2])
 			return fail(err, errlen,
-				    "unexpected argument \"%.*s\" (see --help)",
-				    SHOW_MAX, a);
+			            "unexpected argument \"%.*s\" (see --help)",
+			            SHOW_MAX, a);
 		const char *name = a + 2;
 		const char *eq = strchr(name, '=');
 		size_t len = eq ? (size_t)(eq - name) : strlen(name);
 		const setting_t *s = setting_by_flag(name, len);
 		if (!s)
-			return fail(err, errlen,
-				    "unknown flag \"--%.*s\" (see --help)",
-				    (int)(len > SHOW_MAX ? SHOW_MAX : len),
-				    name);
+			return fail(
+			    err, errlen, "unknown flag \"--%.*s\" (see --help)",
+			    (int)(len > SHOW_MAX ? SHOW_MAX : len), name);
 		if (eq) {
 			flag_val[s - settings] = eq + 1;
 		} else {
 			if (i + 1 >= argc)
 				return fail(err, errlen, "--%s: missing value",
-					    s->flag);
+				            s->flag);
 			flag_val[s - settings] = argv[++i];
 		}
 	}
@@ -641,7 +645,7 @@ static int parse_argv(int argc, char **argv, const char **flag_val,
 }
 
 int config_load(config_t *c, int argc, char **argv, int *ret_exit_now,
-		char *err, size_t errlen)
+                char *err, size_t errlen)
 {
 	const char *flag_val[N_SETTINGS] = {0};
 	bool from_flag[N_SETTINGS] = {0};
@@ -689,7 +693,7 @@ int config_load(config_t *c, int argc, char **argv, int *ret_exit_now,
 				break;
 			case DEF_CORES:
 				snprintf(dflt, sizeof dflt, "%lld",
-					 (long long)default_workers());
+				         (long long)default_workers());
 				v = dflt;
 				break;
 			case DEF_REPLICA:
@@ -741,7 +745,7 @@ void config_free(config_t *c)
 
 /* The default as docs and --help show it (buf holds computed text). */
 static const char *default_doc(const setting_t *s, bool markdown, char *buf,
-			       size_t len)
+                               size_t len)
 {
 	switch (s->def) {
 	case DEF_CORES:
@@ -762,7 +766,7 @@ static const char *bounds_doc(const setting_t *s, char *buf, size_t len)
 	switch (s->type) {
 	case SET_INT:
 		snprintf(buf, len, "%lld..%lld", (long long)s->min,
-			 (long long)s->max);
+		         (long long)s->max);
 		return buf;
 	case SET_DBL:
 		snprintf(buf, len, "%g..%g", s->dmin, s->dmax);
@@ -802,9 +806,9 @@ void config_print_markdown(FILE *f)
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		const setting_t *s = &settings[i];
 		char dbuf[160], bbuf[64];
-		fprintf(f, "| `--%s` | `%s` | %s | %s | %s |\n", s->flag, s->env,
-			default_doc(s, true, dbuf, sizeof dbuf),
-			bounds_doc(s, bbuf, sizeof bbuf), s->help);
+		fprintf(f, "| `--%s` | `%s` | %s | %s | %s |\n", s->flag,
+		        s->env, default_doc(s, true, dbuf, sizeof dbuf),
+		        bounds_doc(s, bbuf, sizeof bbuf), s->help);
 	}
 }
 
@@ -820,9 +824,9 @@ void config_print_help(FILE *f)
 		char dbuf[160], bbuf[64];
 		const char *b = bounds_doc(s, bbuf, sizeof bbuf);
 		fprintf(f, "  --%s (%s)\n      %s\n      default: %s%s%s\n",
-			s->flag, s->env, s->help,
-			default_doc(s, false, dbuf, sizeof dbuf),
-			b[0] ? "; bounds: " : "", b);
+		        s->flag, s->env, s->help,
+		        default_doc(s, false, dbuf, sizeof dbuf),
+		        b[0] ? "; bounds: " : "", b);
 	}
 	fputs("  --help         print this help and exit\n"
 	      "  --version      print the version and exit\n"

@@ -11,9 +11,9 @@
 #include <stdio.h>
 
 typedef struct config {
-	char *listen;          /* host:port */
-	char *database;        /* sqlite:PATH | postgres://... */
-	int64_t workers;       /* processing threads; default: cores */
+	char *listen;    /* host:port */
+	char *database;  /* sqlite:PATH | postgres://... */
+	int64_t workers; /* processing threads; default: cores */
 	int64_t lease_ms;
 	int64_t max_attempts;
 	char *api_tokens;      /* comma-separated; never logged */
@@ -26,16 +26,16 @@ typedef struct config {
 	int64_t body_max;       /* bytes, single requests */
 	int64_t batch_body_max; /* bytes, POST /v1/orders/batch */
 	int64_t json_depth;
-	int64_t max_items;      /* items per order */
-	int64_t max_batch;      /* orders per batch request */
-	int64_t submit_queue;   /* orders waiting for group commit */
-	int64_t commit_batch;   /* orders per group-commit transaction */
-	int64_t claim_batch;    /* orders per claim */
+	int64_t max_items;    /* items per order */
+	int64_t max_batch;    /* orders per batch request */
+	int64_t submit_queue; /* orders waiting for group commit */
+	int64_t commit_batch; /* orders per group-commit transaction */
+	int64_t claim_batch;  /* orders per claim */
 	int64_t poll_ms;
 	int64_t retry_base_ms;
 	int64_t retry_cap_ms;
 	int64_t reap_ms;
-	int64_t max_waiters;    /* suspended wait_ms / lock waits */
+	int64_t max_waiters; /* suspended wait_ms / lock waits */
 	int64_t busy_timeout_ms;
 	int64_t statement_timeout_ms;
 	double alert_error_rate; /* 5xx share that fires the alert */
@@ -53,7 +53,7 @@ typedef struct config {
  * stdout (the caller exits 0). The caller frees with config_free().
  */
 int config_load(config_t *c, int argc, char **argv, int *ret_exit_now,
-		char *err, size_t errlen);
+                char *err, size_t errlen);
 void config_free(config_t *c);
 /* Writes the settings table as Markdown (docs/config.md). */
 void config_print_markdown(FILE *f);

@@ -42,8 +42,8 @@ static void *drain_watchdog(void *arg)
 	if (left > 0)
 		clock_sleep_ms(left);
 	log_error("drain deadline reached with work in flight; exiting, the "
-		  "leases return what is still claimed",
-		  NULL);
+	          "leases return what is still claimed",
+	          NULL);
 	_exit(0);
 	return NULL;
 }
@@ -55,13 +55,13 @@ static void on_commit(void *arg, size_t created)
 
 static void register_build_info(void)
 {
-	metric_set(metrics_child1(
-			   metrics_family(METRIC_GAUGE, "orderd_build_info",
-					  "Build information; always 1.",
-					  (const char *[]){"version", NULL},
-					  NULL, 0),
-			   ORDERD_VERSION),
-		   1);
+	metric_set(
+	    metrics_child1(metrics_family(METRIC_GAUGE, "orderd_build_info",
+	                                  "Build information; always 1.",
+	                                  (const char *[]){"version", NULL},
+	                                  NULL, 0),
+	                   ORDERD_VERSION),
+	    1);
 }
 
 /* Blocks the stop signals in every thread (threads inherit the mask), so
@@ -93,14 +93,15 @@ int main(int argc, char **argv)
 	log_set_level(level);
 	log_set_replica(cfg.replica_id);
 	if (failpoint_init(getenv("ORDERD_FAILPOINTS")) < 0) {
-		fprintf(stderr, "orderd: ORDERD_FAILPOINTS: malformed, expected "
-				"name=value[,name=value]\n");
+		fprintf(stderr,
+		        "orderd: ORDERD_FAILPOINTS: malformed, expected "
+		        "name=value[,name=value]\n");
 		config_free(&cfg);
 		return EX_CONFIG;
 	}
 	if (getenv("ORDERD_FAILPOINTS") && *getenv("ORDERD_FAILPOINTS"))
 		log_warn("fault injection enabled", "failpoints",
-			 getenv("ORDERD_FAILPOINTS"), NULL);
+		         getenv("ORDERD_FAILPOINTS"), NULL);
 
 	sigset_t stop_signals;
 	block_signals(&stop_signals);
@@ -114,76 +115,76 @@ int main(int argc, char **argv)
 	http_server_t *http = NULL;
 
 	store_options_t sopt = {
-		.replica_id = cfg.replica_id,
-		.busy_timeout_ms = (int)cfg.busy_timeout_ms,
-		.statement_timeout_ms = (int)cfg.statement_timeout_ms,
-		.connect_timeout_ms = 5000,
-		/* Every thread that may hold a connection at once: workers, HTTP
-		 * threads, the committer, the waiter and the reaper, plus one. */
-		.readers = (int)(cfg.workers + cfg.http_threads + 4),
+	    .replica_id = cfg.replica_id,
+	    .busy_timeout_ms = (int)cfg.busy_timeout_ms,
+	    .statement_timeout_ms = (int)cfg.statement_timeout_ms,
+	    .connect_timeout_ms = 5000,
+	    /* Every thread that may hold a connection at once: workers, HTTP
+	     * threads, the committer, the waiter and the reaper, plus one. */
+	    .readers = (int)(cfg.workers + cfg.http_threads + 4),
 	};
 	int rc = store_open(cfg.database, &sopt, &store);
 	if (rc < 0) {
 		log_error("cannot open the store", "database_backend",
-			  strncmp(cfg.database, "sqlite:", 7) == 0 ? "sqlite"
-								   : "postgres",
-			  "error", err_str(rc), NULL);
+		          strncmp(cfg.database, "sqlite:", 7) == 0 ? "sqlite"
+		                                                   : "postgres",
+		          "error", err_str(rc), NULL);
 		if (rc == OD_ECONFIG || rc == OD_ESCHEMA)
 			status = EX_CONFIG;
 		goto out;
 	}
 	rc = alerts_new(cfg.alert_error_rate, (int)cfg.alert_window_s,
-			cfg.alert_min_requests, &alerts);
+	                cfg.alert_min_requests, &alerts);
 	if (rc < 0)
 		goto internal;
 
 	workers_options_t wopt = {
-		.replica_id = cfg.replica_id,
-		.threads = (int)cfg.workers,
-		.claim_batch = (size_t)cfg.claim_batch,
-		.lease_ms = cfg.lease_ms,
-		.max_attempts = (int)cfg.max_attempts,
-		.poll_ms = cfg.poll_ms,
-		.retry_base_ms = cfg.retry_base_ms,
-		.retry_cap_ms = cfg.retry_cap_ms,
-		.reap_ms = cfg.reap_ms,
+	    .replica_id = cfg.replica_id,
+	    .threads = (int)cfg.workers,
+	    .claim_batch = (size_t)cfg.claim_batch,
+	    .lease_ms = cfg.lease_ms,
+	    .max_attempts = (int)cfg.max_attempts,
+	    .poll_ms = cfg.poll_ms,
+	    .retry_base_ms = cfg.retry_base_ms,
+	    .retry_cap_ms = cfg.retry_cap_ms,
+	    .reap_ms = cfg.reap_ms,
 	};
 	rc = workers_new(store, &wopt, &workers);
 	if (rc < 0)
 		goto internal;
 	batcher_options_t bopt = {
-		.max_batch = (size_t)cfg.commit_batch,
-		.max_queued = (size_t)cfg.submit_queue,
+	    .max_batch = (size_t)cfg.commit_batch,
+	    .max_queued = (size_t)cfg.submit_queue,
 	};
 	rc = batcher_new(store, &bopt, on_commit, workers, &batcher);
 	if (rc < 0)
 		goto internal;
 
 	http_deps_t deps = {
-		.cfg = &cfg,
-		.store = store,
-		.batcher = batcher,
-		.alerts = alerts,
-		.started_wall_ms = clock_wall_ms(),
+	    .cfg = &cfg,
+	    .store = store,
+	    .batcher = batcher,
+	    .alerts = alerts,
+	    .started_wall_ms = clock_wall_ms(),
 	};
 	rc = http_server_new(&deps, &http);
 	if (rc < 0) {
 		log_error("cannot serve HTTP", "listen", cfg.listen, "error",
-			  err_str(rc), NULL);
+		          err_str(rc), NULL);
 		goto out;
 	}
 	char nworkers[24];
 	snprintf(nworkers, sizeof nworkers, "%lld", (long long)cfg.workers);
 	log_info("orderd started", "version", ORDERD_VERSION, "listen",
-		 cfg.listen, "backend", store_backend_name(store), "workers",
-		 nworkers, NULL);
+	         cfg.listen, "backend", store_backend_name(store), "workers",
+	         nworkers, NULL);
 
 	int sig = 0;
 	sigwait(&stop_signals, &sig);
 	static int64_t deadline;
 	deadline = clock_mono_ms() + cfg.drain_ms;
 	log_info("draining", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
-		 NULL);
+	         NULL);
 	pthread_t watchdog;
 	if (pthread_create(&watchdog, NULL, drain_watchdog, &deadline) == 0)
 		pthread_detach(watchdog);

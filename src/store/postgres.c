@@ -30,246 +30,286 @@
 #define WITH_NOW "WITH now AS (SELECT " NOW_MS " AS ms) "
 #define NOW "(SELECT ms FROM now)"
 /* Columns 0..10 of every order row, in this order. */
-#define ORDER_COLS                                                        \
-	"seq, id, customer, items, metadata, status, attempts, reason, "  \
+#define ORDER_COLS                                                             \
+	"seq, id, customer, items, metadata, status, attempts, reason, "       \
 	"created_at, updated_at, finished_at"
 #define LEASE_CLEAR "lease_owner = NULL, lease_until = 0"
 
 static const pgp_stmt_t pg_stmts[ST_COUNT_] = {
-	/* One statement for the whole batch, in array order (the ORDER BY
-	 * feeds the insert, so seq follows the array). A later duplicate in
-	 * the batch conflicts with the row the earlier one just inserted and
-	 * is skipped, exactly like a separate submit would be. */
-	[ST_SUBMIT] = {WITH_NOW ", ins AS (INSERT INTO orders (id, customer,"
-		       " items, metadata, status, attempts, created_at,"
-		       " updated_at, finished_at, next_at, fence)"
-		       " SELECT x.id, x.customer, x.items, x.metadata,"
-		       " 'pending', 0, now.ms, now.ms, 0, now.ms, 0"
-		       " FROM unnest($1::text[], $2::text[], $3::text[],"
-		       " $4::text[]) WITH ORDINALITY"
-		       " AS x(id, customer, items, metadata, ord), now"
-		       " ORDER BY x.ord ON CONFLICT (id) DO NOTHING"
-		       " RETURNING " ORDER_COLS "),"
-		       " ev AS (INSERT INTO order_events (order_id, event,"
-		       " fence, at) SELECT id, 'submit', 0, created_at FROM ins)"
-		       " SELECT " ORDER_COLS " FROM ins", 4},
-	[ST_SUBMIT_READ] = {"SELECT " ORDER_COLS " FROM orders"
-			    " WHERE id = ANY($1::text[])", 1},
-	[ST_GET] = {"SELECT " ORDER_COLS " FROM orders WHERE id = $1", 1},
-	[ST_ORDER_FENCE] = {"SELECT status, COALESCE(fence, 0) FROM orders"
-			    " WHERE id = $1", 1},
-	[ST_LIST] = {"SELECT " ORDER_COLS " FROM orders WHERE seq > $1::bigint"
-		     " AND ($2::text IS NULL OR status = $2::text)"
-		     " ORDER BY seq LIMIT $3::bigint", 3},
-	[ST_REQUEUE] = {WITH_NOW ", u AS (UPDATE orders SET status = 'pending',"
-			" attempts = 0, reason = NULL, next_at = " NOW ","
-			" updated_at = " NOW ","
-			" finished_at = 0, " LEASE_CLEAR
-			" WHERE id = $1 AND status = 'failed'"
-			" RETURNING " ORDER_COLS ", fence),"
-			" ev AS (INSERT INTO order_events (order_id, event,"
-			" fence, at) SELECT id, 'requeue', fence, updated_at"
-			" FROM u) SELECT " ORDER_COLS " FROM u", 1},
-	[ST_CANCEL] = {WITH_NOW ", u AS (UPDATE orders SET status = 'cancelled',"
-		       " updated_at = " NOW ", finished_at = " NOW
-		       " WHERE id = $1 AND status = 'pending'"
-		       " RETURNING " ORDER_COLS ", fence),"
-		       " ev AS (INSERT INTO order_events (order_id, event,"
-		       " fence, at) SELECT id, 'cancel', fence, updated_at"
-		       " FROM u) SELECT " ORDER_COLS " FROM u", 1},
-	[ST_STATS_COUNT] = {"SELECT status, count(*) FROM orders"
-			    " GROUP BY status", 0},
-	/* Each count is answered from its small partial index. */
-	[ST_STATS_LIVE] = {"SELECT 'pending', count(*) FROM orders"
-			   " WHERE status = 'pending' UNION ALL"
-			   " SELECT 'processing', count(*) FROM orders"
-			   " WHERE status = 'processing'", 0},
-	[ST_STATS_OLDEST] = {WITH_NOW "SELECT " NOW ", (SELECT min(created_at)"
-			     " FROM orders WHERE status = 'pending'"
-			     " AND next_at <= " NOW ")", 0},
-	[ST_PRODUCT_ENSURE] = {"INSERT INTO products (sku, stock, updated_at)"
-			       " VALUES ($1, 0, " NOW_MS ")"
-			       " ON CONFLICT (sku) DO NOTHING", 1},
-	[ST_PRODUCT_LOCK] = {"SELECT stock FROM products WHERE sku = $1"
-			     " FOR UPDATE", 1},
-	[ST_PRODUCT_SET] = {WITH_NOW ", u AS (UPDATE products"
-			    " SET stock = $2::bigint, updated_at = " NOW
-			    " WHERE sku = $1 RETURNING sku, stock, updated_at),"
-			    " a AS (INSERT INTO adjustments (sku, delta,"
-			    " created_at) SELECT sku, $3::bigint, updated_at"
-			    " FROM u WHERE $3::bigint <> 0)"
-			    " SELECT sku, stock, updated_at FROM u", 3},
-	[ST_PRODUCT_GET] = {"SELECT sku, stock, updated_at FROM products"
-			    " WHERE sku = $1", 1},
-	[ST_PRODUCT_LIST] = {"SELECT sku, stock, updated_at FROM products"
-			     " WHERE sku > $1 ORDER BY sku LIMIT $2::bigint", 2},
-	/* The claim: one statement. SKIP LOCKED lets replicas claim side by
-	 * side; the CTE with LIMIT is evaluated once (an IN (subquery LIMIT
-	 * n) may be re-run by the planner and claim more). Due order is
-	 * (next_at, seq), which the partial index orders_pending returns
-	 * without a sort: "oldest" means "claimable for longest". One fence
-	 * per batch. */
-	[ST_CLAIM] = {WITH_NOW ", c AS (SELECT seq FROM orders"
-		      " WHERE status = 'pending' AND next_at <= " NOW
-		      " ORDER BY next_at, seq LIMIT $3::bigint"
-		      " FOR UPDATE SKIP LOCKED),"
-		      " f AS (SELECT nextval('fence_seq') AS v),"
-		      " u AS (UPDATE orders o SET status = 'processing',"
-		      " attempts = o.attempts + 1, lease_owner = $1::text,"
-		      " lease_until = " NOW " + $2::bigint, fence = f.v,"
-		      " updated_at = " NOW " FROM c, f WHERE o.seq = c.seq"
-		      " RETURNING o.seq, o.id, o.customer, o.items, o.metadata,"
-		      " o.status, o.attempts, o.reason, o.created_at,"
-		      " o.updated_at, o.finished_at, o.fence, o.lease_until,"
-		      " o.next_at),"
-		      " ev AS (INSERT INTO order_events (order_id, event, fence,"
-		      " at) SELECT id, 'claim', fence, updated_at FROM u)"
-		      " SELECT " ORDER_COLS ", fence, lease_until FROM u"
-		      " ORDER BY next_at, seq", 3},
-	/* Locks the batch's orders whose fence is still current. */
-	[ST_PROCESS_ORDERS] = {"SELECT o.id, " NOW_MS " FROM orders o"
-			       " JOIN unnest($1::text[], $2::bigint[])"
-			       " AS x(id, fence) ON o.id = x.id"
-			       " AND o.fence = x.fence"
-			       " WHERE o.status = 'processing'"
-			       " ORDER BY o.id FOR UPDATE OF o", 2},
-	/* Product rows in one consistent (sku) order for every replica, so
-	 * two batches never wait on each other in a cycle. */
-	[ST_PROCESS_PRODUCTS] = {"SELECT sku, stock FROM products"
-				 " WHERE sku = ANY($1::text[])"
-				 " ORDER BY sku FOR UPDATE", 1},
-	/* Every write of the batch in one statement; each is conditional on
-	 * the fence, and the counts let the caller check nothing slipped. */
-	[ST_PROCESS_APPLY] =
-		{"WITH pu AS (UPDATE products p SET stock = p.stock - d.qty,"
-		 " updated_at = $12::bigint FROM unnest($10::text[],"
-		 " $11::bigint[]) AS d(sku, qty) WHERE p.sku = d.sku"
-		 " RETURNING p.sku),"
-		 " ri AS (INSERT INTO reservations (order_id, sku, qty, fence,"
-		 " created_at) SELECT r.o, r.s, r.q, r.f, $12::bigint"
-		 " FROM unnest($6::text[], $7::text[], $8::bigint[],"
-		 " $9::bigint[]) AS r(o, s, q, f) RETURNING 1),"
-		 " oc AS (UPDATE orders o SET status = 'completed',"
-		 " reason = NULL, finished_at = $12::bigint,"
-		 " updated_at = $12::bigint, lease_until = 0"
-		 " FROM unnest($1::text[], $2::bigint[]) AS c(id, fence)"
-		 " WHERE o.id = c.id AND o.fence = c.fence"
-		 " AND o.status = 'processing' RETURNING o.id, o.fence),"
-		 " orj AS (UPDATE orders o SET status = 'rejected',"
-		 " reason = c.reason, finished_at = $12::bigint,"
-		 " updated_at = $12::bigint, lease_until = 0"
-		 " FROM unnest($3::text[], $4::bigint[], $5::text[])"
-		 " AS c(id, fence, reason) WHERE o.id = c.id"
-		 " AND o.fence = c.fence AND o.status = 'processing'"
-		 " RETURNING o.id, o.fence),"
-		 " ev AS (INSERT INTO order_events (order_id, event, fence, at)"
-		 " SELECT id, 'complete', fence, $12::bigint FROM oc UNION ALL"
-		 " SELECT id, 'reject', fence, $12::bigint FROM orj)"
-		 " SELECT (SELECT count(*) FROM pu), (SELECT count(*) FROM ri),"
-		 " (SELECT count(*) FROM oc), (SELECT count(*) FROM orj)", 12},
-	[ST_RETRY] = {WITH_NOW ", u AS (UPDATE orders SET status = CASE"
-		      " WHEN attempts < $3::int THEN 'pending' ELSE 'failed'"
-		      " END, reason = $5::text, next_at = " NOW " + $4::bigint,"
-		      " updated_at = " NOW ", finished_at = CASE"
-		      " WHEN attempts < $3::int THEN 0 ELSE " NOW " END, "
-		      LEASE_CLEAR " WHERE id = $1 AND fence = $2::bigint"
-		      " AND status = 'processing'"
-		      " RETURNING id, status, fence, updated_at),"
-		      " ev AS (INSERT INTO order_events (order_id, event, fence,"
-		      " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
-		      " ELSE 'retry' END, fence, updated_at FROM u)"
-		      " SELECT status FROM u", 5},
-	[ST_RELEASE] = {WITH_NOW ", u AS (UPDATE orders SET status = 'pending',"
-			" attempts = greatest(attempts - 1, 0),"
-			" next_at = " NOW ", updated_at = " NOW ", " LEASE_CLEAR
-			" WHERE id = $1 AND fence = $2::bigint"
-			" AND status = 'processing'"
-			" RETURNING id, fence, updated_at),"
-			" ev AS (INSERT INTO order_events (order_id, event,"
-			" fence, at) SELECT id, 'release', fence, updated_at"
-			" FROM u) SELECT id FROM u", 2},
-	/* Like the claim: SKIP LOCKED, so the reaper never waits on (or
-	 * deadlocks with) a replica that is finishing the same order. */
-	[ST_REAP] = {WITH_NOW ", c AS (SELECT seq FROM orders"
-		     " WHERE status = 'processing' AND lease_until <= " NOW
-		     " ORDER BY lease_until LIMIT $2::bigint"
-		     " FOR UPDATE SKIP LOCKED),"
-		     " u AS (UPDATE orders o SET status = CASE"
-		     " WHEN o.attempts < $1::int THEN 'pending' ELSE 'failed'"
-		     " END, reason = CASE WHEN o.attempts < $1::int"
-		     " THEN o.reason ELSE 'lease expired' END,"
-		     " finished_at = CASE WHEN o.attempts < $1::int THEN 0"
-		     " ELSE " NOW " END, next_at = " NOW ","
-		     " updated_at = " NOW ", lease_owner = NULL,"
-		     " lease_until = 0 FROM c WHERE o.seq = c.seq"
-		     " RETURNING o.id, o.status, o.fence, o.updated_at),"
-		     " ev AS (INSERT INTO order_events (order_id, event, fence,"
-		     " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
-		     " ELSE 'expire' END, fence, updated_at FROM u)"
-		     " SELECT count(*) FROM u", 2},
-	/* Named locks: the conflict arbiter serializes racing acquirers on
-	 * the primary key; the loser re-evaluates the WHERE against the
-	 * winner's row and changes nothing. EXCLUDED.expires_at - ttl is the
-	 * statement's now. */
-	[ST_LOCK_ACQUIRE] = {WITH_NOW "INSERT INTO locks (name, owner, fence,"
-			     " expires_at) SELECT $1::text, $2::text,"
-			     " nextval('fence_seq'), now.ms + $3::bigint"
-			     " FROM now ON CONFLICT (name) DO UPDATE"
-			     " SET owner = EXCLUDED.owner,"
-			     " fence = EXCLUDED.fence,"
-			     " expires_at = EXCLUDED.expires_at"
-			     " WHERE locks.expires_at <="
-			     " EXCLUDED.expires_at - $3::bigint"
-			     " RETURNING name, owner, fence, expires_at", 3},
-	[ST_LOCK_READ] = {"SELECT name, owner, fence, expires_at FROM locks"
-			  " WHERE name = $1 AND expires_at > " NOW_MS, 1},
-	[ST_LOCK_RENEW] = {WITH_NOW "UPDATE locks"
-			   " SET expires_at = " NOW " + $4::bigint"
-			   " WHERE name = $1 AND owner = $2"
-			   " AND fence = $3::bigint AND expires_at > " NOW
-			   " RETURNING name, owner, fence, expires_at", 4},
-	[ST_LOCK_RELEASE] = {"DELETE FROM locks WHERE name = $1 AND owner = $2"
-			     " AND fence = $3::bigint AND expires_at > " NOW_MS
-			     " RETURNING name", 3},
-	/* The statement's snapshot does not see its own upsert, hence the
-	 * "OR id = $1": this replica always counts itself. */
-	[ST_REPLICAS_SEEN] = {WITH_NOW ", up AS (INSERT INTO replicas (id,"
-			      " last_seen) SELECT $1, ms FROM now"
-			      " ON CONFLICT (id) DO UPDATE"
-			      " SET last_seen = excluded.last_seen),"
-			      " old AS (DELETE FROM replicas WHERE last_seen <"
-			      " " NOW " - 86400000)"
-			      " SELECT id FROM replicas WHERE id = $1 OR"
-			      " last_seen >= " NOW " - $2::bigint"
-			      " ORDER BY id = $1 DESC, last_seen DESC, id", 2},
-	[ST_LOCK_GET] = {"SELECT name, owner, fence, expires_at FROM locks"
-			 " WHERE name = $1 AND expires_at > " NOW_MS, 1},
-	[ST_VERIFY_NEGATIVE] = {"SELECT sku, stock FROM products"
-				" WHERE stock < 0", 0},
-	[ST_VERIFY_BALANCE] =
-		{"SELECT coalesce(p.sku, a.sku, r.sku), coalesce(p.stock, 0),"
-		 " coalesce(a.s, 0), coalesce(r.s, 0) FROM products p"
-		 " FULL JOIN (SELECT sku, sum(delta) AS s FROM adjustments"
-		 " GROUP BY sku) a ON a.sku = p.sku"
-		 " FULL JOIN (SELECT sku, sum(qty) AS s FROM reservations"
-		 " GROUP BY sku) r ON r.sku = coalesce(p.sku, a.sku)"
-		 " WHERE p.sku IS NULL"
-		 " OR p.stock <> coalesce(a.s, 0) - coalesce(r.s, 0)", 0},
-	[ST_VERIFY_RESERVED_STATUS] =
-		{"SELECT r.order_id, r.sku, coalesce(o.status, '(missing)')"
-		 " FROM reservations r LEFT JOIN orders o ON o.id = r.order_id"
-		 " WHERE o.status IS DISTINCT FROM 'completed'", 0},
-	/* jsonb compares the canonical items text with the reservations
-	 * independently of key order and whitespace. */
-	[ST_VERIFY_RESERVED_ITEMS] =
-		{"SELECT o.id FROM orders o WHERE o.status = 'completed'"
-		 " AND o.items::jsonb IS DISTINCT FROM (SELECT coalesce("
-		 "jsonb_agg(jsonb_build_object('qty', r.qty, 'sku', r.sku)"
-		 " ORDER BY r.sku), '[]'::jsonb) FROM reservations r"
-		 " WHERE r.order_id = o.id)", 0},
-	[ST_VERIFY_EVENTS] = {"SELECT order_id, count(*) FROM order_events"
-			      " WHERE event IN ('complete', 'reject')"
-			      " GROUP BY order_id HAVING count(*) > 1", 0},
+    /* One statement for the whole batch, in array order (the ORDER BY
+     * feeds the insert, so seq follows the array). A later duplicate in
+     * the batch conflicts with the row the earlier one just inserted and
+     * is skipped, exactly like a separate submit would be. */
+    [ST_SUBMIT] = {WITH_NOW
+                   ", ins AS (INSERT INTO orders (id, customer,"
+                   " items, metadata, status, attempts, created_at,"
+                   " updated_at, finished_at, next_at, fence)"
+                   " SELECT x.id, x.customer, x.items, x.metadata,"
+                   " 'pending', 0, now.ms, now.ms, 0, now.ms, 0"
+                   " FROM unnest($1::text[], $2::text[], $3::text[],"
+                   " $4::text[]) WITH ORDINALITY"
+                   " AS x(id, customer, items, metadata, ord), now"
+                   " ORDER BY x.ord ON CONFLICT (id) DO NOTHING"
+                   " RETURNING " ORDER_COLS "),"
+                   " ev AS (INSERT INTO order_events (order_id, event,"
+                   " fence, at) SELECT id, 'submit', 0, created_at FROM ins)"
+                   " SELECT " ORDER_COLS " FROM ins",
+                   4},
+    [ST_SUBMIT_READ] = {"SELECT " ORDER_COLS " FROM orders"
+                        " WHERE id = ANY($1::text[])",
+                        1},
+    [ST_GET] = {"SELECT " ORDER_COLS " FROM orders WHERE id = $1", 1},
+    [ST_ORDER_FENCE] = {"SELECT status, COALESCE(fence, 0) FROM orders"
+                        " WHERE id = $1",
+                        1},
+    [ST_LIST] = {"SELECT " ORDER_COLS " FROM orders WHERE seq > $1::bigint"
+                 " AND ($2::text IS NULL OR status = $2::text)"
+                 " ORDER BY seq LIMIT $3::bigint",
+                 3},
+    [ST_REQUEUE] = {WITH_NOW
+                    ", u AS (UPDATE orders SET status = 'pending',"
+                    " attempts = 0, reason = NULL, next_at = " NOW ","
+                    " updated_at = " NOW ","
+                    " finished_at = 0, " LEASE_CLEAR
+                    " WHERE id = $1 AND status = 'failed'"
+                    " RETURNING " ORDER_COLS ", fence),"
+                    " ev AS (INSERT INTO order_events (order_id, event,"
+                    " fence, at) SELECT id, 'requeue', fence, updated_at"
+                    " FROM u) SELECT " ORDER_COLS " FROM u",
+                    1},
+    [ST_CANCEL] = {WITH_NOW ", u AS (UPDATE orders SET status = 'cancelled',"
+                            " updated_at = " NOW ", finished_at = " NOW
+                            " WHERE id = $1 AND status = 'pending'"
+                            " RETURNING " ORDER_COLS ", fence),"
+                            " ev AS (INSERT INTO order_events (order_id, event,"
+                            " fence, at) SELECT id, 'cancel', fence, updated_at"
+                            " FROM u) SELECT " ORDER_COLS " FROM u",
+                   1},
+    [ST_STATS_COUNT] = {"SELECT status, count(*) FROM orders"
+                        " GROUP BY status",
+                        0},
+    /* Each count is answered from its small partial index. */
+    [ST_STATS_LIVE] = {"SELECT 'pending', count(*) FROM orders"
+                       " WHERE status = 'pending' UNION ALL"
+                       " SELECT 'processing', count(*) FROM orders"
+                       " WHERE status = 'processing'",
+                       0},
+    [ST_STATS_OLDEST] = {WITH_NOW "SELECT " NOW ", (SELECT min(created_at)"
+                                  " FROM orders WHERE status = 'pending'"
+                                  " AND next_at <= " NOW ")",
+                         0},
+    [ST_PRODUCT_ENSURE] = {"INSERT INTO products (sku, stock, updated_at)"
+                           " VALUES ($1, 0, " NOW_MS ")"
+                           " ON CONFLICT (sku) DO NOTHING",
+                           1},
+    [ST_PRODUCT_LOCK] = {"SELECT stock FROM products WHERE sku = $1"
+                         " FOR UPDATE",
+                         1},
+    [ST_PRODUCT_SET] = {WITH_NOW
+                        ", u AS (UPDATE products"
+                        " SET stock = $2::bigint, updated_at = " NOW
+                        " WHERE sku = $1 RETURNING sku, stock, updated_at),"
+                        " a AS (INSERT INTO adjustments (sku, delta,"
+                        " created_at) SELECT sku, $3::bigint, updated_at"
+                        " FROM u WHERE $3::bigint <> 0)"
+                        " SELECT sku, stock, updated_at FROM u",
+                        3},
+    [ST_PRODUCT_GET] = {"SELECT sku, stock, updated_at FROM products"
+                        " WHERE sku = $1",
+                        1},
+    [ST_PRODUCT_LIST] = {"SELECT sku, stock, updated_at FROM products"
+                         " WHERE sku > $1 ORDER BY sku LIMIT $2::bigint",
+                         2},
+    /* The claim: one statement. SKIP LOCKED lets replicas claim side by
+     * side; the CTE with LIMIT is evaluated once (an IN (subquery LIMIT
+     * n) may be re-run by the planner and claim more). Due order is
+     * (next_at, seq), which the partial index orders_pending returns
+     * without a sort: "oldest" means "claimable for longest". One fence
+     * per batch. */
+    [ST_CLAIM] = {WITH_NOW
+                  ", c AS (SELECT seq FROM orders"
+                  " WHERE status = 'pending' AND next_at <= " NOW
+                  " ORDER BY next_at, seq LIMIT $3::bigint"
+                  " FOR UPDATE SKIP LOCKED),"
+                  " f AS (SELECT nextval('fence_seq') AS v),"
+                  " u AS (UPDATE orders o SET status = 'processing',"
+                  " attempts = o.attempts + 1, lease_owner = $1::text,"
+                  " lease_until = " NOW " + $2::bigint, fence = f.v,"
+                  " updated_at = " NOW " FROM c, f WHERE o.seq = c.seq"
+                  " RETURNING o.seq, o.id, o.customer, o.items, o.metadata,"
+                  " o.status, o.attempts, o.reason, o.created_at,"
+                  " o.updated_at, o.finished_at, o.fence, o.lease_until,"
+                  " o.next_at),"
+                  " ev AS (INSERT INTO order_events (order_id, event, fence,"
+                  " at) SELECT id, 'claim', fence, updated_at FROM u)"
+                  " SELECT " ORDER_COLS ", fence, lease_until FROM u"
+                  " ORDER BY next_at, seq",
+                  3},
+    /* Locks the batch's orders whose fence is still current. */
+    [ST_PROCESS_ORDERS] = {"SELECT o.id, " NOW_MS " FROM orders o"
+                           " JOIN unnest($1::text[], $2::bigint[])"
+                           " AS x(id, fence) ON o.id = x.id"
+                           " AND o.fence = x.fence"
+                           " WHERE o.status = 'processing'"
+                           " ORDER BY o.id FOR UPDATE OF o",
+                           2},
+    /* Product rows in one consistent (sku) order for every replica, so
+     * two batches never wait on each other in a cycle. */
+    [ST_PROCESS_PRODUCTS] = {"SELECT sku, stock FROM products"
+                             " WHERE sku = ANY($1::text[])"
+                             " ORDER BY sku FOR UPDATE",
+                             1},
+    /* Every write of the batch in one statement; each is conditional on
+     * the fence, and the counts let the caller check nothing slipped. */
+    [ST_PROCESS_APPLY] =
+        {"WITH pu AS (UPDATE products p SET stock = p.stock - d.qty,"
+         " updated_at = $12::bigint FROM unnest($10::text[],"
+         " $11::bigint[]) AS d(sku, qty) WHERE p.sku = d.sku"
+         " RETURNING p.sku),"
+         " ri AS (INSERT INTO reservations (order_id, sku, qty, fence,"
+         " created_at) SELECT r.o, r.s, r.q, r.f, $12::bigint"
+         " FROM unnest($6::text[], $7::text[], $8::bigint[],"
+         " $9::bigint[]) AS r(o, s, q, f) RETURNING 1),"
+         " oc AS (UPDATE orders o SET status = 'completed',"
+         " reason = NULL, finished_at = $12::bigint,"
+         " updated_at = $12::bigint, lease_until = 0"
+         " FROM unnest($1::text[], $2::bigint[]) AS c(id, fence)"
+         " WHERE o.id = c.id AND o.fence = c.fence"
+         " AND o.status = 'processing' RETURNING o.id, o.fence),"
+         " orj AS (UPDATE orders o SET status = 'rejected',"
+         " reason = c.reason, finished_at = $12::bigint,"
+         " updated_at = $12::bigint, lease_until = 0"
+         " FROM unnest($3::text[], $4::bigint[], $5::text[])"
+         " AS c(id, fence, reason) WHERE o.id = c.id"
+         " AND o.fence = c.fence AND o.status = 'processing'"
+         " RETURNING o.id, o.fence),"
+         " ev AS (INSERT INTO order_events (order_id, event, fence, at)"
+         " SELECT id, 'complete', fence, $12::bigint FROM oc UNION ALL"
+         " SELECT id, 'reject', fence, $12::bigint FROM orj)"
+         " SELECT (SELECT count(*) FROM pu), (SELECT count(*) FROM ri),"
+         " (SELECT count(*) FROM oc), (SELECT count(*) FROM orj)",
+         12},
+    [ST_RETRY] = {WITH_NOW
+                  ", u AS (UPDATE orders SET status = CASE"
+                  " WHEN attempts < $3::int THEN 'pending' ELSE 'failed'"
+                  " END, reason = $5::text, next_at = " NOW " + $4::bigint,"
+                  " updated_at = " NOW ", finished_at = CASE"
+                  " WHEN attempts < $3::int THEN 0 ELSE " NOW
+                  " END, " LEASE_CLEAR " WHERE id = $1 AND fence = $2::bigint"
+                  " AND status = 'processing'"
+                  " RETURNING id, status, fence, updated_at),"
+                  " ev AS (INSERT INTO order_events (order_id, event, fence,"
+                  " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
+                  " ELSE 'retry' END, fence, updated_at FROM u)"
+                  " SELECT status FROM u",
+                  5},
+    [ST_RELEASE] = {WITH_NOW
+                    ", u AS (UPDATE orders SET status = 'pending',"
+                    " attempts = greatest(attempts - 1, 0),"
+                    " next_at = " NOW ", updated_at = " NOW ", " LEASE_CLEAR
+                    " WHERE id = $1 AND fence = $2::bigint"
+                    " AND status = 'processing'"
+                    " RETURNING id, fence, updated_at),"
+                    " ev AS (INSERT INTO order_events (order_id, event,"
+                    " fence, at) SELECT id, 'release', fence, updated_at"
+                    " FROM u) SELECT id FROM u",
+                    2},
+    /* Like the claim: SKIP LOCKED, so the reaper never waits on (or
+     * deadlocks with) a replica that is finishing the same order. */
+    [ST_REAP] = {WITH_NOW
+                 ", c AS (SELECT seq FROM orders"
+                 " WHERE status = 'processing' AND lease_until <= " NOW
+                 " ORDER BY lease_until LIMIT $2::bigint"
+                 " FOR UPDATE SKIP LOCKED),"
+                 " u AS (UPDATE orders o SET status = CASE"
+                 " WHEN o.attempts < $1::int THEN 'pending' ELSE 'failed'"
+                 " END, reason = CASE WHEN o.attempts < $1::int"
+                 " THEN o.reason ELSE 'lease expired' END,"
+                 " finished_at = CASE WHEN o.attempts < $1::int THEN 0"
+                 " ELSE " NOW " END, next_at = " NOW ","
+                 " updated_at = " NOW ", lease_owner = NULL,"
+                 " lease_until = 0 FROM c WHERE o.seq = c.seq"
+                 " RETURNING o.id, o.status, o.fence, o.updated_at),"
+                 " ev AS (INSERT INTO order_events (order_id, event, fence,"
+                 " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
+                 " ELSE 'expire' END, fence, updated_at FROM u)"
+                 " SELECT count(*) FROM u",
+                 2},
+    /* Named locks: the conflict arbiter serializes racing acquirers on
+     * the primary key; the loser re-evaluates the WHERE against the
+     * winner's row and changes nothing. EXCLUDED.expires_at - ttl is the
+     * statement's now. */
+    [ST_LOCK_ACQUIRE] = {WITH_NOW "INSERT INTO locks (name, owner, fence,"
+                                  " expires_at) SELECT $1::text, $2::text,"
+                                  " nextval('fence_seq'), now.ms + $3::bigint"
+                                  " FROM now ON CONFLICT (name) DO UPDATE"
+                                  " SET owner = EXCLUDED.owner,"
+                                  " fence = EXCLUDED.fence,"
+                                  " expires_at = EXCLUDED.expires_at"
+                                  " WHERE locks.expires_at <="
+                                  " EXCLUDED.expires_at - $3::bigint"
+                                  " RETURNING name, owner, fence, expires_at",
+                         3},
+    [ST_LOCK_READ] = {"SELECT name, owner, fence, expires_at FROM locks"
+                      " WHERE name = $1 AND expires_at > " NOW_MS,
+                      1},
+    [ST_LOCK_RENEW] = {WITH_NOW "UPDATE locks"
+                                " SET expires_at = " NOW " + $4::bigint"
+                                " WHERE name = $1 AND owner = $2"
+                                " AND fence = $3::bigint AND expires_at > " NOW
+                                " RETURNING name, owner, fence, expires_at",
+                       4},
+    [ST_LOCK_RELEASE] = {"DELETE FROM locks WHERE name = $1 AND owner = $2"
+                         " AND fence = $3::bigint AND expires_at > " NOW_MS
+                         " RETURNING name",
+                         3},
+    /* The statement's snapshot does not see its own upsert, hence the
+     * "OR id = $1": this replica always counts itself. */
+    [ST_REPLICAS_SEEN] = {WITH_NOW
+                          ", up AS (INSERT INTO replicas (id,"
+                          " last_seen) SELECT $1, ms FROM now"
+                          " ON CONFLICT (id) DO UPDATE"
+                          " SET last_seen = excluded.last_seen),"
+                          " old AS (DELETE FROM replicas WHERE last_seen <"
+                          " " NOW " - 86400000)"
+                          " SELECT id FROM replicas WHERE id = $1 OR"
+                          " last_seen >= " NOW " - $2::bigint"
+                          " ORDER BY id = $1 DESC, last_seen DESC, id",
+                          2},
+    [ST_LOCK_GET] = {"SELECT name, owner, fence, expires_at FROM locks"
+                     " WHERE name = $1 AND expires_at > " NOW_MS,
+                     1},
+    [ST_VERIFY_NEGATIVE] = {"SELECT sku, stock FROM products"
+                            " WHERE stock < 0",
+                            0},
+    [ST_VERIFY_BALANCE] =
+        {"SELECT coalesce(p.sku, a.sku, r.sku), coalesce(p.stock, 0),"
+         " coalesce(a.s, 0), coalesce(r.s, 0) FROM products p"
+         " FULL JOIN (SELECT sku, sum(delta) AS s FROM adjustments"
+         " GROUP BY sku) a ON a.sku = p.sku"
+         " FULL JOIN (SELECT sku, sum(qty) AS s FROM reservations"
+         " GROUP BY sku) r ON r.sku = coalesce(p.sku, a.sku)"
+         " WHERE p.sku IS NULL"
+         " OR p.stock <> coalesce(a.s, 0) - coalesce(r.s, 0)",
+         0},
+    [ST_VERIFY_RESERVED_STATUS] =
+        {"SELECT r.order_id, r.sku, coalesce(o.status, '(missing)')"
+         " FROM reservations r LEFT JOIN orders o ON o.id = r.order_id"
+         " WHERE o.status IS DISTINCT FROM 'completed'",
+         0},
+    /* jsonb compares the canonical items text with the reservations
+     * independently of key order and whitespace. */
+    [ST_VERIFY_RESERVED_ITEMS] =
+        {"SELECT o.id FROM orders o WHERE o.status = 'completed'"
+         " AND o.items::jsonb IS DISTINCT FROM (SELECT coalesce("
+         "jsonb_agg(jsonb_build_object('qty', r.qty, 'sku', r.sku)"
+         " ORDER BY r.sku), '[]'::jsonb) FROM reservations r"
+         " WHERE r.order_id = o.id)",
+         0},
+    [ST_VERIFY_EVENTS] = {"SELECT order_id, count(*) FROM order_events"
+                          " WHERE event IN ('complete', 'reject')"
+                          " GROUP BY order_id HAVING count(*) > 1",
+                          0},
 };
 
 /* ---- helpers shared with postgres_locks.c ---- */
@@ -494,14 +534,14 @@ static id_row_t *find_row(id_row_t *ix, const PGresult *res, const char *id)
 {
 	id_row_t key = {id, 0, false};
 	return bsearch(&key, ix, (size_t)PQntuples(res), sizeof *ix,
-		       id_row_cmp);
+	               id_row_cmp);
 }
 
 /* One attempt at the batch on one connection. *ret_lost: the connection
  * broke while the statement was in flight (outcome unknown). */
 static int submit_once(pg_store_t *b, const order_t *const *orders, size_t n,
-		       const char *const *arrays, store_submit_result_t *res,
-		       bool *ret_lost)
+                       const char *const *arrays, store_submit_result_t *res,
+                       bool *ret_lost)
 {
 	pgc_t *c;
 	*ret_lost = false;
@@ -594,7 +634,7 @@ out:
 }
 
 static int pg_submit(void *h, const order_t *const *orders, size_t n,
-		     store_submit_result_t *results)
+                     store_submit_result_t *results)
 {
 	pg_store_t *b = h;
 	if (n == 0)
@@ -610,8 +650,9 @@ static int pg_submit(void *h, const order_t *const *orders, size_t n,
 		if (pg_array_add(&a[0], orders[i]->id) < 0 ||
 		    pg_array_add(&a[1], orders[i]->customer) < 0 ||
 		    pg_array_add(&a[2], items) < 0 ||
-		    pg_array_add(&a[3], orders[i]->metadata ?
-						orders[i]->metadata : "{}") < 0)
+		    pg_array_add(&a[3], orders[i]->metadata
+		                            ? orders[i]->metadata
+		                            : "{}") < 0)
 			rc = -ENOMEM;
 		free(items);
 	}
@@ -646,7 +687,7 @@ static int pg_submit(void *h, const order_t *const *orders, size_t n,
 
 /* Runs a one-id statement returning at most one order row. */
 static int one_order(pg_store_t *b, int stmt, const char *id, bool write,
-		     order_t *ret, bool *ret_found)
+                     order_t *ret, bool *ret_found)
 {
 	pgc_t *c;
 	int rc = pg_conn(b, &c);
@@ -683,7 +724,7 @@ static int pg_order_get(void *h, const char *id, order_t *ret)
 }
 
 static int pg_order_fence(void *h, const char *id, order_status_t *ret_status,
-			  int64_t *ret_fence)
+                          int64_t *ret_fence)
 {
 	pg_store_t *b = h;
 	pgc_t *c;
@@ -710,7 +751,7 @@ static int pg_order_fence(void *h, const char *id, order_status_t *ret_status,
 }
 
 static int pg_order_list(void *h, int status, int64_t after_seq, size_t limit,
-			 order_t **ret_orders, size_t *ret_n, bool *ret_more)
+                         order_t **ret_orders, size_t *ret_n, bool *ret_more)
 {
 	pg_store_t *b = h;
 	if (limit > 100000)
@@ -799,7 +840,7 @@ static int pg_stats(void *h, bool terminal, store_stats_t *ret)
 		return rc;
 	PGresult *res = NULL;
 	rc = pgc_exec(b->pool, c, terminal ? ST_STATS_COUNT : ST_STATS_LIVE,
-		      NULL, &res);
+	              NULL, &res);
 	if (rc < 0)
 		goto out;
 	for (int i = 0; i < PQntuples(res); i++) {
@@ -844,7 +885,7 @@ static int row_product(const PGresult *res, int row, product_t *ret)
 }
 
 static int pg_product_set(void *h, const char *sku, int64_t stock,
-			  product_t *ret)
+                          product_t *ret)
 {
 	pg_store_t *b = h;
 	if (stock < 0 || stock > PRODUCT_STOCK_MAX)
@@ -908,16 +949,16 @@ static int pg_product_get(void *h, const char *sku, product_t *ret)
 	const char *p[1] = {sku};
 	rc = pgc_exec(b->pool, c, ST_PRODUCT_GET, p, &res);
 	if (rc == 0)
-		rc = PQntuples(res) == 1 ? row_product(res, 0, ret) :
-					   OD_ENOTFOUND;
+		rc = PQntuples(res) == 1 ? row_product(res, 0, ret)
+		                         : OD_ENOTFOUND;
 	PQclear(res);
 	pgp_put(b->pool, c);
 	return rc;
 }
 
 static int pg_product_list(void *h, const char *after_sku, size_t limit,
-			   product_t **ret_products, size_t *ret_n,
-			   bool *ret_more)
+                           product_t **ret_products, size_t *ret_n,
+                           bool *ret_more)
 {
 	pg_store_t *b = h;
 	if (limit > 100000)
@@ -958,29 +999,29 @@ out:
 }
 
 const store_backend_t store_postgres_backend = {
-	.name = "postgres",
-	.open = pg_open,
-	.free = pg_free,
-	.ping = pg_ping,
-	.submit = pg_submit,
-	.order_get = pg_order_get,
-	.order_list = pg_order_list,
-	.order_requeue = pg_order_requeue,
-	.order_fence = pg_order_fence,
-	.order_cancel = pg_order_cancel,
-	.stats = pg_stats,
-	.product_set = pg_product_set,
-	.product_get = pg_product_get,
-	.product_list = pg_product_list,
-	.claim = pg_claim,
-	.process = pg_process,
-	.retry = pg_retry,
-	.release = pg_release,
-	.reap = pg_reap,
-	.lock_acquire = pg_lock_acquire,
-	.lock_renew = pg_lock_renew,
-	.lock_release = pg_lock_release,
-	.lock_get = pg_lock_get,
-	.replicas_seen = pg_replicas_seen,
-	.verify = pg_verify,
+    .name = "postgres",
+    .open = pg_open,
+    .free = pg_free,
+    .ping = pg_ping,
+    .submit = pg_submit,
+    .order_get = pg_order_get,
+    .order_list = pg_order_list,
+    .order_requeue = pg_order_requeue,
+    .order_fence = pg_order_fence,
+    .order_cancel = pg_order_cancel,
+    .stats = pg_stats,
+    .product_set = pg_product_set,
+    .product_get = pg_product_get,
+    .product_list = pg_product_list,
+    .claim = pg_claim,
+    .process = pg_process,
+    .retry = pg_retry,
+    .release = pg_release,
+    .reap = pg_reap,
+    .lock_acquire = pg_lock_acquire,
+    .lock_renew = pg_lock_renew,
+    .lock_release = pg_lock_release,
+    .lock_get = pg_lock_get,
+    .replicas_seen = pg_replicas_seen,
+    .verify = pg_verify,
 };

@@ -1,8 +1,8 @@
 /*
  * postgres_int: module-private to the postgres store backend. The backend
  * handle, the prepared statements shared by postgres.c (orders, products),
- * postgres_lease.c (leases) and postgres_locks.c (named locks, audit), and small
- * helpers for parameters and rows.
+ * postgres_lease.c (leases) and postgres_locks.c (named locks, audit), and
+ * small helpers for parameters and rows.
  */
 #ifndef ORDERD_STORE_POSTGRES_INT_H
 #define ORDERD_STORE_POSTGRES_INT_H
@@ -90,25 +90,25 @@ int pg_row_order(const PGresult *res, int row, order_t *ret);
 
 /* Processing under leases, in postgres_lease.c. */
 int pg_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
-	     store_claim_t *ret_claims, size_t *ret_n);
+             store_claim_t *ret_claims, size_t *ret_n);
 int pg_process(void *h, const store_claim_t *claims, size_t n,
-	       store_process_result_t *results);
+               store_process_result_t *results);
 int pg_retry(void *h, const char *id, int64_t fence, int max_attempts,
-	     int64_t delay_ms, const char *error, bool *ret_failed);
+             int64_t delay_ms, const char *error, bool *ret_failed);
 int pg_release(void *h, const char *id, int64_t fence);
 int pg_reap(void *h, int max_attempts, size_t limit, size_t *ret_n);
 
 /* Named locks and the audit, in postgres_locks.c. */
 int pg_lock_acquire(void *h, const char *name, const char *owner,
-		    int64_t ttl_ms, store_lock_t *ret);
+                    int64_t ttl_ms, store_lock_t *ret);
 int pg_lock_renew(void *h, const char *name, const char *owner, int64_t fence,
-		  int64_t ttl_ms, store_lock_t *ret);
+                  int64_t ttl_ms, store_lock_t *ret);
 int pg_lock_release(void *h, const char *name, const char *owner,
-		    int64_t fence);
+                    int64_t fence);
 int pg_lock_get(void *h, const char *name, store_lock_t *ret);
 int pg_replicas_seen(void *h, const char *replica, int64_t window_ms,
-		     char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n);
+                     char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n);
 int pg_verify(void *h, store_violation_fn fn, void *arg,
-	      size_t *ret_violations);
+              size_t *ret_violations);
 
 #endif

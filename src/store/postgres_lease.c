@@ -17,7 +17,7 @@
 /* ---- processing under leases ---- */
 
 int pg_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
-		    store_claim_t *ret_claims, size_t *ret_n)
+             store_claim_t *ret_claims, size_t *ret_n)
 {
 	pg_store_t *b = h;
 	if (max == 0) {
@@ -51,7 +51,7 @@ int pg_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
 		rc = OD_EINTERNAL;
 		if (!pg_get_i64(res, (int)n, N_ORDER_COLS, &cl->fence) ||
 		    !pg_get_i64(res, (int)n, N_ORDER_COLS + 1,
-				&cl->lease_until)) {
+		                &cl->lease_until)) {
 			order_clear(&cl->order);
 			goto out;
 		}
@@ -76,7 +76,7 @@ typedef struct sku_stock {
 static int cmp_sku(const void *a, const void *b)
 {
 	return strcmp(((const sku_stock_t *)a)->sku,
-		      ((const sku_stock_t *)b)->sku);
+	              ((const sku_stock_t *)b)->sku);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -92,8 +92,8 @@ static sku_stock_t *sku_find(sku_stock_t *v, size_t n, const char *sku)
 
 /* Decides every live order against the locked stock, in array order. */
 static void process_decide(const store_claim_t *claims, size_t n,
-			   const bool *live, sku_stock_t *sk, size_t n_sk,
-			   store_process_result_t *results)
+                           const bool *live, sku_stock_t *sk, size_t n_sk,
+                           store_process_result_t *results)
 {
 	for (size_t i = 0; i < n; i++) {
 		const order_t *o = &claims[i].order;
@@ -120,18 +120,30 @@ static void process_decide(const store_claim_t *claims, size_t n,
 		}
 		for (size_t k = 0; k < o->n_items; k++)
 			sku_find(sk, n_sk, o->items[k].sku)->now -=
-				o->items[k].qty;
+			    o->items[k].qty;
 		results[i].outcome = PROCESS_COMPLETED;
 	}
 }
 
 /* The arrays of ST_PROCESS_APPLY, $1..$11. */
-enum { A_CID, A_CFENCE, A_RID, A_RFENCE, A_RREASON, A_ROID, A_RSKU, A_RQTY,
-       A_RRFENCE, A_PSKU, A_PQTY, N_APPLY_ARRAYS };
+enum {
+	A_CID,
+	A_CFENCE,
+	A_RID,
+	A_RFENCE,
+	A_RREASON,
+	A_ROID,
+	A_RSKU,
+	A_RQTY,
+	A_RRFENCE,
+	A_PSKU,
+	A_PQTY,
+	N_APPLY_ARRAYS
+};
 
 static int process_apply(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
-			 size_t n, const store_process_result_t *results,
-			 const sku_stock_t *sk, size_t n_sk, int64_t now)
+                         size_t n, const store_process_result_t *results,
+                         const sku_stock_t *sk, size_t n_sk, int64_t now)
 {
 	pg_array_t a[N_APPLY_ARRAYS];
 	memset(a, 0, sizeof a);
@@ -148,13 +160,17 @@ static int process_apply(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
 			if (pg_array_add(&a[A_CID], cl->order.id) < 0 ||
 			    pg_array_add_i64(&a[A_CFENCE], cl->fence) < 0)
 				rc = -ENOMEM;
-			for (size_t k = 0; k < cl->order.n_items && rc == 0; k++)
-				if (pg_array_add(&a[A_ROID], cl->order.id) < 0 ||
+			for (size_t k = 0; k < cl->order.n_items && rc == 0;
+			     k++)
+				if (pg_array_add(&a[A_ROID], cl->order.id) <
+				        0 ||
 				    pg_array_add(&a[A_RSKU],
-						 cl->order.items[k].sku) < 0 ||
+				                 cl->order.items[k].sku) < 0 ||
 				    pg_array_add_i64(&a[A_RQTY],
-						     cl->order.items[k].qty) < 0 ||
-				    pg_array_add_i64(&a[A_RRFENCE], cl->fence) < 0)
+				                     cl->order.items[k].qty) <
+				        0 ||
+				    pg_array_add_i64(&a[A_RRFENCE], cl->fence) <
+				        0)
 					rc = -ENOMEM;
 		}
 	}
@@ -180,7 +196,8 @@ static int process_apply(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
 		/* We hold every row we write; any shortfall is a bug. */
 		int64_t pu, ri, oc, orj;
 		if (PQntuples(res) != 1 || !pg_get_i64(res, 0, 0, &pu) ||
-		    !pg_get_i64(res, 0, 1, &ri) || !pg_get_i64(res, 0, 2, &oc) ||
+		    !pg_get_i64(res, 0, 1, &ri) ||
+		    !pg_get_i64(res, 0, 2, &oc) ||
 		    !pg_get_i64(res, 0, 3, &orj) || (size_t)pu != n_changed ||
 		    (size_t)ri != a[A_ROID].n || (size_t)oc != a[A_CID].n ||
 		    (size_t)orj != a[A_RID].n)
@@ -196,8 +213,8 @@ static int process_apply(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
  * *ret_sk and *ret_nsk (sorted by sku, owned by the caller) and *ret_now.
  */
 static int process_lock(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
-			size_t n, bool *live, sku_stock_t **ret_sk,
-			size_t *ret_nsk, int64_t *ret_now)
+                        size_t n, bool *live, sku_stock_t **ret_sk,
+                        size_t *ret_nsk, int64_t *ret_now)
 {
 	pg_array_t ids = {0}, fences = {0}, skus = {0};
 	PGresult *res = NULL;
@@ -233,7 +250,7 @@ static int process_lock(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
 	for (size_t i = 0; i < n; i++) {
 		const char *id = claims[i].order.id;
 		live[i] = bsearch(&id, live_ids, rows, sizeof *live_ids,
-				  cmp_str) != NULL;
+		                  cmp_str) != NULL;
 		for (size_t k = 0; live[i] && k < claims[i].order.n_items; k++)
 			sk[n_sk++].sku = claims[i].order.items[k].sku;
 	}
@@ -257,7 +274,8 @@ static int process_lock(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
 		if (rc < 0)
 			goto out;
 		for (int r = 0; r < PQntuples(pr) && rc == 0; r++) {
-			sku_stock_t *s = sku_find(sk, n_sk, PQgetvalue(pr, r, 0));
+			sku_stock_t *s =
+			    sku_find(sk, n_sk, PQgetvalue(pr, r, 0));
 			if (!s || !pg_get_i64(pr, r, 1, &s->before))
 				rc = OD_EINTERNAL;
 			else
@@ -283,7 +301,7 @@ out:
 }
 
 int pg_process(void *h, const store_claim_t *claims, size_t n,
-		      store_process_result_t *results)
+               store_process_result_t *results)
 {
 	pg_store_t *b = h;
 	if (n == 0)
@@ -326,7 +344,7 @@ out_free:
 }
 
 int pg_retry(void *h, const char *id, int64_t fence, int max_attempts,
-		    int64_t delay_ms, const char *error, bool *ret_failed)
+             int64_t delay_ms, const char *error, bool *ret_failed)
 {
 	pg_store_t *b = h;
 	char fbuf[24], mbuf[24], dbuf[24];
@@ -399,4 +417,3 @@ int pg_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
 	pgp_put(b->pool, c);
 	return rc;
 }
-

@@ -32,8 +32,8 @@ static bool names_ok(const char *name, const char *owner)
  * Runs a lock statement; *ret_found tells whether it returned a row (copied
  * into *ret when ret is not NULL). Writes lost in flight are OD_EUNKNOWN.
  */
-static int lock_stmt(pg_store_t *b, int stmt, const char *const *p,
-		     bool write, store_lock_t *ret, bool *ret_found)
+static int lock_stmt(pg_store_t *b, int stmt, const char *const *p, bool write,
+                     store_lock_t *ret, bool *ret_found)
 {
 	pgc_t *c;
 	int rc = pg_conn(b, &c);
@@ -55,7 +55,7 @@ static int lock_stmt(pg_store_t *b, int stmt, const char *const *p,
 }
 
 int pg_lock_acquire(void *h, const char *name, const char *owner,
-		    int64_t ttl_ms, store_lock_t *ret)
+                    int64_t ttl_ms, store_lock_t *ret)
 {
 	if (!names_ok(name, owner) || ttl_ms <= 0)
 		return OD_EINVAL;
@@ -89,7 +89,7 @@ int pg_lock_acquire(void *h, const char *name, const char *owner,
 }
 
 int pg_lock_renew(void *h, const char *name, const char *owner, int64_t fence,
-		  int64_t ttl_ms, store_lock_t *ret)
+                  int64_t ttl_ms, store_lock_t *ret)
 {
 	if (!names_ok(name, owner) || ttl_ms <= 0)
 		return OD_EINVAL;
@@ -109,8 +109,7 @@ int pg_lock_renew(void *h, const char *name, const char *owner, int64_t fence,
 	return 0;
 }
 
-int pg_lock_release(void *h, const char *name, const char *owner,
-		    int64_t fence)
+int pg_lock_release(void *h, const char *name, const char *owner, int64_t fence)
 {
 	if (!names_ok(name, owner))
 		return OD_EINVAL;
@@ -125,7 +124,7 @@ int pg_lock_release(void *h, const char *name, const char *owner,
 }
 
 int pg_replicas_seen(void *h, const char *replica, int64_t window_ms,
-		     char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n)
+                     char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n)
 {
 	pg_store_t *b = h;
 	pgc_t *c;
@@ -141,7 +140,7 @@ int pg_replicas_seen(void *h, const char *replica, int64_t window_ms,
 		size_t n = (size_t)PQntuples(res);
 		for (size_t i = 0; i < n && i < max; i++)
 			snprintf(ret_ids[i], ID_MAX + 1, "%s",
-				 PQgetvalue(res, (int)i, 0));
+			         PQgetvalue(res, (int)i, 0));
 		*ret_n = n;
 	}
 	PQclear(res);
@@ -168,13 +167,13 @@ int pg_lock_get(void *h, const char *name, store_lock_t *ret)
 /* ---- audit ---- */
 
 static const int checks[] = {
-	ST_VERIFY_NEGATIVE, ST_VERIFY_BALANCE, ST_VERIFY_RESERVED_STATUS,
-	ST_VERIFY_RESERVED_ITEMS, ST_VERIFY_EVENTS,
+    ST_VERIFY_NEGATIVE,       ST_VERIFY_BALANCE, ST_VERIFY_RESERVED_STATUS,
+    ST_VERIFY_RESERVED_ITEMS, ST_VERIFY_EVENTS,
 };
 
 /* One line describing row r of check stmt. */
 static void describe(int stmt, const PGresult *res, int r, char *line,
-		     size_t cap)
+                     size_t cap)
 {
 	const char *v[4] = {"", "", "", ""};
 	for (int k = 0; k < 4 && k < PQnfields(res); k++)
@@ -182,33 +181,34 @@ static void describe(int stmt, const PGresult *res, int r, char *line,
 	switch (stmt) {
 	case ST_VERIFY_NEGATIVE:
 		snprintf(line, cap, "product %s has negative stock %s", v[0],
-			 v[1]);
+		         v[1]);
 		break;
 	case ST_VERIFY_BALANCE:
 		snprintf(line, cap,
-			 "product %s: stock %s != adjustments %s - reserved %s",
-			 v[0], v[1], v[2], v[3]);
+		         "product %s: stock %s != adjustments %s - reserved %s",
+		         v[0], v[1], v[2], v[3]);
 		break;
 	case ST_VERIFY_RESERVED_STATUS:
-		snprintf(line, cap,
-			 "reservation (%s, %s) belongs to an order in status %s",
-			 v[0], v[1], v[2]);
+		snprintf(
+		    line, cap,
+		    "reservation (%s, %s) belongs to an order in status %s",
+		    v[0], v[1], v[2]);
 		break;
 	case ST_VERIFY_RESERVED_ITEMS:
 		snprintf(line, cap,
-			 "completed order %s: reservations do not match its "
-			 "items", v[0]);
+		         "completed order %s: reservations do not match its "
+		         "items",
+		         v[0]);
 		break;
 	default:
 		snprintf(line, cap,
-			 "order %s reached a terminal status %s times", v[0],
-			 v[1]);
+		         "order %s reached a terminal status %s times", v[0],
+		         v[1]);
 		break;
 	}
 }
 
-int pg_verify(void *h, store_violation_fn fn, void *arg,
-	      size_t *ret_violations)
+int pg_verify(void *h, store_violation_fn fn, void *arg, size_t *ret_violations)
 {
 	pg_store_t *b = h;
 	pgc_t *c;

@@ -35,8 +35,8 @@ struct pgp {
 	int64_t wait_ms;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv;   /* signalled when a slot returns to the list */
-	pgc_t *slots;        /* n slots; a slot's fields belong to its holder */
+	pthread_cond_t cv; /* signalled when a slot returns to the list */
+	pgc_t *slots;      /* n slots; a slot's fields belong to its holder */
 	size_t n;
 	pgc_t **free_list;   /* mu: n_free free slots, live ones at the top */
 	size_t n_free;       /* mu */
@@ -47,21 +47,23 @@ struct pgp {
 static const backoff_t reconnect_backoff = {.base_ms = 50, .cap_ms = 5000};
 
 int pgp_new(const char *uri, const store_options_t *opt,
-	    const pgp_stmt_t *stmts, size_t n, pgp_t **ret)
+            const pgp_stmt_t *stmts, size_t n, pgp_t **ret)
 {
 	if (n > PGP_MAX_STMTS)
 		return OD_EINTERNAL;
 	int pool = opt && opt->readers > 0 ? opt->readers : 8;
 	if (pool > POOL_MAX)
 		pool = POOL_MAX;
-	int connect_ms = opt && opt->connect_timeout_ms > 0 ?
-				 opt->connect_timeout_ms : 5000;
-	int stmt_ms = opt && opt->statement_timeout_ms > 0 ?
-			      opt->statement_timeout_ms : 30000;
-	int lock_ms = opt && opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms :
-							 5000;
-	const char *app = opt && opt->replica_id && *opt->replica_id ?
-				  opt->replica_id : "orderd";
+	int connect_ms =
+	    opt && opt->connect_timeout_ms > 0 ? opt->connect_timeout_ms : 5000;
+	int stmt_ms = opt && opt->statement_timeout_ms > 0
+	                  ? opt->statement_timeout_ms
+	                  : 30000;
+	int lock_ms =
+	    opt && opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 5000;
+	const char *app = opt && opt->replica_id && *opt->replica_id
+	                      ? opt->replica_id
+	                      : "orderd";
 
 	pgp_t *p = calloc(1, sizeof *p);
 	if (!p)
@@ -85,19 +87,20 @@ int pgp_new(const char *uri, const store_options_t *opt,
 	snprintf(p->app, sizeof p->app, "%s", app);
 	/* libpq takes whole seconds and treats values below 2 as 2. */
 	snprintf(p->connect_timeout, sizeof p->connect_timeout, "%d",
-		 (connect_ms + 999) / 1000);
+	         (connect_ms + 999) / 1000);
 	/* Unacknowledged data this long means the peer is gone (a cut link
 	 * would otherwise hang a write for the kernel's ~15 minutes). */
 	snprintf(p->tcp_user_timeout, sizeof p->tcp_user_timeout, "%d",
-		 connect_ms > 10000 ? connect_ms : 10000);
+	         connect_ms > 10000 ? connect_ms : 10000);
 	/* A stalled replica must not hold row locks forever: the server
 	 * ends a transaction left idle longer than this. */
 	int idle_ms = stmt_ms > 10000 ? stmt_ms : 10000;
-	snprintf(p->setup_sql, sizeof p->setup_sql,
-		 "SET statement_timeout = %d; SET lock_timeout = %d; "
-		 "SET idle_in_transaction_session_timeout = %d; "
-		 "SET synchronous_commit = on; SET client_min_messages = warning",
-		 stmt_ms, lock_ms, idle_ms);
+	snprintf(
+	    p->setup_sql, sizeof p->setup_sql,
+	    "SET statement_timeout = %d; SET lock_timeout = %d; "
+	    "SET idle_in_transaction_session_timeout = %d; "
+	    "SET synchronous_commit = on; SET client_min_messages = warning",
+	    stmt_ms, lock_ms, idle_ms);
 	p->wait_ms = (int64_t)stmt_ms + connect_ms;
 
 	/* Our defaults first and the URI last: libpq lets later keywords
@@ -135,7 +138,10 @@ void pgp_free(pgp_t *p)
 	free(p);
 }
 
-int64_t pgp_wait_ms(const pgp_t *p) { return p->wait_ms; }
+int64_t pgp_wait_ms(const pgp_t *p)
+{
+	return p->wait_ms;
+}
 
 static void slot_close(pgc_t *c)
 {
@@ -172,9 +178,9 @@ static void connect_failed(pgp_t *p)
 	pthread_mutex_lock(&p->mu);
 	if (p->failures < 30)
 		p->failures++;
-	p->next_try_ms = clock_mono_ms() +
-			 backoff_delay_ms(&reconnect_backoff, p->failures,
-					  clock_rand());
+	p->next_try_ms =
+	    clock_mono_ms() +
+	    backoff_delay_ms(&reconnect_backoff, p->failures, clock_rand());
 	pthread_mutex_unlock(&p->mu);
 }
 
@@ -184,7 +190,8 @@ static int slot_connect(pgp_t *p, pgc_t *c)
 	bool wait = clock_mono_ms() < p->next_try_ms;
 	pthread_mutex_unlock(&p->mu);
 	if (wait)
-		return OD_ESTORE; /* backing off: fail fast, the caller retries */
+		return OD_ESTORE; /* backing off: fail fast, the caller retries
+		                   */
 
 	c->conn = PQconnectdbParams(p->kw, p->val, 1);
 	if (!c->conn || PQstatus(c->conn) != CONNECTION_OK)
@@ -213,7 +220,7 @@ static void push_free(pgp_t *p, pgc_t *c)
 		p->free_list[p->n_free++] = c;
 	} else {
 		memmove(&p->free_list[1], &p->free_list[0],
-			p->n_free * sizeof *p->free_list);
+		        p->n_free * sizeof *p->free_list);
 		p->free_list[0] = c;
 		p->n_free++;
 	}
@@ -237,7 +244,8 @@ int pgp_get(pgp_t *p, int64_t wait_ms, pgc_t **ret)
 		struct timespec now;
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (now.tv_sec > until.tv_sec ||
-		    (now.tv_sec == until.tv_sec && now.tv_nsec >= until.tv_nsec)) {
+		    (now.tv_sec == until.tv_sec &&
+		     now.tv_nsec >= until.tv_nsec)) {
 			pthread_mutex_unlock(&p->mu);
 			return OD_ESTORE;
 		}
@@ -310,14 +318,15 @@ int pgc_error(pgc_t *c, const PGresult *res)
 	if (starts(st, "40") || strcmp(st, "55P03") == 0 ||
 	    strcmp(st, "57014") == 0 || starts(st, "53") || starts(st, "58"))
 		return OD_ESTORE;
-	/* Constraint violations, bad SQL, bad data: our bug, not the world's. */
+	/* Constraint violations, bad SQL, bad data: our bug, not the world's.
+	 */
 	if (starts(st, "23") || starts(st, "42") || starts(st, "22"))
 		return OD_EINTERNAL;
 	return OD_ESTORE;
 }
 
 int pgc_exec(pgp_t *p, pgc_t *c, int idx, const char *const *vals,
-	     PGresult **ret)
+             PGresult **ret)
 {
 	if (idx < 0 || (size_t)idx >= p->n_stmts)
 		return OD_EINTERNAL;
@@ -327,7 +336,7 @@ int pgc_exec(pgp_t *p, pgc_t *c, int idx, const char *const *vals,
 	PGresult *res;
 	if (!(c->prepared[idx / 64] & bit)) {
 		res = PQprepare(c->conn, name, p->stmts[idx].sql,
-				p->stmts[idx].nparams, NULL);
+		                p->stmts[idx].nparams, NULL);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			int rc = pgc_error(c, res);
 			PQclear(res);
@@ -337,7 +346,7 @@ int pgc_exec(pgp_t *p, pgc_t *c, int idx, const char *const *vals,
 		c->prepared[idx / 64] |= bit;
 	}
 	res = PQexecPrepared(c->conn, name, p->stmts[idx].nparams, vals, NULL,
-			     NULL, 0);
+	                     NULL, 0);
 	ExecStatusType st = PQresultStatus(res);
 	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
 		*ret = res;

@@ -42,7 +42,7 @@ typedef struct pgc {
  * The caller frees the pool with pgp_free().
  */
 int pgp_new(const char *uri, const store_options_t *opt,
-	    const pgp_stmt_t *stmts, size_t n, pgp_t **ret);
+            const pgp_stmt_t *stmts, size_t n, pgp_t **ret);
 void pgp_free(pgp_t *p);
 
 /*
@@ -63,7 +63,7 @@ int64_t pgp_wait_ms(const pgp_t *p);
  * (syntax, constraint violations).
  */
 int pgc_exec(pgp_t *p, pgc_t *c, int idx, const char *const *vals,
-	     PGresult **ret);
+             PGresult **ret);
 /* Runs a parameterless command (BEGIN, COMMIT, ...) and discards the result. */
 int pgc_cmd(pgc_t *c, const char *sql);
 /* ROLLBACK if a transaction is open; never fails (drops the connection). */

@@ -17,72 +17,75 @@
 #define MIGRATE_LOCK_KEY "111114100101114100"
 
 static const char *const migrations[] = {
-	/* 1: the whole initial schema. Identifiers compare byte-wise
-	 * (COLLATE "C") whatever the database's locale: that is the order of
-	 * the canonical items text, of product pages, and of SQLite. */
-	"CREATE SEQUENCE fence_seq AS bigint START 1 CACHE 1;"
-	"CREATE TABLE orders ("
-	" seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-	" id text COLLATE \"C\" NOT NULL UNIQUE,"
-	" customer text NOT NULL,"
-	" items text NOT NULL,"
-	" metadata text NOT NULL,"
-	" status text NOT NULL CHECK (status IN ('pending', 'processing',"
-	"  'completed', 'rejected', 'failed', 'cancelled')),"
-	" attempts integer NOT NULL DEFAULT 0,"
-	" reason text,"
-	" created_at bigint NOT NULL,"
-	" updated_at bigint NOT NULL,"
-	" finished_at bigint NOT NULL DEFAULT 0,"
-	" next_at bigint NOT NULL,"
-	" lease_owner text,"
-	" lease_until bigint NOT NULL DEFAULT 0,"
-	" fence bigint NOT NULL DEFAULT 0);"
-	/* The hot queue index stays narrow: only claimable rows. */
-	"CREATE INDEX orders_pending ON orders (next_at, seq)"
-	" WHERE status = 'pending';"
-	"CREATE INDEX orders_leased ON orders (lease_until)"
-	" WHERE status = 'processing';"
-	"CREATE TABLE products ("
-	" sku text COLLATE \"C\" PRIMARY KEY,"
-	" stock bigint NOT NULL CHECK (stock >= 0),"
-	" updated_at bigint NOT NULL);"
-	"CREATE TABLE adjustments ("
-	" id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-	" sku text NOT NULL,"
-	" delta bigint NOT NULL,"
-	" created_at bigint NOT NULL);"
-	"CREATE INDEX adjustments_sku ON adjustments (sku);"
-	"CREATE TABLE reservations ("
-	" order_id text COLLATE \"C\" NOT NULL,"
-	" sku text COLLATE \"C\" NOT NULL,"
-	" qty bigint NOT NULL CHECK (qty > 0),"
-	" fence bigint NOT NULL,"
-	" created_at bigint NOT NULL,"
-	" PRIMARY KEY (order_id, sku));"
-	"CREATE INDEX reservations_sku ON reservations (sku);"
-	"CREATE TABLE order_events ("
-	" id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
-	" order_id text NOT NULL,"
-	" event text NOT NULL,"
-	" fence bigint NOT NULL,"
-	" at bigint NOT NULL);"
-	"CREATE INDEX order_events_order ON order_events (order_id);"
-	"CREATE TABLE locks ("
-	" name text PRIMARY KEY,"
-	" owner text NOT NULL,"
-	" fence bigint NOT NULL,"
-	" expires_at bigint NOT NULL);",
-	/* 2: replica heartbeats, for "replicas seen" and pending per
-	 * replica. */
-	"CREATE TABLE replicas ("
-	" id text PRIMARY KEY,"
-	" last_seen bigint NOT NULL);",
+    /* 1: the whole initial schema. Identifiers compare byte-wise
+     * (COLLATE "C") whatever the database's locale: that is the order of
+     * the canonical items text, of product pages, and of SQLite. */
+    "CREATE SEQUENCE fence_seq AS bigint START 1 CACHE 1;"
+    "CREATE TABLE orders ("
+    " seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " id text COLLATE \"C\" NOT NULL UNIQUE,"
+    " customer text NOT NULL,"
+    " items text NOT NULL,"
+    " metadata text NOT NULL,"
+    " status text NOT NULL CHECK (status IN ('pending', 'processing',"
+    "  'completed', 'rejected', 'failed', 'cancelled')),"
+    " attempts integer NOT NULL DEFAULT 0,"
+    " reason text,"
+    " created_at bigint NOT NULL,"
+    " updated_at bigint NOT NULL,"
+    " finished_at bigint NOT NULL DEFAULT 0,"
+    " next_at bigint NOT NULL,"
+    " lease_owner text,"
+    " lease_until bigint NOT NULL DEFAULT 0,"
+    " fence bigint NOT NULL DEFAULT 0);"
+    /* The hot queue index stays narrow: only claimable rows. */
+    "CREATE INDEX orders_pending ON orders (next_at, seq)"
+    " WHERE status = 'pending';"
+    "CREATE INDEX orders_leased ON orders (lease_until)"
+    " WHERE status = 'processing';"
+    "CREATE TABLE products ("
+    " sku text COLLATE \"C\" PRIMARY KEY,"
+    " stock bigint NOT NULL CHECK (stock >= 0),"
+    " updated_at bigint NOT NULL);"
+    "CREATE TABLE adjustments ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " sku text NOT NULL,"
+    " delta bigint NOT NULL,"
+    " created_at bigint NOT NULL);"
+    "CREATE INDEX adjustments_sku ON adjustments (sku);"
+    "CREATE TABLE reservations ("
+    " order_id text COLLATE \"C\" NOT NULL,"
+    " sku text COLLATE \"C\" NOT NULL,"
+    " qty bigint NOT NULL CHECK (qty > 0),"
+    " fence bigint NOT NULL,"
+    " created_at bigint NOT NULL,"
+    " PRIMARY KEY (order_id, sku));"
+    "CREATE INDEX reservations_sku ON reservations (sku);"
+    "CREATE TABLE order_events ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " order_id text NOT NULL,"
+    " event text NOT NULL,"
+    " fence bigint NOT NULL,"
+    " at bigint NOT NULL);"
+    "CREATE INDEX order_events_order ON order_events (order_id);"
+    "CREATE TABLE locks ("
+    " name text PRIMARY KEY,"
+    " owner text NOT NULL,"
+    " fence bigint NOT NULL,"
+    " expires_at bigint NOT NULL);",
+    /* 2: replica heartbeats, for "replicas seen" and pending per
+     * replica. */
+    "CREATE TABLE replicas ("
+    " id text PRIMARY KEY,"
+    " last_seen bigint NOT NULL);",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
-int pgs_version_latest(void) { return (int)N_MIGRATIONS; }
+int pgs_version_latest(void)
+{
+	return (int)N_MIGRATIONS;
+}
 
 static int exec_cmd(pgc_t *c, const char *sql)
 {
@@ -99,10 +102,10 @@ static int exec_cmd(pgc_t *c, const char *sql)
 static int read_version(pgc_t *c, int *ret)
 {
 	int rc = exec_cmd(c, "CREATE TABLE IF NOT EXISTS schema_version ("
-			     " one integer PRIMARY KEY CHECK (one = 1),"
-			     " version integer NOT NULL);"
-			     "INSERT INTO schema_version VALUES (1, 0)"
-			     " ON CONFLICT (one) DO NOTHING");
+	                     " one integer PRIMARY KEY CHECK (one = 1),"
+	                     " version integer NOT NULL);"
+	                     "INSERT INTO schema_version VALUES (1, 0)"
+	                     " ON CONFLICT (one) DO NOTHING");
 	if (rc < 0)
 		return rc;
 	PGresult *res = PQexec(c->conn, "SELECT version FROM schema_version");
@@ -129,8 +132,8 @@ int pgs_migrate(pgc_t *c, int *ret_version)
 		if (rc < 0)
 			return rc;
 		/* Serializes concurrent openers; released at COMMIT. */
-		rc = exec_cmd(c, "SELECT pg_advisory_xact_lock("
-				 MIGRATE_LOCK_KEY ")");
+		rc = exec_cmd(
+		    c, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")");
 		if (rc == 0)
 			rc = read_version(c, &version);
 		if (rc == 0 && version > (int)N_MIGRATIONS)
@@ -149,8 +152,8 @@ int pgs_migrate(pgc_t *c, int *ret_version)
 		if (rc == 0) {
 			char sql[96];
 			snprintf(sql, sizeof sql,
-				 "UPDATE schema_version SET version = %d",
-				 version + 1);
+			         "UPDATE schema_version SET version = %d",
+			         version + 1);
 			rc = exec_cmd(c, sql);
 		}
 		if (rc < 0) {

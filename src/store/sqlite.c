@@ -147,8 +147,8 @@ static int order_by_id(sqlite_conn_t *c, const char *id, order_t *ret)
 	const sqlite_param_t p[] = {SQ_TEXT(id)};
 	sqlite3_stmt *st;
 	int rc = sqlite_row(c, SQ_ORDER_BY_ID,
-	                    "SELECT " ORDER_COLS " FROM orders WHERE id = ?1", p,
-	                    SQ_NPARAMS(p), &st);
+	                    "SELECT " ORDER_COLS " FROM orders WHERE id = ?1",
+	                    p, SQ_NPARAMS(p), &st);
 	if (rc < 0)
 		return rc;
 	if (rc == 0)
@@ -313,8 +313,8 @@ static int sq_order_fence(void *b, const char *id, order_status_t *ret_status,
 		const char *status = (const char *)sqlite3_column_text(st, 0);
 		order_status_t os;
 		rc = status && order_status_parse(status, &os) == 0
-		             ? 0
-		             : OD_EINTERNAL;
+		         ? 0
+		         : OD_EINTERNAL;
 		if (rc == 0) {
 			*ret_status = os;
 			*ret_fence = sqlite3_column_int64(st, 1);

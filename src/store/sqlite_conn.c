@@ -169,7 +169,8 @@ static void end_lazy(sqlite_store_t *s)
 	/* If this failed, the next lazy begin or the next commit would run
 	 * without fsync: treat it as fatal for durability and say so loudly
 	 * through the error path of the next write instead of guessing. */
-	if (sqlite_run(&s->writer, SQ_SYNC_FULL, "PRAGMA synchronous = FULL") < 0)
+	if (sqlite_run(&s->writer, SQ_SYNC_FULL, "PRAGMA synchronous = FULL") <
+	    0)
 		s->sync_broken = true;
 }
 
@@ -187,7 +188,8 @@ static int write_begin(sqlite_store_t *s, bool lazy, sqlite_conn_t **ret_c,
 		s->sync_broken = false;
 	}
 	if (lazy) {
-		rc = sqlite_run(c, SQ_SYNC_NORMAL, "PRAGMA synchronous = NORMAL");
+		rc = sqlite_run(c, SQ_SYNC_NORMAL,
+		                "PRAGMA synchronous = NORMAL");
 		if (rc < 0)
 			goto unlock;
 		s->lazy = true;

@@ -89,8 +89,8 @@ typedef struct sqlite_store {
 	pthread_mutex_t wlock;
 	sqlite_conn_t writer; /* wlock */
 	int64_t last_ckpt_ms; /* wlock; monotonic clock */
-	bool lazy;            /* wlock: this transaction commits without fsync */
-	bool sync_broken;     /* wlock: restoring synchronous=FULL failed */
+	bool lazy;        /* wlock: this transaction commits without fsync */
+	bool sync_broken; /* wlock: restoring synchronous=FULL failed */
 
 	pthread_mutex_t rlock;
 	pthread_cond_t rcond;   /* signalled when a reader is returned */

@@ -161,8 +161,7 @@ rollback:
 
 /* A heartbeat is harmless to lose in a power cut: a lazy commit. */
 int sqlite_replicas_seen(void *b, const char *replica, int64_t window_ms,
-                         char (*ret_ids)[ID_MAX + 1], size_t max,
-                         size_t *ret_n)
+                         char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n)
 {
 	sqlite_store_t *s = b;
 	sqlite_conn_t *c;
@@ -179,8 +178,8 @@ int sqlite_replicas_seen(void *b, const char *replica, int64_t window_ms,
 	sqlite_param_t old[] = {SQ_INT(now - 86400000)};
 	if (rc >= 0)
 		rc = sqlite_exec(c, SQ_REPLICA_FORGET,
-		                 "DELETE FROM replicas WHERE last_seen < ?1", old,
-		                 SQ_NPARAMS(old));
+		                 "DELETE FROM replicas WHERE last_seen < ?1",
+		                 old, SQ_NPARAMS(old));
 	sqlite3_stmt *st;
 	size_t n = 0;
 	if (rc >= 0)
@@ -190,7 +189,8 @@ int sqlite_replicas_seen(void *b, const char *replica, int64_t window_ms,
 		                 &st);
 	if (rc >= 0 && (rc = sqlite_bind_int(st, 1, now - window_ms)) == 0) {
 		while ((rc = sqlite_step(st)) == 1) {
-			const char *id = (const char *)sqlite3_column_text(st, 0);
+			const char *id =
+			    (const char *)sqlite3_column_text(st, 0);
 			if (n < max && id)
 				snprintf(ret_ids[n], ID_MAX + 1, "%s", id);
 			n++;

@@ -30,7 +30,7 @@ int store_open(const char *uri, const store_options_t *opt, store_t **ret)
 	if (strncmp(uri, "sqlite:", 7) == 0)
 		be = &store_sqlite_backend;
 	else if (strncmp(uri, "postgres://", 11) == 0 ||
-		 strncmp(uri, "postgresql://", 13) == 0)
+	         strncmp(uri, "postgresql://", 13) == 0)
 		be = &store_postgres_backend;
 	else
 		return OD_ECONFIG;
@@ -58,12 +58,18 @@ void store_free(store_t *s)
 	free(s);
 }
 
-const char *store_backend_name(const store_t *s) { return s->be->name; }
+const char *store_backend_name(const store_t *s)
+{
+	return s->be->name;
+}
 
-int store_ping(store_t *s) { return s->be->ping(s->b); }
+int store_ping(store_t *s)
+{
+	return s->be->ping(s->b);
+}
 
 int store_submit(store_t *s, const order_t *const *orders, size_t n,
-		 store_submit_result_t *results)
+                 store_submit_result_t *results)
 {
 	return s->be->submit(s->b, orders, n, results);
 }
@@ -74,10 +80,10 @@ int store_order_get(store_t *s, const char *id, order_t *ret)
 }
 
 int store_order_list(store_t *s, int status, int64_t after_seq, size_t limit,
-		     order_t **ret_orders, size_t *ret_n, bool *ret_more)
+                     order_t **ret_orders, size_t *ret_n, bool *ret_more)
 {
 	return s->be->order_list(s->b, status, after_seq, limit, ret_orders,
-				 ret_n, ret_more);
+	                         ret_n, ret_more);
 }
 
 void store_orders_free(order_t *orders, size_t n)
@@ -107,7 +113,7 @@ int store_stats(store_t *s, store_stats_t *ret)
 	int64_t now = clock_mono_ms();
 	pthread_mutex_lock(&s->stats_mu);
 	bool full = !s->have_terminal ||
-		    now - s->terminal_at >= STORE_STATS_TERMINAL_MS;
+	            now - s->terminal_at >= STORE_STATS_TERMINAL_MS;
 	pthread_mutex_unlock(&s->stats_mu);
 
 	store_stats_t st;
@@ -133,7 +139,7 @@ int store_stats(store_t *s, store_stats_t *ret)
 }
 
 int store_product_set(store_t *s, const char *sku, int64_t stock,
-		      product_t *ret)
+                      product_t *ret)
 {
 	return s->be->product_set(s->b, sku, stock, ret);
 }
@@ -144,14 +150,14 @@ int store_product_get(store_t *s, const char *sku, product_t *ret)
 }
 
 int store_product_list(store_t *s, const char *after_sku, size_t limit,
-		       product_t **ret_products, size_t *ret_n, bool *ret_more)
+                       product_t **ret_products, size_t *ret_n, bool *ret_more)
 {
 	return s->be->product_list(s->b, after_sku, limit, ret_products, ret_n,
-				   ret_more);
+	                           ret_more);
 }
 
 int store_claim(store_t *s, const char *owner, int64_t lease_ms, size_t max,
-		store_claim_t *ret_claims, size_t *ret_n)
+                store_claim_t *ret_claims, size_t *ret_n)
 {
 	return s->be->claim(s->b, owner, lease_ms, max, ret_claims, ret_n);
 }
@@ -163,20 +169,20 @@ void store_claims_clear(store_claim_t *claims, size_t n)
 }
 
 int store_process(store_t *s, const store_claim_t *claims, size_t n,
-		  store_process_result_t *results)
+                  store_process_result_t *results)
 {
 	return s->be->process(s->b, claims, n, results);
 }
 
 int store_retry(store_t *s, const char *id, int64_t fence, int max_attempts,
-		int64_t delay_ms, const char *error, bool *ret_failed)
+                int64_t delay_ms, const char *error, bool *ret_failed)
 {
 	return s->be->retry(s->b, id, fence, max_attempts, delay_ms, error,
-			    ret_failed);
+	                    ret_failed);
 }
 
 int store_order_fence(store_t *s, const char *id, order_status_t *ret_status,
-		      int64_t *ret_fence)
+                      int64_t *ret_fence)
 {
 	return s->be->order_fence(s->b, id, ret_status, ret_fence);
 }
@@ -192,26 +198,26 @@ int store_reap(store_t *s, int max_attempts, size_t limit, size_t *ret_n)
 }
 
 int store_replicas_seen(store_t *s, const char *replica, int64_t window_ms,
-			char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n)
+                        char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n)
 {
 	return s->be->replicas_seen(s->b, replica, window_ms, ret_ids, max,
-				    ret_n);
+	                            ret_n);
 }
 
 int store_lock_acquire(store_t *s, const char *name, const char *owner,
-		       int64_t ttl_ms, store_lock_t *ret)
+                       int64_t ttl_ms, store_lock_t *ret)
 {
 	return s->be->lock_acquire(s->b, name, owner, ttl_ms, ret);
 }
 
 int store_lock_renew(store_t *s, const char *name, const char *owner,
-		     int64_t fence, int64_t ttl_ms, store_lock_t *ret)
+                     int64_t fence, int64_t ttl_ms, store_lock_t *ret)
 {
 	return s->be->lock_renew(s->b, name, owner, fence, ttl_ms, ret);
 }
 
 int store_lock_release(store_t *s, const char *name, const char *owner,
-		       int64_t fence)
+                       int64_t fence)
 {
 	return s->be->lock_release(s->b, name, owner, fence);
 }
@@ -222,7 +228,7 @@ int store_lock_get(store_t *s, const char *name, store_lock_t *ret)
 }
 
 int store_verify(store_t *s, store_violation_fn fn, void *arg,
-		 size_t *ret_violations)
+                 size_t *ret_violations)
 {
 	return s->be->verify(s->b, fn, arg, ret_violations);
 }

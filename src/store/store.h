@@ -27,11 +27,11 @@
 typedef struct store store_t;
 
 typedef struct store_options {
-	const char *replica_id;  /* application_name, lease owner in logs */
-	int busy_timeout_ms;     /* sqlite busy_timeout; pg lock_timeout */
-	int statement_timeout_ms;/* pg statement_timeout */
-	int connect_timeout_ms;  /* pg connect_timeout */
-	int readers;             /* read connections (sqlite) / pool size (pg) */
+	const char *replica_id;   /* application_name, lease owner in logs */
+	int busy_timeout_ms;      /* sqlite busy_timeout; pg lock_timeout */
+	int statement_timeout_ms; /* pg statement_timeout */
+	int connect_timeout_ms;   /* pg connect_timeout */
+	int readers; /* read connections (sqlite) / pool size (pg) */
 } store_options_t;
 
 /*
@@ -57,7 +57,7 @@ typedef enum submit_outcome {
 typedef struct store_submit_result {
 	submit_outcome_t outcome;
 	order_t order; /* the stored order (created or replayed); owned, the
-			  caller clears it; zeroed on conflict */
+	                  caller clears it; zeroed on conflict */
 } store_submit_result_t;
 
 /*
@@ -68,7 +68,7 @@ typedef struct store_submit_result {
  * Durable (synchronous commit) before it returns 0.
  */
 int store_submit(store_t *s, const order_t *const *orders, size_t n,
-		 store_submit_result_t *results);
+                 store_submit_result_t *results);
 
 /* ---- order reads and client transitions ---- */
 
@@ -80,7 +80,7 @@ int store_order_get(store_t *s, const char *id, order_t *ret);
  * *ret_more is true when further orders exist after the last one returned.
  */
 int store_order_list(store_t *s, int status, int64_t after_seq, size_t limit,
-		     order_t **ret_orders, size_t *ret_n, bool *ret_more);
+                     order_t **ret_orders, size_t *ret_n, bool *ret_more);
 void store_orders_free(order_t *orders, size_t n);
 /* failed -> pending with attempts 0; OD_ESTATE otherwise, OD_ENOTFOUND. */
 int store_order_requeue(store_t *s, const char *id, order_t *ret);
@@ -98,7 +98,8 @@ int store_order_cancel(store_t *s, const char *id, order_t *ret);
 
 typedef struct store_stats {
 	int64_t count[ORDER_STATUS_COUNT];
-	int64_t oldest_pending_ms; /* age of the oldest claimable order; 0 if none */
+	int64_t oldest_pending_ms; /* age of the oldest claimable order; 0 if
+	                              none */
 	int64_t now_ms;            /* the store's clock */
 } store_stats_t;
 int store_stats(store_t *s, store_stats_t *ret);
@@ -108,17 +109,17 @@ int store_stats(store_t *s, store_stats_t *ret);
 /* Sets stock (0..PRODUCT_STOCK_MAX), creating the product if needed, and
  * records the difference as an adjustment in the same transaction. */
 int store_product_set(store_t *s, const char *sku, int64_t stock,
-		      product_t *ret);
+                      product_t *ret);
 int store_product_get(store_t *s, const char *sku, product_t *ret);
 /* Up to limit products with sku > after_sku ("" = from the start), by sku. */
 int store_product_list(store_t *s, const char *after_sku, size_t limit,
-		       product_t **ret_products, size_t *ret_n, bool *ret_more);
+                       product_t **ret_products, size_t *ret_n, bool *ret_more);
 
 /* ---- processing under leases ---- */
 
 typedef struct store_claim {
-	order_t order;  /* status processing, attempts already incremented */
-	int64_t fence;  /* every write about this order must carry it */
+	order_t order; /* status processing, attempts already incremented */
+	int64_t fence; /* every write about this order must carry it */
 	int64_t lease_until;
 } store_claim_t;
 
@@ -130,7 +131,7 @@ typedef struct store_claim {
  * claimed (0 is success). Claims are cleared with store_claims_clear().
  */
 int store_claim(store_t *s, const char *owner, int64_t lease_ms, size_t max,
-		store_claim_t *ret_claims, size_t *ret_n);
+                store_claim_t *ret_claims, size_t *ret_n);
 void store_claims_clear(store_claim_t *claims, size_t n);
 
 typedef enum process_outcome {
@@ -152,7 +153,7 @@ typedef struct store_process_result {
  * On error (OD_ESTORE, OD_EUNKNOWN) nothing is known to have been written.
  */
 int store_process(store_t *s, const store_claim_t *claims, size_t n,
-		  store_process_result_t *results);
+                  store_process_result_t *results);
 
 /*
  * After a transient failure: if the order has attempts left (attempts <
@@ -162,7 +163,7 @@ int store_process(store_t *s, const store_claim_t *claims, size_t n,
  * NULL) tells which happened.
  */
 int store_retry(store_t *s, const char *id, int64_t fence, int max_attempts,
-		int64_t delay_ms, const char *error, bool *ret_failed);
+                int64_t delay_ms, const char *error, bool *ret_failed);
 
 /*
  * The order's status and the fence of the last lease granted on it (0 when
@@ -170,7 +171,7 @@ int store_retry(store_t *s, const char *id, int64_t fence, int max_attempts,
  * write landed: the fence is still its own and the status terminal.
  */
 int store_order_fence(store_t *s, const char *id, order_status_t *ret_status,
-		      int64_t *ret_fence);
+                      int64_t *ret_fence);
 
 /* Hands a claimed order back untouched (drain): pending, due now, the
  * attempt not counted. OD_EFENCE when no longer ours. */
@@ -192,8 +193,7 @@ int store_reap(store_t *s, int max_attempts, size_t limit, size_t *ret_n);
  * Rows older than a day are forgotten so the table stays small.
  */
 int store_replicas_seen(store_t *s, const char *replica, int64_t window_ms,
-			char (*ret_ids)[ID_MAX + 1], size_t max,
-			size_t *ret_n);
+                        char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n);
 
 /* ---- named locks (leases with fencing tokens) ---- */
 
@@ -207,13 +207,13 @@ typedef struct store_lock {
 /* Grants the lock if free or expired (fresh fence); OD_ELOCKHELD with the
  * current holder in *ret otherwise (also when owner already holds it). */
 int store_lock_acquire(store_t *s, const char *name, const char *owner,
-		       int64_t ttl_ms, store_lock_t *ret);
+                       int64_t ttl_ms, store_lock_t *ret);
 /* Extends an unexpired lease held by (owner, fence); OD_ELOCKLOST otherwise. */
 int store_lock_renew(store_t *s, const char *name, const char *owner,
-		     int64_t fence, int64_t ttl_ms, store_lock_t *ret);
+                     int64_t fence, int64_t ttl_ms, store_lock_t *ret);
 /* Frees an unexpired lease held by (owner, fence); OD_ELOCKLOST otherwise. */
 int store_lock_release(store_t *s, const char *name, const char *owner,
-		       int64_t fence);
+                       int64_t fence);
 /* The current unexpired holder, or OD_ENOTFOUND. */
 int store_lock_get(store_t *s, const char *name, store_lock_t *ret);
 
@@ -228,6 +228,6 @@ typedef void (*store_violation_fn)(void *arg, const char *what);
  * completion per order in the event log. *ret_violations counts them.
  */
 int store_verify(store_t *s, store_violation_fn fn, void *arg,
-		 size_t *ret_violations);
+                 size_t *ret_violations);
 
 #endif

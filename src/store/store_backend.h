@@ -14,43 +14,43 @@ typedef struct store_backend {
 	void (*free)(void *b);
 	int (*ping)(void *b);
 	int (*submit)(void *b, const order_t *const *orders, size_t n,
-		      store_submit_result_t *results);
+	              store_submit_result_t *results);
 	int (*order_get)(void *b, const char *id, order_t *ret);
 	int (*order_list)(void *b, int status, int64_t after_seq, size_t limit,
-			  order_t **ret_orders, size_t *ret_n, bool *ret_more);
+	                  order_t **ret_orders, size_t *ret_n, bool *ret_more);
 	int (*order_requeue)(void *b, const char *id, order_t *ret);
 	int (*order_cancel)(void *b, const char *id, order_t *ret);
 	/* With terminal false only pending and processing are counted (and
 	 * the oldest pending age); store.c caches the terminal counts. */
 	int (*stats)(void *b, bool terminal, store_stats_t *ret);
 	int (*product_set)(void *b, const char *sku, int64_t stock,
-			   product_t *ret);
+	                   product_t *ret);
 	int (*product_get)(void *b, const char *sku, product_t *ret);
 	int (*product_list)(void *b, const char *after_sku, size_t limit,
-			    product_t **ret_products, size_t *ret_n,
-			    bool *ret_more);
+	                    product_t **ret_products, size_t *ret_n,
+	                    bool *ret_more);
 	int (*claim)(void *b, const char *owner, int64_t lease_ms, size_t max,
-		     store_claim_t *ret_claims, size_t *ret_n);
+	             store_claim_t *ret_claims, size_t *ret_n);
 	int (*process)(void *b, const store_claim_t *claims, size_t n,
-		       store_process_result_t *results);
+	               store_process_result_t *results);
 	int (*retry)(void *b, const char *id, int64_t fence, int max_attempts,
-		     int64_t delay_ms, const char *error, bool *ret_failed);
+	             int64_t delay_ms, const char *error, bool *ret_failed);
 	int (*release)(void *b, const char *id, int64_t fence);
 	int (*order_fence)(void *b, const char *id, order_status_t *ret_status,
-			   int64_t *ret_fence);
+	                   int64_t *ret_fence);
 	int (*reap)(void *b, int max_attempts, size_t limit, size_t *ret_n);
 	int (*replicas_seen)(void *b, const char *replica, int64_t window_ms,
-			     char (*ret_ids)[ID_MAX + 1], size_t max,
-			     size_t *ret_n);
+	                     char (*ret_ids)[ID_MAX + 1], size_t max,
+	                     size_t *ret_n);
 	int (*lock_acquire)(void *b, const char *name, const char *owner,
-			    int64_t ttl_ms, store_lock_t *ret);
+	                    int64_t ttl_ms, store_lock_t *ret);
 	int (*lock_renew)(void *b, const char *name, const char *owner,
-			  int64_t fence, int64_t ttl_ms, store_lock_t *ret);
+	                  int64_t fence, int64_t ttl_ms, store_lock_t *ret);
 	int (*lock_release)(void *b, const char *name, const char *owner,
-			    int64_t fence);
+	                    int64_t fence);
 	int (*lock_get)(void *b, const char *name, store_lock_t *ret);
 	int (*verify)(void *b, store_violation_fn fn, void *arg,
-		      size_t *ret_violations);
+	              size_t *ret_violations);
 } store_backend_t;
 
 extern const store_backend_t store_sqlite_backend;

@@ -26,7 +26,8 @@ uint64_t clock_rand(void)
 	static _Thread_local uint64_t s;
 	if (s == 0) {
 		if (getrandom(&s, sizeof s, 0) != sizeof s || s == 0)
-			s = (uint64_t)clock_mono_ms() * 0x9E3779B97F4A7C15ULL | 1;
+			s = (uint64_t)clock_mono_ms() * 0x9E3779B97F4A7C15ULL |
+			    1;
 	}
 	s ^= s >> 12;
 	s ^= s << 25;

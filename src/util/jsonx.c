@@ -77,7 +77,7 @@ void jsonx_sanitize_text(char *s)
 }
 
 static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
 {
@@ -96,8 +96,8 @@ static void seterr(char *errbuf, size_t errlen, const char *fmt, ...)
  * nesting depth of [ and { outside strings. Position is reported as line and
  * column (in characters, 1-based) like jansson does.
  */
-static int scan(const unsigned char *p, size_t len, int max_depth,
-		char *errbuf, size_t errlen)
+static int scan(const unsigned char *p, size_t len, int max_depth, char *errbuf,
+                size_t errlen)
 {
 	bool in_string = false, escaped = false, nonspace = false;
 	int depth = 0;
@@ -115,7 +115,8 @@ static int scan(const unsigned char *p, size_t len, int max_depth,
 		size_t l = utf8_seq_len(p + i, len - i);
 		if (l == 0) {
 			seterr(errbuf, errlen,
-			       "invalid JSON: invalid UTF-8 byte 0x%02x at line %zu column %zu",
+			       "invalid JSON: invalid UTF-8 byte 0x%02x at "
+			       "line %zu column %zu",
 			       c, line, col);
 			return OD_EINVAL;
 		}
@@ -146,7 +147,8 @@ static int scan(const unsigned char *p, size_t len, int max_depth,
 		} else if (c == '[' || c == '{') {
 			if (++depth > max_depth) {
 				seterr(errbuf, errlen,
-				       "JSON nesting deeper than %d", max_depth);
+				       "JSON nesting deeper than %d",
+				       max_depth);
 				return OD_EINVAL;
 			}
 		} else if (c == ']' || c == '}') {
@@ -163,7 +165,7 @@ static int scan(const unsigned char *p, size_t len, int max_depth,
 }
 
 int jsonx_parse_object(const char *buf, size_t len, int max_depth,
-		       json_t **ret_obj, char *errbuf, size_t errlen)
+                       json_t **ret_obj, char *errbuf, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *j;
@@ -172,7 +174,7 @@ int jsonx_parse_object(const char *buf, size_t len, int max_depth,
 	if (!buf)
 		len = 0;
 	rc = scan((const unsigned char *)(buf ? buf : ""), len, max_depth,
-		  errbuf, errlen);
+	          errbuf, errlen);
 	if (rc < 0)
 		return rc;
 
@@ -182,7 +184,7 @@ int jsonx_parse_object(const char *buf, size_t len, int max_depth,
 	 * object" message below instead of jansson's "'[' or '{' expected".
 	 */
 	j = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-		       &jerr);
+	               &jerr);
 	if (!j) {
 		if (json_error_code(&jerr) == json_error_out_of_memory)
 			return -ENOMEM;

@@ -22,7 +22,7 @@
  * JSON error body as is. errbuf may be NULL when errlen is 0.
  */
 int jsonx_parse_object(const char *buf, size_t len, int max_depth,
-		       json_t **ret_obj, char *errbuf, size_t errlen);
+                       json_t **ret_obj, char *errbuf, size_t errlen);
 
 /*
  * Serializes j compactly (no whitespace, keys in insertion order). On

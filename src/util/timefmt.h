@@ -1,4 +1,5 @@
-/* timefmt: RFC 3339 UTC timestamps with milliseconds, as the API prints them. */
+/* timefmt: RFC 3339 UTC timestamps with milliseconds, as the API prints them.
+ */
 #ifndef ORDERD_UTIL_TIMEFMT_H
 #define ORDERD_UTIL_TIMEFMT_H
 

@@ -34,10 +34,10 @@ struct batcher {
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	request_t *head;  /* mu */
-	request_t *tail;  /* mu */
-	size_t queued;    /* mu: orders in the queue and in the running batch */
-	bool stopping;    /* mu */
+	request_t *head; /* mu */
+	request_t *tail; /* mu */
+	size_t queued;   /* mu: orders in the queue and in the running batch */
+	bool stopping;   /* mu */
 
 	/* Committer thread only: scratch arrays grown as needed. */
 	const order_t **orders;
@@ -96,7 +96,7 @@ static void commit_batch(batcher_t *b, request_t *batch, size_t n)
 			for (size_t i = 0; i < r->n; i++)
 				b->orders[k++] = r->orders[i];
 		rc = store_submit(b->store, (const order_t *const *)b->orders,
-				  n, b->results);
+		                  n, b->results);
 	}
 	metric_observe(b->m_batch_size, (double)n);
 	if (rc < 0)
@@ -107,8 +107,8 @@ static void commit_batch(batcher_t *b, request_t *batch, size_t n)
 		next = r->next;
 		if (rc == 0) {
 			for (size_t i = 0; i < r->n; i++)
-				created += b->results[k + i].outcome ==
-					   SUBMIT_CREATED;
+				created +=
+				    b->results[k + i].outcome == SUBMIT_CREATED;
 			r->done(r->arg, 0, b->results + k, r->n);
 		} else {
 			r->done(r->arg, rc, NULL, r->n);
@@ -141,10 +141,10 @@ static void *committer(void *arg)
 }
 
 int batcher_new(store_t *store, const batcher_options_t *opt,
-		batcher_commit_fn on_commit, void *commit_arg, batcher_t **ret)
+                batcher_commit_fn on_commit, void *commit_arg, batcher_t **ret)
 {
-	static const double sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512,
-				       1024, 2048, 4096};
+	static const double sizes[] = {1,   2,   4,   8,    16,   32,  64,
+	                               128, 256, 512, 1024, 2048, 4096};
 	batcher_t *b = calloc(1, sizeof *b);
 	if (!b)
 		return -ENOMEM;
@@ -154,15 +154,15 @@ int batcher_new(store_t *store, const batcher_options_t *opt,
 	b->commit_arg = commit_arg;
 	pthread_mutex_init(&b->mu, NULL);
 	pthread_cond_init(&b->cv, NULL);
-	b->m_batch_size = metrics_child0(metrics_family(
-		METRIC_HISTOGRAM, "orderd_group_commit_orders",
-		"Orders stored per group-commit transaction.", NULL, sizes,
-		sizeof sizes / sizeof sizes[0]));
+	b->m_batch_size = metrics_child0(
+	    metrics_family(METRIC_HISTOGRAM, "orderd_group_commit_orders",
+	                   "Orders stored per group-commit transaction.", NULL,
+	                   sizes, sizeof sizes / sizeof sizes[0]));
 	b->m_errors = metrics_child1(
-		metrics_family(METRIC_COUNTER, "orderd_store_errors_total",
-			       "Store operations that failed, by kind.",
-			       (const char *[]){"kind", NULL}, NULL, 0),
-		"submit");
+	    metrics_family(METRIC_COUNTER, "orderd_store_errors_total",
+	                   "Store operations that failed, by kind.",
+	                   (const char *[]){"kind", NULL}, NULL, 0),
+	    "submit");
 	int rc = pthread_create(&b->thread, NULL, committer, b);
 	if (rc != 0) {
 		pthread_cond_destroy(&b->cv);
@@ -175,7 +175,7 @@ int batcher_new(store_t *store, const batcher_options_t *opt,
 }
 
 int batcher_submit(batcher_t *b, const order_t *const *orders, size_t n,
-		   batcher_done_fn done, void *arg)
+                   batcher_done_fn done, void *arg)
 {
 	request_t *r = malloc(sizeof *r);
 	if (!r)

@@ -30,15 +30,14 @@ typedef struct batcher_options {
  * to the batcher and is valid only during the call. It must not block.
  */
 typedef void (*batcher_done_fn)(void *arg, int err,
-				store_submit_result_t *results, size_t n);
+                                store_submit_result_t *results, size_t n);
 
 /* Called after every successful commit that created orders (e.g. to wake
  * the workers). May be NULL. */
 typedef void (*batcher_commit_fn)(void *arg, size_t created);
 
 int batcher_new(store_t *store, const batcher_options_t *opt,
-		batcher_commit_fn on_commit, void *commit_arg,
-		batcher_t **ret);
+                batcher_commit_fn on_commit, void *commit_arg, batcher_t **ret);
 
 /*
  * Queues orders[0..n) (borrowed: they must stay valid until done runs).
@@ -46,7 +45,7 @@ int batcher_new(store_t *store, const batcher_options_t *opt,
  * OD_ESHUTDOWN (draining); done is not called when it returns an error.
  */
 int batcher_submit(batcher_t *b, const order_t *const *orders, size_t n,
-		   batcher_done_fn done, void *arg);
+                   batcher_done_fn done, void *arg);
 
 /* Commits and answers what is queued, then stops the committer thread;
  * from then on batcher_submit() answers OD_ESHUTDOWN. Idempotent. */

@@ -41,11 +41,11 @@ struct workers {
 	bool reaper_started;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv;       /* CLOCK_MONOTONIC */
-	bool stopping;           /* mu */
-	int64_t deadline;        /* mu: monotonic ms; work past it is handed back */
-	uint64_t kicks;          /* mu */
-	size_t handed_back;      /* mu */
+	pthread_cond_t cv;  /* CLOCK_MONOTONIC */
+	bool stopping;      /* mu */
+	int64_t deadline;   /* mu: monotonic ms; work past it is handed back */
+	uint64_t kicks;     /* mu */
+	size_t handed_back; /* mu */
 
 	metric_family_t *m_processed;
 	metric_t *m_latency;
@@ -95,7 +95,7 @@ static void hand_back(workers_t *w, store_claim_t *claims, size_t n)
 	size_t done = 0;
 	for (size_t i = 0; i < n; i++)
 		if (store_release(w->store, claims[i].order.id,
-				  claims[i].fence) == 0)
+		                  claims[i].fence) == 0)
 			done++;
 	pthread_mutex_lock(&w->mu);
 	w->handed_back += done;
@@ -106,7 +106,7 @@ static void hand_back(workers_t *w, store_claim_t *claims, size_t n)
 }
 
 static void record_outcome(workers_t *w, const store_claim_t *c,
-			   const char *outcome)
+                           const char *outcome)
 {
 	metric_inc(metrics_child1(w->m_processed, outcome));
 	int64_t secs_ms = clock_wall_ms() - c->order.created_at;
@@ -120,7 +120,7 @@ static void record_outcome(workers_t *w, const store_claim_t *c,
  * when the store cannot answer yet (the caller leaves it to the lease).
  */
 static bool resolve_unknown(workers_t *w, const store_claim_t *c,
-			    bool *ret_retry)
+                            bool *ret_retry)
 {
 	order_status_t st;
 	int64_t fence;
@@ -133,7 +133,7 @@ static bool resolve_unknown(workers_t *w, const store_claim_t *c,
 		if (rc >= 0 || rc == OD_ENOTFOUND || is_stopping(w, NULL))
 			break;
 		clock_sleep_ms(backoff_ceiling_ms(&b, i) / 2 +
-			       backoff_delay_ms(&b, i, clock_rand()) / 2);
+		               backoff_delay_ms(&b, i, clock_rand()) / 2);
 	}
 	if (rc < 0)
 		return false;
@@ -144,38 +144,38 @@ static bool resolve_unknown(workers_t *w, const store_claim_t *c,
 }
 
 /* A transient failure hit the whole batch: reschedule or fail each order. */
-static void retry_batch(workers_t *w, store_claim_t *claims, size_t n,
-			int err)
+static void retry_batch(workers_t *w, store_claim_t *claims, size_t n, int err)
 {
 	backoff_t b = {w->opt.retry_base_ms, w->opt.retry_cap_ms};
 	for (size_t i = 0; i < n; i++) {
 		store_claim_t *c = &claims[i];
 		bool retry = true;
 		if (err == OD_EUNKNOWN && !resolve_unknown(w, c, &retry)) {
-			log_warn("outcome unresolved at drain, left to the lease",
-				 "order_id", c->order.id, NULL);
+			log_warn(
+			    "outcome unresolved at drain, left to the lease",
+			    "order_id", c->order.id, NULL);
 			continue;
 		}
 		if (!retry)
 			continue;
-		int64_t delay = backoff_delay_ms(&b, c->order.attempts,
-						 clock_rand());
+		int64_t delay =
+		    backoff_delay_ms(&b, c->order.attempts, clock_rand());
 		bool failed = false;
 		int rc = store_retry(w->store, c->order.id, c->fence,
-				     w->opt.max_attempts, delay, err_str(err),
-				     &failed);
+		                     w->opt.max_attempts, delay, err_str(err),
+		                     &failed);
 		if (rc == OD_EFENCE)
 			continue; /* the lease moved on: not ours to judge */
 		if (rc < 0) {
 			/* The lease will expire and the reaper recovers it. */
 			log_warn("retry not recorded", "order_id", c->order.id,
-				 "error", err_str(rc), NULL);
+			         "error", err_str(rc), NULL);
 			continue;
 		}
 		if (failed) {
 			record_outcome(w, c, "failed");
 			log_warn("order failed", "order_id", c->order.id,
-				 "error", err_str(err), NULL);
+			         "error", err_str(err), NULL);
 		} else {
 			metric_inc(w->m_retries);
 		}
@@ -183,7 +183,7 @@ static void retry_batch(workers_t *w, store_claim_t *claims, size_t n,
 }
 
 static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
-			  store_process_result_t *results)
+                          store_process_result_t *results)
 {
 	int64_t slow = (int64_t)failpoint_value("slow_process_ms", 0);
 	if (slow > 0)
@@ -196,16 +196,16 @@ static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
 	}
 
 	int rc = failpoint_hit("fail_process")
-			 ? OD_ESTORE
-			 : store_process(w->store, claims, n, results);
+	             ? OD_ESTORE
+	             : store_process(w->store, claims, n, results);
 	if (rc == OD_EINTERNAL && n > 1) {
 		/* Something in the batch broke an invariant the store checks
 		 * (a backstop fired). Process one order at a time so a single
 		 * poison order costs only its own attempts, not its
 		 * neighbours'. */
 		log_warn("processing batch failed, isolating", "error",
-			 err_str(rc), "first_order_id", claims[0].order.id,
-			 NULL);
+		         err_str(rc), "first_order_id", claims[0].order.id,
+		         NULL);
 		for (size_t i = 0; i < n; i++)
 			process_batch(w, &claims[i], 1, &results[i]);
 		return;
@@ -213,7 +213,7 @@ static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
 	if (rc < 0) {
 		metric_inc(w->m_process_err);
 		log_warn("processing batch failed", "error", err_str(rc),
-			 "first_order_id", claims[0].order.id, NULL);
+		         "first_order_id", claims[0].order.id, NULL);
 		retry_batch(w, claims, n, rc);
 		return;
 	}
@@ -228,7 +228,7 @@ static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
 		case PROCESS_FENCED:
 			metric_inc(w->m_fenced);
 			log_warn("lease lost, work abandoned", "order_id",
-				 claims[i].order.id, NULL);
+			         claims[i].order.id, NULL);
 			break;
 		}
 	}
@@ -242,7 +242,7 @@ static void *worker_main(void *arg)
 	store_process_result_t *results = calloc(max, sizeof *results);
 	if (!claims || !results) {
 		log_error("worker cannot start", "error", err_str(-ENOMEM),
-			  NULL);
+		          NULL);
 		goto out;
 	}
 	int64_t idle = 1;
@@ -250,14 +250,17 @@ static void *worker_main(void *arg)
 	while (!is_stopping(w, NULL)) {
 		size_t n = 0;
 		int rc = store_claim(w->store, w->replica_id, w->opt.lease_ms,
-				     max, claims, &n);
+		                     max, claims, &n);
 		if (rc < 0) {
 			metric_inc(w->m_claim_err);
 			log_warn("claim failed", "error", err_str(rc), NULL);
 			/* Back off with jitter so replicas do not stampede a
 			 * recovering store. */
-			idle_wait(w, w->opt.poll_ms + (int64_t)(clock_rand() %
-				  (uint64_t)w->opt.poll_ms), &seen);
+			idle_wait(w,
+			          w->opt.poll_ms +
+			              (int64_t)(clock_rand() %
+			                        (uint64_t)w->opt.poll_ms),
+			          &seen);
 			continue;
 		}
 		if (n == 0) {
@@ -287,13 +290,14 @@ static void *reaper_main(void *arg)
 		size_t n = 0;
 		int rc;
 		do {
-			rc = store_reap(w->store, w->opt.max_attempts, 1000, &n);
+			rc =
+			    store_reap(w->store, w->opt.max_attempts, 1000, &n);
 			if (rc == 0 && n > 0) {
 				char num[24];
 				snprintf(num, sizeof num, "%zu", n);
 				metric_add(w->m_expired, (double)n);
 				log_warn("expired leases taken back", "count",
-					 num, NULL);
+				         num, NULL);
 			}
 		} while (rc == 0 && n == 1000);
 		if (rc < 0) {
@@ -301,17 +305,17 @@ static void *reaper_main(void *arg)
 			log_warn("reap failed", "error", err_str(rc), NULL);
 		}
 		size_t replicas = 0;
-		if (store_replicas_seen(w->store, w->replica_id,
-					workers_replica_window_ms(w->opt.reap_ms),
-					NULL, 0, &replicas) == 0)
+		if (store_replicas_seen(
+		        w->store, w->replica_id,
+		        workers_replica_window_ms(w->opt.reap_ms), NULL, 0,
+		        &replicas) == 0)
 			metric_set(w->m_replicas, (double)replicas);
 		idle_wait(w, w->opt.reap_ms, &seen);
 	}
 	return NULL;
 }
 
-int workers_new(store_t *store, const workers_options_t *opt,
-		workers_t **ret)
+int workers_new(store_t *store, const workers_options_t *opt, workers_t **ret)
 {
 	workers_t *w = calloc(1, sizeof *w);
 	if (!w)
@@ -333,36 +337,35 @@ int workers_new(store_t *store, const workers_options_t *opt,
 	const char *const reason[] = {"reason", NULL};
 	const char *const kind[] = {"kind", NULL};
 	w->m_processed = metrics_family(
-		METRIC_COUNTER, "orderd_orders_processed_total",
-		"Orders that reached a terminal status here, by outcome.",
-		outcome, NULL, 0);
-	w->m_latency = metrics_child0(metrics_family(
-		METRIC_HISTOGRAM, "orderd_order_processing_seconds",
-		"Time from submission to terminal status.", NULL,
-		metrics_latency_buckets, metrics_latency_n_buckets));
+	    METRIC_COUNTER, "orderd_orders_processed_total",
+	    "Orders that reached a terminal status here, by outcome.", outcome,
+	    NULL, 0);
+	w->m_latency = metrics_child0(
+	    metrics_family(METRIC_HISTOGRAM, "orderd_order_processing_seconds",
+	                   "Time from submission to terminal status.", NULL,
+	                   metrics_latency_buckets, metrics_latency_n_buckets));
 	w->m_retries = metrics_child1(
-		metrics_family(METRIC_COUNTER, "orderd_retries_total",
-			       "Processing attempts rescheduled, by reason.",
-			       reason, NULL, 0),
-		"store");
+	    metrics_family(METRIC_COUNTER, "orderd_retries_total",
+	                   "Processing attempts rescheduled, by reason.",
+	                   reason, NULL, 0),
+	    "store");
 	w->m_expired = metrics_child0(metrics_family(
-		METRIC_COUNTER, "orderd_lease_expirations_total",
-		"Orders whose lease expired and were taken back.", NULL, NULL,
-		0));
+	    METRIC_COUNTER, "orderd_lease_expirations_total",
+	    "Orders whose lease expired and were taken back.", NULL, NULL, 0));
 	w->m_fenced = metrics_child0(metrics_family(
-		METRIC_COUNTER, "orderd_fence_rejections_total",
-		"Writes refused because the lease's fence was stale.", NULL,
-		NULL, 0));
+	    METRIC_COUNTER, "orderd_fence_rejections_total",
+	    "Writes refused because the lease's fence was stale.", NULL, NULL,
+	    0));
 	metric_family_t *errs = metrics_family(
-		METRIC_COUNTER, "orderd_store_errors_total",
-		"Store operations that failed, by kind.", kind, NULL, 0);
+	    METRIC_COUNTER, "orderd_store_errors_total",
+	    "Store operations that failed, by kind.", kind, NULL, 0);
 	w->m_claim_err = metrics_child1(errs, "claim");
 	w->m_process_err = metrics_child1(errs, "process");
 	w->m_reap_err = metrics_child1(errs, "reap");
 	w->m_replicas = metrics_child0(metrics_family(
-		METRIC_GAUGE, "orderd_replicas",
-		"Replicas whose heartbeat the store has seen recently.", NULL,
-		NULL, 0));
+	    METRIC_GAUGE, "orderd_replicas",
+	    "Replicas whose heartbeat the store has seen recently.", NULL, NULL,
+	    0));
 	/* Make every outcome visible from the start. */
 	metrics_child1(w->m_processed, "completed");
 	metrics_child1(w->m_processed, "rejected");
@@ -376,7 +379,7 @@ int workers_new(store_t *store, const workers_options_t *opt,
 	}
 	for (; w->n_threads < opt->threads; w->n_threads++) {
 		rc = -pthread_create(&w->threads[w->n_threads], NULL,
-				     worker_main, w);
+		                     worker_main, w);
 		if (rc < 0)
 			goto fail;
 	}

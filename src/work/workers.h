@@ -26,10 +26,10 @@ typedef struct workers_options {
 	size_t claim_batch;
 	int64_t lease_ms;
 	int max_attempts;
-	int64_t poll_ms;        /* longest idle sleep between claims */
-	int64_t retry_base_ms;  /* backoff base */
-	int64_t retry_cap_ms;   /* backoff cap */
-	int64_t reap_ms;        /* reaper period */
+	int64_t poll_ms;       /* longest idle sleep between claims */
+	int64_t retry_base_ms; /* backoff base */
+	int64_t retry_cap_ms;  /* backoff cap */
+	int64_t reap_ms;       /* reaper period */
 } workers_options_t;
 
 /* How recent a replica's heartbeat must be for it to count as seen: a few
@@ -39,8 +39,7 @@ static inline int64_t workers_replica_window_ms(int64_t reap_ms)
 	return 5 * reap_ms + 2000 > 5000 ? 5 * reap_ms + 2000 : 5000;
 }
 
-int workers_new(store_t *store, const workers_options_t *opt,
-		workers_t **ret);
+int workers_new(store_t *store, const workers_options_t *opt, workers_t **ret);
 /* Hint: new orders may be due now. Cheap; callable from any thread. */
 void workers_kick(workers_t *w);
 /*

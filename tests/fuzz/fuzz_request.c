@@ -63,14 +63,14 @@ static void one_order(const json_t *obj, const char *prefix)
 	if (j) {
 		/* The encoded order validates again to the same content. */
 		json_t *sub = json_pack("{s:O, s:O, s:O, s:O}", "id",
-					json_object_get(j, "id"), "customer",
-					json_object_get(j, "customer"), "items",
-					json_object_get(j, "items"), "metadata",
-					json_object_get(j, "metadata"));
+		                        json_object_get(j, "id"), "customer",
+		                        json_object_get(j, "customer"), "items",
+		                        json_object_get(j, "items"), "metadata",
+		                        json_object_get(j, "metadata"));
 		if (sub) {
 			order_t again;
 			rc = order_from_json(sub, &lim, "", &again, errbuf,
-					     sizeof errbuf);
+			                     sizeof errbuf);
 			assert(rc == 0 || rc == -ENOMEM);
 			if (rc == 0) {
 				assert(order_same_content(&o, &again));
@@ -91,7 +91,7 @@ static void one_order(const json_t *obj, const char *prefix)
 		if (rc == 0) {
 			assert(back.n_items == o.n_items);
 			assert(memcmp(back.items, o.items,
-				      o.n_items * sizeof *o.items) == 0);
+			              o.n_items * sizeof *o.items) == 0);
 		}
 		order_clear(&back);
 		free(text);
@@ -107,8 +107,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int rc;
 
 	errbuf[0] = '\0';
-	rc = jsonx_parse_object((const char *)data, size, JSONX_MAX_DEPTH,
-				&obj, errbuf, sizeof errbuf);
+	rc = jsonx_parse_object((const char *)data, size, JSONX_MAX_DEPTH, &obj,
+	                        errbuf, sizeof errbuf);
 	if (rc < 0) {
 		if (rc == OD_EINVAL)
 			check_message(errbuf);

@@ -44,8 +44,7 @@ static char *capture_end(void)
 static int count(const char *hay, const char *needle)
 {
 	int n = 0;
-	for (const char *p = strstr(hay, needle); p;
-	     p = strstr(p + 1, needle))
+	for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
 		n++;
 	return n;
 }
@@ -148,10 +147,12 @@ static void test_alert_lifecycle(void **state)
 	assert_int_equal(count(out, "\n"), 2);
 	assert_int_equal(count(out, "\"msg\":\"alert firing\""), 1);
 	assert_int_equal(count(out, "\"msg\":\"alert resolved\""), 1);
-	assert_non_null(strstr(out, "\"level\":\"warn\",\"msg\":\"alert firing\","
-				    "\"alert\":\"high_error_rate\","
-				    "\"value\":\"0.95\",\"threshold\":\"0.1\""));
-	assert_non_null(strstr(out, "\"level\":\"info\",\"msg\":\"alert resolved\""));
+	assert_non_null(strstr(out,
+	                       "\"level\":\"warn\",\"msg\":\"alert firing\","
+	                       "\"alert\":\"high_error_rate\","
+	                       "\"value\":\"0.95\",\"threshold\":\"0.1\""));
+	assert_non_null(
+	    strstr(out, "\"level\":\"info\",\"msg\":\"alert resolved\""));
 	free(out);
 	alerts_free(a);
 	alerts_free(NULL);
@@ -181,11 +182,11 @@ static void test_alert_at_threshold_does_not_fire(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_window_sums, setup),
-		cmocka_unit_test_setup(test_window_expires, setup),
-		cmocka_unit_test_setup(test_alert_lifecycle, setup),
-		cmocka_unit_test_setup(test_alert_at_threshold_does_not_fire,
-				       setup),
+	    cmocka_unit_test_setup(test_window_sums, setup),
+	    cmocka_unit_test_setup(test_window_expires, setup),
+	    cmocka_unit_test_setup(test_alert_lifecycle, setup),
+	    cmocka_unit_test_setup(test_alert_at_threshold_does_not_fire,
+	                           setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

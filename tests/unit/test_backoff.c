@@ -69,7 +69,8 @@ static void test_delay_bounds(void **state)
 		/* The extremes of rnd reach both ends of [0, ceil]. */
 		assert_int_equal(backoff_delay_ms(&b, a, 0), 0);
 		assert_int_equal(backoff_delay_ms(&b, a, (uint64_t)ceil), ceil);
-		assert_int_equal(backoff_delay_ms(&b, a, (uint64_t)ceil + 1), 0);
+		assert_int_equal(backoff_delay_ms(&b, a, (uint64_t)ceil + 1),
+		                 0);
 		assert_true(backoff_delay_ms(&b, a, UINT64_MAX) <= ceil);
 		assert_true(backoff_delay_ms(&b, a, UINT64_MAX) >= 0);
 	}
@@ -111,11 +112,11 @@ static void test_jitter_distribution(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ceiling),
-		cmocka_unit_test(test_ceiling_monotonic_no_overflow),
-		cmocka_unit_test(test_degenerate),
-		cmocka_unit_test(test_delay_bounds),
-		cmocka_unit_test(test_jitter_distribution),
+	    cmocka_unit_test(test_ceiling),
+	    cmocka_unit_test(test_ceiling_monotonic_no_overflow),
+	    cmocka_unit_test(test_degenerate),
+	    cmocka_unit_test(test_delay_bounds),
+	    cmocka_unit_test(test_jitter_distribution),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,11 +32,11 @@ static int setup(void **state)
 {
 	fixture_t *f = calloc(1, sizeof *f);
 	snprintf(f->path, sizeof f->path, "/tmp/orderd-test-batcher-%d.db",
-		 (int)getpid());
+	         (int)getpid());
 	snprintf(f->uri, sizeof f->uri, "sqlite:%s", f->path);
 	unlink(f->path);
-	store_options_t opt = {.replica_id = "t", .busy_timeout_ms = 5000,
-			       .readers = 2};
+	store_options_t opt = {
+	    .replica_id = "t", .busy_timeout_ms = 5000, .readers = 2};
 	assert_int_equal(store_open(f->uri, &opt, &f->store), 0);
 	*state = f;
 	return 0;
@@ -87,7 +87,10 @@ static void on_done(void *arg, int err, store_submit_result_t *r, size_t n)
 }
 
 static atomic_int commits;
-static void on_commit(void *arg, size_t created) { atomic_fetch_add(&commits, 1); }
+static void on_commit(void *arg, size_t created)
+{
+	atomic_fetch_add(&commits, 1);
+}
 
 static void wait_calls(done_t *d, int n)
 {
@@ -180,7 +183,7 @@ static void test_concurrent_submits_share_commits(void **state)
 	assert_int_equal(store_stats(f->store, &st), 0);
 	assert_int_equal(st.count[ORDER_PENDING], THREADS * PER_THREAD);
 	print_message("%d submissions in %d commits\n", THREADS * PER_THREAD,
-		      atomic_load(&commits));
+	              atomic_load(&commits));
 	assert_true(atomic_load(&commits) < THREADS * PER_THREAD);
 }
 
@@ -192,7 +195,7 @@ static void test_full_queue_sheds_load(void **state)
 	sqlite3 *db;
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0),
-			 SQLITE_OK);
+	                 SQLITE_OK);
 
 	batcher_t *b;
 	batcher_options_t opt = {.max_batch = 10, .max_queued = 3};
@@ -208,8 +211,7 @@ static void test_full_queue_sheds_load(void **state)
 	assert_int_equal(batcher_submit(b, &p[0], 1, on_done, &d[0]), 0);
 	usleep(50000); /* the committer now waits for the write lock */
 	assert_int_equal(batcher_submit(b, &p[1], 2, on_done, &d[1]), 0);
-	assert_int_equal(batcher_submit(b, &p[3], 1, on_done, &d[3]),
-			 OD_EBUSY);
+	assert_int_equal(batcher_submit(b, &p[3], 1, on_done, &d[3]), OD_EBUSY);
 
 	assert_int_equal(sqlite3_exec(db, "COMMIT", 0, 0, 0), SQLITE_OK);
 	sqlite3_close(db);
@@ -247,14 +249,14 @@ static void test_stop_commits_queued(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(
-			test_replay_and_conflict_in_one_request, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_concurrent_submits_share_commits, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_full_queue_sheds_load,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stop_commits_queued, setup,
-						teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_replay_and_conflict_in_one_request, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+	        test_concurrent_submits_share_commits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_full_queue_sheds_load, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_stop_commits_queued, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

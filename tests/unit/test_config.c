@@ -20,17 +20,37 @@
 
 /* Every variable config.c reads, so a test starts from a clean slate. */
 static const char *const all_env[] = {
-	"ORDERD_LISTEN", "ORDERD_DATABASE", "ORDERD_WORKERS",
-	"ORDERD_LEASE_MS", "ORDERD_MAX_ATTEMPTS", "ORDERD_API_TOKENS",
-	"ORDERD_API_TOKENS_FILE", "ORDERD_REPLICA_ID", "ORDERD_DRAIN_MS",
-	"ORDERD_LOG_LEVEL", "ORDERD_HTTP_THREADS", "ORDERD_MAX_CONNECTIONS",
-	"ORDERD_BODY_MAX", "ORDERD_BATCH_BODY_MAX", "ORDERD_JSON_DEPTH",
-	"ORDERD_MAX_ITEMS", "ORDERD_MAX_BATCH", "ORDERD_SUBMIT_QUEUE",
-	"ORDERD_COMMIT_BATCH", "ORDERD_CLAIM_BATCH", "ORDERD_POLL_MS",
-	"ORDERD_RETRY_BASE_MS", "ORDERD_RETRY_CAP_MS", "ORDERD_REAP_MS",
-	"ORDERD_MAX_WAITERS", "ORDERD_BUSY_TIMEOUT_MS",
-	"ORDERD_STATEMENT_TIMEOUT_MS", "ORDERD_ALERT_ERROR_RATE",
-	"ORDERD_ALERT_WINDOW_S", "ORDERD_ALERT_MIN_REQUESTS", NULL,
+    "ORDERD_LISTEN",
+    "ORDERD_DATABASE",
+    "ORDERD_WORKERS",
+    "ORDERD_LEASE_MS",
+    "ORDERD_MAX_ATTEMPTS",
+    "ORDERD_API_TOKENS",
+    "ORDERD_API_TOKENS_FILE",
+    "ORDERD_REPLICA_ID",
+    "ORDERD_DRAIN_MS",
+    "ORDERD_LOG_LEVEL",
+    "ORDERD_HTTP_THREADS",
+    "ORDERD_MAX_CONNECTIONS",
+    "ORDERD_BODY_MAX",
+    "ORDERD_BATCH_BODY_MAX",
+    "ORDERD_JSON_DEPTH",
+    "ORDERD_MAX_ITEMS",
+    "ORDERD_MAX_BATCH",
+    "ORDERD_SUBMIT_QUEUE",
+    "ORDERD_COMMIT_BATCH",
+    "ORDERD_CLAIM_BATCH",
+    "ORDERD_POLL_MS",
+    "ORDERD_RETRY_BASE_MS",
+    "ORDERD_RETRY_CAP_MS",
+    "ORDERD_REAP_MS",
+    "ORDERD_MAX_WAITERS",
+    "ORDERD_BUSY_TIMEOUT_MS",
+    "ORDERD_STATEMENT_TIMEOUT_MS",
+    "ORDERD_ALERT_ERROR_RATE",
+    "ORDERD_ALERT_WINDOW_S",
+    "ORDERD_ALERT_MIN_REQUESTS",
+    NULL,
 };
 
 static int clear_env(void **state)
@@ -107,9 +127,9 @@ static void test_defaults(void **state)
 	assert_string_equal(c.replica_id + len - strlen(suffix), suffix);
 	for (const char *p = c.replica_id; *p; p++)
 		assert_non_null(strchr("abcdefghijklmnopqrstuvwxyz"
-				       "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-				       "0123456789._:-",
-				       *p));
+		                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+		                       "0123456789._:-",
+		                       *p));
 	config_free(&c);
 	config_free(&c); /* zeroed: a second free is harmless */
 }
@@ -131,10 +151,10 @@ static void test_precedence_and_syntax(void **state)
 
 	/* --name=value and --name value both override the environment. */
 	assert_int_equal(load(&c, &exit_now, "--lease-ms=3000", "--listen",
-			      "127.0.0.1:9002", "--alert-error-rate", "0",
-			      "--log-level=debug", "--database",
-			      "postgres://u@h1,h2/db", NULL),
-			 0);
+	                      "127.0.0.1:9002", "--alert-error-rate", "0",
+	                      "--log-level=debug", "--database",
+	                      "postgres://u@h1,h2/db", NULL),
+	                 0);
 	assert_int_equal(c.lease_ms, 3000);
 	assert_string_equal(c.listen, "127.0.0.1:9002");
 	assert_true(c.alert_error_rate == 0);
@@ -144,9 +164,8 @@ static void test_precedence_and_syntax(void **state)
 	config_free(&c);
 
 	/* The last occurrence of a flag wins. */
-	assert_int_equal(load(&c, &exit_now, "--workers=3", "--workers", "5",
-			      NULL),
-			 0);
+	assert_int_equal(
+	    load(&c, &exit_now, "--workers=3", "--workers", "5", NULL), 0);
 	assert_int_equal(c.workers, 5);
 	config_free(&c);
 }
@@ -156,29 +175,29 @@ static const struct {
 	char flag[24], env[32];
 	long long min, max;
 } int_bounds[] = {
-	{"workers", "ORDERD_WORKERS", 1, 256},
-	{"lease-ms", "ORDERD_LEASE_MS", 100, 3600000},
-	{"max-attempts", "ORDERD_MAX_ATTEMPTS", 1, 1000},
-	{"drain-ms", "ORDERD_DRAIN_MS", 0, 600000},
-	{"http-threads", "ORDERD_HTTP_THREADS", 1, 64},
-	{"max-connections", "ORDERD_MAX_CONNECTIONS", 16, 65536},
-	{"body-max", "ORDERD_BODY_MAX", 1024, 16777216},
-	{"batch-body-max", "ORDERD_BATCH_BODY_MAX", 1024, 268435456},
-	{"json-depth", "ORDERD_JSON_DEPTH", 1, 128},
-	{"max-items", "ORDERD_MAX_ITEMS", 1, 1000},
-	{"max-batch", "ORDERD_MAX_BATCH", 1, 10000},
-	{"submit-queue", "ORDERD_SUBMIT_QUEUE", 1, 1000000},
-	{"commit-batch", "ORDERD_COMMIT_BATCH", 1, 100000},
-	{"claim-batch", "ORDERD_CLAIM_BATCH", 1, 1000},
-	{"poll-ms", "ORDERD_POLL_MS", 1, 10000},
-	{"retry-base-ms", "ORDERD_RETRY_BASE_MS", 1, 3600000},
-	{"retry-cap-ms", "ORDERD_RETRY_CAP_MS", 1, 86400000},
-	{"reap-ms", "ORDERD_REAP_MS", 10, 60000},
-	{"max-waiters", "ORDERD_MAX_WAITERS", 1, 1000000},
-	{"busy-timeout-ms", "ORDERD_BUSY_TIMEOUT_MS", 0, 600000},
-	{"statement-timeout-ms", "ORDERD_STATEMENT_TIMEOUT_MS", 0, 3600000},
-	{"alert-window-s", "ORDERD_ALERT_WINDOW_S", 1, 3600},
-	{"alert-min-requests", "ORDERD_ALERT_MIN_REQUESTS", 1, 1000000000},
+    {"workers", "ORDERD_WORKERS", 1, 256},
+    {"lease-ms", "ORDERD_LEASE_MS", 100, 3600000},
+    {"max-attempts", "ORDERD_MAX_ATTEMPTS", 1, 1000},
+    {"drain-ms", "ORDERD_DRAIN_MS", 0, 600000},
+    {"http-threads", "ORDERD_HTTP_THREADS", 1, 64},
+    {"max-connections", "ORDERD_MAX_CONNECTIONS", 16, 65536},
+    {"body-max", "ORDERD_BODY_MAX", 1024, 16777216},
+    {"batch-body-max", "ORDERD_BATCH_BODY_MAX", 1024, 268435456},
+    {"json-depth", "ORDERD_JSON_DEPTH", 1, 128},
+    {"max-items", "ORDERD_MAX_ITEMS", 1, 1000},
+    {"max-batch", "ORDERD_MAX_BATCH", 1, 10000},
+    {"submit-queue", "ORDERD_SUBMIT_QUEUE", 1, 1000000},
+    {"commit-batch", "ORDERD_COMMIT_BATCH", 1, 100000},
+    {"claim-batch", "ORDERD_CLAIM_BATCH", 1, 1000},
+    {"poll-ms", "ORDERD_POLL_MS", 1, 10000},
+    {"retry-base-ms", "ORDERD_RETRY_BASE_MS", 1, 3600000},
+    {"retry-cap-ms", "ORDERD_RETRY_CAP_MS", 1, 86400000},
+    {"reap-ms", "ORDERD_REAP_MS", 10, 60000},
+    {"max-waiters", "ORDERD_MAX_WAITERS", 1, 1000000},
+    {"busy-timeout-ms", "ORDERD_BUSY_TIMEOUT_MS", 0, 600000},
+    {"statement-timeout-ms", "ORDERD_STATEMENT_TIMEOUT_MS", 0, 3600000},
+    {"alert-window-s", "ORDERD_ALERT_WINDOW_S", 1, 3600},
+    {"alert-min-requests", "ORDERD_ALERT_MIN_REQUESTS", 1, 1000000000},
 };
 
 static void expect_error(const char *want, ...)
@@ -193,8 +212,9 @@ static void expect_error(const char *want, ...)
 	config_t c;
 	int exit_now = -1;
 	err[0] = '\0';
-	assert_int_equal(config_load(&c, argc, argv, &exit_now, err, sizeof err),
-			 OD_ECONFIG);
+	assert_int_equal(
+	    config_load(&c, argc, argv, &exit_now, err, sizeof err),
+	    OD_ECONFIG);
 	assert_int_equal(exit_now, -1);
 	assert_string_equal(err, want);
 	config_free(&c);
@@ -216,10 +236,10 @@ static void test_int_bounds(void **state)
 			snprintf(arg, sizeof arg, "--%.23s=%lld", flag, v);
 			/* A baseline that keeps the cross-checks satisfied at
 			 * every extreme; arg comes last, so it wins. */
-			int rc = load(&c, &exit_now, "--retry-base-ms=1",
-				      "--retry-cap-ms=86400000",
-				      "--body-max=1024",
-				      "--batch-body-max=268435456", arg, NULL);
+			int rc =
+			    load(&c, &exit_now, "--retry-base-ms=1",
+			         "--retry-cap-ms=86400000", "--body-max=1024",
+			         "--batch-body-max=268435456", arg, NULL);
 			if (rc)
 				fail_msg("%s: %s", arg, err);
 			config_free(&c);
@@ -227,22 +247,23 @@ static void test_int_bounds(void **state)
 
 		snprintf(val, sizeof val, "%lld", lo - 1);
 		snprintf(want, sizeof want,
-			 "%.31s: must be %lld..%lld, got \"%s\"", env, lo, hi, val);
+		         "%.31s: must be %lld..%lld, got \"%s\"", env, lo, hi,
+		         val);
 		setenv(env, val, 1);
 		expect_error(want, NULL);
 		unsetenv(env);
 
 		snprintf(arg, sizeof arg, "--%.23s=%lld", flag, hi + 1);
 		snprintf(want, sizeof want,
-			 "--%.23s: must be %lld..%lld, got \"%lld\"", flag, lo, hi,
-			 hi + 1);
+		         "--%.23s: must be %lld..%lld, got \"%lld\"", flag, lo,
+		         hi, hi + 1);
 		expect_error(want, arg, NULL);
 
 		/* Not a number at all. */
 		setenv(env, "abc", 1);
 		snprintf(want, sizeof want,
-			 "%.31s: must be an integer %lld..%lld, got \"abc\"", env,
-			 lo, hi);
+		         "%.31s: must be an integer %lld..%lld, got \"abc\"",
+		         env, lo, hi);
 		expect_error(want, NULL);
 		unsetenv(env);
 	}
@@ -251,53 +272,53 @@ static void test_int_bounds(void **state)
 static void test_other_bad_values(void **state)
 {
 	expect_error("--workers: must be an integer 1..256, got \"\"",
-		     "--workers=", NULL);
+	             "--workers=", NULL);
 	expect_error("--workers: must be an integer 1..256, got \" 4\"",
-		     "--workers", " 4", NULL);
+	             "--workers", " 4", NULL);
 	expect_error("--workers: must be an integer 1..256, got \"4x\"",
-		     "--workers=4x", NULL);
+	             "--workers=4x", NULL);
 	expect_error("--workers: must be 1..256, got "
-		     "\"99999999999999999999999\"",
-		     "--workers=99999999999999999999999", NULL);
+	             "\"99999999999999999999999\"",
+	             "--workers=99999999999999999999999", NULL);
 	expect_error("--alert-error-rate: must be 0..1, got \"1.5\"",
-		     "--alert-error-rate=1.5", NULL);
+	             "--alert-error-rate=1.5", NULL);
 	expect_error("--alert-error-rate: must be a number 0..1, got \"nan\"",
-		     "--alert-error-rate=nan", NULL);
+	             "--alert-error-rate=nan", NULL);
 	setenv("ORDERD_ALERT_ERROR_RATE", "-0.1", 1);
 	expect_error("ORDERD_ALERT_ERROR_RATE: must be 0..1, got \"-0.1\"",
-		     NULL);
+	             NULL);
 	unsetenv("ORDERD_ALERT_ERROR_RATE");
 	setenv("ORDERD_LOG_LEVEL", "loud", 1);
 	expect_error("ORDERD_LOG_LEVEL: must be one of debug, info, warn, "
-		     "error, got \"loud\"",
-		     NULL);
+	             "error, got \"loud\"",
+	             NULL);
 	unsetenv("ORDERD_LOG_LEVEL");
 	expect_error("--replica-id: must be 1..64 characters from "
-		     "[A-Za-z0-9._:-], got \"a b\"",
-		     "--replica-id=a b", NULL);
+	             "[A-Za-z0-9._:-], got \"a b\"",
+	             "--replica-id=a b", NULL);
 	expect_error("--replica-id: must be 1..64 characters, got \"\"",
-		     "--replica-id=", NULL);
+	             "--replica-id=", NULL);
 	expect_error("--listen: must be host:port with port 0..65535, got "
-		     "\"localhost\"",
-		     "--listen=localhost", NULL);
+	             "\"localhost\"",
+	             "--listen=localhost", NULL);
 	expect_error("--database: must be sqlite:PATH, postgres://... or "
-		     "postgresql://..., got \"mysql://x\"",
-		     "--database=mysql://x", NULL);
+	             "postgresql://..., got \"mysql://x\"",
+	             "--database=mysql://x", NULL);
 	expect_error("unknown flag \"--bogus\" (see --help)", "--bogus=1",
-		     NULL);
-	expect_error("unknown flag \"--lease_ms\" (see --help)",
-		     "--lease_ms", "5", NULL);
+	             NULL);
+	expect_error("unknown flag \"--lease_ms\" (see --help)", "--lease_ms",
+	             "5", NULL);
 	expect_error("unexpected argument \"serve\" (see --help)", "serve",
-		     NULL);
+	             NULL);
 	expect_error("--listen: missing value", "--listen", NULL);
 	/* Cross-field rules name both sources. */
 	setenv("ORDERD_RETRY_CAP_MS", "50", 1);
 	expect_error("ORDERD_RETRY_BASE_MS (100) must be <= "
-		     "ORDERD_RETRY_CAP_MS (50)",
-		     NULL);
+	             "ORDERD_RETRY_CAP_MS (50)",
+	             NULL);
 	unsetenv("ORDERD_RETRY_CAP_MS");
 	expect_error("--body-max (70000) must be <= --batch-body-max (65536)",
-		     "--body-max=70000", "--batch-body-max=65536", NULL);
+	             "--body-max=70000", "--batch-body-max=65536", NULL);
 }
 
 static void test_help_version_doc(void **state)
@@ -330,10 +351,10 @@ static void test_help_version_doc(void **state)
 	buf[n] = '\0';
 	fclose(out);
 	assert_memory_equal(buf, "orderd " ORDERD_VERSION "\n",
-			    strlen("orderd " ORDERD_VERSION "\n"));
+	                    strlen("orderd " ORDERD_VERSION "\n"));
 	assert_non_null(strstr(buf, "  --lease-ms (ORDERD_LEASE_MS)\n"));
 	assert_non_null(strstr(buf, "| `--lease-ms` | `ORDERD_LEASE_MS` | "
-				    "`10000` | 100..3600000 |"));
+	                            "`10000` | 100..3600000 |"));
 }
 
 static char *write_file(const char *text)
@@ -382,8 +403,8 @@ static void test_tokens(void **state)
 	/* Bad tokens are errors that never show the token. */
 	setenv("ORDERD_API_TOKENS", "good,sec ret", 1);
 	expect_error("ORDERD_API_TOKENS: entry 2 is not a valid token (must "
-		     "be 1..256 printable ASCII characters without spaces)",
-		     NULL);
+	             "be 1..256 printable ASCII characters without spaces)",
+	             NULL);
 	char long_tok[300];
 	memset(long_tok, 'k', 257);
 	long_tok[257] = '\0';
@@ -396,10 +417,10 @@ static void test_tokens(void **state)
 	assert_int_equal(strlen(c.tokens[0]), 256);
 	config_free(&c);
 	expect_error("--api-tokens: entry 1 is not a valid token (must be "
-		     "1..256 printable ASCII characters without spaces)",
-		     "--api-tokens=s\xc3\xa9same", NULL);
-	expect_error("--api-tokens: no token in the list",
-		     "--api-tokens= , ", NULL);
+	             "1..256 printable ASCII characters without spaces)",
+	             "--api-tokens=s\xc3\xa9same", NULL);
+	expect_error("--api-tokens: no token in the list", "--api-tokens= , ",
+	             NULL);
 	/* A value too long for its bounds is not echoed either. */
 	char *huge = malloc(70000);
 	assert_non_null(huge);
@@ -408,32 +429,32 @@ static void test_tokens(void **state)
 	setenv("ORDERD_API_TOKENS", huge, 1);
 	free(huge);
 	expect_error("ORDERD_API_TOKENS: must be 0..65536 characters, got "
-		     "(value not shown)",
-		     NULL);
+	             "(value not shown)",
+	             NULL);
 	unsetenv("ORDERD_API_TOKENS");
 
 	path = write_file("ok\nbad token\n");
 	char want[256];
 	snprintf(want, sizeof want,
-		 "--api-tokens-file: line 2 of \"%s\" is not a valid token "
-		 "(must be 1..256 printable ASCII characters without spaces)",
-		 path);
+	         "--api-tokens-file: line 2 of \"%s\" is not a valid token "
+	         "(must be 1..256 printable ASCII characters without spaces)",
+	         path);
 	char arg[128];
 	snprintf(arg, sizeof arg, "--api-tokens-file=%s", path);
 	expect_error(want, arg, NULL);
 	unlink(path);
 
 	path = write_file("# only comments\n\n");
-	snprintf(want, sizeof want, "ORDERD_API_TOKENS_FILE: no token in \"%s\"",
-		 path);
+	snprintf(want, sizeof want,
+	         "ORDERD_API_TOKENS_FILE: no token in \"%s\"", path);
 	setenv("ORDERD_API_TOKENS_FILE", path, 1);
 	expect_error(want, NULL);
 	unlink(path);
 
 	setenv("ORDERD_API_TOKENS_FILE", "/nonexistent/tokens", 1);
 	expect_error("ORDERD_API_TOKENS_FILE: cannot read "
-		     "\"/nonexistent/tokens\": No such file or directory",
-		     NULL);
+	             "\"/nonexistent/tokens\": No such file or directory",
+	             NULL);
 	unsetenv("ORDERD_API_TOKENS_FILE");
 }
 
@@ -480,9 +501,9 @@ static void test_docs_up_to_date(void **state)
 	fclose(f);
 	if (got_len != want_len || memcmp(got, want, want_len) != 0)
 		fail_msg("%s is stale: regenerate it with "
-			 "ORDERD_UPDATE_DOCS=1 test_config (or orderd "
-			 "--config-doc)",
-			 path);
+		         "ORDERD_UPDATE_DOCS=1 test_config (or orderd "
+		         "--config-doc)",
+		         path);
 	free(got);
 	free(want);
 }
@@ -490,13 +511,13 @@ static void test_docs_up_to_date(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_defaults, clear_env),
-		cmocka_unit_test_setup(test_precedence_and_syntax, clear_env),
-		cmocka_unit_test_setup(test_int_bounds, clear_env),
-		cmocka_unit_test_setup(test_other_bad_values, clear_env),
-		cmocka_unit_test_setup(test_help_version_doc, clear_env),
-		cmocka_unit_test_setup(test_tokens, clear_env),
-		cmocka_unit_test_setup(test_docs_up_to_date, clear_env),
+	    cmocka_unit_test_setup(test_defaults, clear_env),
+	    cmocka_unit_test_setup(test_precedence_and_syntax, clear_env),
+	    cmocka_unit_test_setup(test_int_bounds, clear_env),
+	    cmocka_unit_test_setup(test_other_bad_values, clear_env),
+	    cmocka_unit_test_setup(test_help_version_doc, clear_env),
+	    cmocka_unit_test_setup(test_tokens, clear_env),
+	    cmocka_unit_test_setup(test_docs_up_to_date, clear_env),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,7 +32,7 @@ static void test_parse_values(void **state)
 {
 	(void)state;
 	assert_int_equal(failpoint_init("fail_process=0.3,slow_process_ms=50"),
-			 0);
+	                 0);
 	assert_true(failpoint_value("fail_process", 0) == 0.3);
 	assert_true(failpoint_value("slow_process_ms", 0) == 50);
 	assert_true(failpoint_value("other", 7) == 7);
@@ -81,17 +81,17 @@ static void test_malformed(void **state)
 {
 	(void)state;
 	const char *bad[] = {
-		"fail_process",          /* no value */
-		"fail_process=",         /* empty value */
-		"=0.5",                  /* empty name */
-		"fail_process=abc",      /* not a number */
-		"fail_process=0.5x",     /* trailing junk */
-		"fail_process=-1",       /* negative */
-		"a=1,b",                 /* second entry malformed */
-		"a=1,,b=2",              /* empty entry */
-		"a_name_that_is_far_too_long_for_the_table=1",
-		"a=1,b=1,c=1,d=1,e=1,f=1,g=1,h=1,i=1", /* more than the table */
-		"a=123456789012345678901234567890123", /* value too long */
+	    "fail_process",      /* no value */
+	    "fail_process=",     /* empty value */
+	    "=0.5",              /* empty name */
+	    "fail_process=abc",  /* not a number */
+	    "fail_process=0.5x", /* trailing junk */
+	    "fail_process=-1",   /* negative */
+	    "a=1,b",             /* second entry malformed */
+	    "a=1,,b=2",          /* empty entry */
+	    "a_name_that_is_far_too_long_for_the_table=1",
+	    "a=1,b=1,c=1,d=1,e=1,f=1,g=1,h=1,i=1", /* more than the table */
+	    "a=123456789012345678901234567890123", /* value too long */
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
 		assert_int_equal(failpoint_init(bad[i]), OD_EINVAL);
@@ -105,12 +105,12 @@ static void test_malformed(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_teardown(test_empty_spec, reset),
-		cmocka_unit_test_teardown(test_parse_values, reset),
-		cmocka_unit_test_teardown(test_unset_never_hits, reset),
-		cmocka_unit_test_teardown(test_probability, reset),
-		cmocka_unit_test_teardown(test_malformed, reset),
-		cmocka_unit_test_teardown(test_malformed_sets_nothing, reset),
+	    cmocka_unit_test_teardown(test_empty_spec, reset),
+	    cmocka_unit_test_teardown(test_parse_values, reset),
+	    cmocka_unit_test_teardown(test_unset_never_hits, reset),
+	    cmocka_unit_test_teardown(test_probability, reset),
+	    cmocka_unit_test_teardown(test_malformed, reset),
+	    cmocka_unit_test_teardown(test_malformed_sets_nothing, reset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

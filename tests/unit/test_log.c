@@ -100,7 +100,7 @@ static void test_fields(void **state)
 	const char *ts = str(objs[0], "ts");
 	assert_int_equal(strlen(ts), TIMEFMT_LEN - 1);
 	assert_true(ts[4] == '-' && ts[10] == 'T' && ts[19] == '.' &&
-		    ts[23] == 'Z');
+	            ts[23] == 'Z');
 	assert_string_equal(str(objs[0], "level"), "info");
 	assert_string_equal(str(objs[0], "msg"), "order failed");
 	assert_string_equal(str(objs[0], "replica"), "r-1");
@@ -152,13 +152,16 @@ static void test_escaping_and_nulls(void **state)
 {
 	capture_begin();
 	log_info("quote \" backslash \\ newline \n tab \t end", "k", NULL,
-		 "bad_utf8", "a\xff\xfe" "b", "ctl", "\x01", NULL);
+	         "bad_utf8",
+	         "a\xff\xfe"
+	         "b",
+	         "ctl", "\x01", NULL);
 	log_info(NULL, "msg", "cannot overwrite", NULL);
 	char *out = capture_end();
 	json_t *objs[4];
 	assert_int_equal(parse_lines(out, objs, 4), 2);
 	assert_string_equal(str(objs[0], "msg"),
-			    "quote \" backslash \\ newline \n tab \t end");
+	                    "quote \" backslash \\ newline \n tab \t end");
 	assert_true(json_is_null(json_object_get(objs[0], "k")));
 	assert_string_equal(str(objs[0], "bad_utf8"), "a??b");
 	assert_string_equal(str(objs[0], "ctl"), "\x01");
@@ -193,7 +196,7 @@ static void *logger(void *p)
 {
 	for (int i = 0; i < LINES; i++)
 		log_info("concurrent line with some padding to make it longer",
-			 "thread", (const char *)p, NULL);
+		         "thread", (const char *)p, NULL);
 	return NULL;
 }
 
@@ -204,14 +207,13 @@ static void test_concurrent_lines_whole(void **state)
 	pthread_t t[THREADS];
 	for (int i = 0; i < THREADS; i++)
 		assert_int_equal(
-			pthread_create(&t[i], NULL, logger, (void *)names[i]),
-			0);
+		    pthread_create(&t[i], NULL, logger, (void *)names[i]), 0);
 	for (int i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
 	char *out = capture_end();
 	static json_t *objs[THREADS * LINES];
 	assert_int_equal(parse_lines(out, objs, THREADS * LINES),
-			 THREADS * LINES);
+	                 THREADS * LINES);
 	free_objs(objs, THREADS * LINES);
 	free(out);
 }
@@ -219,11 +221,11 @@ static void test_concurrent_lines_whole(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_fields, setup),
-		cmocka_unit_test_setup(test_levels, setup),
-		cmocka_unit_test_setup(test_escaping_and_nulls, setup),
-		cmocka_unit_test_setup(test_long_value_is_bounded, setup),
-		cmocka_unit_test_setup(test_concurrent_lines_whole, setup),
+	    cmocka_unit_test_setup(test_fields, setup),
+	    cmocka_unit_test_setup(test_levels, setup),
+	    cmocka_unit_test_setup(test_escaping_and_nulls, setup),
+	    cmocka_unit_test_setup(test_long_value_is_bounded, setup),
+	    cmocka_unit_test_setup(test_concurrent_lines_whole, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,7 +21,7 @@ static char errbuf[256];
 
 /* Parses text (a JSON object) and validates it; returns the rc. */
 static int from_text_lim(const char *text, const order_limits_t *l,
-			 const char *prefix, order_t *ret)
+                         const char *prefix, order_t *ret)
 {
 	json_error_t jerr;
 	json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
@@ -39,7 +39,7 @@ static int from_text(const char *text, order_t *ret)
 }
 
 static void expect_invalid_lim(const char *text, const order_limits_t *l,
-			       const char *prefix, const char *msg)
+                               const char *prefix, const char *msg)
 {
 	order_t o;
 	memset(&o, 0x5a, sizeof o);
@@ -61,10 +61,8 @@ static void test_valid_minimal(void **state)
 {
 	(void)state;
 	order_t o;
-	assert_int_equal(from_text("{\"id\":\"o-1\",\"customer\":\"c\"," ITEMS
-				   "}",
-				   &o),
-			 0);
+	assert_int_equal(
+	    from_text("{\"id\":\"o-1\",\"customer\":\"c\"," ITEMS "}", &o), 0);
 	assert_string_equal(o.id, "o-1");
 	assert_string_equal(o.customer, "c");
 	assert_int_equal(o.n_items, 1);
@@ -81,13 +79,13 @@ static void test_valid_full_canonical(void **state)
 	(void)state;
 	order_t o;
 	assert_int_equal(
-		from_text("{\"metadata\":{\"z\":[1,{\"b\":2,\"a\":1}],\"a\":\"x\"},"
-			  "\"items\":[{\"qty\":3,\"sku\":\"PEN-7\"},"
-			  "{\"sku\":\"BOOK-1\",\"qty\":1000000},"
-			  "{\"sku\":\"B\",\"qty\":1}],"
-			  "\"customer\":\"cust-42\",\"id\":\"A.b_c:d-9\"}",
-			  &o),
-		0);
+	    from_text("{\"metadata\":{\"z\":[1,{\"b\":2,\"a\":1}],\"a\":\"x\"},"
+	              "\"items\":[{\"qty\":3,\"sku\":\"PEN-7\"},"
+	              "{\"sku\":\"BOOK-1\",\"qty\":1000000},"
+	              "{\"sku\":\"B\",\"qty\":1}],"
+	              "\"customer\":\"cust-42\",\"id\":\"A.b_c:d-9\"}",
+	              &o),
+	    0);
 	assert_int_equal(o.n_items, 3);
 	/* strcmp order: uppercase 'B' < "BOOK-1" < "PEN-7" */
 	assert_string_equal(o.items[0].sku, "B");
@@ -96,7 +94,7 @@ static void test_valid_full_canonical(void **state)
 	assert_string_equal(o.items[2].sku, "PEN-7");
 	assert_int_equal(o.items[2].qty, 3);
 	assert_string_equal(o.metadata,
-			    "{\"a\":\"x\",\"z\":[1,{\"a\":1,\"b\":2}]}");
+	                    "{\"a\":\"x\",\"z\":[1,{\"a\":1,\"b\":2}]}");
 	order_clear(&o);
 }
 
@@ -104,9 +102,9 @@ static void test_metadata_none(void **state)
 {
 	(void)state;
 	const char *forms[] = {
-		"{\"id\":\"a\",\"customer\":\"c\"," ITEMS "}",
-		"{\"id\":\"a\",\"customer\":\"c\"," ITEMS ",\"metadata\":null}",
-		"{\"id\":\"a\",\"customer\":\"c\"," ITEMS ",\"metadata\":{}}",
+	    "{\"id\":\"a\",\"customer\":\"c\"," ITEMS "}",
+	    "{\"id\":\"a\",\"customer\":\"c\"," ITEMS ",\"metadata\":null}",
+	    "{\"id\":\"a\",\"customer\":\"c\"," ITEMS ",\"metadata\":{}}",
 	};
 	for (size_t i = 0; i < 3; i++) {
 		order_t o;
@@ -122,16 +120,17 @@ static void test_metadata_size(void **state)
 	order_limits_t small = {.max_items = 100, .max_metadata = 16};
 	order_t o;
 	/* {"k":"12345678"} is exactly 16 bytes compact. */
-	assert_int_equal(from_text_lim("{\"id\":\"a\",\"customer\":\"c\"," ITEMS
-				       ",\"metadata\":{ \"k\" : \"12345678\" }}",
-				       &small, "", &o),
-			 0);
+	assert_int_equal(
+	    from_text_lim("{\"id\":\"a\",\"customer\":\"c\"," ITEMS
+	                  ",\"metadata\":{ \"k\" : \"12345678\" }}",
+	                  &small, "", &o),
+	    0);
 	assert_string_equal(o.metadata, "{\"k\":\"12345678\"}");
 	order_clear(&o);
 	expect_invalid_lim("{\"id\":\"a\",\"customer\":\"c\"," ITEMS
-			   ",\"metadata\":{\"k\":\"123456789\"}}",
-			   &small, "",
-			   "metadata must be at most 16 bytes serialized");
+	                   ",\"metadata\":{\"k\":\"123456789\"}}",
+	                   &small, "",
+	                   "metadata must be at most 16 bytes serialized");
 
 	/* The API default: 4096 bytes. */
 	char *big = malloc(5000);
@@ -139,18 +138,18 @@ static void test_metadata_size(void **state)
 	memset(val, 'x', 4096 - 8);
 	val[4096 - 8] = '\0';
 	snprintf(big, 5000,
-		 "{\"id\":\"a\",\"customer\":\"c\"," ITEMS
-		 ",\"metadata\":{\"k\":\"%s\"}}",
-		 val);
+	         "{\"id\":\"a\",\"customer\":\"c\"," ITEMS
+	         ",\"metadata\":{\"k\":\"%s\"}}",
+	         val);
 	assert_int_equal(from_text(big, &o), 0);
 	assert_int_equal(strlen(o.metadata), 4096);
 	order_clear(&o);
 	val[4096 - 8] = 'x';
 	val[4096 - 7] = '\0';
 	snprintf(big, 5000,
-		 "{\"id\":\"a\",\"customer\":\"c\"," ITEMS
-		 ",\"metadata\":{\"k\":\"%s\"}}",
-		 val);
+	         "{\"id\":\"a\",\"customer\":\"c\"," ITEMS
+	         ",\"metadata\":{\"k\":\"%s\"}}",
+	         val);
 	expect_invalid(big, "metadata must be at most 4096 bytes serialized");
 	free(big);
 	free(val);
@@ -163,9 +162,9 @@ static void test_metadata_type(void **state)
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		char buf[256];
 		snprintf(buf, sizeof buf,
-			 "{\"id\":\"a\",\"customer\":\"c\"," ITEMS
-			 ",\"metadata\":%s}",
-			 bad[i]);
+		         "{\"id\":\"a\",\"customer\":\"c\"," ITEMS
+		         ",\"metadata\":%s}",
+		         bad[i]);
 		expect_invalid(buf, "metadata must be an object");
 	}
 }
@@ -174,16 +173,17 @@ static void test_unknown_fields(void **state)
 {
 	(void)state;
 	expect_invalid("{\"id\":\"a\",\"customer\":\"c\"," ITEMS ",\"x\":1}",
-		       "unknown field \"x\"");
-	expect_invalid("{\"id\":\"a\",\"customer\":\"c\",\"status\":\"completed\","
-		       ITEMS "}",
-		       "unknown field \"status\"");
+	               "unknown field \"x\"");
+	expect_invalid(
+	    "{\"id\":\"a\",\"customer\":\"c\",\"status\":\"completed\"," ITEMS
+	    "}",
+	    "unknown field \"status\"");
 	/* Case matters. */
 	expect_invalid("{\"ID\":\"a\",\"customer\":\"c\"," ITEMS "}",
-		       "unknown field \"ID\"");
+	               "unknown field \"ID\"");
 	expect_invalid("{\"id\":\"a\",\"customer\":\"c\","
-		       "\"items\":[{\"sku\":\"A\",\"qty\":1,\"price\":3}]}",
-		       "unknown field \"items[0].price\"");
+	               "\"items\":[{\"sku\":\"A\",\"qty\":1,\"price\":3}]}",
+	               "unknown field \"items[0].price\"");
 	/* Quotes and control characters in a key do not break the message. */
 	expect_invalid("{\"a\\\"b\\n\":1}", "unknown field \"a?b?\"");
 	/* Long keys are cut, on a character boundary. */
@@ -205,11 +205,12 @@ static void test_required(void **state)
 	(void)state;
 	expect_invalid("{\"customer\":\"c\"," ITEMS "}", "id is required");
 	expect_invalid("{\"id\":null,\"customer\":\"c\"," ITEMS "}",
-		       "id is required");
+	               "id is required");
 	expect_invalid("{\"id\":\"a\"," ITEMS "}", "customer is required");
-	expect_invalid("{\"id\":\"a\",\"customer\":\"c\"}", "items is required");
+	expect_invalid("{\"id\":\"a\",\"customer\":\"c\"}",
+	               "items is required");
 	expect_invalid("{\"id\":\"a\",\"customer\":\"c\",\"items\":null}",
-		       "items is required");
+	               "items is required");
 	expect_invalid("{}", "id is required");
 }
 
@@ -221,37 +222,37 @@ static void test_identifiers(void **state)
 	expect_invalid("{\"id\":\"a b\",\"customer\":\"c\"," ITEMS "}", msg_id);
 	expect_invalid("{\"id\":\"a/b\",\"customer\":\"c\"," ITEMS "}", msg_id);
 	expect_invalid("{\"id\":\"\xc3\xa9\",\"customer\":\"c\"," ITEMS "}",
-		       msg_id);
+	               msg_id);
 	expect_invalid("{\"id\":1,\"customer\":\"c\"," ITEMS "}",
-		       "id must be a string");
+	               "id must be a string");
 	expect_invalid("{\"id\":[\"a\"],\"customer\":\"c\"," ITEMS "}",
-		       "id must be a string");
+	               "id must be a string");
 	expect_invalid("{\"id\":\"a\",\"customer\":\"c*\"," ITEMS "}",
-		       "customer must be 1-64 characters from [A-Za-z0-9._:-]");
+	               "customer must be 1-64 characters from [A-Za-z0-9._:-]");
 	expect_invalid("{\"id\":\"a\",\"customer\":true," ITEMS "}",
-		       "customer must be a string");
+	               "customer must be a string");
 
 	char id64[65], buf[256];
 	memset(id64, 'x', 64);
 	id64[64] = '\0';
 	order_t o;
-	snprintf(buf, sizeof buf, "{\"id\":\"%s\",\"customer\":\"c\"," ITEMS "}",
-		 id64);
+	snprintf(buf, sizeof buf,
+	         "{\"id\":\"%s\",\"customer\":\"c\"," ITEMS "}", id64);
 	assert_int_equal(from_text(buf, &o), 0);
 	assert_string_equal(o.id, id64);
 	order_clear(&o);
-	snprintf(buf, sizeof buf, "{\"id\":\"%sx\",\"customer\":\"c\"," ITEMS "}",
-		 id64);
+	snprintf(buf, sizeof buf,
+	         "{\"id\":\"%sx\",\"customer\":\"c\"," ITEMS "}", id64);
 	expect_invalid(buf, msg_id);
 
 	/* An embedded NUL (possible in a json_t built with ALLOW_NUL) must
 	 * not pass as its prefix. */
-	json_t *j = json_pack("{s:s#, s:s, s:[{s:s, s:i}]}", "id", "ab\0cd",
-			      (size_t)5, "customer", "c", "items", "sku", "A",
-			      "qty", 1);
+	json_t *j =
+	    json_pack("{s:s#, s:s, s:[{s:s, s:i}]}", "id", "ab\0cd", (size_t)5,
+	              "customer", "c", "items", "sku", "A", "qty", 1);
 	assert_non_null(j);
-	assert_int_equal(order_from_json(j, &lim, "", &o, errbuf, sizeof errbuf),
-			 OD_EINVAL);
+	assert_int_equal(
+	    order_from_json(j, &lim, "", &o, errbuf, sizeof errbuf), OD_EINVAL);
 	assert_string_equal(errbuf, msg_id);
 	json_decref(j);
 }
@@ -274,26 +275,29 @@ static void test_items(void **state)
 {
 	(void)state;
 	expect_invalid("{\"id\":\"a\",\"customer\":\"c\",\"items\":{}}",
-		       "items must be an array");
+	               "items must be an array");
 	expect_invalid("{\"id\":\"a\",\"customer\":\"c\",\"items\":\"A\"}",
-		       "items must be an array");
+	               "items must be an array");
 	expect_invalid("{\"id\":\"a\",\"customer\":\"c\",\"items\":[]}",
-		       "items must have 1..100 entries");
+	               "items must have 1..100 entries");
 	expect_invalid("{\"id\":\"a\",\"customer\":\"c\",\"items\":[1]}",
-		       "items[0] must be an object");
+	               "items[0] must be an object");
 	expect_invalid("{\"id\":\"a\",\"customer\":\"c\",\"items\":"
-		       "[{\"sku\":\"A\",\"qty\":1},null]}",
-		       "items[1] must be an object");
-	expect_invalid("{\"id\":\"a\",\"customer\":\"c\",\"items\":[{\"qty\":1}]}",
-		       "items[0].sku is required");
-	expect_invalid("{\"id\":\"a\",\"customer\":\"c\",\"items\":[{\"sku\":\"A\"}]}",
-		       "items[0].qty is required");
+	               "[{\"sku\":\"A\",\"qty\":1},null]}",
+	               "items[1] must be an object");
+	expect_invalid(
+	    "{\"id\":\"a\",\"customer\":\"c\",\"items\":[{\"qty\":1}]}",
+	    "items[0].sku is required");
+	expect_invalid(
+	    "{\"id\":\"a\",\"customer\":\"c\",\"items\":[{\"sku\":\"A\"}]}",
+	    "items[0].qty is required");
+	expect_invalid(
+	    "{\"id\":\"a\",\"customer\":\"c\",\"items\":"
+	    "[{\"sku\":\"A B\",\"qty\":1}]}",
+	    "items[0].sku must be 1-64 characters from [A-Za-z0-9._:-]");
 	expect_invalid("{\"id\":\"a\",\"customer\":\"c\",\"items\":"
-		       "[{\"sku\":\"A B\",\"qty\":1}]}",
-		       "items[0].sku must be 1-64 characters from [A-Za-z0-9._:-]");
-	expect_invalid("{\"id\":\"a\",\"customer\":\"c\",\"items\":"
-		       "[{\"sku\":5,\"qty\":1}]}",
-		       "items[0].sku must be a string");
+	               "[{\"sku\":5,\"qty\":1}]}",
+	               "items[0].sku must be a string");
 }
 
 static void test_qty(void **state)
@@ -302,30 +306,30 @@ static void test_qty(void **state)
 	struct {
 		const char *qty, *msg;
 	} cases[] = {
-		{"0", "items[0].qty must be 1..1000000"},
-		{"-1", "items[0].qty must be 1..1000000"},
-		{"1000001", "items[0].qty must be 1..1000000"},
-		{"9223372036854775807", "items[0].qty must be 1..1000000"},
-		{"-9223372036854775808", "items[0].qty must be 1..1000000"},
-		{"1.0", "items[0].qty must be an integer 1..1000000"},
-		{"1.5", "items[0].qty must be an integer 1..1000000"},
-		{"1e3", "items[0].qty must be an integer 1..1000000"},
-		{"\"1\"", "items[0].qty must be an integer 1..1000000"},
-		{"true", "items[0].qty must be an integer 1..1000000"},
-		{"null", "items[0].qty is required"},
+	    {"0", "items[0].qty must be 1..1000000"},
+	    {"-1", "items[0].qty must be 1..1000000"},
+	    {"1000001", "items[0].qty must be 1..1000000"},
+	    {"9223372036854775807", "items[0].qty must be 1..1000000"},
+	    {"-9223372036854775808", "items[0].qty must be 1..1000000"},
+	    {"1.0", "items[0].qty must be an integer 1..1000000"},
+	    {"1.5", "items[0].qty must be an integer 1..1000000"},
+	    {"1e3", "items[0].qty must be an integer 1..1000000"},
+	    {"\"1\"", "items[0].qty must be an integer 1..1000000"},
+	    {"true", "items[0].qty must be an integer 1..1000000"},
+	    {"null", "items[0].qty is required"},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		char buf[256];
 		snprintf(buf, sizeof buf,
-			 "{\"id\":\"a\",\"customer\":\"c\",\"items\":"
-			 "[{\"sku\":\"A\",\"qty\":%s}]}",
-			 cases[i].qty);
+		         "{\"id\":\"a\",\"customer\":\"c\",\"items\":"
+		         "[{\"sku\":\"A\",\"qty\":%s}]}",
+		         cases[i].qty);
 		expect_invalid(buf, cases[i].msg);
 	}
 	/* The message names the right index. */
 	expect_invalid("{\"id\":\"a\",\"customer\":\"c\",\"items\":"
-		       "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"B\",\"qty\":0}]}",
-		       "items[1].qty must be 1..1000000");
+	               "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"B\",\"qty\":0}]}",
+	               "items[1].qty must be 1..1000000");
 }
 
 static void test_max_items(void **state)
@@ -336,13 +340,14 @@ static void test_max_items(void **state)
 	order_t o;
 
 	for (int count = 100; count <= 101; count++) {
-		n = (size_t)snprintf(buf, 8192,
-				     "{\"id\":\"a\",\"customer\":\"c\",\"items\":[");
+		n = (size_t)snprintf(
+		    buf, 8192, "{\"id\":\"a\",\"customer\":\"c\",\"items\":[");
 		/* Descending skus, so the sort has work to do. */
 		for (int i = count - 1; i >= 0; i--)
-			n += (size_t)snprintf(buf + n, 8192 - n,
-					      "{\"sku\":\"S%03d\",\"qty\":%d}%s",
-					      i, i + 1, i ? "," : "");
+			n +=
+			    (size_t)snprintf(buf + n, 8192 - n,
+			                     "{\"sku\":\"S%03d\",\"qty\":%d}%s",
+			                     i, i + 1, i ? "," : "");
 		snprintf(buf + n, 8192 - n, "]}");
 		if (count == 100) {
 			assert_int_equal(from_text(buf, &o), 0);
@@ -351,7 +356,8 @@ static void test_max_items(void **state)
 				char want[8];
 				snprintf(want, sizeof want, "S%03zu", i);
 				assert_string_equal(o.items[i].sku, want);
-				assert_int_equal(o.items[i].qty, (int64_t)i + 1);
+				assert_int_equal(o.items[i].qty,
+				                 (int64_t)i + 1);
 			}
 			order_clear(&o);
 		} else {
@@ -360,28 +366,30 @@ static void test_max_items(void **state)
 	}
 	free(buf);
 	order_limits_t two = {.max_items = 2, .max_metadata = 4096};
-	expect_invalid_lim("{\"id\":\"a\",\"customer\":\"c\",\"items\":"
-			   "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"B\",\"qty\":1},"
-			   "{\"sku\":\"C\",\"qty\":1}]}",
-			   &two, "", "items must have 1..2 entries");
+	expect_invalid_lim(
+	    "{\"id\":\"a\",\"customer\":\"c\",\"items\":"
+	    "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"B\",\"qty\":1},"
+	    "{\"sku\":\"C\",\"qty\":1}]}",
+	    &two, "", "items must have 1..2 entries");
 }
 
 static void test_duplicate_sku(void **state)
 {
 	(void)state;
 	expect_invalid("{\"id\":\"a\",\"customer\":\"c\",\"items\":"
-		       "[{\"sku\":\"B\",\"qty\":1},{\"sku\":\"A\",\"qty\":1},"
-		       "{\"sku\":\"B\",\"qty\":2}]}",
-		       "items[2].sku \"B\" duplicates items[0].sku");
+	               "[{\"sku\":\"B\",\"qty\":1},{\"sku\":\"A\",\"qty\":1},"
+	               "{\"sku\":\"B\",\"qty\":2}]}",
+	               "items[2].sku \"B\" duplicates items[0].sku");
 	expect_invalid("{\"id\":\"a\",\"customer\":\"c\",\"items\":"
-		       "[{\"sku\":\"Z\",\"qty\":1},{\"sku\":\"Z\",\"qty\":1}]}",
-		       "items[1].sku \"Z\" duplicates items[0].sku");
+	               "[{\"sku\":\"Z\",\"qty\":1},{\"sku\":\"Z\",\"qty\":1}]}",
+	               "items[1].sku \"Z\" duplicates items[0].sku");
 	/* skus are case-sensitive: these are different. */
 	order_t o;
-	assert_int_equal(from_text("{\"id\":\"a\",\"customer\":\"c\",\"items\":"
-				   "[{\"sku\":\"a\",\"qty\":1},{\"sku\":\"A\",\"qty\":1}]}",
-				   &o),
-			 0);
+	assert_int_equal(
+	    from_text("{\"id\":\"a\",\"customer\":\"c\",\"items\":"
+	              "[{\"sku\":\"a\",\"qty\":1},{\"sku\":\"A\",\"qty\":1}]}",
+	              &o),
+	    0);
 	assert_string_equal(o.items[0].sku, "A");
 	order_clear(&o);
 }
@@ -390,22 +398,22 @@ static void test_prefix(void **state)
 {
 	(void)state;
 	expect_invalid_lim("{\"customer\":\"c\"," ITEMS "}", &lim, "orders[3].",
-			   "orders[3].id is required");
-	expect_invalid_lim("{\"id\":\"a b\",\"customer\":\"c\"," ITEMS "}", &lim,
-			   "orders[3].",
-			   "orders[3].id must be 1-64 characters from [A-Za-z0-9._:-]");
+	                   "orders[3].id is required");
+	expect_invalid_lim(
+	    "{\"id\":\"a b\",\"customer\":\"c\"," ITEMS "}", &lim, "orders[3].",
+	    "orders[3].id must be 1-64 characters from [A-Za-z0-9._:-]");
 	expect_invalid_lim("{\"id\":\"a\",\"customer\":\"c\",\"items\":"
-			   "[{\"sku\":\"A\",\"qty\":0}]}",
-			   &lim, "orders[7].",
-			   "orders[7].items[0].qty must be 1..1000000");
-	expect_invalid_lim("{\"id\":\"a\",\"customer\":\"c\"," ITEMS ",\"q\":1}",
-			   &lim, "orders[0].", "unknown field \"orders[0].q\"");
+	                   "[{\"sku\":\"A\",\"qty\":0}]}",
+	                   &lim, "orders[7].",
+	                   "orders[7].items[0].qty must be 1..1000000");
 	expect_invalid_lim("{\"id\":\"a\",\"customer\":\"c\"," ITEMS
-			   ",\"metadata\":1}",
-			   &lim, "orders[1].",
-			   "orders[1].metadata must be an object");
+	                   ",\"q\":1}",
+	                   &lim, "orders[0].", "unknown field \"orders[0].q\"");
+	expect_invalid_lim(
+	    "{\"id\":\"a\",\"customer\":\"c\"," ITEMS ",\"metadata\":1}", &lim,
+	    "orders[1].", "orders[1].metadata must be an object");
 	expect_invalid_lim("[1]", &lim, "orders[2].",
-			   "orders[2] must be an object");
+	                   "orders[2] must be an object");
 	expect_invalid_lim("\"x\"", &lim, "", "order must be an object");
 	expect_invalid_lim("null", &lim, NULL, "order must be an object");
 	expect_invalid_lim("{}", &lim, NULL, "id is required");
@@ -419,7 +427,7 @@ static void test_errbuf_optional(void **state)
 	assert_int_equal(order_from_json(j, &lim, "", &o, NULL, 0), OD_EINVAL);
 	char tiny[4];
 	assert_int_equal(order_from_json(j, &lim, "", &o, tiny, sizeof tiny),
-			 OD_EINVAL);
+	                 OD_EINVAL);
 	assert_string_equal(tiny, "id ");
 	json_decref(j);
 }
@@ -428,45 +436,50 @@ static void test_same_content(void **state)
 {
 	(void)state;
 	order_t a, b, c, d, e, f;
-	assert_int_equal(from_text("{\"id\":\"1\",\"customer\":\"c\",\"items\":"
-				   "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"B\",\"qty\":2}],"
-				   "\"metadata\":{\"x\":1,\"y\":[true]}}",
-				   &a),
-			 0);
+	assert_int_equal(
+	    from_text("{\"id\":\"1\",\"customer\":\"c\",\"items\":"
+	              "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"B\",\"qty\":2}],"
+	              "\"metadata\":{\"x\":1,\"y\":[true]}}",
+	              &a),
+	    0);
 	/* Different id, items in another order, keys in another order. */
-	assert_int_equal(from_text("{\"id\":\"2\",\"customer\":\"c\",\"items\":"
-				   "[{\"qty\":2,\"sku\":\"B\"},{\"sku\":\"A\",\"qty\":1}],"
-				   "\"metadata\":{\"y\":[true],\"x\":1}}",
-				   &b),
-			 0);
+	assert_int_equal(
+	    from_text("{\"id\":\"2\",\"customer\":\"c\",\"items\":"
+	              "[{\"qty\":2,\"sku\":\"B\"},{\"sku\":\"A\",\"qty\":1}],"
+	              "\"metadata\":{\"y\":[true],\"x\":1}}",
+	              &b),
+	    0);
 	assert_true(order_same_content(&a, &b));
 	assert_true(order_same_content(&b, &a));
 	/* Different metadata. */
-	assert_int_equal(from_text("{\"id\":\"1\",\"customer\":\"c\",\"items\":"
-				   "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"B\",\"qty\":2}],"
-				   "\"metadata\":{\"x\":2,\"y\":[true]}}",
-				   &c),
-			 0);
+	assert_int_equal(
+	    from_text("{\"id\":\"1\",\"customer\":\"c\",\"items\":"
+	              "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"B\",\"qty\":2}],"
+	              "\"metadata\":{\"x\":2,\"y\":[true]}}",
+	              &c),
+	    0);
 	assert_false(order_same_content(&a, &c));
 	/* Different qty. */
-	assert_int_equal(from_text("{\"id\":\"1\",\"customer\":\"c\",\"items\":"
-				   "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"B\",\"qty\":3}],"
-				   "\"metadata\":{\"x\":1,\"y\":[true]}}",
-				   &d),
-			 0);
+	assert_int_equal(
+	    from_text("{\"id\":\"1\",\"customer\":\"c\",\"items\":"
+	              "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"B\",\"qty\":3}],"
+	              "\"metadata\":{\"x\":1,\"y\":[true]}}",
+	              &d),
+	    0);
 	assert_false(order_same_content(&a, &d));
 	/* Different customer; and a subset of the items. */
-	assert_int_equal(from_text("{\"id\":\"1\",\"customer\":\"c2\",\"items\":"
-				   "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"B\",\"qty\":2}],"
-				   "\"metadata\":{\"x\":1,\"y\":[true]}}",
-				   &e),
-			 0);
+	assert_int_equal(
+	    from_text("{\"id\":\"1\",\"customer\":\"c2\",\"items\":"
+	              "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"B\",\"qty\":2}],"
+	              "\"metadata\":{\"x\":1,\"y\":[true]}}",
+	              &e),
+	    0);
 	assert_false(order_same_content(&a, &e));
 	assert_int_equal(from_text("{\"id\":\"1\",\"customer\":\"c\",\"items\":"
-				   "[{\"sku\":\"A\",\"qty\":1}],"
-				   "\"metadata\":{\"x\":1,\"y\":[true]}}",
-				   &f),
-			 0);
+	                           "[{\"sku\":\"A\",\"qty\":1}],"
+	                           "\"metadata\":{\"x\":1,\"y\":[true]}}",
+	                           &f),
+	                 0);
 	assert_false(order_same_content(&a, &f));
 	assert_false(order_same_content(&f, &a));
 	order_clear(&a);
@@ -477,13 +490,12 @@ static void test_same_content(void **state)
 	order_clear(&f);
 
 	/* Missing, null and {} metadata are all the same content. */
-	assert_int_equal(from_text("{\"id\":\"1\",\"customer\":\"c\"," ITEMS "}",
-				   &a),
-			 0);
+	assert_int_equal(
+	    from_text("{\"id\":\"1\",\"customer\":\"c\"," ITEMS "}", &a), 0);
 	assert_int_equal(from_text("{\"id\":\"1\",\"customer\":\"c\"," ITEMS
-				   ",\"metadata\":{}}",
-				   &b),
-			 0);
+	                           ",\"metadata\":{}}",
+	                           &b),
+	                 0);
 	assert_true(order_same_content(&a, &b));
 	/* A store-built order with NULL metadata equals "{}". */
 	free(b.metadata);
@@ -498,13 +510,14 @@ static void test_items_text(void **state)
 	(void)state;
 	order_t o, p = {0};
 	assert_int_equal(from_text("{\"id\":\"1\",\"customer\":\"c\",\"items\":"
-				   "[{\"sku\":\"PEN-7\",\"qty\":10},{\"sku\":\"BOOK-1\",\"qty\":2}]}",
-				   &o),
-			 0);
+	                           "[{\"sku\":\"PEN-7\",\"qty\":10},{\"sku\":"
+	                           "\"BOOK-1\",\"qty\":2}]}",
+	                           &o),
+	                 0);
 	char *text = order_items_to_text(&o);
 	assert_non_null(text);
 	assert_string_equal(text, "[{\"qty\":2,\"sku\":\"BOOK-1\"},"
-				  "{\"qty\":10,\"sku\":\"PEN-7\"}]");
+	                          "{\"qty\":10,\"sku\":\"PEN-7\"}]");
 	assert_int_equal(order_items_from_text(text, &p), 0);
 	assert_int_equal(p.n_items, 2);
 	assert_string_equal(p.items[0].sku, "BOOK-1");
@@ -514,31 +527,31 @@ static void test_items_text(void **state)
 	/* Round trip again, replacing the items already there. */
 	char *text2 = order_items_to_text(&p);
 	assert_string_equal(text, text2);
-	assert_int_equal(order_items_from_text("[{\"qty\":1,\"sku\":\"Z\"}]", &p),
-			 0);
+	assert_int_equal(
+	    order_items_from_text("[{\"qty\":1,\"sku\":\"Z\"}]", &p), 0);
 	assert_int_equal(p.n_items, 1);
 	assert_string_equal(p.items[0].sku, "Z");
 	/* Non-canonical order is sorted on the way in. */
 	assert_int_equal(order_items_from_text("[{\"sku\":\"B\",\"qty\":1},"
-					       "{\"sku\":\"A\",\"qty\":2}]",
-					       &p),
-			 0);
+	                                       "{\"sku\":\"A\",\"qty\":2}]",
+	                                       &p),
+	                 0);
 	assert_string_equal(p.items[0].sku, "A");
 	free(text);
 	free(text2);
 
 	/* Corrupt text fails and leaves the items alone. */
 	const char *bad[] = {
-		"",
-		"{}",
-		"[1]",
-		"[{\"sku\":\"A\"}]",
-		"[{\"sku\":\"A\",\"qty\":0}]",
-		"[{\"sku\":\"A\",\"qty\":1.0}]",
-		"[{\"sku\":\"A B\",\"qty\":1}]",
-		"[{\"sku\":\"A\",\"qty\":1,\"x\":1}]",
-		"[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"A\",\"qty\":2}]",
-		"[{\"sku\":\"A\",\"qty\":1}",
+	    "",
+	    "{}",
+	    "[1]",
+	    "[{\"sku\":\"A\"}]",
+	    "[{\"sku\":\"A\",\"qty\":0}]",
+	    "[{\"sku\":\"A\",\"qty\":1.0}]",
+	    "[{\"sku\":\"A B\",\"qty\":1}]",
+	    "[{\"sku\":\"A\",\"qty\":1,\"x\":1}]",
+	    "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"A\",\"qty\":2}]",
+	    "[{\"sku\":\"A\",\"qty\":1}",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		assert_int_equal(order_items_from_text(bad[i], &p), OD_EINVAL);
@@ -553,25 +566,27 @@ static void test_to_json(void **state)
 {
 	(void)state;
 	order_t o;
-	assert_int_equal(from_text("{\"id\":\"ord-1001\",\"customer\":\"cust-42\","
-				   "\"items\":[{\"sku\":\"PEN-7\",\"qty\":10},"
-				   "{\"sku\":\"BOOK-1\",\"qty\":2}],"
-				   "\"metadata\":{\"channel\":\"web\"}}",
-				   &o),
-			 0);
+	assert_int_equal(
+	    from_text("{\"id\":\"ord-1001\",\"customer\":\"cust-42\","
+	              "\"items\":[{\"sku\":\"PEN-7\",\"qty\":10},"
+	              "{\"sku\":\"BOOK-1\",\"qty\":2}],"
+	              "\"metadata\":{\"channel\":\"web\"}}",
+	              &o),
+	    0);
 	o.created_at = 1764078307123LL; /* 2025-11-25T13:45:07.123Z */
 	o.updated_at = 1764078308000LL;
 	json_t *j = order_to_json(&o);
 	assert_non_null(j);
 	char *s = json_dumps(j, JSON_COMPACT);
 	assert_string_equal(
-		s, "{\"id\":\"ord-1001\",\"customer\":\"cust-42\","
-		   "\"items\":[{\"sku\":\"BOOK-1\",\"qty\":2},{\"sku\":\"PEN-7\",\"qty\":10}],"
-		   "\"metadata\":{\"channel\":\"web\"},\"status\":\"pending\","
-		   "\"attempts\":0,\"reason\":null,"
-		   "\"created_at\":\"2025-11-25T13:45:07.123Z\","
-		   "\"updated_at\":\"2025-11-25T13:45:08.000Z\","
-		   "\"finished_at\":null}");
+	    s, "{\"id\":\"ord-1001\",\"customer\":\"cust-42\","
+	       "\"items\":[{\"sku\":\"BOOK-1\",\"qty\":2},{\"sku\":\"PEN-7\","
+	       "\"qty\":10}],"
+	       "\"metadata\":{\"channel\":\"web\"},\"status\":\"pending\","
+	       "\"attempts\":0,\"reason\":null,"
+	       "\"created_at\":\"2025-11-25T13:45:07.123Z\","
+	       "\"updated_at\":\"2025-11-25T13:45:08.000Z\","
+	       "\"finished_at\":null}");
 	free(s);
 	json_decref(j);
 
@@ -581,12 +596,13 @@ static void test_to_json(void **state)
 	o.finished_at = 1764078309001LL;
 	j = order_to_json(&o);
 	assert_string_equal(json_string_value(json_object_get(j, "status")),
-			    "rejected");
+	                    "rejected");
 	assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 3);
 	assert_string_equal(json_string_value(json_object_get(j, "reason")),
-			    "insufficient_stock");
-	assert_string_equal(json_string_value(json_object_get(j, "finished_at")),
-			    "2025-11-25T13:45:09.001Z");
+	                    "insufficient_stock");
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "finished_at")),
+	    "2025-11-25T13:45:09.001Z");
 	json_decref(j);
 
 	/* NULL metadata (a zeroed order) prints as {}. */
@@ -606,12 +622,13 @@ static void test_metadata_echo(void **state)
 {
 	(void)state;
 	/* Stored and echoed back unchanged (as a JSON value). */
-	const char *meta = "{\"n\":{\"deep\":[1,-2,\"x\",null,false,{}]},"
-			   "\"u\":\"\xc3\xa9\xe2\x82\xac\",\"big\":9007199254740993}";
+	const char *meta =
+	    "{\"n\":{\"deep\":[1,-2,\"x\",null,false,{}]},"
+	    "\"u\":\"\xc3\xa9\xe2\x82\xac\",\"big\":9007199254740993}";
 	char buf[512];
 	snprintf(buf, sizeof buf,
-		 "{\"id\":\"a\",\"customer\":\"c\"," ITEMS ",\"metadata\":%s}",
-		 meta);
+	         "{\"id\":\"a\",\"customer\":\"c\"," ITEMS ",\"metadata\":%s}",
+	         meta);
 	order_t o;
 	assert_int_equal(from_text(buf, &o), 0);
 	json_t *j = order_to_json(&o);
@@ -625,12 +642,12 @@ static void test_metadata_echo(void **state)
 static void test_product_to_json(void **state)
 {
 	(void)state;
-	product_t p = {.sku = "BOOK-1", .stock = 120,
-		       .updated_at = 1764078307123LL};
+	product_t p = {
+	    .sku = "BOOK-1", .stock = 120, .updated_at = 1764078307123LL};
 	json_t *j = product_to_json(&p);
 	char *s = json_dumps(j, JSON_COMPACT);
 	assert_string_equal(s, "{\"sku\":\"BOOK-1\",\"stock\":120,"
-			       "\"updated_at\":\"2025-11-25T13:45:07.123Z\"}");
+	                       "\"updated_at\":\"2025-11-25T13:45:07.123Z\"}");
 	free(s);
 	json_decref(j);
 }
@@ -638,12 +655,12 @@ static void test_product_to_json(void **state)
 static void test_status_names(void **state)
 {
 	(void)state;
-	const char *names[] = {"pending", "processing", "completed",
-			       "rejected", "failed", "cancelled"};
+	const char *names[] = {"pending",  "processing", "completed",
+	                       "rejected", "failed",     "cancelled"};
 	for (int i = 0; i < ORDER_STATUS_COUNT; i++) {
 		order_status_t s;
 		assert_string_equal(order_status_name((order_status_t)i),
-				    names[i]);
+		                    names[i]);
 		assert_int_equal(order_status_parse(names[i], &s), 0);
 		assert_int_equal(s, i);
 	}
@@ -666,11 +683,12 @@ static void test_copy_clear_reason(void **state)
 {
 	(void)state;
 	order_t o, c;
-	assert_int_equal(from_text("{\"id\":\"1\",\"customer\":\"c\",\"items\":"
-				   "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"B\",\"qty\":2}],"
-				   "\"metadata\":{\"x\":1}}",
-				   &o),
-			 0);
+	assert_int_equal(
+	    from_text("{\"id\":\"1\",\"customer\":\"c\",\"items\":"
+	              "[{\"sku\":\"A\",\"qty\":1},{\"sku\":\"B\",\"qty\":2}],"
+	              "\"metadata\":{\"x\":1}}",
+	              &o),
+	    0);
 	o.attempts = 2;
 	o.seq = 77;
 	assert_int_equal(order_set_reason(&o, "store unavailable"), 0);
@@ -704,28 +722,28 @@ static void test_copy_clear_reason(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid_minimal),
-		cmocka_unit_test(test_valid_full_canonical),
-		cmocka_unit_test(test_metadata_none),
-		cmocka_unit_test(test_metadata_size),
-		cmocka_unit_test(test_metadata_type),
-		cmocka_unit_test(test_unknown_fields),
-		cmocka_unit_test(test_required),
-		cmocka_unit_test(test_identifiers),
-		cmocka_unit_test(test_ident_valid),
-		cmocka_unit_test(test_items),
-		cmocka_unit_test(test_qty),
-		cmocka_unit_test(test_max_items),
-		cmocka_unit_test(test_duplicate_sku),
-		cmocka_unit_test(test_prefix),
-		cmocka_unit_test(test_errbuf_optional),
-		cmocka_unit_test(test_same_content),
-		cmocka_unit_test(test_items_text),
-		cmocka_unit_test(test_to_json),
-		cmocka_unit_test(test_metadata_echo),
-		cmocka_unit_test(test_product_to_json),
-		cmocka_unit_test(test_status_names),
-		cmocka_unit_test(test_copy_clear_reason),
+	    cmocka_unit_test(test_valid_minimal),
+	    cmocka_unit_test(test_valid_full_canonical),
+	    cmocka_unit_test(test_metadata_none),
+	    cmocka_unit_test(test_metadata_size),
+	    cmocka_unit_test(test_metadata_type),
+	    cmocka_unit_test(test_unknown_fields),
+	    cmocka_unit_test(test_required),
+	    cmocka_unit_test(test_identifiers),
+	    cmocka_unit_test(test_ident_valid),
+	    cmocka_unit_test(test_items),
+	    cmocka_unit_test(test_qty),
+	    cmocka_unit_test(test_max_items),
+	    cmocka_unit_test(test_duplicate_sku),
+	    cmocka_unit_test(test_prefix),
+	    cmocka_unit_test(test_errbuf_optional),
+	    cmocka_unit_test(test_same_content),
+	    cmocka_unit_test(test_items_text),
+	    cmocka_unit_test(test_to_json),
+	    cmocka_unit_test(test_metadata_echo),
+	    cmocka_unit_test(test_product_to_json),
+	    cmocka_unit_test(test_status_names),
+	    cmocka_unit_test(test_copy_clear_reason),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

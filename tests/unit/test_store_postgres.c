@@ -28,11 +28,11 @@ static char dbs[8][64];
 static int n_dbs;
 
 static const store_options_t opts = {
-	.replica_id = "test",
-	.busy_timeout_ms = 5000,
-	.statement_timeout_ms = 10000,
-	.connect_timeout_ms = 3000,
-	.readers = 4,
+    .replica_id = "test",
+    .busy_timeout_ms = 5000,
+    .statement_timeout_ms = 10000,
+    .connect_timeout_ms = 3000,
+    .readers = 4,
 };
 
 /* Runs sql on a direct connection to uri; fails the test on error. */
@@ -88,8 +88,8 @@ static int teardown_all(void **state)
 {
 	for (int i = 0; i < n_dbs; i++) {
 		char sql[640];
-		snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)",
-			 dbs[i]);
+		snprintf(sql, sizeof sql,
+		         "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbs[i]);
 		sql_on(base_uri, sql);
 	}
 	return 0;
@@ -105,7 +105,7 @@ static store_t *open_store(const char *uri)
 
 /* An order with items "SKU:QTY,..." (sorted by the caller). */
 static order_t make_order(const char *id, const char *customer,
-			  const char *items)
+                          const char *items)
 {
 	order_t o;
 	memset(&o, 0, sizeof o);
@@ -117,7 +117,7 @@ static order_t make_order(const char *id, const char *customer,
 		const char *colon = strchr(t, ':');
 		const char *comma = strchr(t, ',');
 		snprintf(o.items[o.n_items].sku, sizeof o.items[0].sku, "%.*s",
-			 (int)(colon - t), t);
+		         (int)(colon - t), t);
 		o.items[o.n_items].qty = strtoll(colon + 1, NULL, 10);
 		o.n_items++;
 		t = comma ? comma + 1 : t + strlen(t);
@@ -163,7 +163,7 @@ static size_t verify(store_t *s)
 
 /* Claims exactly the order id (test data is submitted just before). */
 static void claim_one(store_t *s, const char *owner, int64_t lease_ms,
-		      const char *id, store_claim_t *cl)
+                      const char *id, store_claim_t *cl)
 {
 	size_t n = 0;
 	assert_int_equal(store_claim(s, owner, lease_ms, 1, cl, &n), 0);
@@ -257,8 +257,8 @@ static void test_submit(void **state)
 	order_t *list;
 	size_t n;
 	bool more;
-	assert_int_equal(store_order_list(s, ORDER_PENDING, 0, 2, &list, &n,
-					  &more), 0);
+	assert_int_equal(
+	    store_order_list(s, ORDER_PENDING, 0, 2, &list, &n, &more), 0);
 	assert_int_equal(n, 2);
 	assert_true(more);
 	assert_true(list[0].seq < list[1].seq);
@@ -278,7 +278,7 @@ static void test_submit(void **state)
 	int64_t t0 = clock_mono_ms();
 	assert_int_equal(store_submit(s, bp, BIG, br), 0);
 	fprintf(stderr, "  submit of %d orders in one batch: %lld ms\n", BIG,
-		(long long)(clock_mono_ms() - t0));
+	        (long long)(clock_mono_ms() - t0));
 	for (int i = 0; i < BIG; i++) {
 		assert_int_equal(br[i].outcome, SUBMIT_CREATED);
 		if (i)
@@ -309,10 +309,11 @@ static void drain_pending(store_t *s)
 	bool more;
 	do {
 		assert_int_equal(store_order_list(s, ORDER_PENDING, 0, 100,
-						  &list, &n, &more), 0);
+		                                  &list, &n, &more),
+		                 0);
 		for (size_t i = 0; i < n; i++)
-			assert_int_equal(store_order_cancel(s, list[i].id, NULL),
-					 0);
+			assert_int_equal(
+			    store_order_cancel(s, list[i].id, NULL), 0);
 		store_orders_free(list, n);
 	} while (more);
 }
@@ -326,8 +327,8 @@ static void test_claim_process(void **state)
 	set_stock(s, "P1", 10);
 	set_stock(s, "P2", 3);
 	order_t o1 = make_order("cp-1", "c", "P1:4,P2:1");
-	order_t o2 = make_order("cp-2", "c", "P1:1,P2:5");  /* too many P2 */
-	order_t o3 = make_order("cp-3", "c", "P1:1,ZZ:1");  /* unknown sku */
+	order_t o2 = make_order("cp-2", "c", "P1:1,P2:5"); /* too many P2 */
+	order_t o3 = make_order("cp-3", "c", "P1:1,ZZ:1"); /* unknown sku */
 	const order_t *batch[3] = {&o1, &o2, &o3};
 	store_submit_result_t r[3];
 	assert_int_equal(store_submit(s, batch, 3, r), 0);
@@ -414,23 +415,23 @@ static void test_lease_fencing(void **state)
 	order_clear(&r.order);
 
 	store_claim_t a, b;
-	claim_one(s, "A", 200, "lf-1", &a);                     /* 1 */
-	clock_sleep_ms(300);                                    /* 2 */
+	claim_one(s, "A", 200, "lf-1", &a); /* 1 */
+	clock_sleep_ms(300);                /* 2 */
 	size_t reaped = 0;
-	assert_int_equal(store_reap(s, 5, 100, &reaped), 0);    /* 3 */
+	assert_int_equal(store_reap(s, 5, 100, &reaped), 0); /* 3 */
 	assert_int_equal(reaped, 1);
-	claim_one(s, "B", 30000, "lf-1", &b);                   /* 4 */
+	claim_one(s, "B", 30000, "lf-1", &b); /* 4 */
 	assert_true(b.fence > a.fence);
 	assert_int_equal(b.order.attempts, 2);
 	store_process_result_t pr;
-	assert_int_equal(store_process(s, &a, 1, &pr), 0);      /* 5 */
+	assert_int_equal(store_process(s, &a, 1, &pr), 0); /* 5 */
 	assert_int_equal(pr.outcome, PROCESS_FENCED);
 	assert_int_equal(store_retry(s, "lf-1", a.fence, 5, 0, "x", NULL),
-			 OD_EFENCE);
+	                 OD_EFENCE);
 	assert_int_equal(store_release(s, "lf-1", a.fence), OD_EFENCE);
-	assert_int_equal(store_process(s, &b, 1, &pr), 0);      /* 6 */
+	assert_int_equal(store_process(s, &b, 1, &pr), 0); /* 6 */
 	assert_int_equal(pr.outcome, PROCESS_COMPLETED);
-	assert_int_equal(stock_of(s, "LF"), 3);                 /* 7 */
+	assert_int_equal(stock_of(s, "LF"), 3); /* 7 */
 	assert_int_equal(verify(s), 0);
 
 	store_claims_clear(&a, 1);
@@ -456,15 +457,15 @@ static void test_retry_release(void **state)
 	store_claims_clear(&cl, 1);
 	claim_one(s, "w", 30000, "rt-1", &cl);
 	assert_int_equal(cl.order.attempts, 1);
-	assert_int_equal(store_retry(s, "rt-1", cl.fence, 2, 0, "boom",
-				     &failed), 0);
+	assert_int_equal(
+	    store_retry(s, "rt-1", cl.fence, 2, 0, "boom", &failed), 0);
 	assert_false(failed);
 	store_claims_clear(&cl, 1);
 	claim_one(s, "w", 30000, "rt-1", &cl);
 	assert_int_equal(cl.order.attempts, 2);
 	assert_string_equal(cl.order.reason, "boom");
-	assert_int_equal(store_retry(s, "rt-1", cl.fence, 2, 0, "boom2",
-				     &failed), 0);
+	assert_int_equal(
+	    store_retry(s, "rt-1", cl.fence, 2, 0, "boom2", &failed), 0);
 	assert_true(failed);
 	store_claims_clear(&cl, 1);
 
@@ -481,8 +482,8 @@ static void test_retry_release(void **state)
 	order_clear(&got);
 	assert_int_equal(store_order_requeue(s, "rt-1", NULL), OD_ESTATE);
 	claim_one(s, "w", 30000, "rt-1", &cl);
-	assert_int_equal(store_retry(s, "rt-1", cl.fence, 5, 60000, "later",
-				     &failed), 0);
+	assert_int_equal(
+	    store_retry(s, "rt-1", cl.fence, 5, 60000, "later", &failed), 0);
 	store_claims_clear(&cl, 1);
 	size_t n;
 	assert_int_equal(store_claim(s, "w", 30000, 1, &cl, &n), 0);
@@ -540,25 +541,27 @@ static void test_locks(void **state)
 	assert_int_equal(store_lock_get(s, "race", &l), 0);
 	assert_int_equal(l.fence, rs[winner].lock.fence);
 	/* The holder itself cannot acquire again. */
-	assert_int_equal(store_lock_acquire(s, "race", rs[winner].owner, 1000,
-					    &held), OD_ELOCKHELD);
+	assert_int_equal(
+	    store_lock_acquire(s, "race", rs[winner].owner, 1000, &held),
+	    OD_ELOCKHELD);
 
 	/* Short lease, expiry, takeover; the stale holder can do nothing. */
 	store_lock_t a, b;
 	assert_int_equal(store_lock_acquire(s, "short", "A", 150, &a), 0);
-	assert_int_equal(store_lock_renew(s, "short", "A", a.fence, 150, &a), 0);
+	assert_int_equal(store_lock_renew(s, "short", "A", a.fence, 150, &a),
+	                 0);
 	assert_int_equal(store_lock_renew(s, "short", "B", a.fence, 150, &l),
-			 OD_ELOCKLOST);
+	                 OD_ELOCKLOST);
 	clock_sleep_ms(250);
 	assert_int_equal(store_lock_get(s, "short", &l), OD_ENOTFOUND);
 	assert_int_equal(store_lock_renew(s, "short", "A", a.fence, 150, &l),
-			 OD_ELOCKLOST);
+	                 OD_ELOCKLOST);
 	assert_int_equal(store_lock_acquire(s, "short", "B", 30000, &b), 0);
 	assert_true(b.fence > a.fence);
 	assert_int_equal(store_lock_release(s, "short", "A", a.fence),
-			 OD_ELOCKLOST);
+	                 OD_ELOCKLOST);
 	assert_int_equal(store_lock_renew(s, "short", "A", a.fence, 150, &l),
-			 OD_ELOCKLOST);
+	                 OD_ELOCKLOST);
 	assert_int_equal(store_lock_release(s, "short", "B", b.fence), 0);
 	assert_int_equal(store_lock_get(s, "short", &l), OD_ENOTFOUND);
 	assert_int_equal(store_lock_acquire(s, "short", "A", 30000, &a), 0);
@@ -594,7 +597,7 @@ static void test_verify_corruption(void **state)
 	assert_int_equal(verify(s), 2);
 	sql_on(uri, "UPDATE reservations SET qty = 3 WHERE order_id = 'v-1'");
 	sql_on(uri, "INSERT INTO order_events (order_id, event, fence, at)"
-		    " VALUES ('v-1', 'complete', 1, 1)");
+	            " VALUES ('v-1', 'complete', 1, 1)");
 	assert_int_equal(verify(s), 1);
 	order_clear(&o);
 	store_free(s);
@@ -605,17 +608,17 @@ static void test_verify_corruption(void **state)
 static void terminate_others(const char *uri)
 {
 	sql_on(uri, "SELECT pg_terminate_backend(pid, 5000) FROM"
-		    " pg_stat_activity WHERE datname = current_database()"
-		    " AND pid <> pg_backend_pid()");
+	            " pg_stat_activity WHERE datname = current_database()"
+	            " AND pid <> pg_backend_pid()");
 }
 
 /* Runs op until it succeeds; at most one transient failure allowed. */
-#define RECOVERS(expr)                                                    \
-	do {                                                              \
-		int rc_ = (expr);                                         \
-		if (rc_ == OD_ESTORE || rc_ == OD_EUNKNOWN)               \
-			rc_ = (expr);                                     \
-		assert_int_equal(rc_, 0);                                 \
+#define RECOVERS(expr)                                                         \
+	do {                                                                   \
+		int rc_ = (expr);                                              \
+		if (rc_ == OD_ESTORE || rc_ == OD_EUNKNOWN)                    \
+			rc_ = (expr);                                          \
+		assert_int_equal(rc_, 0);                                      \
 	} while (0)
 
 static void *warm_thread(void *arg)
@@ -676,14 +679,14 @@ static void test_connection_loss(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_migrations),
-		cmocka_unit_test(test_submit),
-		cmocka_unit_test(test_claim_process),
-		cmocka_unit_test(test_lease_fencing),
-		cmocka_unit_test(test_retry_release),
-		cmocka_unit_test(test_locks),
-		cmocka_unit_test(test_verify_corruption),
-		cmocka_unit_test(test_connection_loss),
+	    cmocka_unit_test(test_migrations),
+	    cmocka_unit_test(test_submit),
+	    cmocka_unit_test(test_claim_process),
+	    cmocka_unit_test(test_lease_fencing),
+	    cmocka_unit_test(test_retry_release),
+	    cmocka_unit_test(test_locks),
+	    cmocka_unit_test(test_verify_corruption),
+	    cmocka_unit_test(test_connection_loss),
 	};
 	return cmocka_run_group_tests(tests, setup_all, teardown_all);
 }

@@ -54,9 +54,9 @@ static void test_clamped(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_known),
-		cmocka_unit_test(test_negative_floor),
-		cmocka_unit_test(test_clamped),
+	    cmocka_unit_test(test_known),
+	    cmocka_unit_test(test_negative_floor),
+	    cmocka_unit_test(test_clamped),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,12 +31,12 @@ static int setup(void **state)
 {
 	fixture_t *f = calloc(1, sizeof *f);
 	snprintf(f->path, sizeof f->path, "/tmp/orderd-test-workers-%d.db",
-		 (int)getpid());
+	         (int)getpid());
 	unlink(f->path);
 	char uri[160];
 	snprintf(uri, sizeof uri, "sqlite:%s", f->path);
-	store_options_t opt = {.replica_id = "t", .busy_timeout_ms = 5000,
-			       .readers = 2};
+	store_options_t opt = {
+	    .replica_id = "t", .busy_timeout_ms = 5000, .readers = 2};
 	assert_int_equal(store_open(uri, &opt, &f->store), 0);
 	failpoint_init(NULL);
 	*state = f;
@@ -61,9 +61,15 @@ static int teardown(void **state)
 static workers_options_t options(void)
 {
 	return (workers_options_t){
-		.replica_id = "w1", .threads = 2, .claim_batch = 16,
-		.lease_ms = 5000, .max_attempts = 3, .poll_ms = 5,
-		.retry_base_ms = 1, .retry_cap_ms = 5, .reap_ms = 20,
+	    .replica_id = "w1",
+	    .threads = 2,
+	    .claim_batch = 16,
+	    .lease_ms = 5000,
+	    .max_attempts = 3,
+	    .poll_ms = 5,
+	    .retry_base_ms = 1,
+	    .retry_cap_ms = 5,
+	    .reap_ms = 20,
 	};
 }
 
@@ -78,7 +84,7 @@ static void submit(store_t *s, int n, int skus)
 		o.items = calloc(1, sizeof *o.items);
 		o.n_items = 1;
 		snprintf(o.items[0].sku, sizeof o.items[0].sku, "S%d",
-			 i % skus);
+		         i % skus);
 		o.items[0].qty = i % 3 + 1;
 		o.metadata = strdup("{}");
 		const order_t *p = &o;
@@ -97,15 +103,15 @@ static void wait_done(store_t *s, int64_t n, int64_t timeout_ms)
 	do {
 		assert_int_equal(store_stats(s, &st), 0);
 		int64_t done = st.count[ORDER_COMPLETED] +
-			       st.count[ORDER_REJECTED] +
-			       st.count[ORDER_FAILED];
+		               st.count[ORDER_REJECTED] +
+		               st.count[ORDER_FAILED];
 		if (done == n)
 			return;
 		clock_sleep_ms(10);
 	} while (clock_mono_ms() < end);
 	fail_msg("orders not finished in time: pending %lld processing %lld",
-		 (long long)st.count[ORDER_PENDING],
-		 (long long)st.count[ORDER_PROCESSING]);
+	         (long long)st.count[ORDER_PENDING],
+	         (long long)st.count[ORDER_PROCESSING]);
 }
 
 static void violation(void *arg, const char *what)
@@ -211,9 +217,9 @@ static void test_reaper_rescues_dead_replica(void **state)
 	assert_int_equal(n, 4);
 	store_claims_clear(c, n);
 
-	metric_t *expired = metrics_child0(metrics_family(
-		METRIC_COUNTER, "orderd_lease_expirations_total", "", NULL,
-		NULL, 0));
+	metric_t *expired = metrics_child0(
+	    metrics_family(METRIC_COUNTER, "orderd_lease_expirations_total", "",
+	                   NULL, NULL, 0));
 	double before = metric_value(expired);
 	workers_t *w;
 	workers_options_t o = options();
@@ -229,14 +235,14 @@ static void test_reaper_rescues_dead_replica(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_processes_everything_once,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_transient_failures_end_failed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_drain_hands_back, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(
-			test_reaper_rescues_dead_replica, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_processes_everything_once,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_transient_failures_end_failed,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_drain_hands_back, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_reaper_rescues_dead_replica,
+	                                    setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
