@@ -1,0 +1,118 @@
+"""test_overload: G10 under load the store cannot absorb. While the store's
+write path is held by someone else (SQLite: another connection holds the
+write lock; PostgreSQL: a transaction holds the orders table), group commit
+cannot finish, the bounded submission queue fills, and further submissions
+are refused at once with 429 rate_limited and Retry-After — never queued
+without bound, never hung. Once the store is free again every submission
+that was accepted is answered 201 and stored, and nothing refused is."""
+
+import os
+import sqlite3
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+
+QUEUE = 4          # ORDERD_SUBMIT_QUEUE: orders that may wait for a commit
+HOLD_S = 1.5       # how long the store's write path stays blocked
+SUBMITTERS = 12
+
+
+class StoreBlocker:
+    """Holds the store's write path from outside orderd."""
+
+    def __init__(self, db):
+        self.db = db
+        self.conn = None
+
+    def __enter__(self):
+        if H.BACKEND == "postgres":
+            import psycopg2
+            self.conn = psycopg2.connect(self.db.uri.replace("postgres://", "postgresql://", 1))
+            cur = self.conn.cursor()
+            cur.execute("LOCK TABLE orders IN EXCLUSIVE MODE")
+        else:
+            self.conn = sqlite3.connect(self.db.path, isolation_level=None,
+                                        timeout=10)
+            self.conn.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, *exc):
+        if H.BACKEND == "postgres":
+            self.conn.rollback()
+        else:
+            self.conn.execute("ROLLBACK")
+        self.conn.close()
+
+
+class OverloadTest(unittest.TestCase):
+    def test_full_queue_answers_429_and_loses_nothing(self):
+        db = H.Database("overload")
+        # busy_timeout well above the hold, so the blocked commit waits
+        # instead of failing.
+        d = H.Daemon(db.uri, name="overload",
+                     env={"ORDERD_SUBMIT_QUEUE": str(QUEUE),
+                          "ORDERD_BUSY_TIMEOUT_MS": "10000"})
+        try:
+            d.start()
+            run = H.rand_suffix(5)
+            sku = "OV-" + run
+            H.set_stock(d.client, sku, 1000)
+            results = {}
+            lock = threading.Lock()
+
+            def submit(i):
+                o = H.order("ov-%s-%02d" % (run, i),
+                            items=[{"sku": sku, "qty": 1}])
+                t0 = time.time()
+                st, hdr, body = H.Client(d.url).api("POST", "/v1/orders",
+                                                    json=o, timeout=30)
+                with lock:
+                    results[o["id"]] = (st, hdr, body, time.time() - t0)
+
+            with StoreBlocker(db):
+                threads = [threading.Thread(target=submit, args=(i,))
+                           for i in range(SUBMITTERS)]
+                for t in threads:
+                    t.start()
+                    time.sleep(0.02)
+                time.sleep(HOLD_S)
+                # While blocked: orderd still answers everything else.
+                st, _, _ = d.client.api("GET", "/livez", timeout=5)
+                self.assertEqual(st, 200)
+            for t in threads:
+                t.join(30)
+
+            refused = {k: v for k, v in results.items() if v[0] == 429}
+            accepted = {k: v for k, v in results.items() if v[0] == 201}
+            self.assertEqual(len(results), SUBMITTERS)
+            self.assertEqual(set(v[0] for v in results.values()) - {201, 429},
+                             set(), results)
+            self.assertTrue(refused, "queue of %d never filled" % QUEUE)
+            self.assertTrue(accepted, "nothing was accepted")
+            self.assertLessEqual(len(accepted), QUEUE + 1)
+            for st, hdr, body, took in refused.values():
+                self.assertEqual(body["error"]["code"], "rate_limited")
+                self.assertRegex(hdr.get("Retry-After", ""), r"^\d+$")
+                self.assertLess(took, 1.0, "a 429 must not wait")
+            # Accepted ones are stored; refused ones are not.
+            for oid in accepted:
+                self.assertEqual(d.client.api("GET", "/v1/orders/" + oid)[0],
+                                 200)
+            for oid in refused:
+                self.assertEqual(d.client.api("GET", "/v1/orders/" + oid)[0],
+                                 404)
+            H.wait_terminal(d.client, list(accepted), timeout=30)
+            self.assertEqual(d.stop(), 0)
+            rc, out = H.verify(db.uri)
+            self.assertEqual(rc, 0, out)
+        finally:
+            d.kill()
+            db.drop()
+
+
+if __name__ == "__main__":
+    H.main()
