@@ -231,13 +231,16 @@ void api_req_release(http_req_t *r);
  */
 typedef bool (*waiter_poll_fn)(http_req_t *r, bool deadline);
 
-int waiters_new(size_t max, waiters_t **ret);
+int waiters_new(size_t max, store_t *store, waiters_t **ret);
 /*
  * Registers suspended r until poll says done or r->deadline_mono_ms.
- * OD_EBUSY when max waiters wait, OD_ESHUTDOWN when stopping; the caller
- * then answers r itself.
+ * order_wait: r waits for order r->param to become terminal; such waits
+ * share one batched store check per tick and are polled only when it says
+ * so (or at their deadline). OD_EBUSY when max waiters wait, OD_ESHUTDOWN
+ * when stopping; the caller then answers r itself.
  */
-int waiters_add(waiters_t *w, http_req_t *r, waiter_poll_fn poll);
+int waiters_add(waiters_t *w, http_req_t *r, waiter_poll_fn poll,
+                bool order_wait);
 /* Answers every waiter 503 and resumes it, and stops the thread; later
  * waiters_add calls answer OD_ESHUTDOWN. */
 void waiters_stop(waiters_t *w);

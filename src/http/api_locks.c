@@ -91,7 +91,7 @@ void api_locks_acquire(http_req_t *r)
 		goto out;
 	r->deadline_mono_ms = clock_mono_ms() + wait_ms;
 	api_suspend(r);
-	rc = waiters_add(r->srv->waiters, r, api_locks_wait_poll);
+	rc = waiters_add(r->srv->waiters, r, api_locks_wait_poll, false);
 	if (rc != 0) {
 		api_unavailable(r, rc == OD_EBUSY ? "too many waiting requests"
 		                                  : "server is shutting down");

@@ -271,7 +271,7 @@ void api_orders_get(http_req_t *r)
 	order_clear(&o);
 	r->deadline_mono_ms = clock_mono_ms() + wait_ms;
 	api_suspend(r);
-	rc = waiters_add(r->srv->waiters, r, api_orders_wait_poll);
+	rc = waiters_add(r->srv->waiters, r, api_orders_wait_poll, true);
 	if (rc != 0) {
 		api_unavailable(r, rc == OD_EBUSY ? "too many waiting requests"
 		                                  : "server is shutting down");

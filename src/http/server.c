@@ -628,7 +628,7 @@ int http_server_new(const http_deps_t *deps, http_server_t **ret)
 	rc = window_new(60, &s->submitted);
 	if (rc != 0)
 		goto fail;
-	rc = waiters_new((size_t)cfg->max_waiters, &s->waiters);
+	rc = waiters_new((size_t)cfg->max_waiters, deps->store, &s->waiters);
 	if (rc != 0)
 		goto fail;
 	if (ss.ss_family == AF_INET6)

@@ -1,10 +1,11 @@
 /*
  * waiters: the one thread that serves every suspended wait (GET
- * /v1/orders/{id}?wait_ms, lock acquire with wait_ms). Every tick it polls
- * each waiting request once through its poll function (a store read or an
- * acquire attempt: another replica may be the one that changes the state, so
- * polling the store is the mechanism), and resumes those that are done or
- * past their deadline. Bounded: at most max requests wait.
+ * /v1/orders/{id}?wait_ms, lock acquire with wait_ms). Every tick it asks
+ * the store once which of the awaited orders are terminal, then polls
+ * through its poll function each lock wait, each order wait that is ready
+ * and each wait at its deadline (another replica may be the one that
+ * changes the state, so polling the store is the mechanism), and resumes
+ * those that are done. Bounded: at most max requests wait.
  *
  * The list is taken out from under the mutex for the polls, so the store is
  * never called with the lock held, and api_resume is never called with it.
@@ -13,6 +14,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "obs/log.h"
@@ -24,6 +26,8 @@
 typedef struct waiter {
 	http_req_t *r;
 	waiter_poll_fn poll;
+	bool order_wait; /* waits for order r->param to be terminal */
+	bool ready;      /* this sweep: the batched check says poll it */
 	struct waiter *next;
 } waiter_t;
 
@@ -34,6 +38,7 @@ struct waiters {
 	waiter_t *list; /* mu */
 	size_t n;       /* waiting, including those being polled; mu */
 	size_t max;
+	store_t *store;
 	bool stop; /* mu */
 };
 
@@ -68,6 +73,36 @@ static bool stopping(waiters_t *ws)
 	return s;
 }
 
+/*
+ * One store round trip for every order wait of the sweep: only the orders
+ * that became terminal are then read in full and answered, so a tick costs
+ * one query however many clients wait (plus one read per answer). If the
+ * check fails, nobody is polled this tick except at a deadline.
+ */
+static void mark_ready(waiters_t *ws, waiter_t *batch)
+{
+	size_t n = 0, k = 0;
+	for (waiter_t *w = batch; w != NULL; w = w->next)
+		n += w->order_wait;
+	if (n == 0)
+		return;
+	const char **ids = calloc(n, sizeof *ids);
+	bool *term = calloc(n, sizeof *term);
+	if (ids && term) {
+		for (waiter_t *w = batch; w != NULL; w = w->next)
+			if (w->order_wait)
+				ids[k++] = w->r->param;
+		if (store_orders_terminal(ws->store, ids, n, term) < 0)
+			memset(term, 0, n * sizeof *term);
+	}
+	k = 0;
+	for (waiter_t *w = batch; w != NULL; w = w->next)
+		if (w->order_wait)
+			w->ready = ids && term ? term[k++] : true;
+	free(ids);
+	free(term);
+}
+
 static void *waiters_main(void *arg)
 {
 	waiters_t *ws = arg;
@@ -85,6 +120,7 @@ static void *waiters_main(void *arg)
 		batch = ws->list;
 		ws->list = NULL;
 		pthread_mutex_unlock(&ws->mu);
+		mark_ready(ws, batch);
 
 		for (waiter_t *w = batch; w != NULL; w = next) {
 			bool last = clock_mono_ms() >= w->r->deadline_mono_ms;
@@ -101,7 +137,8 @@ static void *waiters_main(void *arg)
 				api_resume(w->r);
 				free(w);
 				done++;
-			} else if (w->poll(w->r, last)) {
+			} else if ((!w->order_wait || w->ready || last) &&
+			           w->poll(w->r, last)) {
 				api_resume(w->r);
 				free(w);
 				done++;
@@ -146,7 +183,7 @@ static void *waiters_main(void *arg)
 	return NULL;
 }
 
-int waiters_new(size_t max, waiters_t **ret)
+int waiters_new(size_t max, store_t *store, waiters_t **ret)
 {
 	waiters_t *ws = calloc(1, sizeof(*ws));
 	int rc;
@@ -154,6 +191,7 @@ int waiters_new(size_t max, waiters_t **ret)
 	if (ws == NULL)
 		return -ENOMEM;
 	ws->max = max;
+	ws->store = store;
 	pthread_mutex_init(&ws->mu, NULL);
 	pthread_cond_init(&ws->cond, NULL);
 	rc = pthread_create(&ws->thread, NULL, waiters_main, ws);
@@ -167,7 +205,8 @@ int waiters_new(size_t max, waiters_t **ret)
 	return 0;
 }
 
-int waiters_add(waiters_t *ws, http_req_t *r, waiter_poll_fn poll)
+int waiters_add(waiters_t *ws, http_req_t *r, waiter_poll_fn poll,
+                bool order_wait)
 {
 	waiter_t *w;
 	int rc = 0;
@@ -179,6 +218,7 @@ int waiters_add(waiters_t *ws, http_req_t *r, waiter_poll_fn poll)
 		return -ENOMEM;
 	w->r = r;
 	w->poll = poll;
+	w->order_wait = order_wait;
 	pthread_mutex_lock(&ws->mu);
 	if (ws->stop) {
 		rc = OD_ESHUTDOWN;

@@ -59,6 +59,11 @@ static const pgp_stmt_t pg_stmts[ST_COUNT_] = {
                         " WHERE id = ANY($1::text[])",
                         1},
     [ST_GET] = {"SELECT " ORDER_COLS " FROM orders WHERE id = $1", 1},
+    /* The position in the array comes back with each row: no matching. */
+    [ST_ORDERS_STATUS] = {"SELECT x.i, o.status FROM unnest($1::text[])"
+                          " WITH ORDINALITY AS x(id, i)"
+                          " JOIN orders o ON o.id = x.id",
+                          1},
     [ST_ORDER_FENCE] = {"SELECT status, COALESCE(fence, 0) FROM orders"
                         " WHERE id = $1",
                         1},
@@ -750,6 +755,49 @@ static int pg_order_fence(void *h, const char *id, order_status_t *ret_status,
 	return rc;
 }
 
+static int pg_orders_terminal(void *h, const char *const *ids, size_t n,
+                              bool *ret_terminal)
+{
+	pg_store_t *b = h;
+	pg_array_t a = {0};
+	for (size_t i = 0; i < n; i++)
+		if (pg_array_add(&a, ids[i]) < 0) {
+			pg_array_free(&a);
+			return -ENOMEM;
+		}
+	const char *p[1] = {pg_array_text(&a)};
+	if (!p[0]) {
+		pg_array_free(&a);
+		return -ENOMEM;
+	}
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0) {
+		pg_array_free(&a);
+		return rc;
+	}
+	PGresult *res = NULL;
+	rc = pgc_exec(b->pool, c, ST_ORDERS_STATUS, p, &res);
+	if (rc == 0) {
+		/* Unknown ids stay "terminal": the full read answers 404. */
+		for (size_t i = 0; i < n; i++)
+			ret_terminal[i] = true;
+		for (int r = 0; r < PQntuples(res); r++) {
+			order_status_t st;
+			int64_t i;
+			if (!pg_get_i64(res, r, 0, &i) || i < 1 ||
+			    (size_t)i > n ||
+			    order_status_parse(PQgetvalue(res, r, 1), &st) < 0)
+				continue;
+			ret_terminal[i - 1] = order_status_terminal(st);
+		}
+	}
+	PQclear(res);
+	pgp_put(b->pool, c);
+	pg_array_free(&a);
+	return rc;
+}
+
 static int pg_order_list(void *h, int status, int64_t after_seq, size_t limit,
                          order_t **ret_orders, size_t *ret_n, bool *ret_more)
 {
@@ -1008,6 +1056,7 @@ const store_backend_t store_postgres_backend = {
     .order_list = pg_order_list,
     .order_requeue = pg_order_requeue,
     .order_fence = pg_order_fence,
+    .orders_terminal = pg_orders_terminal,
     .order_cancel = pg_order_cancel,
     .stats = pg_stats,
     .product_set = pg_product_set,

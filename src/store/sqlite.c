@@ -325,6 +325,38 @@ static int sq_order_fence(void *b, const char *id, order_status_t *ret_status,
 	return rc;
 }
 
+static int sq_orders_terminal(void *b, const char *const *ids, size_t n,
+                              bool *ret_terminal)
+{
+	sqlite_store_t *s = b;
+	sqlite_conn_t *c = sqlite_reader_get(s);
+	int64_t now;
+	int rc = sqlite_read_begin(c, &now);
+	for (size_t i = 0; rc >= 0 && i < n; i++) {
+		sqlite_param_t p[] = {SQ_TEXT(ids[i])};
+		sqlite3_stmt *st;
+		rc = sqlite_row(c, SQ_ORDER_STATUS,
+		                "SELECT status FROM orders WHERE id = ?1", p,
+		                SQ_NPARAMS(p), &st);
+		order_status_t os =
+		    ORDER_COMPLETED; /* unknown: let it answer */
+		if (rc == 1) {
+			const char *name =
+			    (const char *)sqlite3_column_text(st, 0);
+			if (!name || order_status_parse(name, &os) < 0)
+				os = ORDER_COMPLETED;
+			sqlite3_reset(st);
+		}
+		if (rc >= 0)
+			ret_terminal[i] = order_status_terminal(os);
+	}
+	if (rc > 0)
+		rc = 0;
+	sqlite_read_end(c);
+	sqlite_reader_put(s, c);
+	return rc;
+}
+
 static int sq_order_list(void *b, int status, int64_t after_seq, size_t limit,
                          order_t **ret_orders, size_t *ret_n, bool *ret_more)
 {
@@ -536,6 +568,7 @@ const store_backend_t store_sqlite_backend = {
     .submit = sq_submit,
     .order_get = sq_order_get,
     .order_fence = sq_order_fence,
+    .orders_terminal = sq_orders_terminal,
     .order_list = sq_order_list,
     .order_requeue = sq_order_requeue,
     .order_cancel = sq_order_cancel,

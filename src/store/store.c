@@ -93,6 +93,14 @@ void store_orders_free(order_t *orders, size_t n)
 	free(orders);
 }
 
+int store_orders_terminal(store_t *s, const char *const *ids, size_t n,
+                          bool *ret_terminal)
+{
+	if (n == 0)
+		return 0;
+	return s->be->orders_terminal(s->b, ids, n, ret_terminal);
+}
+
 int store_order_requeue(store_t *s, const char *id, order_t *ret)
 {
 	return s->be->order_requeue(s->b, id, ret);

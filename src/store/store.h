@@ -82,6 +82,13 @@ int store_order_get(store_t *s, const char *id, order_t *ret);
 int store_order_list(store_t *s, int status, int64_t after_seq, size_t limit,
                      order_t **ret_orders, size_t *ret_n, bool *ret_more);
 void store_orders_free(order_t *orders, size_t n);
+/*
+ * For each of ids[0..n), whether the order is terminal, in one round trip:
+ * ret_terminal[i] is true for a terminal status and for an unknown id (the
+ * caller's full read then answers it). For waits on many orders at once.
+ */
+int store_orders_terminal(store_t *s, const char *const *ids, size_t n,
+                          bool *ret_terminal);
 /* failed -> pending with attempts 0; OD_ESTATE otherwise, OD_ENOTFOUND. */
 int store_order_requeue(store_t *s, const char *id, order_t *ret);
 /* pending -> cancelled; OD_ESTATE otherwise, OD_ENOTFOUND. */

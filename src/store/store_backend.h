@@ -18,6 +18,8 @@ typedef struct store_backend {
 	int (*order_get)(void *b, const char *id, order_t *ret);
 	int (*order_list)(void *b, int status, int64_t after_seq, size_t limit,
 	                  order_t **ret_orders, size_t *ret_n, bool *ret_more);
+	int (*orders_terminal)(void *b, const char *const *ids, size_t n,
+	                       bool *ret_terminal);
 	int (*order_requeue)(void *b, const char *id, order_t *ret);
 	int (*order_cancel)(void *b, const char *id, order_t *ret);
 	/* With terminal false only pending and processing are counted (and

@@ -113,6 +113,48 @@ class OverloadTest(unittest.TestCase):
             d.kill()
             db.drop()
 
+    def test_many_waiters_all_answered_on_completion(self):
+        """Hundreds of ?wait_ms requests share one store check per tick;
+        each is answered once its order is terminal, not at its deadline."""
+        db = H.Database("waiters")
+        d = H.Daemon(db.uri, name="waiters",
+                     env={"ORDERD_FAILPOINTS": "slow_process_ms=1500"})
+        try:
+            d.start()
+            run = H.rand_suffix(5)
+            sku = "WT-" + run
+            H.set_stock(d.client, sku, 10000)
+            ids = ["wt-%s-%03d" % (run, i) for i in range(200)]
+            st, _, body = d.client.api("POST", "/v1/orders/batch", json={
+                "orders": [H.order(i, items=[{"sku": sku, "qty": 1}])
+                           for i in ids]})
+            self.assertEqual(st, 200, body)
+            answers = {}
+            lock = threading.Lock()
+
+            def wait(oid):
+                t0 = time.time()
+                st, _, o = H.Client(d.url).api(
+                    "GET", "/v1/orders/%s?wait_ms=20000" % oid, timeout=30)
+                with lock:
+                    answers[oid] = (st, o, time.time() - t0)
+
+            threads = [threading.Thread(target=wait, args=(i,)) for i in ids]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(40)
+            self.assertEqual(len(answers), len(ids))
+            for oid, (st, o, took) in answers.items():
+                self.assertEqual(st, 200, o)
+                self.assertEqual(o["status"], "completed", o)
+                self.assertLess(took, 15, "%s answered only at its deadline"
+                                % oid)
+            self.assertEqual(d.stop(), 0)
+        finally:
+            d.kill()
+            db.drop()
+
 
 if __name__ == "__main__":
     H.main()
