@@ -33,6 +33,7 @@
 
 typedef struct http_req http_req_t;
 typedef struct waiters waiters_t;
+typedef struct handlers handlers_t;
 
 typedef void (*api_handler_fn)(http_req_t *r);
 
@@ -45,6 +46,7 @@ typedef struct api_route {
 	bool body;  /* a JSON body is required */
 	bool batch; /* uses cfg->batch_body_max as the body cap */
 	bool quiet; /* access log at debug level */
+	bool store; /* calls the store: runs on the handler pool */
 } api_route_t;
 
 /* The answer being prepared for a request. */
@@ -62,6 +64,7 @@ struct http_server {
 	http_deps_t deps;
 	struct MHD_Daemon *daemon;
 	waiters_t *waiters;
+	handlers_t *handlers;
 	window_t *submitted; /* 201s over the last 60 s (thread-safe) */
 	atomic_bool draining;
 	int64_t started_mono_ms;
@@ -134,6 +137,10 @@ struct http_req {
 	/* A lock granted to this request (fence > 0): released again if the
 	 * answer never reaches the client, so no lock is held by nobody. */
 	int64_t granted_fence;
+
+	/* The handler pool (handlers.c). */
+	struct http_req *next_job; /* queue link, the pool's lock */
+	bool *handed_on; /* set while a pool thread runs the handler */
 };
 
 /* ---- response helpers (api.c) ---- */
@@ -221,6 +228,17 @@ void api_ops_alerts(http_req_t *r);
 
 /* Frees what the async submission state holds (any thread). */
 void api_req_release(http_req_t *r);
+
+/* ---- handler pool (handlers.c) ---- */
+
+int handlers_new(size_t threads, handlers_t **ret);
+/* Queues suspended r; a pool thread runs its handler, then resumes it.
+ * false once the pool is stopping (the caller answers r itself). */
+bool handlers_submit(handlers_t *h, http_req_t *r);
+/* Runs what is queued and joins the threads; later submits fail. */
+void handlers_stop(handlers_t *h);
+/* handlers_stop, then frees. NULL ok. */
+void handlers_free(handlers_t *h);
 
 /* ---- waiters (waiters.c) ---- */
 

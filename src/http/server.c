@@ -188,6 +188,12 @@ void api_suspend(http_req_t *r)
 {
 	http_server_t *s = r->srv;
 
+	if (r->handed_on != NULL) {
+		/* A pooled handler hands r on: it is suspended already. */
+		*r->handed_on = true;
+		r->handed_on = NULL;
+		return;
+	}
 	pthread_mutex_lock(&s->mu);
 	s->suspended++;
 	pthread_mutex_unlock(&s->mu);
@@ -426,6 +432,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		          "request body exceeds %zu bytes", r->body_max);
 		return queue_resp(r);
 	}
+	if (r->route->store) {
+		/* Off this thread: a slow store must not stall the other
+		 * connections it serves (handlers.c). */
+		api_suspend(r);
+		if (!handlers_submit(s->handlers, r)) {
+			api_unavailable(r, "server is shutting down");
+			api_resume(r);
+		}
+		return MHD_YES;
+	}
 	r->route->handler(r);
 	if (r->suspended)
 		return MHD_YES;
@@ -631,6 +647,9 @@ int http_server_new(const http_deps_t *deps, http_server_t **ret)
 	rc = waiters_new((size_t)cfg->max_waiters, deps->store, &s->waiters);
 	if (rc != 0)
 		goto fail;
+	rc = handlers_new((size_t)cfg->http_threads, &s->handlers);
+	if (rc != 0)
+		goto fail;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(
@@ -654,6 +673,7 @@ int http_server_new(const http_deps_t *deps, http_server_t **ret)
 	return 0;
 fail:
 	collect_target(NULL);
+	handlers_free(s->handlers);
 	waiters_free(s->waiters);
 	window_free(s->submitted);
 	pthread_mutex_destroy(&s->stats_mu);
@@ -717,7 +737,9 @@ void http_server_free(http_server_t *h)
 	h->closing = true;
 	pthread_mutex_unlock(&h->mu);
 	lfd = MHD_quiesce_daemon(h->daemon);
-	/* Waiters are answered 503 and resumed. */
+	/* Pooled handlers finish what is queued (a hand-off to the waiters
+	 * now answers 503), then waiters are answered 503 and resumed. */
+	handlers_stop(h->handlers);
 	waiters_stop(h->waiters);
 	/* The batcher calls every done callback exactly once, after its
 	 * commit; a context it still points to must not be freed, so this
@@ -736,6 +758,7 @@ void http_server_free(http_server_t *h)
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
 	collect_target(NULL);
+	handlers_free(h->handlers);
 	waiters_free(h->waiters);
 	window_free(h->submitted);
 	pthread_mutex_destroy(&h->stats_mu);

@@ -113,6 +113,47 @@ class OverloadTest(unittest.TestCase):
             d.kill()
             db.drop()
 
+    def test_livez_not_stalled_by_a_blocked_store(self):
+        """Requests stuck on the store never hold the server threads:
+        /livez answers at once while every store call waits."""
+        db = H.Database("livez")
+        d = H.Daemon(db.uri, name="livez",
+                     env={"ORDERD_BUSY_TIMEOUT_MS": "4000",
+                          "ORDERD_STATEMENT_TIMEOUT_MS": "4000"})
+        try:
+            d.start()
+            done = []
+
+            def put(i):
+                st, _, _ = H.Client(d.url).api(
+                    "PUT", "/v1/products/LZ-%d" % i, json={"stock": 1},
+                    timeout=30)
+                done.append(st)
+
+            with StoreBlocker(db):
+                threads = [threading.Thread(target=put, args=(i,))
+                           for i in range(16)]
+                for t in threads:
+                    t.start()
+                time.sleep(0.5)  # every handler thread is in the store
+                t0 = time.time()
+                st, _, body = H.Client(d.url).api("GET", "/livez", timeout=10)
+                took = time.time() - t0
+                self.assertEqual(st, 200, body)
+                self.assertLess(took, 0.5, "/livez waited %.1f s behind "
+                                "the store" % took)
+                st, _, _ = H.Client(d.url).api("GET", "/v1/alerts",
+                                               timeout=10)
+                self.assertEqual(st, 200)
+            for t in threads:
+                t.join(30)
+            self.assertEqual(len(done), 16)
+            self.assertTrue(set(done) <= {200, 503}, done)
+            self.assertEqual(d.stop(), 0)
+        finally:
+            d.kill()
+            db.drop()
+
     def test_many_waiters_all_answered_on_completion(self):
         """Hundreds of ?wait_ms requests share one store check per tick;
         each is answered once its order is terminal, not at its deadline."""
