@@ -114,7 +114,8 @@ static const setting_t settings[] = {
         check_log_level, false, "`debug`, `info`, `warn`, `error`",
         "lowest level that is logged"),
     INT(http_threads, "http-threads", "ORDERD_HTTP_THREADS", "4", 1, 64,
-        "HTTP server threads"),
+        "HTTP server threads, and as many for the handlers that call the "
+        "store"),
     INT(max_connections, "max-connections", "ORDERD_MAX_CONNECTIONS", "1024",
         16, 65536, "concurrent HTTP connections"),
     INT(body_max, "body-max", "ORDERD_BODY_MAX", "65536", 1024, 16777216,
