@@ -5,99 +5,38 @@
  */
 #include "core/state.h"
 
+#include <stddef.h>
+
 #include "util/err.h"
 
-/* -1 marks a transition that is not allowed. */
-static const int next_status[ORDER_STATUS_COUNT][ORDER_EVENT_COUNT] = {
-    [ORDER_PENDING] =
-        {
-            [EV_CLAIM] = ORDER_PROCESSING,
-            [EV_COMPLETE] = -1,
-            [EV_REJECT] = -1,
-            [EV_RETRY] = -1,
-            [EV_FAIL] = -1,
-            [EV_EXPIRE] = -1,
-            [EV_RELEASE] = -1,
-            [EV_REQUEUE] = -1,
-            [EV_CANCEL] = ORDER_CANCELLED,
-        },
-    [ORDER_PROCESSING] =
-        {
-            [EV_CLAIM] = -1,
-            [EV_COMPLETE] = ORDER_COMPLETED,
-            [EV_REJECT] = ORDER_REJECTED,
-            [EV_RETRY] = ORDER_PENDING,
-            /* Also a lease that expired with no attempts left. */
-            [EV_FAIL] = ORDER_FAILED,
-            [EV_EXPIRE] = ORDER_PENDING,
-            [EV_RELEASE] = ORDER_PENDING,
-            [EV_REQUEUE] = -1,
-            [EV_CANCEL] = -1,
-        },
-    [ORDER_COMPLETED] =
-        {
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-        },
-    [ORDER_REJECTED] =
-        {
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-        },
-    [ORDER_FAILED] =
-        {
-            [EV_CLAIM] = -1,
-            [EV_COMPLETE] = -1,
-            [EV_REJECT] = -1,
-            [EV_RETRY] = -1,
-            [EV_FAIL] = -1,
-            [EV_EXPIRE] = -1,
-            [EV_RELEASE] = -1,
-            [EV_REQUEUE] = ORDER_PENDING,
-            [EV_CANCEL] = -1,
-        },
-    [ORDER_CANCELLED] =
-        {
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-            -1,
-        },
+/* Every allowed transition; anything not listed is refused. */
+static const struct transition {
+	order_status_t from;
+	order_event_t ev;
+	order_status_t to;
+} transitions[] = {
+    {ORDER_PENDING, EV_CLAIM, ORDER_PROCESSING},
+    {ORDER_PENDING, EV_CANCEL, ORDER_CANCELLED},
+    {ORDER_PROCESSING, EV_COMPLETE, ORDER_COMPLETED},
+    {ORDER_PROCESSING, EV_REJECT, ORDER_REJECTED},
+    {ORDER_PROCESSING, EV_RETRY, ORDER_PENDING},
+    /* Also a lease that expired with no attempts left. */
+    {ORDER_PROCESSING, EV_FAIL, ORDER_FAILED},
+    {ORDER_PROCESSING, EV_EXPIRE, ORDER_PENDING},
+    {ORDER_PROCESSING, EV_RELEASE, ORDER_PENDING},
+    {ORDER_FAILED, EV_REQUEUE, ORDER_PENDING},
 };
-
-_Static_assert(ORDER_EVENT_COUNT == 9, "update the state table rows");
 
 int state_next(order_status_t from, order_event_t ev, order_status_t *ret_next)
 {
-	int next;
-
-	if ((int)from < 0 || from >= ORDER_STATUS_COUNT || (int)ev < 0 ||
-	    ev >= ORDER_EVENT_COUNT)
-		return OD_ESTATE;
-	next = next_status[from][ev];
-	if (next < 0)
-		return OD_ESTATE;
-	*ret_next = (order_status_t)next;
-	return 0;
+	for (size_t i = 0; i < sizeof transitions / sizeof transitions[0];
+	     i++) {
+		if (transitions[i].from == from && transitions[i].ev == ev) {
+			*ret_next = transitions[i].to;
+			return 0;
+		}
+	}
+	return OD_ESTATE;
 }
 
 const char *state_event_name(order_event_t ev)
