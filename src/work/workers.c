@@ -47,7 +47,11 @@ struct workers {
 	uint64_t kicks;     /* mu */
 	size_t handed_back; /* mu */
 
-	metric_family_t *m_processed;
+	/* orderd_orders_processed_total by outcome, looked up once: the
+	 * registry lock is not for the per-order path. */
+	metric_t *m_completed;
+	metric_t *m_rejected;
+	metric_t *m_failed;
 	metric_t *m_latency;
 	metric_t *m_retries;
 	metric_t *m_expired;
@@ -106,9 +110,9 @@ static void hand_back(workers_t *w, store_claim_t *claims, size_t n)
 }
 
 static void record_outcome(workers_t *w, const store_claim_t *c,
-                           const char *outcome)
+                           metric_t *outcome)
 {
-	metric_inc(metrics_child1(w->m_processed, outcome));
+	metric_inc(outcome);
 	int64_t secs_ms = clock_wall_ms() - c->order.created_at;
 	metric_observe(w->m_latency, secs_ms > 0 ? secs_ms / 1000.0 : 0);
 }
@@ -139,7 +143,10 @@ static bool resolve_unknown(workers_t *w, const store_claim_t *c,
 		return false;
 	*ret_retry = fence == c->fence && st == ORDER_PROCESSING;
 	if (fence == c->fence && order_status_terminal(st))
-		record_outcome(w, c, order_status_name(st));
+		record_outcome(w, c,
+		               st == ORDER_COMPLETED  ? w->m_completed
+		               : st == ORDER_REJECTED ? w->m_rejected
+		                                      : w->m_failed);
 	return true;
 }
 
@@ -173,7 +180,7 @@ static void retry_batch(workers_t *w, store_claim_t *claims, size_t n, int err)
 			continue;
 		}
 		if (failed) {
-			record_outcome(w, c, "failed");
+			record_outcome(w, c, w->m_failed);
 			log_warn("order failed", "order_id", c->order.id,
 			         "error", err_str(err), NULL);
 		} else {
@@ -220,10 +227,10 @@ static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		switch (results[i].outcome) {
 		case PROCESS_COMPLETED:
-			record_outcome(w, &claims[i], "completed");
+			record_outcome(w, &claims[i], w->m_completed);
 			break;
 		case PROCESS_REJECTED:
-			record_outcome(w, &claims[i], "rejected");
+			record_outcome(w, &claims[i], w->m_rejected);
 			break;
 		case PROCESS_FENCED:
 			metric_inc(w->m_fenced);
@@ -336,7 +343,7 @@ int workers_new(store_t *store, const workers_options_t *opt, workers_t **ret)
 	const char *const outcome[] = {"outcome", NULL};
 	const char *const reason[] = {"reason", NULL};
 	const char *const kind[] = {"kind", NULL};
-	w->m_processed = metrics_family(
+	metric_family_t *processed = metrics_family(
 	    METRIC_COUNTER, "orderd_orders_processed_total",
 	    "Orders that reached a terminal status here, by outcome.", outcome,
 	    NULL, 0);
@@ -366,10 +373,10 @@ int workers_new(store_t *store, const workers_options_t *opt, workers_t **ret)
 	    METRIC_GAUGE, "orderd_replicas",
 	    "Replicas whose heartbeat the store has seen recently.", NULL, NULL,
 	    0));
-	/* Make every outcome visible from the start. */
-	metrics_child1(w->m_processed, "completed");
-	metrics_child1(w->m_processed, "rejected");
-	metrics_child1(w->m_processed, "failed");
+	/* Looked up once, and every outcome visible from the start. */
+	w->m_completed = metrics_child1(processed, "completed");
+	w->m_rejected = metrics_child1(processed, "rejected");
+	w->m_failed = metrics_child1(processed, "failed");
 
 	int rc = 0;
 	w->threads = calloc((size_t)opt->threads, sizeof *w->threads);
