@@ -1,8 +1,12 @@
 /*
- * postgres_int: module-private to the postgres store backend. The backend
- * handle, the prepared statements shared by postgres.c (orders, products),
- * postgres_lease.c (leases) and postgres_locks.c (named locks, audit), and
- * small helpers for parameters and rows.
+ * postgres_int: module-private to the postgres store backend, shared by its
+ * files: postgres.c (the backend table, open, free, ping and the helpers
+ * declared here), postgres_order.c, postgres_lease.c, postgres_product.c,
+ * postgres_lock.c, postgres_replica.c and postgres_verify.c. It holds the
+ * backend handle, the SQL fragments every file's statements use, the
+ * helpers for parameters and rows, and the operations with the backend
+ * table's signatures. Statements are not declared here: each file defines
+ * its own beside the code that runs it (see postgres_pool.h).
  */
 #ifndef ORDERD_STORE_POSTGRES_INT_H
 #define ORDERD_STORE_POSTGRES_INT_H
@@ -18,44 +22,27 @@ typedef struct pg_store {
 	pgp_t *pool;
 } pg_store_t;
 
-/* Prepared statements; pg_stmts[] in postgres.c holds their SQL. */
-enum pg_stmt {
-	ST_SUBMIT = 0,
-	ST_SUBMIT_READ,
-	ST_GET,
-	ST_ORDER_FENCE,
-	ST_ORDERS_STATUS,
-	ST_LIST,
-	ST_REQUEUE,
-	ST_CANCEL,
-	ST_STATS_COUNT,
-	ST_STATS_LIVE,
-	ST_STATS_OLDEST,
-	ST_PRODUCT_ENSURE,
-	ST_PRODUCT_LOCK,
-	ST_PRODUCT_SET,
-	ST_PRODUCT_GET,
-	ST_PRODUCT_LIST,
-	ST_CLAIM,
-	ST_PROCESS_ORDERS,
-	ST_PROCESS_PRODUCTS,
-	ST_PROCESS_APPLY,
-	ST_RETRY,
-	ST_RELEASE,
-	ST_REAP,
-	ST_LOCK_ACQUIRE,
-	ST_LOCK_READ,
-	ST_LOCK_RENEW,
-	ST_LOCK_RELEASE,
-	ST_LOCK_GET,
-	ST_REPLICAS_SEEN,
-	ST_VERIFY_NEGATIVE,
-	ST_VERIFY_BALANCE,
-	ST_VERIFY_RESERVED_STATUS,
-	ST_VERIFY_RESERVED_ITEMS,
-	ST_VERIFY_EVENTS,
-	ST_COUNT_
-};
+/*
+ * The store clock in SQL. Every timestamp is the database's clock, read as
+ * NOW_MS, once per statement (a CTE or a value passed on) so one statement
+ * never mixes two instants. We use clock_timestamp(), not now(): now() is
+ * the start of the transaction, which may be arbitrarily older than the
+ * moment a row is written (pool waits, lock waits, a long batch). A lease
+ * deadline computed from it would silently shrink, and a "still
+ * unexpired?" test (lock renew) could succeed on a lease that has in fact
+ * already run out.
+ *
+ * Fences: one sequence (fence_seq, CACHE 1, so values are increasing
+ * across all sessions) shared by order leases and named locks.
+ */
+#define NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+#define WITH_NOW "WITH now AS (SELECT " NOW_MS " AS ms) "
+#define NOW "(SELECT ms FROM now)"
+/* Columns 0..10 of every order row, in this order (pg_row_order). */
+#define ORDER_COLS                                                             \
+	"seq, id, customer, items, metadata, status, attempts, reason, "       \
+	"created_at, updated_at, finished_at"
+#define LEASE_CLEAR "lease_owner = NULL, lease_until = 0"
 
 /* A growing PostgreSQL array literal: {"a","b"}; every element quoted. */
 typedef struct pg_array {
@@ -80,7 +67,7 @@ bool pg_get_str(const PGresult *res, int row, int col, char *dst, size_t cap);
 /* Checks out a connection for an ordinary call. */
 int pg_conn(pg_store_t *b, pgc_t **ret);
 
-/* Order rows have ORDER_COLS (postgres.c) first: 11 columns. */
+/* Order rows have ORDER_COLS first: 11 columns. */
 #define N_ORDER_COLS 11
 
 /* Formats v in decimal into buf. */
@@ -88,6 +75,22 @@ void pg_fmt_i64(char *buf, size_t cap, int64_t v);
 /* Fills *ret (zeroed or cleared) from order columns 0..10 of row; the
  * caller clears it. */
 int pg_row_order(const PGresult *res, int row, order_t *ret);
+
+/* Operations with the backend table's signatures (store_backend.h). */
+
+/* Orders, in postgres_order.c. */
+int pg_submit(void *h, const order_t *const *orders, size_t n,
+              store_submit_result_t *results);
+int pg_order_get(void *h, const char *id, order_t *ret);
+int pg_order_fence(void *h, const char *id, order_status_t *ret_status,
+                   int64_t *ret_fence);
+int pg_orders_terminal(void *h, const char *const *ids, size_t n,
+                       bool *ret_terminal);
+int pg_order_list(void *h, int status, int64_t after_seq, size_t limit,
+                  order_t **ret_orders, size_t *ret_n, bool *ret_more);
+int pg_order_requeue(void *h, const char *id, order_t *ret);
+int pg_order_cancel(void *h, const char *id, order_t *ret);
+int pg_stats(void *h, bool terminal, store_stats_t *ret);
 
 /* Processing under leases, in postgres_lease.c. */
 int pg_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
@@ -99,7 +102,13 @@ int pg_retry(void *h, const char *id, int64_t fence, int max_attempts,
 int pg_release(void *h, const char *id, int64_t fence);
 int pg_reap(void *h, int max_attempts, size_t limit, size_t *ret_n);
 
-/* Named locks and the audit, in postgres_locks.c. */
+/* Products, in postgres_product.c. */
+int pg_product_set(void *h, const char *sku, int64_t stock, product_t *ret);
+int pg_product_get(void *h, const char *sku, product_t *ret);
+int pg_product_list(void *h, const char *after_sku, size_t limit,
+                    product_t **ret_products, size_t *ret_n, bool *ret_more);
+
+/* Named locks, in postgres_lock.c. */
 int pg_lock_acquire(void *h, const char *name, const char *owner,
                     int64_t ttl_ms, store_lock_t *ret);
 int pg_lock_renew(void *h, const char *name, const char *owner, int64_t fence,
@@ -107,8 +116,12 @@ int pg_lock_renew(void *h, const char *name, const char *owner, int64_t fence,
 int pg_lock_release(void *h, const char *name, const char *owner,
                     int64_t fence);
 int pg_lock_get(void *h, const char *name, store_lock_t *ret);
+
+/* Replica heartbeats, in postgres_replica.c. */
 int pg_replicas_seen(void *h, const char *replica, int64_t window_ms,
                      char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n);
+
+/* The audit (store_verify), in postgres_verify.c. */
 int pg_verify(void *h, store_violation_fn fn, void *arg,
               size_t *ret_violations);
 

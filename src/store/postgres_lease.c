@@ -3,7 +3,8 @@
  * claim (one statement, SKIP LOCKED, one fence per batch), process (one
  * transaction per batch, fenced, products locked in sku order, all or
  * nothing per order), retry, release and reap. Every write is conditional
- * on the order's fence and status (G7). Statements live in postgres.c.
+ * on the order's fence and status (G7). Each statement is defined beside
+ * the function that runs it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,7 +15,33 @@
 #include "util/clock.h"
 #include "util/err.h"
 
-/* ---- processing under leases ---- */
+/* The claim: one statement. SKIP LOCKED lets replicas claim side by
+ * side; the CTE with LIMIT is evaluated once (an IN (subquery LIMIT
+ * n) may be re-run by the planner and claim more). Due order is
+ * (next_at, seq), which the partial index orders_pending returns
+ * without a sort: "oldest" means "claimable for longest". One fence
+ * per batch. */
+static const pgp_stmt_t stmt_claim = {
+    .name = "claim",
+    .sql = WITH_NOW ", c AS (SELECT seq FROM orders"
+                    " WHERE status = 'pending' AND next_at <= " NOW
+                    " ORDER BY next_at, seq LIMIT $3::bigint"
+                    " FOR UPDATE SKIP LOCKED),"
+                    " f AS (SELECT nextval('fence_seq') AS v),"
+                    " u AS (UPDATE orders o SET status = 'processing',"
+                    " attempts = o.attempts + 1, lease_owner = $1::text,"
+                    " lease_until = " NOW " + $2::bigint, fence = f.v,"
+                    " updated_at = " NOW " FROM c, f WHERE o.seq = c.seq"
+                    " RETURNING o.seq, o.id, o.customer, o.items, o.metadata,"
+                    " o.status, o.attempts, o.reason, o.created_at,"
+                    " o.updated_at, o.finished_at, o.fence, o.lease_until,"
+                    " o.next_at),"
+                    " ev AS (INSERT INTO order_events (order_id, event, fence,"
+                    " at) SELECT id, 'claim', fence, updated_at FROM u)"
+                    " SELECT " ORDER_COLS ", fence, lease_until FROM u"
+                    " ORDER BY next_at, seq",
+    .nparams = 3,
+};
 
 int pg_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
              store_claim_t *ret_claims, size_t *ret_n)
@@ -36,7 +63,7 @@ int pg_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
 	size_t n = 0;
 	/* A claim lost in flight is OD_ESTORE, not OD_EUNKNOWN: orders it
 	 * may have taken come back when their lease expires (G6). */
-	rc = pgc_exec(b->pool, c, ST_CLAIM, p, &res);
+	rc = pgc_exec(c, &stmt_claim, p, &res);
 	if (rc < 0)
 		goto out;
 	size_t rows = (size_t)PQntuples(res);
@@ -125,7 +152,40 @@ static void process_decide(const store_claim_t *claims, size_t n,
 	}
 }
 
-/* The arrays of ST_PROCESS_APPLY, $1..$11. */
+/* Every write of the batch in one statement; each is conditional on
+ * the fence, and the counts let the caller check nothing slipped. */
+static const pgp_stmt_t stmt_process_apply = {
+    .name = "process_apply",
+    .sql = "WITH pu AS (UPDATE products p SET stock = p.stock - d.qty,"
+           " updated_at = $12::bigint FROM unnest($10::text[],"
+           " $11::bigint[]) AS d(sku, qty) WHERE p.sku = d.sku"
+           " RETURNING p.sku),"
+           " ri AS (INSERT INTO reservations (order_id, sku, qty, fence,"
+           " created_at) SELECT r.o, r.s, r.q, r.f, $12::bigint"
+           " FROM unnest($6::text[], $7::text[], $8::bigint[],"
+           " $9::bigint[]) AS r(o, s, q, f) RETURNING 1),"
+           " oc AS (UPDATE orders o SET status = 'completed',"
+           " reason = NULL, finished_at = $12::bigint,"
+           " updated_at = $12::bigint, lease_until = 0"
+           " FROM unnest($1::text[], $2::bigint[]) AS c(id, fence)"
+           " WHERE o.id = c.id AND o.fence = c.fence"
+           " AND o.status = 'processing' RETURNING o.id, o.fence),"
+           " orj AS (UPDATE orders o SET status = 'rejected',"
+           " reason = c.reason, finished_at = $12::bigint,"
+           " updated_at = $12::bigint, lease_until = 0"
+           " FROM unnest($3::text[], $4::bigint[], $5::text[])"
+           " AS c(id, fence, reason) WHERE o.id = c.id"
+           " AND o.fence = c.fence AND o.status = 'processing'"
+           " RETURNING o.id, o.fence),"
+           " ev AS (INSERT INTO order_events (order_id, event, fence, at)"
+           " SELECT id, 'complete', fence, $12::bigint FROM oc UNION ALL"
+           " SELECT id, 'reject', fence, $12::bigint FROM orj)"
+           " SELECT (SELECT count(*) FROM pu), (SELECT count(*) FROM ri),"
+           " (SELECT count(*) FROM oc), (SELECT count(*) FROM orj)",
+    .nparams = 12,
+};
+
+/* The arrays of stmt_process_apply, $1..$11. */
 enum {
 	A_CID,
 	A_CFENCE,
@@ -191,7 +251,7 @@ static int process_apply(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
 			rc = -ENOMEM;
 	PGresult *res = NULL;
 	if (rc == 0)
-		rc = pgc_exec(b->pool, c, ST_PROCESS_APPLY, p, &res);
+		rc = pgc_exec(c, &stmt_process_apply, p, &res);
 	if (rc == 0) {
 		/* We hold every row we write; any shortfall is a bug. */
 		int64_t pu, ri, oc, orj;
@@ -208,6 +268,28 @@ static int process_apply(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
 		pg_array_free(&a[k]);
 	return rc;
 }
+
+/* Locks the batch's orders whose fence is still current. */
+static const pgp_stmt_t stmt_process_orders = {
+    .name = "process_orders",
+    .sql = "SELECT o.id, " NOW_MS " FROM orders o"
+           " JOIN unnest($1::text[], $2::bigint[])"
+           " AS x(id, fence) ON o.id = x.id"
+           " AND o.fence = x.fence"
+           " WHERE o.status = 'processing'"
+           " ORDER BY o.id FOR UPDATE OF o",
+    .nparams = 2,
+};
+
+/* Product rows in one consistent (sku) order for every replica, so
+ * two batches never wait on each other in a cycle. */
+static const pgp_stmt_t stmt_process_products = {
+    .name = "process_products",
+    .sql = "SELECT sku, stock FROM products"
+           " WHERE sku = ANY($1::text[])"
+           " ORDER BY sku FOR UPDATE",
+    .nparams = 1,
+};
 
 /* Locks the live orders (fence current) and their products; fills live[],
  * *ret_sk and *ret_nsk (sorted by sku, owned by the caller) and *ret_now.
@@ -231,7 +313,7 @@ static int process_lock(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
 	const char *p[2] = {pg_array_text(&ids), pg_array_text(&fences)};
 	if (!p[0] || !p[1])
 		goto out;
-	rc = pgc_exec(b->pool, c, ST_PROCESS_ORDERS, p, &res);
+	rc = pgc_exec(c, &stmt_process_orders, p, &res);
 	if (rc < 0)
 		goto out;
 	size_t rows = (size_t)PQntuples(res);
@@ -270,7 +352,7 @@ static int process_lock(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
 		if (!ps[0])
 			goto out;
 		PGresult *pr;
-		rc = pgc_exec(b->pool, c, ST_PROCESS_PRODUCTS, ps, &pr);
+		rc = pgc_exec(c, &stmt_process_products, ps, &pr);
 		if (rc < 0)
 			goto out;
 		for (int r = 0; r < PQntuples(pr) && rc == 0; r++) {
@@ -343,6 +425,23 @@ out_free:
 	return rc;
 }
 
+static const pgp_stmt_t stmt_retry = {
+    .name = "retry",
+    .sql = WITH_NOW ", u AS (UPDATE orders SET status = CASE"
+                    " WHEN attempts < $3::int THEN 'pending' ELSE 'failed'"
+                    " END, reason = $5::text, next_at = " NOW " + $4::bigint,"
+                    " updated_at = " NOW ", finished_at = CASE"
+                    " WHEN attempts < $3::int THEN 0 ELSE " NOW
+                    " END, " LEASE_CLEAR " WHERE id = $1 AND fence = $2::bigint"
+                    " AND status = 'processing'"
+                    " RETURNING id, status, fence, updated_at),"
+                    " ev AS (INSERT INTO order_events (order_id, event, fence,"
+                    " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
+                    " ELSE 'retry' END, fence, updated_at FROM u)"
+                    " SELECT status FROM u",
+    .nparams = 5,
+};
+
 int pg_retry(void *h, const char *id, int64_t fence, int max_attempts,
              int64_t delay_ms, const char *error, bool *ret_failed)
 {
@@ -357,7 +456,7 @@ int pg_retry(void *h, const char *id, int64_t fence, int max_attempts,
 	if (rc < 0)
 		return rc;
 	PGresult *res = NULL;
-	rc = pgc_exec(b->pool, c, ST_RETRY, p, &res);
+	rc = pgc_exec(c, &stmt_retry, p, &res);
 	if (rc < 0) {
 		if (c->lost)
 			rc = OD_EUNKNOWN;
@@ -371,6 +470,20 @@ int pg_retry(void *h, const char *id, int64_t fence, int max_attempts,
 	return rc;
 }
 
+static const pgp_stmt_t stmt_release = {
+    .name = "release",
+    .sql = WITH_NOW ", u AS (UPDATE orders SET status = 'pending',"
+                    " attempts = greatest(attempts - 1, 0),"
+                    " next_at = " NOW ", updated_at = " NOW ", " LEASE_CLEAR
+                    " WHERE id = $1 AND fence = $2::bigint"
+                    " AND status = 'processing'"
+                    " RETURNING id, fence, updated_at),"
+                    " ev AS (INSERT INTO order_events (order_id, event,"
+                    " fence, at) SELECT id, 'release', fence, updated_at"
+                    " FROM u) SELECT id FROM u",
+    .nparams = 2,
+};
+
 int pg_release(void *h, const char *id, int64_t fence)
 {
 	pg_store_t *b = h;
@@ -382,7 +495,7 @@ int pg_release(void *h, const char *id, int64_t fence)
 	if (rc < 0)
 		return rc;
 	PGresult *res = NULL;
-	rc = pgc_exec(b->pool, c, ST_RELEASE, p, &res);
+	rc = pgc_exec(c, &stmt_release, p, &res);
 	if (rc < 0) {
 		if (c->lost)
 			rc = OD_EUNKNOWN;
@@ -393,6 +506,30 @@ int pg_release(void *h, const char *id, int64_t fence)
 	pgp_put(b->pool, c);
 	return rc;
 }
+
+/* Like the claim: SKIP LOCKED, so the reaper never waits on (or
+ * deadlocks with) a replica that is finishing the same order. */
+static const pgp_stmt_t stmt_reap = {
+    .name = "reap",
+    .sql = WITH_NOW ", c AS (SELECT seq FROM orders"
+                    " WHERE status = 'processing' AND lease_until <= " NOW
+                    " ORDER BY lease_until LIMIT $2::bigint"
+                    " FOR UPDATE SKIP LOCKED),"
+                    " u AS (UPDATE orders o SET status = CASE"
+                    " WHEN o.attempts < $1::int THEN 'pending' ELSE 'failed'"
+                    " END, reason = CASE WHEN o.attempts < $1::int"
+                    " THEN o.reason ELSE 'lease expired' END,"
+                    " finished_at = CASE WHEN o.attempts < $1::int THEN 0"
+                    " ELSE " NOW " END, next_at = " NOW ","
+                    " updated_at = " NOW ", lease_owner = NULL,"
+                    " lease_until = 0 FROM c WHERE o.seq = c.seq"
+                    " RETURNING o.id, o.status, o.fence, o.updated_at),"
+                    " ev AS (INSERT INTO order_events (order_id, event, fence,"
+                    " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
+                    " ELSE 'expire' END, fence, updated_at FROM u)"
+                    " SELECT count(*) FROM u",
+    .nparams = 2,
+};
 
 int pg_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
 {
@@ -408,7 +545,7 @@ int pg_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
 	PGresult *res = NULL;
 	int64_t n = 0;
 	/* A reap lost in flight is harmless to repeat: OD_ESTORE. */
-	rc = pgc_exec(b->pool, c, ST_REAP, p, &res);
+	rc = pgc_exec(c, &stmt_reap, p, &res);
 	if (rc == 0 && (PQntuples(res) != 1 || !pg_get_i64(res, 0, 0, &n)))
 		rc = OD_EINTERNAL;
 	if (rc == 0)

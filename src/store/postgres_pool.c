@@ -22,8 +22,6 @@
 #define N_KW 12
 
 struct pgp {
-	const pgp_stmt_t *stmts; /* immutable after pgp_new */
-	size_t n_stmts;
 	/* libpq connection keywords; values point into the buffers below. */
 	const char *kw[N_KW + 1];
 	const char *val[N_KW + 1];
@@ -46,11 +44,8 @@ struct pgp {
 
 static const backoff_t reconnect_backoff = {.base_ms = 50, .cap_ms = 5000};
 
-int pgp_new(const char *uri, const store_options_t *opt,
-            const pgp_stmt_t *stmts, size_t n, pgp_t **ret)
+int pgp_new(const char *uri, const store_options_t *opt, pgp_t **ret)
 {
-	if (n > PGP_MAX_STMTS)
-		return OD_EINTERNAL;
 	int pool = opt && opt->readers > 0 ? opt->readers : 8;
 	if (pool > POOL_MAX)
 		pool = POOL_MAX;
@@ -78,8 +73,6 @@ int pgp_new(const char *uri, const store_options_t *opt,
 		free(p);
 		return -ENOMEM;
 	}
-	p->stmts = stmts;
-	p->n_stmts = n;
 	p->n = (size_t)pool;
 	for (size_t i = 0; i < p->n; i++)
 		p->free_list[i] = &p->slots[i];
@@ -148,7 +141,8 @@ static void slot_close(pgc_t *c)
 	if (c->conn)
 		PQfinish(c->conn);
 	c->conn = NULL;
-	c->prepared[0] = c->prepared[1] = 0;
+	memset(c->prepared, 0, sizeof c->prepared);
+	c->n_prepared = 0;
 }
 
 /*
@@ -325,30 +319,40 @@ int pgc_error(pgc_t *c, const PGresult *res)
 	return OD_ESTORE;
 }
 
-int pgc_exec(pgp_t *p, pgc_t *c, int idx, const char *const *vals,
+/* The slot of st in c's prepared set: where it is, or the empty slot where
+ * it would go. The set is at most half full, so an empty slot exists. */
+static size_t prepared_slot(const pgc_t *c, const pgp_stmt_t *st)
+{
+	const size_t cap = sizeof c->prepared / sizeof c->prepared[0];
+	/* Descriptors are at least pointer-aligned: skip the zero bits. */
+	size_t i = ((uintptr_t)st / sizeof(void *)) & (cap - 1);
+	while (c->prepared[i] && c->prepared[i] != st)
+		i = (i + 1) & (cap - 1);
+	return i;
+}
+
+int pgc_exec(pgc_t *c, const pgp_stmt_t *st, const char *const *vals,
              PGresult **ret)
 {
-	if (idx < 0 || (size_t)idx >= p->n_stmts)
-		return OD_EINTERNAL;
-	char name[16];
-	snprintf(name, sizeof name, "s%d", idx);
-	uint64_t bit = UINT64_C(1) << (idx % 64);
 	PGresult *res;
-	if (!(c->prepared[idx / 64] & bit)) {
-		res = PQprepare(c->conn, name, p->stmts[idx].sql,
-		                p->stmts[idx].nparams, NULL);
+	size_t slot = prepared_slot(c, st);
+	if (!c->prepared[slot]) {
+		if (c->n_prepared >= PGP_MAX_STMTS)
+			return OD_EINTERNAL;
+		res = PQprepare(c->conn, st->name, st->sql, st->nparams, NULL);
 		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
 			int rc = pgc_error(c, res);
 			PQclear(res);
 			return rc;
 		}
 		PQclear(res);
-		c->prepared[idx / 64] |= bit;
+		c->prepared[slot] = st;
+		c->n_prepared++;
 	}
-	res = PQexecPrepared(c->conn, name, p->stmts[idx].nparams, vals, NULL,
-	                     NULL, 0);
-	ExecStatusType st = PQresultStatus(res);
-	if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+	res =
+	    PQexecPrepared(c->conn, st->name, st->nparams, vals, NULL, NULL, 0);
+	ExecStatusType status = PQresultStatus(res);
+	if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
 		*ret = res;
 		return 0;
 	}

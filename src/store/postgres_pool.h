@@ -4,6 +4,13 @@
  * exponential backoff and full jitter, per-connection prepared statements,
  * and the mapping of libpq/SQLSTATE failures to store error codes.
  *
+ * Statements are not registered anywhere: each file of the backend defines
+ * the ones it runs (static const pgp_stmt_t) beside the code that runs
+ * them, and pgc_exec() prepares a statement on a connection the first time
+ * that connection runs it. Preparing lives in pgc_exec() alone, so how
+ * statements reach the server (named per connection today) is one
+ * function's decision.
+ *
  * A connection that breaks (connection-class SQLSTATE, admin shutdown,
  * read-only after failover, or a bad PQstatus) is closed at checkin and its
  * slot reconnects on a later checkout; the process never restarts for it.
@@ -18,31 +25,39 @@
 
 #include "store/store.h"
 
-/* One prepared statement: its name is "s<index>" on every connection. */
+/*
+ * One statement. Its identity is the descriptor's address, so descriptors
+ * are static and never copied; name is its prepared-statement name on every
+ * connection and must be unique across the backend (a duplicate fails to
+ * prepare, as OD_EINTERNAL).
+ */
 typedef struct pgp_stmt {
+	const char *name;
 	const char *sql;
 	int nparams;
 } pgp_stmt_t;
+
+/* At most this many distinct statements are prepared on one connection. */
+#define PGP_MAX_STMTS 64
 
 typedef struct pgp pgp_t;
 
 /* A checked-out connection. */
 typedef struct pgc {
 	PGconn *conn;
-	uint64_t prepared[2]; /* bit i: statement i prepared on conn */
-	bool lost;            /* the connection broke during this checkout */
-	char sqlstate[6];     /* of the last failure, "" if none */
+	/* The statements prepared on conn: an open-addressed set of
+	 * descriptor addresses, emptied whenever conn is closed. */
+	const pgp_stmt_t *prepared[2 * PGP_MAX_STMTS];
+	size_t n_prepared;
+	bool lost;        /* the connection broke during this checkout */
+	char sqlstate[6]; /* of the last failure, "" if none */
 } pgc_t;
 
-#define PGP_MAX_STMTS 128
-
 /*
- * Creates a pool for uri with opt's settings; stmts (static, n <=
- * PGP_MAX_STMTS) are prepared lazily on each connection. Does not connect.
- * The caller frees the pool with pgp_free().
+ * Creates a pool for uri with opt's settings. Does not connect. The caller
+ * frees the pool with pgp_free().
  */
-int pgp_new(const char *uri, const store_options_t *opt,
-            const pgp_stmt_t *stmts, size_t n, pgp_t **ret);
+int pgp_new(const char *uri, const store_options_t *opt, pgp_t **ret);
 void pgp_free(pgp_t *p);
 
 /*
@@ -56,13 +71,14 @@ void pgp_put(pgp_t *p, pgc_t *c);
 int64_t pgp_wait_ms(const pgp_t *p);
 
 /*
- * Runs prepared statement idx with text params vals[0..nparams) (NULL =
- * SQL NULL). On success *ret is a PGRES_TUPLES_OK/COMMAND_OK result the
- * caller PQclear()s. On failure: OD_ESTORE for transient failures (c->lost
- * set when the connection broke), OD_EINTERNAL for errors that are bugs
- * (syntax, constraint violations).
+ * Runs statement st with text params vals[0..st->nparams) (NULL = SQL
+ * NULL), preparing it on c first if c has not run it yet. On success *ret
+ * is a PGRES_TUPLES_OK/COMMAND_OK result the caller PQclear()s. On failure:
+ * OD_ESTORE for transient failures (c->lost set when the connection broke),
+ * OD_EINTERNAL for errors that are bugs (syntax, constraint violations, more
+ * than PGP_MAX_STMTS statements).
  */
-int pgc_exec(pgp_t *p, pgc_t *c, int idx, const char *const *vals,
+int pgc_exec(pgc_t *c, const pgp_stmt_t *st, const char *const *vals,
              PGresult **ret);
 /* Runs a parameterless command (BEGIN, COMMIT, ...) and discards the result. */
 int pgc_cmd(pgc_t *c, const char *sql);

@@ -1,0 +1,542 @@
+/*
+ * postgres_order: orders in the postgres store backend: submit (one
+ * statement per group-committed batch), order reads (get, list, the
+ * terminal check, the fence read), the client transitions requeue and
+ * cancel, and stats. Each statement is defined beside the function that
+ * runs it; the pool prepares it on a connection at first use.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/postgres_int.h"
+#include "util/err.h"
+
+/* ---- submit ---- */
+
+static void results_clear(store_submit_result_t *results, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		order_clear(&results[i].order);
+}
+
+/* A result row found by order id: RETURNING promises no row order, so
+ * rows are matched to the batch by id, never by position. */
+typedef struct id_row {
+	const char *id;
+	int row;
+	bool used;
+} id_row_t;
+
+static int id_row_cmp(const void *a, const void *b)
+{
+	return strcmp(((const id_row_t *)a)->id, ((const id_row_t *)b)->id);
+}
+
+/* An index of res by its id column (1); NULL on allocation failure. The
+ * caller frees it. */
+static id_row_t *index_rows(const PGresult *res)
+{
+	int n = PQntuples(res);
+	id_row_t *ix = calloc(n ? (size_t)n : 1, sizeof *ix);
+	if (!ix)
+		return NULL;
+	for (int k = 0; k < n; k++)
+		ix[k] = (id_row_t){PQgetvalue(res, k, 1), k, false};
+	qsort(ix, (size_t)n, sizeof *ix, id_row_cmp);
+	return ix;
+}
+
+static id_row_t *find_row(id_row_t *ix, const PGresult *res, const char *id)
+{
+	id_row_t key = {id, 0, false};
+	return bsearch(&key, ix, (size_t)PQntuples(res), sizeof *ix,
+	               id_row_cmp);
+}
+
+/* One statement for the whole batch, in array order (the ORDER BY
+ * feeds the insert, so seq follows the array). A later duplicate in
+ * the batch conflicts with the row the earlier one just inserted and
+ * is skipped, exactly like a separate submit would be. */
+static const pgp_stmt_t stmt_submit = {
+    .name = "submit",
+    .sql = WITH_NOW ", ins AS (INSERT INTO orders (id, customer,"
+                    " items, metadata, status, attempts, created_at,"
+                    " updated_at, finished_at, next_at, fence)"
+                    " SELECT x.id, x.customer, x.items, x.metadata,"
+                    " 'pending', 0, now.ms, now.ms, 0, now.ms, 0"
+                    " FROM unnest($1::text[], $2::text[], $3::text[],"
+                    " $4::text[]) WITH ORDINALITY"
+                    " AS x(id, customer, items, metadata, ord), now"
+                    " ORDER BY x.ord ON CONFLICT (id) DO NOTHING"
+                    " RETURNING " ORDER_COLS "),"
+                    " ev AS (INSERT INTO order_events (order_id, event,"
+                    " fence, at) SELECT id, 'submit', 0, created_at FROM ins)"
+                    " SELECT " ORDER_COLS " FROM ins",
+    .nparams = 4,
+};
+
+static const pgp_stmt_t stmt_submit_read = {
+    .name = "submit_read",
+    .sql = "SELECT " ORDER_COLS " FROM orders"
+           " WHERE id = ANY($1::text[])",
+    .nparams = 1,
+};
+
+/* One attempt at the batch on one connection. *ret_lost: the connection
+ * broke while the statement was in flight (outcome unknown). */
+static int submit_once(pg_store_t *b, const order_t *const *orders, size_t n,
+                       const char *const *arrays, store_submit_result_t *res,
+                       bool *ret_lost)
+{
+	pgc_t *c;
+	*ret_lost = false;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *ins = NULL, *rd = NULL;
+	id_row_t *ix = NULL, *rx = NULL;
+	bool *created = calloc(n ? n : 1, sizeof *created);
+	pg_array_t missing = {0};
+	rc = -ENOMEM;
+	if (!created)
+		goto out;
+	rc = pgc_exec(c, &stmt_submit, arrays, &ins);
+	if (rc < 0) {
+		*ret_lost = c->lost;
+		goto out;
+	}
+	/* The first entry with an id owns the inserted row; a later
+	 * duplicate in the batch finds it used and is read back below. */
+	int rows = PQntuples(ins), r = 0;
+	rc = -ENOMEM;
+	if (!(ix = index_rows(ins)))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		id_row_t *hit = find_row(ix, ins, orders[i]->id);
+		if (hit && !hit->used) {
+			hit->used = true;
+			r++;
+			rc = pg_row_order(ins, hit->row, &res[i].order);
+			if (rc < 0)
+				goto out;
+			res[i].outcome = SUBMIT_CREATED;
+			created[i] = true;
+		} else if (pg_array_add(&missing, orders[i]->id) < 0) {
+			rc = -ENOMEM;
+			goto out;
+		}
+	}
+	rc = OD_EINTERNAL;
+	if (r != rows)
+		goto out;
+	if (missing.n > 0) {
+		/* Already stored (before, or earlier in this batch): read the
+		 * rows back to tell a replay from a conflict. Content never
+		 * changes once stored, so reading after the commit is exact. */
+		const char *p[1] = {pg_array_text(&missing)};
+		rc = -ENOMEM;
+		if (!p[0])
+			goto out;
+		rc = pgc_exec(c, &stmt_submit_read, p, &rd);
+		if (rc < 0)
+			goto out;
+		rc = -ENOMEM;
+		if (!(rx = index_rows(rd)))
+			goto out;
+		for (size_t i = 0; i < n; i++) {
+			if (created[i])
+				continue;
+			id_row_t *hit = find_row(rx, rd, orders[i]->id);
+			rc = OD_EINTERNAL;
+			if (!hit)
+				goto out;
+			order_t stored;
+			rc = pg_row_order(rd, hit->row, &stored);
+			if (rc < 0)
+				goto out;
+			if (order_same_content(orders[i], &stored)) {
+				res[i].outcome = SUBMIT_REPLAYED;
+				res[i].order = stored;
+			} else {
+				res[i].outcome = SUBMIT_CONFLICT;
+				order_clear(&stored);
+				memset(&res[i].order, 0, sizeof res[i].order);
+			}
+		}
+	}
+	rc = 0;
+out:
+	if (rc < 0)
+		results_clear(res, n);
+	PQclear(rd);
+	PQclear(ins);
+	pg_array_free(&missing);
+	free(created);
+	free(ix);
+	free(rx);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+int pg_submit(void *h, const order_t *const *orders, size_t n,
+              store_submit_result_t *results)
+{
+	pg_store_t *b = h;
+	if (n == 0)
+		return 0;
+	pg_array_t a[4] = {{0}};
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		char *items = order_items_to_text(orders[i]);
+		if (!items) {
+			rc = -ENOMEM;
+			break;
+		}
+		if (pg_array_add(&a[0], orders[i]->id) < 0 ||
+		    pg_array_add(&a[1], orders[i]->customer) < 0 ||
+		    pg_array_add(&a[2], items) < 0 ||
+		    pg_array_add(&a[3], orders[i]->metadata
+		                            ? orders[i]->metadata
+		                            : "{}") < 0)
+			rc = -ENOMEM;
+		free(items);
+	}
+	const char *p[4];
+	for (int k = 0; k < 4 && rc == 0; k++)
+		if (!(p[k] = pg_array_text(&a[k])))
+			rc = -ENOMEM;
+	if (rc == 0) {
+		for (size_t i = 0; i < n; i++)
+			memset(&results[i], 0, sizeof results[i]);
+		bool lost;
+		rc = submit_once(b, orders, n, p, results, &lost);
+		if (rc < 0 && lost) {
+			/* The connection broke with the statement in flight:
+			 * it may have committed. Submitting again on a fresh
+			 * connection is the read-back: rows that did commit
+			 * come back as replays of identical content (the
+			 * answer a client retry would get), the rest are
+			 * created now. Only if that fails too is the outcome
+			 * unknown to the caller. */
+			rc = submit_once(b, orders, n, p, results, &lost);
+			if (rc < 0)
+				rc = OD_EUNKNOWN;
+		}
+	}
+	for (int k = 0; k < 4; k++)
+		pg_array_free(&a[k]);
+	return rc;
+}
+
+/* ---- order reads and client transitions ---- */
+
+static const pgp_stmt_t stmt_get = {
+    .name = "get",
+    .sql = "SELECT " ORDER_COLS " FROM orders WHERE id = $1",
+    .nparams = 1,
+};
+
+/* Runs a one-id statement returning at most one order row. */
+static int one_order(pg_store_t *b, const pgp_stmt_t *stmt, const char *id,
+                     bool write, order_t *ret, bool *ret_found)
+{
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	const char *p[1] = {id};
+	rc = pgc_exec(c, stmt, p, &res);
+	if (rc < 0) {
+		if (write && c->lost)
+			rc = OD_EUNKNOWN;
+		goto out;
+	}
+	*ret_found = PQntuples(res) > 0;
+	if (*ret_found && ret)
+		rc = pg_row_order(res, 0, ret);
+out:
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+int pg_order_get(void *h, const char *id, order_t *ret)
+{
+	bool found;
+	order_t o;
+	int rc = one_order(h, &stmt_get, id, false, &o, &found);
+	if (rc < 0)
+		return rc;
+	if (!found)
+		return OD_ENOTFOUND;
+	*ret = o;
+	return 0;
+}
+
+static const pgp_stmt_t stmt_order_fence = {
+    .name = "order_fence",
+    .sql = "SELECT status, COALESCE(fence, 0) FROM orders"
+           " WHERE id = $1",
+    .nparams = 1,
+};
+
+int pg_order_fence(void *h, const char *id, order_status_t *ret_status,
+                   int64_t *ret_fence)
+{
+	pg_store_t *b = h;
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	const char *p[1] = {id};
+	rc = pgc_exec(c, &stmt_order_fence, p, &res);
+	if (rc == 0) {
+		order_status_t st;
+		if (PQntuples(res) == 0)
+			rc = OD_ENOTFOUND;
+		else if (order_status_parse(PQgetvalue(res, 0, 0), &st) < 0)
+			rc = OD_EINTERNAL;
+		else {
+			*ret_status = st;
+			*ret_fence = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+		}
+	}
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+/* The position in the array comes back with each row: no matching. */
+static const pgp_stmt_t stmt_orders_status = {
+    .name = "orders_status",
+    .sql = "SELECT x.i, o.status FROM unnest($1::text[])"
+           " WITH ORDINALITY AS x(id, i)"
+           " JOIN orders o ON o.id = x.id",
+    .nparams = 1,
+};
+
+int pg_orders_terminal(void *h, const char *const *ids, size_t n,
+                       bool *ret_terminal)
+{
+	pg_store_t *b = h;
+	pg_array_t a = {0};
+	for (size_t i = 0; i < n; i++)
+		if (pg_array_add(&a, ids[i]) < 0) {
+			pg_array_free(&a);
+			return -ENOMEM;
+		}
+	const char *p[1] = {pg_array_text(&a)};
+	if (!p[0]) {
+		pg_array_free(&a);
+		return -ENOMEM;
+	}
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0) {
+		pg_array_free(&a);
+		return rc;
+	}
+	PGresult *res = NULL;
+	rc = pgc_exec(c, &stmt_orders_status, p, &res);
+	if (rc == 0) {
+		/* Unknown ids stay "terminal": the full read answers 404. */
+		for (size_t i = 0; i < n; i++)
+			ret_terminal[i] = true;
+		for (int r = 0; r < PQntuples(res); r++) {
+			order_status_t st;
+			int64_t i;
+			if (!pg_get_i64(res, r, 0, &i) || i < 1 ||
+			    (size_t)i > n ||
+			    order_status_parse(PQgetvalue(res, r, 1), &st) < 0)
+				continue;
+			ret_terminal[i - 1] = order_status_terminal(st);
+		}
+	}
+	PQclear(res);
+	pgp_put(b->pool, c);
+	pg_array_free(&a);
+	return rc;
+}
+
+static const pgp_stmt_t stmt_list = {
+    .name = "list",
+    .sql = "SELECT " ORDER_COLS " FROM orders WHERE seq > $1::bigint"
+           " AND ($2::text IS NULL OR status = $2::text)"
+           " ORDER BY seq LIMIT $3::bigint",
+    .nparams = 3,
+};
+
+int pg_order_list(void *h, int status, int64_t after_seq, size_t limit,
+                  order_t **ret_orders, size_t *ret_n, bool *ret_more)
+{
+	pg_store_t *b = h;
+	if (limit > 100000)
+		limit = 100000;
+	char seqbuf[24], limbuf[24];
+	pg_fmt_i64(seqbuf, sizeof seqbuf, after_seq);
+	pg_fmt_i64(limbuf, sizeof limbuf, (int64_t)limit + 1);
+	const char *p[3] = {seqbuf, NULL, limbuf};
+	if (status >= 0 && status < ORDER_STATUS_COUNT)
+		p[1] = order_status_name((order_status_t)status);
+	else if (status >= ORDER_STATUS_COUNT)
+		return OD_EINVAL;
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	order_t *orders = NULL;
+	size_t n = 0;
+	rc = pgc_exec(c, &stmt_list, p, &res);
+	if (rc < 0)
+		goto out;
+	size_t rows = (size_t)PQntuples(res);
+	size_t take = rows > limit ? limit : rows;
+	orders = calloc(take ? take : 1, sizeof *orders);
+	rc = -ENOMEM;
+	if (!orders)
+		goto out;
+	for (n = 0; n < take; n++) {
+		rc = pg_row_order(res, (int)n, &orders[n]);
+		if (rc < 0)
+			goto out;
+	}
+	*ret_orders = orders;
+	*ret_n = n;
+	*ret_more = rows > limit;
+	orders = NULL;
+	rc = 0;
+out:
+	store_orders_free(orders, n);
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
+
+/* A conditional client transition: OD_ESTATE when the order exists in
+ * another status, OD_ENOTFOUND when it does not exist. */
+static int transition(pg_store_t *b, const pgp_stmt_t *stmt, const char *id,
+                      order_t *ret)
+{
+	bool found;
+	order_t o;
+	int rc = one_order(b, stmt, id, true, &o, &found);
+	if (rc < 0)
+		return rc;
+	if (found) {
+		if (ret)
+			*ret = o;
+		else
+			order_clear(&o);
+		return 0;
+	}
+	rc = one_order(b, &stmt_get, id, false, NULL, &found);
+	if (rc < 0)
+		return rc;
+	return found ? OD_ESTATE : OD_ENOTFOUND;
+}
+
+static const pgp_stmt_t stmt_requeue = {
+    .name = "requeue",
+    .sql = WITH_NOW ", u AS (UPDATE orders SET status = 'pending',"
+                    " attempts = 0, reason = NULL, next_at = " NOW ","
+                    " updated_at = " NOW ","
+                    " finished_at = 0, " LEASE_CLEAR
+                    " WHERE id = $1 AND status = 'failed'"
+                    " RETURNING " ORDER_COLS ", fence),"
+                    " ev AS (INSERT INTO order_events (order_id, event,"
+                    " fence, at) SELECT id, 'requeue', fence, updated_at"
+                    " FROM u) SELECT " ORDER_COLS " FROM u",
+    .nparams = 1,
+};
+
+static const pgp_stmt_t stmt_cancel = {
+    .name = "cancel",
+    .sql = WITH_NOW ", u AS (UPDATE orders SET status = 'cancelled',"
+                    " updated_at = " NOW ", finished_at = " NOW
+                    " WHERE id = $1 AND status = 'pending'"
+                    " RETURNING " ORDER_COLS ", fence),"
+                    " ev AS (INSERT INTO order_events (order_id, event,"
+                    " fence, at) SELECT id, 'cancel', fence, updated_at"
+                    " FROM u) SELECT " ORDER_COLS " FROM u",
+    .nparams = 1,
+};
+
+int pg_order_requeue(void *h, const char *id, order_t *ret)
+{
+	return transition(h, &stmt_requeue, id, ret);
+}
+
+int pg_order_cancel(void *h, const char *id, order_t *ret)
+{
+	return transition(h, &stmt_cancel, id, ret);
+}
+
+static const pgp_stmt_t stmt_stats_count = {
+    .name = "stats_count",
+    .sql = "SELECT status, count(*) FROM orders"
+           " GROUP BY status",
+    .nparams = 0,
+};
+
+/* Each count is answered from its small partial index. */
+static const pgp_stmt_t stmt_stats_live = {
+    .name = "stats_live",
+    .sql = "SELECT 'pending', count(*) FROM orders"
+           " WHERE status = 'pending' UNION ALL"
+           " SELECT 'processing', count(*) FROM orders"
+           " WHERE status = 'processing'",
+    .nparams = 0,
+};
+
+static const pgp_stmt_t stmt_stats_oldest = {
+    .name = "stats_oldest",
+    .sql = WITH_NOW "SELECT " NOW ", (SELECT min(created_at)"
+                    " FROM orders WHERE status = 'pending'"
+                    " AND next_at <= " NOW ")",
+    .nparams = 0,
+};
+
+int pg_stats(void *h, bool terminal, store_stats_t *ret)
+{
+	pg_store_t *b = h;
+	store_stats_t st;
+	memset(&st, 0, sizeof st);
+	pgc_t *c;
+	int rc = pg_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *res = NULL;
+	rc = pgc_exec(c, terminal ? &stmt_stats_count : &stmt_stats_live, NULL,
+	              &res);
+	if (rc < 0)
+		goto out;
+	for (int i = 0; i < PQntuples(res); i++) {
+		order_status_t s;
+		int64_t cnt;
+		if (order_status_parse(PQgetvalue(res, i, 0), &s) == 0 &&
+		    pg_get_i64(res, i, 1, &cnt))
+			st.count[s] = cnt;
+	}
+	PQclear(res);
+	res = NULL;
+	rc = pgc_exec(c, &stmt_stats_oldest, NULL, &res);
+	if (rc < 0)
+		goto out;
+	int64_t oldest = 0;
+	rc = OD_EINTERNAL;
+	if (PQntuples(res) != 1 || !pg_get_i64(res, 0, 0, &st.now_ms) ||
+	    !pg_get_i64(res, 0, 1, &oldest))
+		goto out;
+	if (!PQgetisnull(res, 0, 1) && st.now_ms > oldest)
+		st.oldest_pending_ms = st.now_ms - oldest;
+	*ret = st;
+	rc = 0;
+out:
+	PQclear(res);
+	pgp_put(b->pool, c);
+	return rc;
+}
