@@ -252,9 +252,8 @@ int api_body(http_req_t *r, json_t **ret)
 		return -1;
 	}
 	msg[0] = '\0';
-	rc = jsonx_parse_object(r->body, r->body_len,
-	                        (int)r->srv->deps.cfg->json_depth, ret, msg,
-	                        sizeof(msg));
+	rc = jsonx_parse_object(r->body, r->body_len, r->srv->opt.json_depth,
+	                        ret, msg, sizeof(msg));
 	if (rc == -ENOMEM) {
 		api_error(r, 500, "internal", "out of memory");
 		return -1;

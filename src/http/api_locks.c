@@ -90,12 +90,12 @@ void api_locks_acquire(http_req_t *r)
 	if (try_acquire(r, wait_ms == 0))
 		goto out;
 	r->deadline_mono_ms = clock_mono_ms() + wait_ms;
-	api_suspend(r);
+	http_server_suspend(r);
 	rc = waiters_add(r->srv->waiters, r, api_locks_wait_poll, false);
 	if (rc != 0) {
 		api_unavailable(r, rc == OD_EBUSY ? "too many waiting requests"
 		                                  : "server is shutting down");
-		api_resume(r);
+		http_server_resume(r);
 	}
 out:
 	json_decref(body);

@@ -152,15 +152,13 @@ void api_ops_stats(http_req_t *r)
 	char ids[MAX_LISTED][ID_MAX + 1];
 	size_t n_seen = 0;
 	json_t *replicas = json_array();
-	rc =
-	    store_replicas_seen(s->deps.store, s->deps.cfg->replica_id,
-	                        workers_replica_window_ms(s->deps.cfg->reap_ms),
-	                        ids, MAX_LISTED, &n_seen);
+	rc = store_replicas_seen(s->deps.store, s->opt.replica_id,
+	                         s->opt.replica_window_ms, ids, MAX_LISTED,
+	                         &n_seen);
 	for (size_t i = 0; rc == 0 && i < n_seen && i < MAX_LISTED; i++)
 		json_array_append_new(replicas, json_string(ids[i]));
 	if (rc != 0) /* still say who answers */
-		json_array_append_new(replicas,
-		                      json_string(s->deps.cfg->replica_id));
+		json_array_append_new(replicas, json_string(s->opt.replica_id));
 	j = json_pack(
 	    "{s:o,s:f,s:{s:f,s:f},s:f,s:o,s:o,s:I,s:I,s:s}", "orders", orders,
 	    "oldest_pending_age_seconds", (double)st.oldest_pending_ms / 1000.0,

@@ -24,7 +24,7 @@
 static order_limits_t limits(const http_req_t *r)
 {
 	order_limits_t lim = {
-	    .max_items = (size_t)r->srv->deps.cfg->max_items,
+	    .max_items = (size_t)r->srv->opt.max_items,
 	    .max_metadata = METADATA_MAX,
 	};
 	return lim;
@@ -41,8 +41,8 @@ static void finish_async(http_req_t *r)
 {
 	http_server_t *s = r->srv;
 
-	api_resume(r);
-	api_inflight_end(s);
+	http_server_resume(r);
+	http_server_inflight_end(s);
 }
 
 static void submit_done(void *arg, int err, store_submit_result_t *res,
@@ -127,11 +127,11 @@ static void submit_start(http_req_t *r, batcher_done_fn done)
 	for (size_t i = 0; i < r->n_orders; i++)
 		r->order_ptrs[i] = &r->orders[i];
 	/* Suspend first: the callback may resume before submit returns. */
-	if (!api_inflight_begin(s)) {
+	if (!http_server_inflight_begin(s)) {
 		api_unavailable(r, "server is shutting down");
 		return;
 	}
-	api_suspend(r);
+	http_server_suspend(r);
 	rc = batcher_submit(s->deps.batcher, r->order_ptrs, r->n_orders, done,
 	                    r);
 	if (rc != 0) {
@@ -173,7 +173,7 @@ void api_orders_batch(http_req_t *r)
 	static const char *const fields[] = {"orders", NULL};
 	json_t *body = NULL, *list;
 	order_limits_t lim = limits(r);
-	size_t n, max = (size_t)r->srv->deps.cfg->max_batch;
+	size_t n, max = (size_t)r->srv->opt.max_batch;
 
 	if (api_refuse_draining(r) || api_body(r, &body) != 0)
 		return;
@@ -270,12 +270,12 @@ void api_orders_get(http_req_t *r)
 	}
 	order_clear(&o);
 	r->deadline_mono_ms = clock_mono_ms() + wait_ms;
-	api_suspend(r);
+	http_server_suspend(r);
 	rc = waiters_add(r->srv->waiters, r, api_orders_wait_poll, true);
 	if (rc != 0) {
 		api_unavailable(r, rc == OD_EBUSY ? "too many waiting requests"
 		                                  : "server is shutting down");
-		api_resume(r);
+		http_server_resume(r);
 	}
 }
 

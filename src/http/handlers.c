@@ -6,16 +6,18 @@
  * included. So for a store route the access handler suspends the
  * connection and queues the request here; a pool thread runs the handler
  * and resumes the connection, unless the handler handed the request on
- * (api_suspend inside a pooled handler: to the batcher or the waiters),
+ * (http_server_suspend inside a pooled handler: to the batcher or the waiters),
  * in which case whoever finishes it resumes it.
  *
  * Bounded: each connection has at most one request, so the queue holds at
  * most max_connections entries. Locking: mu protects head, tail and stop.
  */
-#include "http/api.h"
+#include "http/handlers.h"
 
 #include <errno.h>
 #include <stdlib.h>
+
+#include "http/api.h"
 
 struct handlers {
 	pthread_t *threads;
@@ -29,15 +31,15 @@ struct handlers {
 
 static void run(http_req_t *r)
 {
-	/* The handler may hand r on (api_suspend sets this flag before the
-	 * hand-off); after that r belongs to someone else and may already be
-	 * answered and freed, so only the local flag is read. */
+	/* The handler may hand r on (http_server_suspend sets this flag before
+	 * the hand-off); after that r belongs to someone else and may already
+	 * be answered and freed, so only the local flag is read. */
 	bool handed_on = false;
 	r->handed_on = &handed_on;
 	r->route->handler(r);
 	if (!handed_on) {
 		r->handed_on = NULL;
-		api_resume(r);
+		http_server_resume(r);
 	}
 }
 

@@ -76,7 +76,7 @@ static bool token_equal(const char *a, size_t la, const char *b, size_t lb)
 
 static bool auth_enabled(const http_server_t *s)
 {
-	return s->deps.cfg->tokens != NULL && s->deps.cfg->tokens[0] != NULL;
+	return s->opt.tokens != NULL && s->opt.tokens[0] != NULL;
 }
 
 static bool auth_ok(const http_server_t *s, const char *hdr)
@@ -99,7 +99,7 @@ static bool auth_ok(const http_server_t *s, const char *hdr)
 	if (len == 0)
 		return false;
 	/* Every token is compared, so the time does not tell which matched. */
-	for (char **t = s->deps.cfg->tokens; *t != NULL; t++)
+	for (const char *const *t = s->opt.tokens; *t != NULL; t++)
 		ok |= token_equal(tok, len, *t, strlen(*t));
 	return ok;
 }
@@ -184,7 +184,7 @@ static enum MHD_Result queue_resp(http_req_t *r)
 
 /* ---- suspension ---- */
 
-void api_suspend(http_req_t *r)
+void http_server_suspend(http_req_t *r)
 {
 	http_server_t *s = r->srv;
 
@@ -201,14 +201,14 @@ void api_suspend(http_req_t *r)
 	MHD_suspend_connection(r->conn);
 }
 
-void api_resume(http_req_t *r)
+void http_server_resume(http_req_t *r)
 {
 	/* MHD_resume_connection takes MHD's own lock, which orders the
 	 * writes to r->resp before the handler's reads. */
 	MHD_resume_connection(r->conn);
 }
 
-bool api_inflight_begin(http_server_t *s)
+bool http_server_inflight_begin(http_server_t *s)
 {
 	bool ok;
 
@@ -220,7 +220,7 @@ bool api_inflight_begin(http_server_t *s)
 	return ok;
 }
 
-void api_inflight_end(http_server_t *s)
+void http_server_inflight_end(http_server_t *s)
 {
 	pthread_mutex_lock(&s->mu);
 	s->inflight--;
@@ -297,7 +297,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static bool check_headers(http_req_t *r, const char *url)
 {
 	http_server_t *s = r->srv;
-	const config_t *cfg = s->deps.cfg;
+	const http_options_t *opt = &s->opt;
 	const char *allow = NULL, *cl, *te, *ct;
 	uint64_t len = 0;
 
@@ -315,7 +315,7 @@ static bool check_headers(http_req_t *r, const char *url)
 	}
 	r->has_body = (cl != NULL && len > 0) || te != NULL;
 	/* Until a route sets it, no body is accepted beyond the default. */
-	r->body_max = (size_t)cfg->body_max;
+	r->body_max = opt->body_max;
 	r->route = api_match(r, r->method, url, &allow, &r->route_label);
 	if (r->route == NULL) {
 		if (allow != NULL) {
@@ -342,8 +342,7 @@ static bool check_headers(http_req_t *r, const char *url)
 		          "Content-Type must be application/json");
 		return true;
 	}
-	r->body_max =
-	    (size_t)(r->route->batch ? cfg->batch_body_max : cfg->body_max);
+	r->body_max = r->route->batch ? opt->batch_body_max : opt->body_max;
 	if (cl != NULL && len > r->body_max) {
 		api_error(r, 413, "payload_too_large",
 		          "request body exceeds %zu bytes", r->body_max);
@@ -435,10 +434,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	if (r->route->store) {
 		/* Off this thread: a slow store must not stall the other
 		 * connections it serves (handlers.c). */
-		api_suspend(r);
+		http_server_suspend(r);
 		if (!handlers_submit(s->handlers, r)) {
 			api_unavailable(r, "server is shutting down");
-			api_resume(r);
+			http_server_resume(r);
 		}
 		return MHD_YES;
 	}
@@ -609,9 +608,9 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss,
 	return 0;
 }
 
-int http_server_new(const http_deps_t *deps, http_server_t **ret)
+int http_server_new(const http_options_t *opt, const http_deps_t *deps,
+                    http_server_t **ret)
 {
-	const config_t *cfg = deps->cfg;
 	http_server_t *s;
 	struct sockaddr_storage ss;
 	socklen_t sslen = 0;
@@ -620,14 +619,15 @@ int http_server_new(const http_deps_t *deps, http_server_t **ret)
 	                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	int rc;
 
-	rc = parse_listen(cfg->listen, &ss, &sslen, &port);
+	rc = parse_listen(opt->listen, &ss, &sslen, &port);
 	if (rc != 0) {
-		log_error("bad listen address", "listen", cfg->listen, NULL);
+		log_error("bad listen address", "listen", opt->listen, NULL);
 		return rc;
 	}
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)
 		return -ENOMEM;
+	s->opt = *opt;
 	s->deps = *deps;
 	s->started_mono_ms = clock_mono_ms();
 	atomic_init(&s->draining, false);
@@ -644,10 +644,10 @@ int http_server_new(const http_deps_t *deps, http_server_t **ret)
 	rc = window_new(60, &s->submitted);
 	if (rc != 0)
 		goto fail;
-	rc = waiters_new((size_t)cfg->max_waiters, deps->store, &s->waiters);
+	rc = waiters_new(opt->max_waiters, deps->store, &s->waiters);
 	if (rc != 0)
 		goto fail;
-	rc = handlers_new((size_t)cfg->http_threads, &s->handlers);
+	rc = handlers_new((size_t)opt->threads, &s->handlers);
 	if (rc != 0)
 		goto fail;
 	if (ss.ss_family == AF_INET6)
@@ -656,19 +656,19 @@ int http_server_new(const http_deps_t *deps, http_server_t **ret)
 	    flags, port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
 	    mhd_log, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 	    MHD_OPTION_THREAD_POOL_SIZE,
-	    (unsigned int)(cfg->http_threads > 1 ? cfg->http_threads : 0),
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
+	    (unsigned int)(opt->threads > 1 ? opt->threads : 0),
+	    MHD_OPTION_CONNECTION_LIMIT, opt->max_connections,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 	    MHD_OPTION_END);
 	if (s->daemon == NULL) {
-		log_error("cannot start http server", "listen", cfg->listen,
+		log_error("cannot start http server", "listen", opt->listen,
 		          NULL);
 		rc = -EADDRINUSE;
 		goto fail;
 	}
-	log_info("http server listening", "listen", cfg->listen, NULL);
+	log_info("http server listening", "listen", opt->listen, NULL);
 	*ret = s;
 	return 0;
 fail:

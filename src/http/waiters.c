@@ -8,15 +8,17 @@
  * those that are done. Bounded: at most max requests wait.
  *
  * The list is taken out from under the mutex for the polls, so the store is
- * never called with the lock held, and api_resume is never called with it.
+ * never called with the lock held, and http_server_resume is never called with
+ * it.
  */
-#include "http/api.h"
+#include "http/waiters.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "http/api.h"
 #include "obs/log.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -45,7 +47,7 @@ struct waiters {
 static void answer_shutdown(waiter_t *w)
 {
 	api_unavailable(w->r, "server is shutting down");
-	api_resume(w->r);
+	http_server_resume(w->r);
 	free(w);
 }
 
@@ -134,12 +136,12 @@ static void *waiters_main(void *arg)
 			}
 			if (client_gone(w->r)) {
 				api_unavailable(w->r, "client went away");
-				api_resume(w->r);
+				http_server_resume(w->r);
 				free(w);
 				done++;
 			} else if ((!w->order_wait || w->ready || last) &&
 			           w->poll(w->r, last)) {
-				api_resume(w->r);
+				http_server_resume(w->r);
 				free(w);
 				done++;
 			} else {

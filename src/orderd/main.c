@@ -160,14 +160,26 @@ int main(int argc, char **argv)
 	if (rc < 0)
 		goto internal;
 
+	http_options_t hopt = {
+	    .listen = cfg.listen,
+	    .tokens = (const char *const *)cfg.tokens,
+	    .replica_id = cfg.replica_id,
+	    .threads = (int)cfg.http_threads,
+	    .max_connections = (unsigned)cfg.max_connections,
+	    .body_max = (size_t)cfg.body_max,
+	    .batch_body_max = (size_t)cfg.batch_body_max,
+	    .json_depth = (int)cfg.json_depth,
+	    .max_items = (size_t)cfg.max_items,
+	    .max_batch = (size_t)cfg.max_batch,
+	    .max_waiters = (size_t)cfg.max_waiters,
+	    .replica_window_ms = workers_replica_window_ms(cfg.reap_ms),
+	};
 	http_deps_t deps = {
-	    .cfg = &cfg,
 	    .store = store,
 	    .batcher = batcher,
 	    .alerts = alerts,
-	    .started_wall_ms = clock_wall_ms(),
 	};
-	rc = http_server_new(&deps, &http);
+	rc = http_server_new(&hopt, &deps, &http);
 	if (rc < 0) {
 		log_error("cannot serve HTTP", "listen", cfg.listen, "error",
 		          err_str(rc), NULL);

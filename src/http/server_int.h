@@ -1,0 +1,144 @@
+/*
+ * server_int: the module-private part of the server (server.c), shared
+ * with the route code (api*.c), the handler pool glue and the waiters.
+ * Nothing outside src/http/ includes this header.
+ *
+ * It owns the per-request context and the server's bookkeeping of
+ * suspended connections. A request lives in one http_req_t from its first
+ * header callback to the MHD "request completed" notification. A handler
+ * either fills r->resp (through the api_* helpers in api.h) and returns,
+ * or suspends the connection (http_server_suspend) and hands r to another
+ * thread (the batcher's committer, the waiters, a handler thread), which
+ * fills r->resp and calls http_server_resume() exactly once. The server
+ * then queues r->resp on the next MHD callback.
+ *
+ * Lock order: http_server.mu is a leaf; no other module's lock is taken
+ * while it is held, and no module calls http_server_resume with its own
+ * lock held.
+ */
+#ifndef ORDERD_HTTP_SERVER_INT_H
+#define ORDERD_HTTP_SERVER_INT_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http/handlers.h"
+#include "http/server.h"
+#include "http/waiters.h"
+#include "obs/metrics.h"
+
+#define HTTP_RID_MAX 128      /* X-Request-Id length cap */
+#define HTTP_STATS_SAMPLES 64 /* processed-throughput samples kept */
+
+typedef struct api_route api_route_t;
+
+/* The answer being prepared for a request. */
+typedef struct http_resp {
+	unsigned status; /* 0: nothing prepared yet */
+	char *body;      /* malloc'd, freed by MHD; NULL = empty */
+	size_t len;
+	const char *content_type; /* static; NULL for empty bodies */
+	int retry_after;          /* seconds; < 0: no Retry-After */
+	const char *allow;        /* static Allow header value, or NULL */
+	char location[96];        /* "" or the Location header value */
+} http_resp_t;
+
+struct http_server {
+	http_options_t opt;
+	http_deps_t deps;
+	struct MHD_Daemon *daemon;
+	waiters_t *waiters;
+	handlers_t *handlers;
+	window_t *submitted; /* 201s over the last 60 s (thread-safe) */
+	atomic_bool draining;
+	int64_t started_mono_ms;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cond; /* signalled when a count below drops */
+	int suspended;       /* suspended connections; mu */
+	int inflight;        /* batcher submissions not yet done; mu */
+	int active;          /* live request contexts; mu */
+	bool closing;        /* http_server_free has begun; mu */
+
+	/* Processed-throughput samples taken by GET /v1/stats; stats_mu. */
+	pthread_mutex_t stats_mu;
+	int64_t sample_ms[HTTP_STATS_SAMPLES];
+	int64_t sample_done[HTTP_STATS_SAMPLES];
+	size_t n_samples, next_sample;
+
+	/* Metric families (registered once in http_server_new). */
+	metric_family_t *m_requests;
+	metric_family_t *m_duration;
+	metric_family_t *m_orders;
+	metric_t *m_submitted;
+	metric_t *m_oldest;
+	metric_t *m_replicas;
+	metric_t *m_per_replica;
+	metric_t *m_processed[3]; /* completed, rejected, failed */
+};
+
+/* The per-request context (MHD's con_cls). */
+struct http_req {
+	http_server_t *srv;
+	struct MHD_Connection *conn;
+	const api_route_t *route; /* NULL until matched */
+	const char *route_label;  /* metrics/log label of the path */
+	char method[8];
+	char rid[HTTP_RID_MAX + 1];
+	int64_t start_mono_ms;
+	/* The {id}/{sku}/{name} path segment; param_ok when it is a valid
+	 * identifier (handlers answer 400 otherwise). */
+	char param[ID_MAX + 1];
+	bool param_ok;
+	char allow[40]; /* Allow header of a 405 */
+
+	/* Request body, capped at body_max bytes. */
+	char *body;
+	size_t body_len;
+	size_t body_max;
+	size_t body_cap;    /* allocated bytes of body */
+	uint64_t discarded; /* bytes dropped past the cap */
+	bool too_big;
+
+	bool done_first; /* the header callback has run */
+	bool has_body;   /* Content-Length > 0 or chunked */
+	bool early;      /* answered from the headers alone */
+	bool suspended;  /* waiting for http_server_resume(); see server.c */
+	bool queued;     /* a response was handed to MHD */
+	http_resp_t resp;
+
+	/* Async submission state, owned by the handler that started it. */
+	order_t *orders; /* orders handed to the batcher */
+	size_t n_orders;
+	const order_t **order_ptrs;
+	json_t *results; /* batch: results array, slots prefilled */
+	size_t *slots;   /* batch: result slot of orders[i] */
+
+	/* Waits (?wait_ms, lock wait_ms). */
+	int64_t deadline_mono_ms;
+	char owner[ID_MAX + 1];
+	int64_t ttl_ms;
+	/* A lock granted to this request (fence > 0): released again if the
+	 * answer never reaches the client, so no lock is held by nobody. */
+	int64_t granted_fence;
+
+	/* The handler pool (handlers.c). */
+	struct http_req *next_job; /* queue link, the pool's lock */
+	bool *handed_on; /* set while a pool thread runs the handler */
+};
+
+/* Suspends r's connection; call only from inside a handler. */
+void http_server_suspend(http_req_t *r);
+/* Resumes r after r->resp was filled; any thread, exactly once. */
+void http_server_resume(http_req_t *r);
+/* Counts a batcher submission in flight (before batcher_submit) and its
+ * end (in the done callback, after http_server_resume). begin returns
+ * false (and counts nothing) once http_server_free has begun. */
+bool http_server_inflight_begin(http_server_t *s);
+void http_server_inflight_end(http_server_t *s);
+
+#endif

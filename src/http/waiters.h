@@ -1,0 +1,39 @@
+/*
+ * waiters: the one thread that serves every suspended wait (GET
+ * /v1/orders/{id}?wait_ms, lock acquire with wait_ms); see waiters.c.
+ */
+#ifndef ORDERD_HTTP_WAITERS_H
+#define ORDERD_HTTP_WAITERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "store/store.h"
+
+typedef struct waiters waiters_t;
+typedef struct http_req http_req_t;
+
+/*
+ * Polls r once; deadline tells that this is the last chance. Returns true
+ * when r->resp is filled (the waiter then resumes r), false to keep
+ * waiting.
+ */
+typedef bool (*waiter_poll_fn)(http_req_t *r, bool deadline);
+
+int waiters_new(size_t max, store_t *store, waiters_t **ret);
+/*
+ * Registers suspended r until poll says done or r->deadline_mono_ms.
+ * order_wait: r waits for order r->param to become terminal; such waits
+ * share one batched store check per tick and are polled only when it says
+ * so (or at their deadline). OD_EBUSY when max waiters wait, OD_ESHUTDOWN
+ * when stopping; the caller then answers r itself.
+ */
+int waiters_add(waiters_t *w, http_req_t *r, waiter_poll_fn poll,
+                bool order_wait);
+/* Answers every waiter 503 and resumes it, and stops the thread; later
+ * waiters_add calls answer OD_ESHUTDOWN. */
+void waiters_stop(waiters_t *w);
+/* Stops (if not yet) and frees. NULL ok. */
+void waiters_free(waiters_t *w);
+
+#endif
