@@ -4,7 +4,8 @@
  * SQLite's own write lock is taken up front and busy_timeout applies there,
  * never in the middle of a transaction), a pool of read-only connections
  * for reads, a per-connection cache of prepared statements, error mapping,
- * checkpoints, and the schema migrations applied at open.
+ * and checkpoints. Open applies the schema's migrations (sqlite_schema.c)
+ * on the writer before the readers connect.
  *
  * Connections are opened with SQLITE_OPEN_NOMUTEX: each is used by one
  * thread at a time (the wlock holder, or the borrower of a reader), so
@@ -14,7 +15,6 @@
 
 #include <errno.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -365,67 +365,6 @@ fail:
 	return rc;
 }
 
-/* Applies the pending migrations, each in its own transaction. Safe against
- * another process migrating the same file at the same time: the version is
- * read again under the write lock before each step. */
-static int migrate(sqlite_conn_t *c)
-{
-	int rc;
-	for (;;) {
-		rc = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
-			return sqlite_err(rc);
-		rc = sqlite3_exec(c->db,
-		                  "CREATE TABLE IF NOT EXISTS schema_version ("
-		                  " version INTEGER PRIMARY KEY,"
-		                  " applied_at INTEGER NOT NULL)",
-		                  NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
-			goto fail_rc;
-		sqlite3_stmt *st;
-		rc = sqlite3_prepare_v2(c->db,
-		                        "SELECT COALESCE(MAX(version), 0)"
-		                        " FROM schema_version",
-		                        -1, &st, NULL);
-		if (rc != SQLITE_OK)
-			goto fail_rc;
-		rc = sqlite3_step(st);
-		int version = (int)sqlite3_column_int64(st, 0);
-		sqlite3_finalize(st);
-		if (rc != SQLITE_ROW)
-			goto fail_rc;
-		if (version > SQLITE_SCHEMA_VERSION) {
-			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-			return OD_ESCHEMA;
-		}
-		if (version == SQLITE_SCHEMA_VERSION) {
-			rc = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
-			if (rc != SQLITE_OK)
-				goto fail_rc;
-			return 0;
-		}
-		rc = sqlite3_exec(c->db, sqlite_migrations[version], NULL, NULL,
-		                  NULL);
-		if (rc != SQLITE_OK)
-			goto fail_rc;
-		char sql[160];
-		snprintf(sql, sizeof sql,
-		         "INSERT INTO schema_version (version, applied_at)"
-		         " VALUES (%d, " SQ_NOW_SQL ")",
-		         version + 1);
-		rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
-			goto fail_rc;
-		rc = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
-		if (rc != SQLITE_OK)
-			goto fail_rc;
-	}
-fail_rc:
-	if (!sqlite3_get_autocommit(c->db))
-		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-	return sqlite_err(rc);
-}
-
 int sqlite_store_open(const char *path, const store_options_t *opt,
                       sqlite_store_t **ret)
 {
@@ -456,7 +395,7 @@ int sqlite_store_open(const char *path, const store_options_t *opt,
 	rc = conn_open(&s->writer, path, true, busy_ms);
 	if (rc < 0)
 		goto free_store;
-	rc = migrate(&s->writer);
+	rc = sqlite_schema_migrate(&s->writer);
 	if (rc < 0)
 		goto free_store;
 	/* Readers open after the writer so the file, its WAL and its schema

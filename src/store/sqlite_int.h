@@ -1,10 +1,11 @@
 /*
  * sqlite_int: module-private declarations of the SQLite backend, shared by
- * its files: sqlite_conn.c (connections, the statement cache, transactions,
- * migrations), sqlite.c (the backend table, submissions, order reads and
- * shared row helpers), sqlite_lease.c, sqlite_product.c, sqlite_lock.c and
- * sqlite_verify.c (the audit). Nothing outside src/store/sqlite* includes
- * this header.
+ * its files: sqlite_conn.c (connections, the statement cache,
+ * transactions), sqlite_schema.c (the schema and its migrations), sqlite.c
+ * (the backend table, open, free, ping and the shared row helpers), and
+ * the operations by noun: sqlite_order.c, sqlite_lease.c, sqlite_product.c,
+ * sqlite_lock.c, sqlite_replica.c and sqlite_verify.c (the audit). Nothing
+ * outside src/store/sqlite* includes this header.
  *
  * Lock order: a thread never holds wlock and rlock at the same time. A write
  * operation does all its reads on the writer connection, inside its own
@@ -27,33 +28,39 @@
 #define SQ_NOW_SQL                                                             \
 	"CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
 
-/* Every cached statement has a slot; the SQL text is given where it is
- * used, and each connection prepares it once on first use. */
+/* Every cached statement has a slot, listed here by the file that runs it;
+ * the SQL text is given where it is used, and each connection prepares it
+ * once on first use. */
 enum sqlite_stmt_id {
+	/* sqlite_conn.c */
 	SQ_BEGIN_IMMEDIATE = 0,
 	SQ_BEGIN,
 	SQ_COMMIT,
 	SQ_ROLLBACK,
 	SQ_NOW,
-	SQ_SAVEPOINT,
-	SQ_SAVEPOINT_RELEASE,
-	SQ_SAVEPOINT_ROLLBACK,
+	SQ_SYNC_NORMAL,
+	SQ_SYNC_FULL,
+	/* sqlite.c */
+	SQ_PING,
 	SQ_NEXT_FENCE,
 	SQ_EVENT_INSERT,
+	/* sqlite_order.c */
 	SQ_ORDER_INSERT,
 	SQ_ORDER_BY_ID,
-	SQ_ORDER_EXISTS,
+	SQ_ORDER_FENCE,
+	SQ_ORDER_STATUS,
 	SQ_ORDER_LIST_ALL,
 	SQ_ORDER_LIST_STATUS,
 	SQ_ORDER_REQUEUE,
 	SQ_ORDER_CANCEL,
 	SQ_STATS_COUNT,
+	SQ_STATS_LIVE,
 	SQ_STATS_OLDEST,
-	SQ_PRODUCT_GET,
-	SQ_PRODUCT_UPSERT,
-	SQ_ADJUSTMENT_INSERT,
-	SQ_PRODUCT_LIST,
+	/* sqlite_lease.c */
 	SQ_CLAIM,
+	SQ_SAVEPOINT,
+	SQ_SAVEPOINT_RELEASE,
+	SQ_SAVEPOINT_ROLLBACK,
 	SQ_PROCESS_CHECK,
 	SQ_PROCESS_STOCK,
 	SQ_PROCESS_TAKE,
@@ -62,17 +69,18 @@ enum sqlite_stmt_id {
 	SQ_RETRY,
 	SQ_RELEASE,
 	SQ_REAP,
+	/* sqlite_product.c */
+	SQ_PRODUCT_GET,
+	SQ_PRODUCT_UPSERT,
+	SQ_ADJUSTMENT_INSERT,
+	SQ_PRODUCT_LIST,
+	/* sqlite_lock.c */
 	SQ_LOCK_GET_ANY,
 	SQ_LOCK_UPSERT,
 	SQ_LOCK_RENEW,
 	SQ_LOCK_DELETE,
 	SQ_LOCK_GET_LIVE,
-	SQ_PING,
-	SQ_ORDER_FENCE,
-	SQ_SYNC_NORMAL,
-	SQ_SYNC_FULL,
-	SQ_STATS_LIVE,
-	SQ_ORDER_STATUS,
+	/* sqlite_replica.c */
 	SQ_REPLICA_BEAT,
 	SQ_REPLICA_FORGET,
 	SQ_REPLICA_LIST,
@@ -104,7 +112,8 @@ typedef struct sqlite_store {
 /* Maps an SQLite result code to an orderd error (never 0). */
 int sqlite_err(int rc);
 
-/* Opens PATH: the writer (creating the file), migrations, then the
+/* Opens PATH: the writer (creating the file), the migrations of
+ * sqlite_schema.c, then the
  * readers. The caller frees *ret with sqlite_store_free(). */
 int sqlite_store_open(const char *path, const store_options_t *opt,
                       sqlite_store_t **ret);
@@ -173,7 +182,7 @@ void sqlite_read_end(sqlite_conn_t *c);
 	"seq, id, customer, items, metadata, status, attempts, reason,"        \
 	" created_at, updated_at, finished_at"
 
-/* Helpers shared by the operation files (sqlite.c). Binds and column reads
+/* Helpers shared by the operation files, in sqlite.c. Binds and column reads
  * return 0 or an orderd error. */
 int sqlite_bind_text(sqlite3_stmt *st, int i, const char *s); /* NULL: null */
 int sqlite_bind_int(sqlite3_stmt *st, int i, int64_t v);
@@ -189,6 +198,22 @@ int sqlite_event_add(sqlite_conn_t *c, const char *order_id, const char *event,
 int sqlite_next_fence(sqlite_conn_t *c, int64_t *ret_fence);
 
 /* Operations with the backend table's signatures (store_backend.h). */
+
+/* Orders, in sqlite_order.c. */
+int sqlite_submit(void *b, const order_t *const *orders, size_t n,
+                  store_submit_result_t *results);
+int sqlite_order_get(void *b, const char *id, order_t *ret);
+int sqlite_order_fence(void *b, const char *id, order_status_t *ret_status,
+                       int64_t *ret_fence);
+int sqlite_orders_terminal(void *b, const char *const *ids, size_t n,
+                           bool *ret_terminal);
+int sqlite_order_list(void *b, int status, int64_t after_seq, size_t limit,
+                      order_t **ret_orders, size_t *ret_n, bool *ret_more);
+int sqlite_order_requeue(void *b, const char *id, order_t *ret);
+int sqlite_order_cancel(void *b, const char *id, order_t *ret);
+int sqlite_stats(void *b, bool terminal, store_stats_t *ret);
+
+/* Processing under leases, in sqlite_lease.c. */
 int sqlite_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
                  store_claim_t *ret_claims, size_t *ret_n);
 int sqlite_process(void *b, const store_claim_t *claims, size_t n,
@@ -197,11 +222,15 @@ int sqlite_retry(void *b, const char *id, int64_t fence, int max_attempts,
                  int64_t delay_ms, const char *error, bool *ret_failed);
 int sqlite_release(void *b, const char *id, int64_t fence);
 int sqlite_reap(void *b, int max_attempts, size_t limit, size_t *ret_n);
+
+/* Products, in sqlite_product.c. */
 int sqlite_product_set(void *b, const char *sku, int64_t stock, product_t *ret);
 int sqlite_product_get(void *b, const char *sku, product_t *ret);
 int sqlite_product_list(void *b, const char *after_sku, size_t limit,
                         product_t **ret_products, size_t *ret_n,
                         bool *ret_more);
+
+/* Named locks, in sqlite_lock.c. */
 int sqlite_lock_acquire(void *b, const char *name, const char *owner,
                         int64_t ttl_ms, store_lock_t *ret);
 int sqlite_lock_renew(void *b, const char *name, const char *owner,
@@ -209,12 +238,14 @@ int sqlite_lock_renew(void *b, const char *name, const char *owner,
 int sqlite_lock_release(void *b, const char *name, const char *owner,
                         int64_t fence);
 int sqlite_lock_get(void *b, const char *name, store_lock_t *ret);
+
+/* Replica heartbeats, in sqlite_replica.c. */
 int sqlite_replicas_seen(void *b, const char *replica, int64_t window_ms,
                          char (*ret_ids)[ID_MAX + 1], size_t max,
                          size_t *ret_n);
 
 /* The audit (store_verify), in sqlite_verify.c. */
-int sqlite_verify(sqlite_store_t *s, store_violation_fn fn, void *arg,
+int sqlite_verify(void *b, store_violation_fn fn, void *arg,
                   size_t *ret_violations);
 
 #endif

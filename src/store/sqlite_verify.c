@@ -153,9 +153,10 @@ static const check_t checks[] = {
      orphan_reservation},
 };
 
-int sqlite_verify(sqlite_store_t *s, store_violation_fn fn, void *arg,
+int sqlite_verify(void *b, store_violation_fn fn, void *arg,
                   size_t *ret_violations)
 {
+	sqlite_store_t *s = b;
 	sqlite_conn_t *c = sqlite_reader_get(s);
 	size_t violations = 0;
 	int rc = sqlite_read_begin(c, NULL);

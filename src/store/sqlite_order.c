@@ -1,0 +1,396 @@
+/*
+ * sqlite_order: orders in the SQLite backend: submit (one durable
+ * transaction per group-committed batch), order reads (get, list, the
+ * terminal check, the fence read), the client transitions requeue and
+ * cancel, and stats. Writes run on the writer connection, reads on a
+ * borrowed reader; each statement's SQL is given where it runs.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/state.h"
+#include "store/sqlite_int.h"
+#include "util/err.h"
+
+/* Reads order id on connection c: 0, OD_ENOTFOUND or an error. */
+static int order_by_id(sqlite_conn_t *c, const char *id, order_t *ret)
+{
+	const sqlite_param_t p[] = {SQ_TEXT(id)};
+	sqlite3_stmt *st;
+	int rc = sqlite_row(c, SQ_ORDER_BY_ID,
+	                    "SELECT " ORDER_COLS " FROM orders WHERE id = ?1",
+	                    p, SQ_NPARAMS(p), &st);
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return OD_ENOTFOUND;
+	rc = sqlite_row_order(st, ret);
+	sqlite3_reset(st);
+	return rc;
+}
+
+/* ---- submissions ---- */
+
+static int submit_one(sqlite_conn_t *c, int64_t now, const order_t *o,
+                      store_submit_result_t *r)
+{
+	char *items = order_items_to_text(o);
+	if (!items)
+		return -ENOMEM;
+	const sqlite_param_t p[] = {
+	    SQ_TEXT(o->id), SQ_TEXT(o->customer), SQ_TEXT(items),
+	    SQ_TEXT(o->metadata ? o->metadata : "{}"), SQ_INT(now)};
+	sqlite3_stmt *st;
+	int64_t seq = 0;
+	int rc = sqlite_row(c, SQ_ORDER_INSERT,
+	                    "INSERT INTO orders (id, customer, items, metadata,"
+	                    " status, attempts, created_at, updated_at,"
+	                    " next_at, fence) VALUES (?1, ?2, ?3, ?4,"
+	                    " 'pending', 0, ?5, ?5, ?5, 0)"
+	                    " ON CONFLICT (id) DO NOTHING RETURNING seq",
+	                    p, SQ_NPARAMS(p), &st);
+	if (rc == 1) {
+		seq = sqlite3_column_int64(st, 0);
+		/* RETURNING rows are produced by the first step; finish it so
+		 * the statement is complete before the next one runs. */
+		if (sqlite_step(st) < 0)
+			rc = OD_ESTORE;
+		sqlite3_reset(st);
+	}
+	free(items);
+	if (rc < 0)
+		return rc;
+
+	order_t stored = {0};
+	if (rc == 1) {
+		rc = sqlite_event_add(c, o->id, "submit", 0, now);
+		if (rc < 0)
+			return rc;
+		rc = order_copy(o, &stored);
+		if (rc < 0)
+			return rc;
+		if (!stored.metadata && !(stored.metadata = strdup("{}"))) {
+			order_clear(&stored);
+			return -ENOMEM;
+		}
+		order_set_reason(&stored, NULL);
+		stored.status = ORDER_PENDING;
+		stored.attempts = 0;
+		stored.created_at = now;
+		stored.updated_at = now;
+		stored.finished_at = 0;
+		stored.seq = seq;
+		r->outcome = SUBMIT_CREATED;
+		r->order = stored;
+		return 0;
+	}
+	rc = order_by_id(c, o->id, &stored);
+	if (rc < 0)
+		return rc == OD_ENOTFOUND ? OD_EINTERNAL : rc;
+	if (order_same_content(o, &stored)) {
+		r->outcome = SUBMIT_REPLAYED;
+		r->order = stored;
+	} else {
+		order_clear(&stored);
+		r->outcome = SUBMIT_CONFLICT;
+		memset(&r->order, 0, sizeof r->order);
+	}
+	return 0;
+}
+
+int sqlite_submit(void *b, const order_t *const *orders, size_t n,
+                  store_submit_result_t *results)
+{
+	sqlite_store_t *s = b;
+	sqlite_conn_t *c;
+	int64_t now;
+	size_t done = 0;
+	if (n == 0)
+		return 0;
+	int rc = sqlite_write_begin(s, &c, &now);
+	if (rc < 0)
+		return rc;
+	for (; done < n; done++) {
+		rc = submit_one(c, now, orders[done], &results[done]);
+		if (rc < 0)
+			break;
+	}
+	if (rc < 0)
+		sqlite_write_rollback(s);
+	else
+		rc = sqlite_write_commit(s);
+	if (rc < 0) {
+		for (size_t i = 0; i < done; i++)
+			order_clear(&results[i].order);
+	}
+	return rc;
+}
+
+/* ---- order reads and client transitions ---- */
+
+int sqlite_order_get(void *b, const char *id, order_t *ret)
+{
+	sqlite_store_t *s = b;
+	sqlite_conn_t *c = sqlite_reader_get(s);
+	int rc = order_by_id(c, id, ret);
+	sqlite_reader_put(s, c);
+	return rc;
+}
+
+int sqlite_order_fence(void *b, const char *id, order_status_t *ret_status,
+                       int64_t *ret_fence)
+{
+	sqlite_store_t *s = b;
+	sqlite_conn_t *c = sqlite_reader_get(s);
+	const sqlite_param_t p[] = {SQ_TEXT(id)};
+	sqlite3_stmt *st;
+	int rc = sqlite_row(c, SQ_ORDER_FENCE,
+	                    "SELECT status, fence FROM orders WHERE id = ?1", p,
+	                    SQ_NPARAMS(p), &st);
+	if (rc == 0) {
+		rc = OD_ENOTFOUND;
+	} else if (rc > 0) {
+		const char *status = (const char *)sqlite3_column_text(st, 0);
+		order_status_t os;
+		rc = status && order_status_parse(status, &os) == 0
+		         ? 0
+		         : OD_EINTERNAL;
+		if (rc == 0) {
+			*ret_status = os;
+			*ret_fence = sqlite3_column_int64(st, 1);
+		}
+		sqlite3_reset(st);
+	}
+	sqlite_reader_put(s, c);
+	return rc;
+}
+
+int sqlite_orders_terminal(void *b, const char *const *ids, size_t n,
+                           bool *ret_terminal)
+{
+	sqlite_store_t *s = b;
+	sqlite_conn_t *c = sqlite_reader_get(s);
+	int64_t now;
+	int rc = sqlite_read_begin(c, &now);
+	for (size_t i = 0; rc >= 0 && i < n; i++) {
+		sqlite_param_t p[] = {SQ_TEXT(ids[i])};
+		sqlite3_stmt *st;
+		rc = sqlite_row(c, SQ_ORDER_STATUS,
+		                "SELECT status FROM orders WHERE id = ?1", p,
+		                SQ_NPARAMS(p), &st);
+		order_status_t os =
+		    ORDER_COMPLETED; /* unknown: let it answer */
+		if (rc == 1) {
+			const char *name =
+			    (const char *)sqlite3_column_text(st, 0);
+			if (!name || order_status_parse(name, &os) < 0)
+				os = ORDER_COMPLETED;
+			sqlite3_reset(st);
+		}
+		if (rc >= 0)
+			ret_terminal[i] = order_status_terminal(os);
+	}
+	if (rc > 0)
+		rc = 0;
+	sqlite_read_end(c);
+	sqlite_reader_put(s, c);
+	return rc;
+}
+
+int sqlite_order_list(void *b, int status, int64_t after_seq, size_t limit,
+                      order_t **ret_orders, size_t *ret_n, bool *ret_more)
+{
+	sqlite_store_t *s = b;
+	if (status >= ORDER_STATUS_COUNT)
+		return OD_EINVAL;
+	if (limit > INT32_MAX)
+		limit = INT32_MAX;
+	order_t *orders = NULL;
+	size_t n = 0, cap = 0;
+	bool more = false;
+	sqlite_conn_t *c = sqlite_reader_get(s);
+	sqlite3_stmt *st;
+	int rc;
+	if (status < 0)
+		rc = sqlite_stmt(c, SQ_ORDER_LIST_ALL,
+		                 "SELECT " ORDER_COLS " FROM orders"
+		                 " WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+		                 &st);
+	else
+		rc = sqlite_stmt(c, SQ_ORDER_LIST_STATUS,
+		                 "SELECT " ORDER_COLS " FROM orders"
+		                 " WHERE status = ?3 AND seq > ?1"
+		                 " ORDER BY seq LIMIT ?2",
+		                 &st);
+	if (rc < 0)
+		goto put;
+	/* One row past the page tells whether more follow. */
+	if ((rc = sqlite_bind_int(st, 1, after_seq)) < 0 ||
+	    (rc = sqlite_bind_int(st, 2, (int64_t)limit + 1)) < 0 ||
+	    (status >= 0 &&
+	     (rc = sqlite_bind_text(
+	          st, 3, order_status_name((order_status_t)status))) < 0))
+		goto reset;
+	while ((rc = sqlite_step(st)) == 1) {
+		if (n == limit) {
+			more = true;
+			break;
+		}
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : (limit < 64 ? limit : 64);
+			order_t *no = realloc(orders, ncap * sizeof *no);
+			if (!no) {
+				rc = -ENOMEM;
+				break;
+			}
+			orders = no;
+			cap = ncap;
+		}
+		rc = sqlite_row_order(st, &orders[n]);
+		if (rc < 0)
+			break;
+		n++;
+	}
+reset:
+	sqlite3_reset(st);
+put:
+	sqlite_reader_put(s, c);
+	if (rc < 0) {
+		store_orders_free(orders, n);
+		return rc;
+	}
+	*ret_orders = orders;
+	*ret_n = n;
+	if (ret_more)
+		*ret_more = more;
+	return 0;
+}
+
+/* A client transition: one conditional UPDATE ... RETURNING, then the
+ * reason it did not apply (no such order, or not in the right status). */
+static int client_transition(sqlite_store_t *s, int stmt_id, const char *sql,
+                             const char *id, const char *event, order_t *ret)
+{
+	sqlite_conn_t *c;
+	int64_t now;
+	int rc = sqlite_write_begin(s, &c, &now);
+	if (rc < 0)
+		return rc;
+	const sqlite_param_t p[] = {SQ_TEXT(id), SQ_INT(now)};
+	sqlite3_stmt *st;
+	order_t o = {0};
+	int64_t fence = 0;
+	rc = sqlite_row(c, stmt_id, sql, p, SQ_NPARAMS(p), &st);
+	if (rc == 1) {
+		fence = sqlite3_column_int64(st, 11);
+		rc = sqlite_row_order(st, &o);
+		if (rc == 0)
+			rc = 1;
+		if (rc == 1 && sqlite_step(st) < 0)
+			rc = OD_ESTORE;
+		sqlite3_reset(st);
+	}
+	if (rc == 0) {
+		/* Nothing changed: tell a missing order from a wrong status. */
+		order_t cur = {0};
+		rc = order_by_id(c, id, &cur);
+		order_clear(&cur);
+		if (rc == 0)
+			rc = OD_ESTATE;
+	}
+	if (rc < 0)
+		goto rollback;
+	rc = sqlite_event_add(c, id, event, fence, now);
+	if (rc < 0)
+		goto rollback;
+	rc = sqlite_write_commit(s);
+	if (rc < 0)
+		goto clear;
+	if (ret)
+		*ret = o;
+	else
+		order_clear(&o);
+	return 0;
+rollback:
+	sqlite_write_rollback(s);
+clear:
+	order_clear(&o);
+	return rc;
+}
+
+int sqlite_order_requeue(void *b, const char *id, order_t *ret)
+{
+	return client_transition(
+	    b, SQ_ORDER_REQUEUE,
+	    "UPDATE orders SET status = 'pending', attempts = 0,"
+	    " reason = NULL, finished_at = NULL, next_at = ?2,"
+	    " updated_at = ?2 WHERE id = ?1 AND status = 'failed'"
+	    " RETURNING " ORDER_COLS ", fence",
+	    id, state_event_name(EV_REQUEUE), ret);
+}
+
+int sqlite_order_cancel(void *b, const char *id, order_t *ret)
+{
+	return client_transition(
+	    b, SQ_ORDER_CANCEL,
+	    "UPDATE orders SET status = 'cancelled', finished_at = ?2,"
+	    " updated_at = ?2 WHERE id = ?1 AND status = 'pending'"
+	    " RETURNING " ORDER_COLS ", fence",
+	    id, state_event_name(EV_CANCEL), ret);
+}
+
+int sqlite_stats(void *b, bool terminal, store_stats_t *ret)
+{
+	sqlite_store_t *s = b;
+	store_stats_t out = {0};
+	sqlite_conn_t *c = sqlite_reader_get(s);
+	sqlite3_stmt *st;
+	/* One snapshot for the counts and the oldest pending order. */
+	int rc = sqlite_read_begin(c, &out.now_ms);
+	if (rc < 0)
+		goto put;
+	/* Both count along orders_status: the live statuses are a short
+	 * range of it, the full count walks all of it (store.c caches that). */
+	rc = terminal ? sqlite_stmt(c, SQ_STATS_COUNT,
+	                            "SELECT status, count(*) FROM orders"
+	                            " GROUP BY status",
+	                            &st)
+	              : sqlite_stmt(c, SQ_STATS_LIVE,
+	                            "SELECT status, count(*) FROM orders"
+	                            " WHERE status IN ('pending', 'processing')"
+	                            " GROUP BY status",
+	                            &st);
+	if (rc < 0)
+		goto end;
+	while ((rc = sqlite_step(st)) == 1) {
+		order_status_t status;
+		const unsigned char *name = sqlite3_column_text(st, 0);
+		if (order_status_parse((const char *)name, &status) == 0)
+			out.count[status] = sqlite3_column_int64(st, 1);
+	}
+	sqlite3_reset(st);
+	if (rc < 0)
+		goto end;
+	rc = sqlite_stmt(
+	    c, SQ_STATS_OLDEST,
+	    "SELECT created_at FROM orders INDEXED BY orders_pending"
+	    " WHERE status = 'pending' ORDER BY seq LIMIT 1",
+	    &st);
+	if (rc < 0)
+		goto end;
+	rc = sqlite_step(st);
+	if (rc == 1) {
+		int64_t age = out.now_ms - sqlite3_column_int64(st, 0);
+		out.oldest_pending_ms = age > 0 ? age : 0;
+	}
+	sqlite3_reset(st);
+end:
+	sqlite_read_end(c);
+put:
+	sqlite_reader_put(s, c);
+	if (rc < 0)
+		return rc;
+	*ret = out;
+	return 0;
+}

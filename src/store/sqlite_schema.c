@@ -1,0 +1,149 @@
+/*
+ * sqlite_schema: the SQLite schema as an ordered list of migrations. Entry i
+ * takes the database from version i to i + 1; each pending one is applied
+ * in its own transaction at open and recorded in schema_version.
+ * Migrations are append-only and never destructive: a released entry is
+ * never edited, a change is a new entry.
+ */
+#include "store/sqlite_schema.h"
+
+#include <stdio.h>
+
+#include "util/err.h"
+
+static const char *const migrations[] = {
+    /* 1: the initial schema. */
+    /*
+     * orders: finished orders are kept, they are the idempotency record.
+     * seq orders listing and claiming (AUTOINCREMENT: never reused).
+     * next_at is when a pending order becomes claimable; lease_owner,
+     * lease_until and fence describe the current or last lease.
+     */
+    "CREATE TABLE orders ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " id TEXT NOT NULL UNIQUE,"
+    " customer TEXT NOT NULL,"
+    " items TEXT NOT NULL,"
+    " metadata TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK (status IN ('pending', 'processing',"
+    "  'completed', 'rejected', 'failed', 'cancelled')),"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " reason TEXT,"
+    " created_at INTEGER NOT NULL,"
+    " updated_at INTEGER NOT NULL,"
+    " finished_at INTEGER,"
+    " next_at INTEGER NOT NULL,"
+    " lease_owner TEXT,"
+    " lease_until INTEGER,"
+    " fence INTEGER NOT NULL DEFAULT 0);"
+    /* The hot queue index: pending orders only, in claim order (seq), with
+     * next_at inside so due-ness is decided without touching the table. A
+     * (next_at, seq) index would make a claim sort every due order to find
+     * the oldest few; scanning by seq stops after LIMIT rows, skipping only
+     * the (few) retries that are not yet due. */
+    "CREATE INDEX orders_pending ON orders (seq, next_at)"
+    " WHERE status = 'pending';"
+    "CREATE INDEX orders_status ON orders (status, seq);"
+    "CREATE INDEX orders_leased ON orders (lease_until)"
+    " WHERE status = 'processing';"
+    "CREATE TABLE products ("
+    " sku TEXT PRIMARY KEY,"
+    " stock INTEGER NOT NULL CHECK (stock >= 0),"
+    " updated_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE adjustments ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " sku TEXT NOT NULL,"
+    " delta INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL);"
+    /* The backstop of G3: one reservation per (order, sku), ever. */
+    "CREATE TABLE reservations ("
+    " order_id TEXT NOT NULL,"
+    " sku TEXT NOT NULL,"
+    " qty INTEGER NOT NULL CHECK (qty > 0),"
+    " fence INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " PRIMARY KEY (order_id, sku)) WITHOUT ROWID;"
+    /* One row per state transition (state_event_name, plus "submit"). */
+    "CREATE TABLE order_events ("
+    " id INTEGER PRIMARY KEY,"
+    " order_id TEXT NOT NULL,"
+    " event TEXT NOT NULL,"
+    " fence INTEGER,"
+    " at INTEGER NOT NULL);"
+    /* 'fence': the one sequence shared by order leases and named locks. */
+    "CREATE TABLE counters ("
+    " name TEXT PRIMARY KEY,"
+    " value INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO counters (name, value) VALUES ('fence', 0);"
+    "CREATE TABLE locks ("
+    " name TEXT PRIMARY KEY,"
+    " owner TEXT NOT NULL,"
+    " fence INTEGER NOT NULL,"
+    " expires_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 2: replica heartbeats, for "replicas seen" and pending per replica. */
+    "CREATE TABLE replicas ("
+    " id TEXT PRIMARY KEY,"
+    " last_seen INTEGER NOT NULL) WITHOUT ROWID;",
+};
+
+#define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
+
+/* Applies the pending migrations, each in its own transaction. Safe against
+ * another process migrating the same file at the same time: the version is
+ * read again under the write lock before each step. */
+int sqlite_schema_migrate(sqlite_conn_t *c)
+{
+	int rc;
+	for (;;) {
+		rc = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			return sqlite_err(rc);
+		rc = sqlite3_exec(c->db,
+		                  "CREATE TABLE IF NOT EXISTS schema_version ("
+		                  " version INTEGER PRIMARY KEY,"
+		                  " applied_at INTEGER NOT NULL)",
+		                  NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail_rc;
+		sqlite3_stmt *st;
+		rc = sqlite3_prepare_v2(c->db,
+		                        "SELECT COALESCE(MAX(version), 0)"
+		                        " FROM schema_version",
+		                        -1, &st, NULL);
+		if (rc != SQLITE_OK)
+			goto fail_rc;
+		rc = sqlite3_step(st);
+		int version = (int)sqlite3_column_int64(st, 0);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_ROW)
+			goto fail_rc;
+		if (version > SCHEMA_VERSION) {
+			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+			return OD_ESCHEMA;
+		}
+		if (version == SCHEMA_VERSION) {
+			rc = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+			if (rc != SQLITE_OK)
+				goto fail_rc;
+			return 0;
+		}
+		rc = sqlite3_exec(c->db, migrations[version], NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail_rc;
+		char sql[160];
+		snprintf(sql, sizeof sql,
+		         "INSERT INTO schema_version (version, applied_at)"
+		         " VALUES (%d, " SQ_NOW_SQL ")",
+		         version + 1);
+		rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail_rc;
+		rc = sqlite3_exec(c->db, "COMMIT", NULL, NULL, NULL);
+		if (rc != SQLITE_OK)
+			goto fail_rc;
+	}
+fail_rc:
+	if (!sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	return sqlite_err(rc);
+}
