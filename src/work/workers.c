@@ -94,13 +94,31 @@ static bool idle_wait(workers_t *w, int64_t ms, uint64_t *seen_kicks)
 	return kicked;
 }
 
+/* A write under a lease found the fence stale: nothing was written (G7). */
+static void fenced_out(workers_t *w, const store_claim_t *c, const char *what)
+{
+	metric_inc(w->m_fenced);
+	log_warn("lease lost, work abandoned", "order_id", c->order.id, "write",
+	         what, NULL);
+}
+
 static void hand_back(workers_t *w, store_claim_t *claims, size_t n)
 {
 	size_t done = 0;
-	for (size_t i = 0; i < n; i++)
-		if (store_release(w->store, claims[i].order.id,
-		                  claims[i].fence) == 0)
+	for (size_t i = 0; i < n; i++) {
+		int rc = store_release(w->store, claims[i].order.id,
+		                       claims[i].fence);
+		if (rc == 0)
 			done++;
+		else if (rc == OD_EFENCE)
+			fenced_out(w, &claims[i], "release");
+		else
+			/* Still held under our lease: it expires and the
+			 * reaper hands the order on (G6). */
+			log_warn("hand-back failed, left to the lease",
+			         "order_id", claims[i].order.id, "error",
+			         err_str(rc), NULL);
+	}
 	pthread_mutex_lock(&w->mu);
 	w->handed_back += done;
 	pthread_mutex_unlock(&w->mu);
@@ -171,8 +189,11 @@ static void retry_batch(workers_t *w, store_claim_t *claims, size_t n, int err)
 		int rc = store_retry(w->store, c->order.id, c->fence,
 		                     w->opt.max_attempts, delay, err_str(err),
 		                     &failed);
-		if (rc == OD_EFENCE)
-			continue; /* the lease moved on: not ours to judge */
+		if (rc == OD_EFENCE) {
+			/* The lease moved on: not ours to judge. */
+			fenced_out(w, c, "retry");
+			continue;
+		}
 		if (rc < 0) {
 			/* The lease will expire and the reaper recovers it. */
 			log_warn("retry not recorded", "order_id", c->order.id,
@@ -233,9 +254,7 @@ static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
 			record_outcome(w, &claims[i], w->m_rejected);
 			break;
 		case PROCESS_FENCED:
-			metric_inc(w->m_fenced);
-			log_warn("lease lost, work abandoned", "order_id",
-			         claims[i].order.id, NULL);
+			fenced_out(w, &claims[i], "process");
 			break;
 		}
 	}

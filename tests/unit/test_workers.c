@@ -232,6 +232,57 @@ static void test_reaper_rescues_dead_replica(void **state)
 	assert_verify_clean(f->store);
 }
 
+static metric_t *fence_rejections(void)
+{
+	return metrics_child0(
+	    metrics_family(METRIC_COUNTER, "orderd_fence_rejections_total", "",
+	                   NULL, NULL, 0));
+}
+
+/* A worker stalls past its lease and then fails: its retry is fenced out
+ * (the reaper took the order back meanwhile) and counted (G7). */
+static void test_stale_retry_is_counted(void **state)
+{
+	fixture_t *f = *state;
+	submit(f->store, 1, 1);
+	assert_int_equal(failpoint_init("fail_process=1,slow_process_ms=200"),
+	                 0);
+	double before = metric_value(fence_rejections());
+	workers_t *w;
+	workers_options_t o = options();
+	o.threads = 1;
+	o.lease_ms = 50;
+	o.reap_ms = 10;
+	assert_int_equal(workers_new(f->store, &o, &w), 0);
+	clock_sleep_ms(400); /* claim, stall, reaped, wake, fenced retry */
+	workers_drain(w, clock_mono_ms() + 1000);
+	workers_free(w);
+	assert_true(metric_value(fence_rejections()) - before >= 1);
+	assert_verify_clean(f->store);
+}
+
+/* A drain hands back an order whose lease expired and was reaped while
+ * the worker stalled: the release is fenced out and counted (G7). */
+static void test_stale_hand_back_is_counted(void **state)
+{
+	fixture_t *f = *state;
+	submit(f->store, 1, 1);
+	assert_int_equal(failpoint_init("slow_process_ms=300"), 0);
+	double before = metric_value(fence_rejections());
+	workers_t *w;
+	workers_options_t o = options();
+	o.threads = 1;
+	o.lease_ms = 50;
+	o.reap_ms = 10;
+	assert_int_equal(workers_new(f->store, &o, &w), 0);
+	clock_sleep_ms(100); /* claimed, stalled, and reaped by now */
+	size_t back = workers_drain(w, clock_mono_ms());
+	workers_free(w);
+	assert_int_equal(back, 0);
+	assert_true(metric_value(fence_rejections()) - before >= 1);
+	assert_verify_clean(f->store);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -242,6 +293,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_drain_hands_back, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_reaper_rescues_dead_replica,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stale_retry_is_counted, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_stale_hand_back_is_counted,
 	                                    setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
