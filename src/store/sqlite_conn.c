@@ -174,8 +174,8 @@ static void end_lazy(sqlite_store_t *s)
 		s->sync_broken = true;
 }
 
-static int write_begin(sqlite_store_t *s, bool lazy, sqlite_conn_t **ret_c,
-                       int64_t *ret_now)
+int sqlite_write_begin(sqlite_store_t *s, sqlite_commit_t commit,
+                       sqlite_conn_t **ret_c, int64_t *ret_now)
 {
 	pthread_mutex_lock(&s->wlock);
 	sqlite_conn_t *c = &s->writer;
@@ -187,7 +187,7 @@ static int write_begin(sqlite_store_t *s, bool lazy, sqlite_conn_t **ret_c,
 			goto unlock;
 		s->sync_broken = false;
 	}
-	if (lazy) {
+	if (commit == SQ_LAZY) {
 		rc = sqlite_run(c, SQ_SYNC_NORMAL,
 		                "PRAGMA synchronous = NORMAL");
 		if (rc < 0)
@@ -210,18 +210,6 @@ unlock:
 	end_lazy(s);
 	pthread_mutex_unlock(&s->wlock);
 	return rc;
-}
-
-int sqlite_write_begin(sqlite_store_t *s, sqlite_conn_t **ret_c,
-                       int64_t *ret_now)
-{
-	return write_begin(s, false, ret_c, ret_now);
-}
-
-int sqlite_write_begin_lazy(sqlite_store_t *s, sqlite_conn_t **ret_c,
-                            int64_t *ret_now)
-{
-	return write_begin(s, true, ret_c, ret_now);
 }
 
 int sqlite_write_commit(sqlite_store_t *s)

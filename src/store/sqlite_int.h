@@ -150,23 +150,30 @@ int sqlite_exec(sqlite_conn_t *c, int id, const char *sql,
 int sqlite_row(sqlite_conn_t *c, int id, const char *sql,
                const sqlite_param_t *p, size_t n, sqlite3_stmt **ret_st);
 
+/* How the COMMIT of a write transaction reaches the disk; every caller of
+ * sqlite_write_begin names one. */
+typedef enum sqlite_commit {
+	/* synchronous=FULL: the transaction is on stable storage when COMMIT
+	 * returns (G1). Every write but the few below. */
+	SQ_DURABLE,
+	/* synchronous=NORMAL for this one transaction: COMMIT does not wait
+	 * for fsync. Only for writes whose loss in a power cut is harmless:
+	 * claims, reaps and heartbeats (an order is simply pending again, and
+	 * every later durable commit fsyncs the WAL up to and including them,
+	 * so nothing acknowledged can be ordered before a lost lazy write). */
+	SQ_LAZY,
+} sqlite_commit_t;
+
 /*
- * Write transactions: begin takes wlock and runs BEGIN IMMEDIATE, then reads
- * the store clock into *ret_now. Exactly one of commit or rollback follows;
- * both release wlock. On a begin error nothing is held.
+ * Write transactions: begin takes wlock, sets the commit mode and runs
+ * BEGIN IMMEDIATE, then reads the store clock into *ret_now. Exactly one of
+ * commit or rollback follows; both release wlock (and restore
+ * synchronous=FULL after a lazy transaction). On a begin error nothing is
+ * held.
  */
-int sqlite_write_begin(sqlite_store_t *s, sqlite_conn_t **ret_c,
-                       int64_t *ret_now);
+int sqlite_write_begin(sqlite_store_t *s, sqlite_commit_t commit,
+                       sqlite_conn_t **ret_c, int64_t *ret_now);
 int sqlite_write_commit(sqlite_store_t *s);
-/*
- * As sqlite_write_begin, but the COMMIT does not wait for fsync
- * (synchronous=NORMAL for this one transaction). Only for writes whose loss
- * in a power cut is harmless: claims and reaps (the order is simply pending
- * again, and every later durable commit fsyncs the WAL up to and including
- * them, so nothing acknowledged can be ordered before a lost lazy write).
- */
-int sqlite_write_begin_lazy(sqlite_store_t *s, sqlite_conn_t **ret_c,
-                            int64_t *ret_now);
 void sqlite_write_rollback(sqlite_store_t *s);
 
 /* Reader pool: get blocks until a reader is idle; put returns it. */

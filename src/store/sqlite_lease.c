@@ -32,7 +32,7 @@ int sqlite_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
 	sqlite_conn_t *c;
 	int64_t now, fence = 0;
 	size_t n = 0;
-	int rc = sqlite_write_begin_lazy(s, &c, &now);
+	int rc = sqlite_write_begin(s, SQ_LAZY, &c, &now);
 	if (rc < 0)
 		return rc;
 	rc = sqlite_next_fence(c, &fence);
@@ -270,7 +270,7 @@ int sqlite_process(void *b, const store_claim_t *claims, size_t n,
 		return 0;
 	sqlite_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, &c, &now);
+	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
@@ -291,7 +291,7 @@ int sqlite_retry(void *b, const char *id, int64_t fence, int max_attempts,
 		delay_ms = 0;
 	sqlite_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, &c, &now);
+	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
 	const sqlite_param_t p[] = {SQ_TEXT(id),          SQ_INT(fence),
@@ -340,7 +340,7 @@ int sqlite_release(void *b, const char *id, int64_t fence)
 	sqlite_store_t *s = b;
 	sqlite_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, &c, &now);
+	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
 	const sqlite_param_t p[] = {SQ_TEXT(id), SQ_INT(fence), SQ_INT(now)};
@@ -373,7 +373,7 @@ int sqlite_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 	sqlite_conn_t *c;
 	int64_t now;
 	size_t n = 0;
-	int rc = sqlite_write_begin_lazy(s, &c, &now);
+	int rc = sqlite_write_begin(s, SQ_LAZY, &c, &now);
 	if (rc < 0)
 		return rc;
 	sqlite3_stmt *st;

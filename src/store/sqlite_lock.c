@@ -41,7 +41,7 @@ int sqlite_lock_acquire(void *b, const char *name, const char *owner,
 		return OD_EINVAL;
 	sqlite_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, &c, &now);
+	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
 	const sqlite_param_t get[] = {SQ_TEXT(name)};
@@ -101,7 +101,7 @@ int sqlite_lock_renew(void *b, const char *name, const char *owner,
 		return OD_EINVAL;
 	sqlite_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, &c, &now);
+	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
 	const sqlite_param_t p[] = {SQ_TEXT(name), SQ_TEXT(owner),
@@ -140,7 +140,7 @@ int sqlite_lock_release(void *b, const char *name, const char *owner,
 		return OD_EINVAL;
 	sqlite_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, &c, &now);
+	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
 	const sqlite_param_t p[] = {SQ_TEXT(name), SQ_TEXT(owner),

@@ -108,7 +108,7 @@ int sqlite_submit(void *b, const order_t *const *orders, size_t n,
 	size_t done = 0;
 	if (n == 0)
 		return 0;
-	int rc = sqlite_write_begin(s, &c, &now);
+	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
 	for (; done < n; done++) {
@@ -274,7 +274,7 @@ static int client_transition(sqlite_store_t *s, int stmt_id, const char *sql,
 {
 	sqlite_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, &c, &now);
+	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
 	const sqlite_param_t p[] = {SQ_TEXT(id), SQ_INT(now)};

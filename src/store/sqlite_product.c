@@ -39,7 +39,7 @@ int sqlite_product_set(void *b, const char *sku, int64_t stock, product_t *ret)
 		return OD_EINVAL;
 	sqlite_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, &c, &now);
+	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
 	product_t old = {0};

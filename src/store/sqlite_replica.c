@@ -16,7 +16,7 @@ int sqlite_replicas_seen(void *b, const char *replica, int64_t window_ms,
 	sqlite_store_t *s = b;
 	sqlite_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin_lazy(s, &c, &now);
+	int rc = sqlite_write_begin(s, SQ_LAZY, &c, &now);
 	if (rc < 0)
 		return rc;
 	sqlite_param_t beat[] = {SQ_TEXT(replica), SQ_INT(now)};
