@@ -26,7 +26,7 @@
 
 /* ---- helpers shared by the operation files ---- */
 
-static int array_reserve(pg_array_t *a, size_t more)
+static int array_reserve(pgb_array_t *a, size_t more)
 {
 	if (a->len + more + 2 <= a->cap)
 		return 0;
@@ -41,7 +41,7 @@ static int array_reserve(pg_array_t *a, size_t more)
 	return 0;
 }
 
-int pg_array_add(pg_array_t *a, const char *elem)
+int pgb_array_add(pgb_array_t *a, const char *elem)
 {
 	size_t len = strlen(elem);
 	/* Worst case every byte escaped, plus quotes, comma, brace. */
@@ -59,14 +59,14 @@ int pg_array_add(pg_array_t *a, const char *elem)
 	return 0;
 }
 
-int pg_array_add_i64(pg_array_t *a, int64_t v)
+int pgb_array_add_i64(pgb_array_t *a, int64_t v)
 {
 	char buf[24];
 	snprintf(buf, sizeof buf, "%lld", (long long)v);
-	return pg_array_add(a, buf);
+	return pgb_array_add(a, buf);
 }
 
-const char *pg_array_text(pg_array_t *a)
+const char *pgb_array_text(pgb_array_t *a)
 {
 	if (array_reserve(a, 2) < 0)
 		return NULL;
@@ -80,13 +80,13 @@ const char *pg_array_text(pg_array_t *a)
 	return a->s;
 }
 
-void pg_array_free(pg_array_t *a)
+void pgb_array_free(pgb_array_t *a)
 {
 	free(a->s);
 	memset(a, 0, sizeof *a);
 }
 
-bool pg_get_i64(const PGresult *res, int row, int col, int64_t *ret)
+bool pgb_get_i64(const PGresult *res, int row, int col, int64_t *ret)
 {
 	if (PQgetisnull(res, row, col)) {
 		*ret = 0;
@@ -102,7 +102,7 @@ bool pg_get_i64(const PGresult *res, int row, int col, int64_t *ret)
 	return true;
 }
 
-bool pg_get_str(const PGresult *res, int row, int col, char *dst, size_t cap)
+bool pgb_get_str(const PGresult *res, int row, int col, char *dst, size_t cap)
 {
 	const char *s = PQgetvalue(res, row, col);
 	size_t len = strlen(s);
@@ -112,30 +112,30 @@ bool pg_get_str(const PGresult *res, int row, int col, char *dst, size_t cap)
 	return true;
 }
 
-int pg_conn(pg_store_t *b, pgc_t **ret)
+int pgb_conn(pgb_store_t *b, pgc_t **ret)
 {
 	return pgp_get(b->pool, pgp_wait_ms(b->pool), ret);
 }
 
-void pg_fmt_i64(char *buf, size_t cap, int64_t v)
+void pgb_fmt_i64(char *buf, size_t cap, int64_t v)
 {
 	snprintf(buf, cap, "%lld", (long long)v);
 }
 
-int pg_row_order(const PGresult *res, int row, order_t *ret)
+int pgb_row_order(const PGresult *res, int row, order_t *ret)
 {
 	order_t o;
 	memset(&o, 0, sizeof o);
 	int64_t attempts;
 	int rc = OD_EINTERNAL;
-	if (!pg_get_i64(res, row, 0, &o.seq) ||
-	    !pg_get_str(res, row, 1, o.id, sizeof o.id) ||
-	    !pg_get_str(res, row, 2, o.customer, sizeof o.customer) ||
+	if (!pgb_get_i64(res, row, 0, &o.seq) ||
+	    !pgb_get_str(res, row, 1, o.id, sizeof o.id) ||
+	    !pgb_get_str(res, row, 2, o.customer, sizeof o.customer) ||
 	    order_status_parse(PQgetvalue(res, row, 5), &o.status) < 0 ||
-	    !pg_get_i64(res, row, 6, &attempts) ||
-	    !pg_get_i64(res, row, 8, &o.created_at) ||
-	    !pg_get_i64(res, row, 9, &o.updated_at) ||
-	    !pg_get_i64(res, row, 10, &o.finished_at))
+	    !pgb_get_i64(res, row, 6, &attempts) ||
+	    !pgb_get_i64(res, row, 8, &o.created_at) ||
+	    !pgb_get_i64(res, row, 9, &o.updated_at) ||
+	    !pgb_get_i64(res, row, 10, &o.finished_at))
 		goto fail;
 	o.attempts = (int)attempts;
 	rc = order_items_from_text(PQgetvalue(res, row, 3), &o);
@@ -157,16 +157,16 @@ fail:
 
 /* ---- open, free, ping ---- */
 
-static int pg_open(const char *uri, const store_options_t *opt, void **ret)
+static int pgb_open(const char *uri, const store_options_t *opt, void **ret)
 {
-	pg_store_t *b = calloc(1, sizeof *b);
+	pgb_store_t *b = calloc(1, sizeof *b);
 	if (!b)
 		return -ENOMEM;
 	int rc = pgp_new(uri, opt, &b->pool);
 	if (rc < 0)
 		goto fail_pool;
 	pgc_t *c;
-	rc = pg_conn(b, &c);
+	rc = pgb_conn(b, &c);
 	if (rc < 0)
 		goto fail_conn;
 	int version;
@@ -183,18 +183,18 @@ fail_pool:
 	return rc;
 }
 
-static void pg_free(void *h)
+static void pgb_free(void *h)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	if (!b)
 		return;
 	pgp_free(b->pool);
 	free(b);
 }
 
-static int pg_ping(void *h)
+static int pgb_ping(void *h)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	pgc_t *c;
 	int rc = pgp_get(b->pool, 1000, &c);
 	if (rc < 0)
@@ -209,29 +209,29 @@ static int pg_ping(void *h)
 
 const store_backend_t store_postgres_backend = {
     .name = "postgres",
-    .open = pg_open,
-    .free = pg_free,
-    .ping = pg_ping,
-    .submit = pg_submit,
-    .order_get = pg_order_get,
-    .order_list = pg_order_list,
-    .order_requeue = pg_order_requeue,
-    .order_fence = pg_order_fence,
-    .orders_terminal = pg_orders_terminal,
-    .order_cancel = pg_order_cancel,
-    .stats = pg_stats,
-    .product_set = pg_product_set,
-    .product_get = pg_product_get,
-    .product_list = pg_product_list,
-    .claim = pg_claim,
-    .process = pg_process,
-    .retry = pg_retry,
-    .release = pg_release,
-    .reap = pg_reap,
-    .lock_acquire = pg_lock_acquire,
-    .lock_renew = pg_lock_renew,
-    .lock_release = pg_lock_release,
-    .lock_get = pg_lock_get,
-    .replicas_seen = pg_replicas_seen,
-    .verify = pg_verify,
+    .open = pgb_open,
+    .free = pgb_free,
+    .ping = pgb_ping,
+    .submit = pgb_submit,
+    .order_get = pgb_order_get,
+    .order_list = pgb_order_list,
+    .order_requeue = pgb_order_requeue,
+    .order_fence = pgb_order_fence,
+    .orders_terminal = pgb_orders_terminal,
+    .order_cancel = pgb_order_cancel,
+    .stats = pgb_stats,
+    .product_set = pgb_product_set,
+    .product_get = pgb_product_get,
+    .product_list = pgb_product_list,
+    .claim = pgb_claim,
+    .process = pgb_process,
+    .retry = pgb_retry,
+    .release = pgb_release,
+    .reap = pgb_reap,
+    .lock_acquire = pgb_lock_acquire,
+    .lock_renew = pgb_lock_renew,
+    .lock_release = pgb_lock_release,
+    .lock_get = pgb_lock_get,
+    .replicas_seen = pgb_replicas_seen,
+    .verify = pgb_verify,
 };

@@ -7,6 +7,10 @@
  * helpers for parameters and rows, and the operations with the backend
  * table's signatures. Statements are not declared here: each file defines
  * its own beside the code that runs it (see postgres_pool.h).
+ *
+ * Names: the backend's symbols carry the prefix pgb_ (PGB_ for macros),
+ * the pool's pgp_ and its connections' pgc_, the schema's pgs_; never pg_
+ * or PQ, which are PostgreSQL's and libpq's namespaces.
  */
 #ifndef ORDERD_STORE_POSTGRES_INT_H
 #define ORDERD_STORE_POSTGRES_INT_H
@@ -18,13 +22,13 @@
 #include "store/postgres_pool.h"
 #include "store/store.h"
 
-typedef struct pg_store {
+typedef struct pgb_store {
 	pgp_t *pool;
-} pg_store_t;
+} pgb_store_t;
 
 /*
  * The store clock in SQL. Every timestamp is the database's clock, read as
- * NOW_MS, once per statement (a CTE or a value passed on) so one statement
+ * PGB_NOW_MS, once per statement (a CTE or a value passed on) so one statement
  * never mixes two instants. We use clock_timestamp(), not now(): now() is
  * the start of the transaction, which may be arbitrarily older than the
  * moment a row is written (pool waits, lock waits, a long batch). A lease
@@ -35,94 +39,94 @@ typedef struct pg_store {
  * Fences: one sequence (fence_seq, CACHE 1, so values are increasing
  * across all sessions) shared by order leases and named locks.
  */
-#define NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
-#define WITH_NOW "WITH now AS (SELECT " NOW_MS " AS ms) "
-#define NOW "(SELECT ms FROM now)"
-/* Columns 0..10 of every order row, in this order (pg_row_order). */
-#define ORDER_COLS                                                             \
+#define PGB_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+#define PGB_WITH_NOW "WITH now AS (SELECT " PGB_NOW_MS " AS ms) "
+#define PGB_NOW "(SELECT ms FROM now)"
+/* Columns 0..10 of every order row, in this order (pgb_row_order). */
+#define PGB_ORDER_COLS                                                         \
 	"seq, id, customer, items, metadata, status, attempts, reason, "       \
 	"created_at, updated_at, finished_at"
-#define LEASE_CLEAR "lease_owner = NULL, lease_until = 0"
+#define PGB_LEASE_CLEAR "lease_owner = NULL, lease_until = 0"
 
 /* A growing PostgreSQL array literal: {"a","b"}; every element quoted. */
-typedef struct pg_array {
+typedef struct pgb_array {
 	char *s;
 	size_t len, cap;
 	size_t n;
-} pg_array_t;
+} pgb_array_t;
 
 /* Appends elem (NULL-terminated text); 0 or -ENOMEM. */
-int pg_array_add(pg_array_t *a, const char *elem);
-int pg_array_add_i64(pg_array_t *a, int64_t v);
-/* The finished literal (valid until the next add or pg_array_free); NULL
+int pgb_array_add(pgb_array_t *a, const char *elem);
+int pgb_array_add_i64(pgb_array_t *a, int64_t v);
+/* The finished literal (valid until the next add or pgb_array_free); NULL
  * when out of memory. */
-const char *pg_array_text(pg_array_t *a);
-void pg_array_free(pg_array_t *a);
+const char *pgb_array_text(pgb_array_t *a);
+void pgb_array_free(pgb_array_t *a);
 
 /* Parses column col of row as an int64; false when not an integer. */
-bool pg_get_i64(const PGresult *res, int row, int col, int64_t *ret);
+bool pgb_get_i64(const PGresult *res, int row, int col, int64_t *ret);
 /* Copies column col into dst (size cap); false when it does not fit. */
-bool pg_get_str(const PGresult *res, int row, int col, char *dst, size_t cap);
+bool pgb_get_str(const PGresult *res, int row, int col, char *dst, size_t cap);
 
 /* Checks out a connection for an ordinary call. */
-int pg_conn(pg_store_t *b, pgc_t **ret);
+int pgb_conn(pgb_store_t *b, pgc_t **ret);
 
-/* Order rows have ORDER_COLS first: 11 columns. */
-#define N_ORDER_COLS 11
+/* Order rows have PGB_ORDER_COLS first: 11 columns. */
+#define PGB_N_ORDER_COLS 11
 
 /* Formats v in decimal into buf. */
-void pg_fmt_i64(char *buf, size_t cap, int64_t v);
+void pgb_fmt_i64(char *buf, size_t cap, int64_t v);
 /* Fills *ret (zeroed or cleared) from order columns 0..10 of row; the
  * caller clears it. */
-int pg_row_order(const PGresult *res, int row, order_t *ret);
+int pgb_row_order(const PGresult *res, int row, order_t *ret);
 
 /* Operations with the backend table's signatures (store_backend.h). */
 
 /* Orders, in postgres_order.c. */
-int pg_submit(void *h, const order_t *const *orders, size_t n,
-              store_submit_result_t *results);
-int pg_order_get(void *h, const char *id, order_t *ret);
-int pg_order_fence(void *h, const char *id, order_status_t *ret_status,
-                   int64_t *ret_fence);
-int pg_orders_terminal(void *h, const char *const *ids, size_t n,
-                       bool *ret_terminal);
-int pg_order_list(void *h, int status, int64_t after_seq, size_t limit,
-                  order_t **ret_orders, size_t *ret_n, bool *ret_more);
-int pg_order_requeue(void *h, const char *id, order_t *ret);
-int pg_order_cancel(void *h, const char *id, order_t *ret);
-int pg_stats(void *h, bool terminal, store_stats_t *ret);
+int pgb_submit(void *h, const order_t *const *orders, size_t n,
+               store_submit_result_t *results);
+int pgb_order_get(void *h, const char *id, order_t *ret);
+int pgb_order_fence(void *h, const char *id, order_status_t *ret_status,
+                    int64_t *ret_fence);
+int pgb_orders_terminal(void *h, const char *const *ids, size_t n,
+                        bool *ret_terminal);
+int pgb_order_list(void *h, int status, int64_t after_seq, size_t limit,
+                   order_t **ret_orders, size_t *ret_n, bool *ret_more);
+int pgb_order_requeue(void *h, const char *id, order_t *ret);
+int pgb_order_cancel(void *h, const char *id, order_t *ret);
+int pgb_stats(void *h, bool terminal, store_stats_t *ret);
 
 /* Processing under leases, in postgres_lease.c. */
-int pg_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
-             store_claim_t *ret_claims, size_t *ret_n);
-int pg_process(void *h, const store_claim_t *claims, size_t n,
-               store_process_result_t *results);
-int pg_retry(void *h, const char *id, int64_t fence, int max_attempts,
-             int64_t delay_ms, const char *error, bool *ret_failed);
-int pg_release(void *h, const char *id, int64_t fence);
-int pg_reap(void *h, int max_attempts, size_t limit, size_t *ret_n);
+int pgb_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
+              store_claim_t *ret_claims, size_t *ret_n);
+int pgb_process(void *h, const store_claim_t *claims, size_t n,
+                store_process_result_t *results);
+int pgb_retry(void *h, const char *id, int64_t fence, int max_attempts,
+              int64_t delay_ms, const char *error, bool *ret_failed);
+int pgb_release(void *h, const char *id, int64_t fence);
+int pgb_reap(void *h, int max_attempts, size_t limit, size_t *ret_n);
 
 /* Products, in postgres_product.c. */
-int pg_product_set(void *h, const char *sku, int64_t stock, product_t *ret);
-int pg_product_get(void *h, const char *sku, product_t *ret);
-int pg_product_list(void *h, const char *after_sku, size_t limit,
-                    product_t **ret_products, size_t *ret_n, bool *ret_more);
+int pgb_product_set(void *h, const char *sku, int64_t stock, product_t *ret);
+int pgb_product_get(void *h, const char *sku, product_t *ret);
+int pgb_product_list(void *h, const char *after_sku, size_t limit,
+                     product_t **ret_products, size_t *ret_n, bool *ret_more);
 
 /* Named locks, in postgres_lock.c. */
-int pg_lock_acquire(void *h, const char *name, const char *owner,
-                    int64_t ttl_ms, store_lock_t *ret);
-int pg_lock_renew(void *h, const char *name, const char *owner, int64_t fence,
-                  int64_t ttl_ms, store_lock_t *ret);
-int pg_lock_release(void *h, const char *name, const char *owner,
-                    int64_t fence);
-int pg_lock_get(void *h, const char *name, store_lock_t *ret);
+int pgb_lock_acquire(void *h, const char *name, const char *owner,
+                     int64_t ttl_ms, store_lock_t *ret);
+int pgb_lock_renew(void *h, const char *name, const char *owner, int64_t fence,
+                   int64_t ttl_ms, store_lock_t *ret);
+int pgb_lock_release(void *h, const char *name, const char *owner,
+                     int64_t fence);
+int pgb_lock_get(void *h, const char *name, store_lock_t *ret);
 
 /* Replica heartbeats, in postgres_replica.c. */
-int pg_replicas_seen(void *h, const char *replica, int64_t window_ms,
-                     char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n);
+int pgb_replicas_seen(void *h, const char *replica, int64_t window_ms,
+                      char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n);
 
 /* The audit (store_verify), in postgres_verify.c. */
-int pg_verify(void *h, store_violation_fn fn, void *arg,
-              size_t *ret_violations);
+int pgb_verify(void *h, store_violation_fn fn, void *arg,
+               size_t *ret_violations);
 
 #endif

@@ -23,40 +23,41 @@
  * per batch. */
 static const pgp_stmt_t stmt_claim = {
     .name = "claim",
-    .sql = WITH_NOW ", c AS (SELECT seq FROM orders"
-                    " WHERE status = 'pending' AND next_at <= " NOW
-                    " ORDER BY next_at, seq LIMIT $3::bigint"
-                    " FOR UPDATE SKIP LOCKED),"
-                    " f AS (SELECT nextval('fence_seq') AS v),"
-                    " u AS (UPDATE orders o SET status = 'processing',"
-                    " attempts = o.attempts + 1, lease_owner = $1::text,"
-                    " lease_until = " NOW " + $2::bigint, fence = f.v,"
-                    " updated_at = " NOW " FROM c, f WHERE o.seq = c.seq"
-                    " RETURNING o.seq, o.id, o.customer, o.items, o.metadata,"
-                    " o.status, o.attempts, o.reason, o.created_at,"
-                    " o.updated_at, o.finished_at, o.fence, o.lease_until,"
-                    " o.next_at),"
-                    " ev AS (INSERT INTO order_events (order_id, event, fence,"
-                    " at) SELECT id, 'claim', fence, updated_at FROM u)"
-                    " SELECT " ORDER_COLS ", fence, lease_until FROM u"
-                    " ORDER BY next_at, seq",
+    .sql =
+        PGB_WITH_NOW ", c AS (SELECT seq FROM orders"
+                     " WHERE status = 'pending' AND next_at <= " PGB_NOW
+                     " ORDER BY next_at, seq LIMIT $3::bigint"
+                     " FOR UPDATE SKIP LOCKED),"
+                     " f AS (SELECT nextval('fence_seq') AS v),"
+                     " u AS (UPDATE orders o SET status = 'processing',"
+                     " attempts = o.attempts + 1, lease_owner = $1::text,"
+                     " lease_until = " PGB_NOW " + $2::bigint, fence = f.v,"
+                     " updated_at = " PGB_NOW " FROM c, f WHERE o.seq = c.seq"
+                     " RETURNING o.seq, o.id, o.customer, o.items, o.metadata,"
+                     " o.status, o.attempts, o.reason, o.created_at,"
+                     " o.updated_at, o.finished_at, o.fence, o.lease_until,"
+                     " o.next_at),"
+                     " ev AS (INSERT INTO order_events (order_id, event, fence,"
+                     " at) SELECT id, 'claim', fence, updated_at FROM u)"
+                     " SELECT " PGB_ORDER_COLS ", fence, lease_until FROM u"
+                     " ORDER BY next_at, seq",
     .nparams = 3,
 };
 
-int pg_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
-             store_claim_t *ret_claims, size_t *ret_n)
+int pgb_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
+              store_claim_t *ret_claims, size_t *ret_n)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	if (max == 0) {
 		*ret_n = 0;
 		return 0;
 	}
 	char lbuf[24], mbuf[24];
-	pg_fmt_i64(lbuf, sizeof lbuf, lease_ms);
-	pg_fmt_i64(mbuf, sizeof mbuf, (int64_t)max);
+	pgb_fmt_i64(lbuf, sizeof lbuf, lease_ms);
+	pgb_fmt_i64(mbuf, sizeof mbuf, (int64_t)max);
 	const char *p[3] = {owner, lbuf, mbuf};
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	PGresult *res = NULL;
@@ -72,13 +73,13 @@ int pg_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
 		goto out;
 	for (n = 0; n < rows; n++) {
 		store_claim_t *cl = &ret_claims[n];
-		rc = pg_row_order(res, (int)n, &cl->order);
+		rc = pgb_row_order(res, (int)n, &cl->order);
 		if (rc < 0)
 			goto out;
 		rc = OD_EINTERNAL;
-		if (!pg_get_i64(res, (int)n, N_ORDER_COLS, &cl->fence) ||
-		    !pg_get_i64(res, (int)n, N_ORDER_COLS + 1,
-		                &cl->lease_until)) {
+		if (!pgb_get_i64(res, (int)n, PGB_N_ORDER_COLS, &cl->fence) ||
+		    !pgb_get_i64(res, (int)n, PGB_N_ORDER_COLS + 1,
+		                 &cl->lease_until)) {
 			order_clear(&cl->order);
 			goto out;
 		}
@@ -201,36 +202,36 @@ enum {
 	N_APPLY_ARRAYS
 };
 
-static int process_apply(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
+static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
                          size_t n, const store_process_result_t *results,
                          const sku_stock_t *sk, size_t n_sk, int64_t now)
 {
-	pg_array_t a[N_APPLY_ARRAYS];
+	pgb_array_t a[N_APPLY_ARRAYS];
 	memset(a, 0, sizeof a);
 	int rc = 0;
 	size_t n_changed = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const store_claim_t *cl = &claims[i];
 		if (results[i].outcome == PROCESS_REJECTED) {
-			if (pg_array_add(&a[A_RID], cl->order.id) < 0 ||
-			    pg_array_add_i64(&a[A_RFENCE], cl->fence) < 0 ||
-			    pg_array_add(&a[A_RREASON], results[i].reason) < 0)
+			if (pgb_array_add(&a[A_RID], cl->order.id) < 0 ||
+			    pgb_array_add_i64(&a[A_RFENCE], cl->fence) < 0 ||
+			    pgb_array_add(&a[A_RREASON], results[i].reason) < 0)
 				rc = -ENOMEM;
 		} else if (results[i].outcome == PROCESS_COMPLETED) {
-			if (pg_array_add(&a[A_CID], cl->order.id) < 0 ||
-			    pg_array_add_i64(&a[A_CFENCE], cl->fence) < 0)
+			if (pgb_array_add(&a[A_CID], cl->order.id) < 0 ||
+			    pgb_array_add_i64(&a[A_CFENCE], cl->fence) < 0)
 				rc = -ENOMEM;
 			for (size_t k = 0; k < cl->order.n_items && rc == 0;
 			     k++)
-				if (pg_array_add(&a[A_ROID], cl->order.id) <
+				if (pgb_array_add(&a[A_ROID], cl->order.id) <
 				        0 ||
-				    pg_array_add(&a[A_RSKU],
-				                 cl->order.items[k].sku) < 0 ||
-				    pg_array_add_i64(&a[A_RQTY],
-				                     cl->order.items[k].qty) <
+				    pgb_array_add(&a[A_RSKU],
+				                  cl->order.items[k].sku) < 0 ||
+				    pgb_array_add_i64(&a[A_RQTY],
+				                      cl->order.items[k].qty) <
 				        0 ||
-				    pg_array_add_i64(&a[A_RRFENCE], cl->fence) <
-				        0)
+				    pgb_array_add_i64(&a[A_RRFENCE],
+				                      cl->fence) < 0)
 					rc = -ENOMEM;
 		}
 	}
@@ -238,16 +239,16 @@ static int process_apply(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
 		if (sk[k].before == sk[k].now)
 			continue;
 		n_changed++;
-		if (pg_array_add(&a[A_PSKU], sk[k].sku) < 0 ||
-		    pg_array_add_i64(&a[A_PQTY], sk[k].before - sk[k].now) < 0)
+		if (pgb_array_add(&a[A_PSKU], sk[k].sku) < 0 ||
+		    pgb_array_add_i64(&a[A_PQTY], sk[k].before - sk[k].now) < 0)
 			rc = -ENOMEM;
 	}
 	const char *p[12];
 	char nowbuf[24];
-	pg_fmt_i64(nowbuf, sizeof nowbuf, now);
+	pgb_fmt_i64(nowbuf, sizeof nowbuf, now);
 	p[11] = nowbuf;
 	for (int k = 0; k < N_APPLY_ARRAYS && rc == 0; k++)
-		if (!(p[k] = pg_array_text(&a[k])))
+		if (!(p[k] = pgb_array_text(&a[k])))
 			rc = -ENOMEM;
 	PGresult *res = NULL;
 	if (rc == 0)
@@ -255,24 +256,24 @@ static int process_apply(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
 	if (rc == 0) {
 		/* We hold every row we write; any shortfall is a bug. */
 		int64_t pu, ri, oc, orj;
-		if (PQntuples(res) != 1 || !pg_get_i64(res, 0, 0, &pu) ||
-		    !pg_get_i64(res, 0, 1, &ri) ||
-		    !pg_get_i64(res, 0, 2, &oc) ||
-		    !pg_get_i64(res, 0, 3, &orj) || (size_t)pu != n_changed ||
+		if (PQntuples(res) != 1 || !pgb_get_i64(res, 0, 0, &pu) ||
+		    !pgb_get_i64(res, 0, 1, &ri) ||
+		    !pgb_get_i64(res, 0, 2, &oc) ||
+		    !pgb_get_i64(res, 0, 3, &orj) || (size_t)pu != n_changed ||
 		    (size_t)ri != a[A_ROID].n || (size_t)oc != a[A_CID].n ||
 		    (size_t)orj != a[A_RID].n)
 			rc = OD_EINTERNAL;
 	}
 	PQclear(res);
 	for (int k = 0; k < N_APPLY_ARRAYS; k++)
-		pg_array_free(&a[k]);
+		pgb_array_free(&a[k]);
 	return rc;
 }
 
 /* Locks the batch's orders whose fence is still current. */
 static const pgp_stmt_t stmt_process_orders = {
     .name = "process_orders",
-    .sql = "SELECT o.id, " NOW_MS " FROM orders o"
+    .sql = "SELECT o.id, " PGB_NOW_MS " FROM orders o"
            " JOIN unnest($1::text[], $2::bigint[])"
            " AS x(id, fence) ON o.id = x.id"
            " AND o.fence = x.fence"
@@ -294,23 +295,23 @@ static const pgp_stmt_t stmt_process_products = {
 /* Locks the live orders (fence current) and their products; fills live[],
  * *ret_sk and *ret_nsk (sorted by sku, owned by the caller) and *ret_now.
  */
-static int process_lock(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
+static int process_lock(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
                         size_t n, bool *live, sku_stock_t **ret_sk,
                         size_t *ret_nsk, int64_t *ret_now)
 {
-	pg_array_t ids = {0}, fences = {0}, skus = {0};
+	pgb_array_t ids = {0}, fences = {0}, skus = {0};
 	PGresult *res = NULL;
 	const char **live_ids = NULL;
 	sku_stock_t *sk = NULL;
 	size_t n_items = 0, n_sk = 0;
 	int rc = -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		if (pg_array_add(&ids, claims[i].order.id) < 0 ||
-		    pg_array_add_i64(&fences, claims[i].fence) < 0)
+		if (pgb_array_add(&ids, claims[i].order.id) < 0 ||
+		    pgb_array_add_i64(&fences, claims[i].fence) < 0)
 			goto out;
 		n_items += claims[i].order.n_items;
 	}
-	const char *p[2] = {pg_array_text(&ids), pg_array_text(&fences)};
+	const char *p[2] = {pgb_array_text(&ids), pgb_array_text(&fences)};
 	if (!p[0] || !p[1])
 		goto out;
 	rc = pgc_exec(c, &stmt_process_orders, p, &res);
@@ -326,7 +327,7 @@ static int process_lock(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
 	for (size_t r = 0; r < rows; r++)
 		live_ids[r] = PQgetvalue(res, (int)r, 0);
 	rc = OD_EINTERNAL;
-	if (rows > 0 && !pg_get_i64(res, 0, 1, &now))
+	if (rows > 0 && !pgb_get_i64(res, 0, 1, &now))
 		goto out;
 	qsort(live_ids, rows, sizeof *live_ids, cmp_str);
 	for (size_t i = 0; i < n; i++) {
@@ -346,9 +347,9 @@ static int process_lock(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
 	if (n_sk > 0) {
 		rc = -ENOMEM;
 		for (size_t k = 0; k < n_sk; k++)
-			if (pg_array_add(&skus, sk[k].sku) < 0)
+			if (pgb_array_add(&skus, sk[k].sku) < 0)
 				goto out;
-		const char *ps[1] = {pg_array_text(&skus)};
+		const char *ps[1] = {pgb_array_text(&skus)};
 		if (!ps[0])
 			goto out;
 		PGresult *pr;
@@ -358,7 +359,7 @@ static int process_lock(pg_store_t *b, pgc_t *c, const store_claim_t *claims,
 		for (int r = 0; r < PQntuples(pr) && rc == 0; r++) {
 			sku_stock_t *s =
 			    sku_find(sk, n_sk, PQgetvalue(pr, r, 0));
-			if (!s || !pg_get_i64(pr, r, 1, &s->before))
+			if (!s || !pgb_get_i64(pr, r, 1, &s->before))
 				rc = OD_EINTERNAL;
 			else
 				s->known = true, s->now = s->before;
@@ -376,16 +377,16 @@ out:
 	free(sk);
 	free(live_ids);
 	PQclear(res);
-	pg_array_free(&ids);
-	pg_array_free(&fences);
-	pg_array_free(&skus);
+	pgb_array_free(&ids);
+	pgb_array_free(&fences);
+	pgb_array_free(&skus);
 	return rc;
 }
 
-int pg_process(void *h, const store_claim_t *claims, size_t n,
-               store_process_result_t *results)
+int pgb_process(void *h, const store_claim_t *claims, size_t n,
+                store_process_result_t *results)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	if (n == 0)
 		return 0;
 	bool *live = calloc(n, sizeof *live);
@@ -395,7 +396,7 @@ int pg_process(void *h, const store_claim_t *claims, size_t n,
 	size_t n_sk = 0;
 	int64_t now = 0;
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		goto out_free;
 	rc = pgc_cmd(c, "BEGIN");
@@ -427,32 +428,33 @@ out_free:
 
 static const pgp_stmt_t stmt_retry = {
     .name = "retry",
-    .sql = WITH_NOW ", u AS (UPDATE orders SET status = CASE"
-                    " WHEN attempts < $3::int THEN 'pending' ELSE 'failed'"
-                    " END, reason = $5::text, next_at = " NOW " + $4::bigint,"
-                    " updated_at = " NOW ", finished_at = CASE"
-                    " WHEN attempts < $3::int THEN 0 ELSE " NOW
-                    " END, " LEASE_CLEAR " WHERE id = $1 AND fence = $2::bigint"
-                    " AND status = 'processing'"
-                    " RETURNING id, status, fence, updated_at),"
-                    " ev AS (INSERT INTO order_events (order_id, event, fence,"
-                    " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
-                    " ELSE 'retry' END, fence, updated_at FROM u)"
-                    " SELECT status FROM u",
+    .sql = PGB_WITH_NOW
+    ", u AS (UPDATE orders SET status = CASE"
+    " WHEN attempts < $3::int THEN 'pending' ELSE 'failed'"
+    " END, reason = $5::text, next_at = " PGB_NOW " + $4::bigint,"
+    " updated_at = " PGB_NOW ", finished_at = CASE"
+    " WHEN attempts < $3::int THEN 0 ELSE " PGB_NOW " END, " PGB_LEASE_CLEAR
+    " WHERE id = $1 AND fence = $2::bigint"
+    " AND status = 'processing'"
+    " RETURNING id, status, fence, updated_at),"
+    " ev AS (INSERT INTO order_events (order_id, event, fence,"
+    " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
+    " ELSE 'retry' END, fence, updated_at FROM u)"
+    " SELECT status FROM u",
     .nparams = 5,
 };
 
-int pg_retry(void *h, const char *id, int64_t fence, int max_attempts,
-             int64_t delay_ms, const char *error, bool *ret_failed)
+int pgb_retry(void *h, const char *id, int64_t fence, int max_attempts,
+              int64_t delay_ms, const char *error, bool *ret_failed)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	char fbuf[24], mbuf[24], dbuf[24];
-	pg_fmt_i64(fbuf, sizeof fbuf, fence);
-	pg_fmt_i64(mbuf, sizeof mbuf, max_attempts);
-	pg_fmt_i64(dbuf, sizeof dbuf, delay_ms < 0 ? 0 : delay_ms);
+	pgb_fmt_i64(fbuf, sizeof fbuf, fence);
+	pgb_fmt_i64(mbuf, sizeof mbuf, max_attempts);
+	pgb_fmt_i64(dbuf, sizeof dbuf, delay_ms < 0 ? 0 : delay_ms);
 	const char *p[5] = {id, fbuf, mbuf, dbuf, error};
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	PGresult *res = NULL;
@@ -472,26 +474,27 @@ int pg_retry(void *h, const char *id, int64_t fence, int max_attempts,
 
 static const pgp_stmt_t stmt_release = {
     .name = "release",
-    .sql = WITH_NOW ", u AS (UPDATE orders SET status = 'pending',"
-                    " attempts = greatest(attempts - 1, 0),"
-                    " next_at = " NOW ", updated_at = " NOW ", " LEASE_CLEAR
-                    " WHERE id = $1 AND fence = $2::bigint"
-                    " AND status = 'processing'"
-                    " RETURNING id, fence, updated_at),"
-                    " ev AS (INSERT INTO order_events (order_id, event,"
-                    " fence, at) SELECT id, 'release', fence, updated_at"
-                    " FROM u) SELECT id FROM u",
+    .sql = PGB_WITH_NOW ", u AS (UPDATE orders SET status = 'pending',"
+                        " attempts = greatest(attempts - 1, 0),"
+                        " next_at = " PGB_NOW ", updated_at = " PGB_NOW
+                        ", " PGB_LEASE_CLEAR
+                        " WHERE id = $1 AND fence = $2::bigint"
+                        " AND status = 'processing'"
+                        " RETURNING id, fence, updated_at),"
+                        " ev AS (INSERT INTO order_events (order_id, event,"
+                        " fence, at) SELECT id, 'release', fence, updated_at"
+                        " FROM u) SELECT id FROM u",
     .nparams = 2,
 };
 
-int pg_release(void *h, const char *id, int64_t fence)
+int pgb_release(void *h, const char *id, int64_t fence)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	char fbuf[24];
-	pg_fmt_i64(fbuf, sizeof fbuf, fence);
+	pgb_fmt_i64(fbuf, sizeof fbuf, fence);
 	const char *p[2] = {id, fbuf};
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	PGresult *res = NULL;
@@ -511,42 +514,43 @@ int pg_release(void *h, const char *id, int64_t fence)
  * deadlocks with) a replica that is finishing the same order. */
 static const pgp_stmt_t stmt_reap = {
     .name = "reap",
-    .sql = WITH_NOW ", c AS (SELECT seq FROM orders"
-                    " WHERE status = 'processing' AND lease_until <= " NOW
-                    " ORDER BY lease_until LIMIT $2::bigint"
-                    " FOR UPDATE SKIP LOCKED),"
-                    " u AS (UPDATE orders o SET status = CASE"
-                    " WHEN o.attempts < $1::int THEN 'pending' ELSE 'failed'"
-                    " END, reason = CASE WHEN o.attempts < $1::int"
-                    " THEN o.reason ELSE 'lease expired' END,"
-                    " finished_at = CASE WHEN o.attempts < $1::int THEN 0"
-                    " ELSE " NOW " END, next_at = " NOW ","
-                    " updated_at = " NOW ", lease_owner = NULL,"
-                    " lease_until = 0 FROM c WHERE o.seq = c.seq"
-                    " RETURNING o.id, o.status, o.fence, o.updated_at),"
-                    " ev AS (INSERT INTO order_events (order_id, event, fence,"
-                    " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
-                    " ELSE 'expire' END, fence, updated_at FROM u)"
-                    " SELECT count(*) FROM u",
+    .sql =
+        PGB_WITH_NOW ", c AS (SELECT seq FROM orders"
+                     " WHERE status = 'processing' AND lease_until <= " PGB_NOW
+                     " ORDER BY lease_until LIMIT $2::bigint"
+                     " FOR UPDATE SKIP LOCKED),"
+                     " u AS (UPDATE orders o SET status = CASE"
+                     " WHEN o.attempts < $1::int THEN 'pending' ELSE 'failed'"
+                     " END, reason = CASE WHEN o.attempts < $1::int"
+                     " THEN o.reason ELSE 'lease expired' END,"
+                     " finished_at = CASE WHEN o.attempts < $1::int THEN 0"
+                     " ELSE " PGB_NOW " END, next_at = " PGB_NOW ","
+                     " updated_at = " PGB_NOW ", lease_owner = NULL,"
+                     " lease_until = 0 FROM c WHERE o.seq = c.seq"
+                     " RETURNING o.id, o.status, o.fence, o.updated_at),"
+                     " ev AS (INSERT INTO order_events (order_id, event, fence,"
+                     " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
+                     " ELSE 'expire' END, fence, updated_at FROM u)"
+                     " SELECT count(*) FROM u",
     .nparams = 2,
 };
 
-int pg_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
+int pgb_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	char mbuf[24], lbuf[24];
-	pg_fmt_i64(mbuf, sizeof mbuf, max_attempts);
-	pg_fmt_i64(lbuf, sizeof lbuf, (int64_t)limit);
+	pgb_fmt_i64(mbuf, sizeof mbuf, max_attempts);
+	pgb_fmt_i64(lbuf, sizeof lbuf, (int64_t)limit);
 	const char *p[2] = {mbuf, lbuf};
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	PGresult *res = NULL;
 	int64_t n = 0;
 	/* A reap lost in flight is harmless to repeat: OD_ESTORE. */
 	rc = pgc_exec(c, &stmt_reap, p, &res);
-	if (rc == 0 && (PQntuples(res) != 1 || !pg_get_i64(res, 0, 0, &n)))
+	if (rc == 0 && (PQntuples(res) != 1 || !pgb_get_i64(res, 0, 0, &n)))
 		rc = OD_EINTERNAL;
 	if (rc == 0)
 		*ret_n = (size_t)n;

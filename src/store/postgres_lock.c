@@ -14,10 +14,10 @@ static int row_lock(const PGresult *res, int row, store_lock_t *ret)
 {
 	store_lock_t l;
 	memset(&l, 0, sizeof l);
-	if (!pg_get_str(res, row, 0, l.name, sizeof l.name) ||
-	    !pg_get_str(res, row, 1, l.owner, sizeof l.owner) ||
-	    !pg_get_i64(res, row, 2, &l.fence) ||
-	    !pg_get_i64(res, row, 3, &l.expires_at))
+	if (!pgb_get_str(res, row, 0, l.name, sizeof l.name) ||
+	    !pgb_get_str(res, row, 1, l.owner, sizeof l.owner) ||
+	    !pgb_get_i64(res, row, 2, &l.fence) ||
+	    !pgb_get_i64(res, row, 3, &l.expires_at))
 		return OD_EINTERNAL;
 	*ret = l;
 	return 0;
@@ -33,12 +33,12 @@ static bool names_ok(const char *name, const char *owner)
  * Runs a lock statement; *ret_found tells whether it returned a row (copied
  * into *ret when ret is not NULL). Writes lost in flight are OD_EUNKNOWN.
  */
-static int lock_stmt(pg_store_t *b, const pgp_stmt_t *stmt,
+static int lock_stmt(pgb_store_t *b, const pgp_stmt_t *stmt,
                      const char *const *p, bool write, store_lock_t *ret,
                      bool *ret_found)
 {
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	PGresult *res = NULL;
@@ -62,28 +62,28 @@ static int lock_stmt(pg_store_t *b, const pgp_stmt_t *stmt,
  * statement's now. */
 static const pgp_stmt_t stmt_lock_acquire = {
     .name = "lock_acquire",
-    .sql = WITH_NOW "INSERT INTO locks (name, owner, fence,"
-                    " expires_at) SELECT $1::text, $2::text,"
-                    " nextval('fence_seq'), now.ms + $3::bigint"
-                    " FROM now ON CONFLICT (name) DO UPDATE"
-                    " SET owner = EXCLUDED.owner,"
-                    " fence = EXCLUDED.fence,"
-                    " expires_at = EXCLUDED.expires_at"
-                    " WHERE locks.expires_at <="
-                    " EXCLUDED.expires_at - $3::bigint"
-                    " RETURNING name, owner, fence, expires_at",
+    .sql = PGB_WITH_NOW "INSERT INTO locks (name, owner, fence,"
+                        " expires_at) SELECT $1::text, $2::text,"
+                        " nextval('fence_seq'), now.ms + $3::bigint"
+                        " FROM now ON CONFLICT (name) DO UPDATE"
+                        " SET owner = EXCLUDED.owner,"
+                        " fence = EXCLUDED.fence,"
+                        " expires_at = EXCLUDED.expires_at"
+                        " WHERE locks.expires_at <="
+                        " EXCLUDED.expires_at - $3::bigint"
+                        " RETURNING name, owner, fence, expires_at",
     .nparams = 3,
 };
 
 static const pgp_stmt_t stmt_lock_read = {
     .name = "lock_read",
     .sql = "SELECT name, owner, fence, expires_at FROM locks"
-           " WHERE name = $1 AND expires_at > " NOW_MS,
+           " WHERE name = $1 AND expires_at > " PGB_NOW_MS,
     .nparams = 1,
 };
 
-int pg_lock_acquire(void *h, const char *name, const char *owner,
-                    int64_t ttl_ms, store_lock_t *ret)
+int pgb_lock_acquire(void *h, const char *name, const char *owner,
+                     int64_t ttl_ms, store_lock_t *ret)
 {
 	if (!names_ok(name, owner) || ttl_ms <= 0)
 		return OD_EINVAL;
@@ -118,16 +118,16 @@ int pg_lock_acquire(void *h, const char *name, const char *owner,
 
 static const pgp_stmt_t stmt_lock_renew = {
     .name = "lock_renew",
-    .sql = WITH_NOW "UPDATE locks"
-                    " SET expires_at = " NOW " + $4::bigint"
-                    " WHERE name = $1 AND owner = $2"
-                    " AND fence = $3::bigint AND expires_at > " NOW
-                    " RETURNING name, owner, fence, expires_at",
+    .sql = PGB_WITH_NOW "UPDATE locks"
+                        " SET expires_at = " PGB_NOW " + $4::bigint"
+                        " WHERE name = $1 AND owner = $2"
+                        " AND fence = $3::bigint AND expires_at > " PGB_NOW
+                        " RETURNING name, owner, fence, expires_at",
     .nparams = 4,
 };
 
-int pg_lock_renew(void *h, const char *name, const char *owner, int64_t fence,
-                  int64_t ttl_ms, store_lock_t *ret)
+int pgb_lock_renew(void *h, const char *name, const char *owner, int64_t fence,
+                   int64_t ttl_ms, store_lock_t *ret)
 {
 	if (!names_ok(name, owner) || ttl_ms <= 0)
 		return OD_EINVAL;
@@ -150,11 +150,13 @@ int pg_lock_renew(void *h, const char *name, const char *owner, int64_t fence,
 static const pgp_stmt_t stmt_lock_release = {
     .name = "lock_release",
     .sql = "DELETE FROM locks WHERE name = $1 AND owner = $2"
-           " AND fence = $3::bigint AND expires_at > " NOW_MS " RETURNING name",
+           " AND fence = $3::bigint AND expires_at > " PGB_NOW_MS
+           " RETURNING name",
     .nparams = 3,
 };
 
-int pg_lock_release(void *h, const char *name, const char *owner, int64_t fence)
+int pgb_lock_release(void *h, const char *name, const char *owner,
+                     int64_t fence)
 {
 	if (!names_ok(name, owner))
 		return OD_EINVAL;
@@ -171,11 +173,11 @@ int pg_lock_release(void *h, const char *name, const char *owner, int64_t fence)
 static const pgp_stmt_t stmt_lock_get = {
     .name = "lock_get",
     .sql = "SELECT name, owner, fence, expires_at FROM locks"
-           " WHERE name = $1 AND expires_at > " NOW_MS,
+           " WHERE name = $1 AND expires_at > " PGB_NOW_MS,
     .nparams = 1,
 };
 
-int pg_lock_get(void *h, const char *name, store_lock_t *ret)
+int pgb_lock_get(void *h, const char *name, store_lock_t *ret)
 {
 	if (!names_ok(name, NULL))
 		return OD_EINVAL;

@@ -60,44 +60,45 @@ static id_row_t *find_row(id_row_t *ix, const PGresult *res, const char *id)
  * is skipped, exactly like a separate submit would be. */
 static const pgp_stmt_t stmt_submit = {
     .name = "submit",
-    .sql = WITH_NOW ", ins AS (INSERT INTO orders (id, customer,"
-                    " items, metadata, status, attempts, created_at,"
-                    " updated_at, finished_at, next_at, fence)"
-                    " SELECT x.id, x.customer, x.items, x.metadata,"
-                    " 'pending', 0, now.ms, now.ms, 0, now.ms, 0"
-                    " FROM unnest($1::text[], $2::text[], $3::text[],"
-                    " $4::text[]) WITH ORDINALITY"
-                    " AS x(id, customer, items, metadata, ord), now"
-                    " ORDER BY x.ord ON CONFLICT (id) DO NOTHING"
-                    " RETURNING " ORDER_COLS "),"
-                    " ev AS (INSERT INTO order_events (order_id, event,"
-                    " fence, at) SELECT id, 'submit', 0, created_at FROM ins)"
-                    " SELECT " ORDER_COLS " FROM ins",
+    .sql =
+        PGB_WITH_NOW ", ins AS (INSERT INTO orders (id, customer,"
+                     " items, metadata, status, attempts, created_at,"
+                     " updated_at, finished_at, next_at, fence)"
+                     " SELECT x.id, x.customer, x.items, x.metadata,"
+                     " 'pending', 0, now.ms, now.ms, 0, now.ms, 0"
+                     " FROM unnest($1::text[], $2::text[], $3::text[],"
+                     " $4::text[]) WITH ORDINALITY"
+                     " AS x(id, customer, items, metadata, ord), now"
+                     " ORDER BY x.ord ON CONFLICT (id) DO NOTHING"
+                     " RETURNING " PGB_ORDER_COLS "),"
+                     " ev AS (INSERT INTO order_events (order_id, event,"
+                     " fence, at) SELECT id, 'submit', 0, created_at FROM ins)"
+                     " SELECT " PGB_ORDER_COLS " FROM ins",
     .nparams = 4,
 };
 
 static const pgp_stmt_t stmt_submit_read = {
     .name = "submit_read",
-    .sql = "SELECT " ORDER_COLS " FROM orders"
+    .sql = "SELECT " PGB_ORDER_COLS " FROM orders"
            " WHERE id = ANY($1::text[])",
     .nparams = 1,
 };
 
 /* One attempt at the batch on one connection. *ret_lost: the connection
  * broke while the statement was in flight (outcome unknown). */
-static int submit_once(pg_store_t *b, const order_t *const *orders, size_t n,
+static int submit_once(pgb_store_t *b, const order_t *const *orders, size_t n,
                        const char *const *arrays, store_submit_result_t *res,
                        bool *ret_lost)
 {
 	pgc_t *c;
 	*ret_lost = false;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	PGresult *ins = NULL, *rd = NULL;
 	id_row_t *ix = NULL, *rx = NULL;
 	bool *created = calloc(n ? n : 1, sizeof *created);
-	pg_array_t missing = {0};
+	pgb_array_t missing = {0};
 	rc = -ENOMEM;
 	if (!created)
 		goto out;
@@ -117,12 +118,12 @@ static int submit_once(pg_store_t *b, const order_t *const *orders, size_t n,
 		if (hit && !hit->used) {
 			hit->used = true;
 			r++;
-			rc = pg_row_order(ins, hit->row, &res[i].order);
+			rc = pgb_row_order(ins, hit->row, &res[i].order);
 			if (rc < 0)
 				goto out;
 			res[i].outcome = SUBMIT_CREATED;
 			created[i] = true;
-		} else if (pg_array_add(&missing, orders[i]->id) < 0) {
+		} else if (pgb_array_add(&missing, orders[i]->id) < 0) {
 			rc = -ENOMEM;
 			goto out;
 		}
@@ -134,7 +135,7 @@ static int submit_once(pg_store_t *b, const order_t *const *orders, size_t n,
 		/* Already stored (before, or earlier in this batch): read the
 		 * rows back to tell a replay from a conflict. Content never
 		 * changes once stored, so reading after the commit is exact. */
-		const char *p[1] = {pg_array_text(&missing)};
+		const char *p[1] = {pgb_array_text(&missing)};
 		rc = -ENOMEM;
 		if (!p[0])
 			goto out;
@@ -152,7 +153,7 @@ static int submit_once(pg_store_t *b, const order_t *const *orders, size_t n,
 			if (!hit)
 				goto out;
 			order_t stored;
-			rc = pg_row_order(rd, hit->row, &stored);
+			rc = pgb_row_order(rd, hit->row, &stored);
 			if (rc < 0)
 				goto out;
 			if (order_same_content(orders[i], &stored)) {
@@ -171,7 +172,7 @@ out:
 		results_clear(res, n);
 	PQclear(rd);
 	PQclear(ins);
-	pg_array_free(&missing);
+	pgb_array_free(&missing);
 	free(created);
 	free(ix);
 	free(rx);
@@ -179,13 +180,13 @@ out:
 	return rc;
 }
 
-int pg_submit(void *h, const order_t *const *orders, size_t n,
-              store_submit_result_t *results)
+int pgb_submit(void *h, const order_t *const *orders, size_t n,
+               store_submit_result_t *results)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	if (n == 0)
 		return 0;
-	pg_array_t a[4] = {{0}};
+	pgb_array_t a[4] = {{0}};
 	int rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		char *items = order_items_to_text(orders[i]);
@@ -193,18 +194,18 @@ int pg_submit(void *h, const order_t *const *orders, size_t n,
 			rc = -ENOMEM;
 			break;
 		}
-		if (pg_array_add(&a[0], orders[i]->id) < 0 ||
-		    pg_array_add(&a[1], orders[i]->customer) < 0 ||
-		    pg_array_add(&a[2], items) < 0 ||
-		    pg_array_add(&a[3], orders[i]->metadata
-		                            ? orders[i]->metadata
-		                            : "{}") < 0)
+		if (pgb_array_add(&a[0], orders[i]->id) < 0 ||
+		    pgb_array_add(&a[1], orders[i]->customer) < 0 ||
+		    pgb_array_add(&a[2], items) < 0 ||
+		    pgb_array_add(&a[3], orders[i]->metadata
+		                             ? orders[i]->metadata
+		                             : "{}") < 0)
 			rc = -ENOMEM;
 		free(items);
 	}
 	const char *p[4];
 	for (int k = 0; k < 4 && rc == 0; k++)
-		if (!(p[k] = pg_array_text(&a[k])))
+		if (!(p[k] = pgb_array_text(&a[k])))
 			rc = -ENOMEM;
 	if (rc == 0) {
 		for (size_t i = 0; i < n; i++)
@@ -225,7 +226,7 @@ int pg_submit(void *h, const order_t *const *orders, size_t n,
 		}
 	}
 	for (int k = 0; k < 4; k++)
-		pg_array_free(&a[k]);
+		pgb_array_free(&a[k]);
 	return rc;
 }
 
@@ -233,16 +234,16 @@ int pg_submit(void *h, const order_t *const *orders, size_t n,
 
 static const pgp_stmt_t stmt_get = {
     .name = "get",
-    .sql = "SELECT " ORDER_COLS " FROM orders WHERE id = $1",
+    .sql = "SELECT " PGB_ORDER_COLS " FROM orders WHERE id = $1",
     .nparams = 1,
 };
 
 /* Runs a one-id statement returning at most one order row. */
-static int one_order(pg_store_t *b, const pgp_stmt_t *stmt, const char *id,
+static int one_order(pgb_store_t *b, const pgp_stmt_t *stmt, const char *id,
                      bool write, order_t *ret, bool *ret_found)
 {
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	PGresult *res = NULL;
@@ -255,14 +256,14 @@ static int one_order(pg_store_t *b, const pgp_stmt_t *stmt, const char *id,
 	}
 	*ret_found = PQntuples(res) > 0;
 	if (*ret_found && ret)
-		rc = pg_row_order(res, 0, ret);
+		rc = pgb_row_order(res, 0, ret);
 out:
 	PQclear(res);
 	pgp_put(b->pool, c);
 	return rc;
 }
 
-int pg_order_get(void *h, const char *id, order_t *ret)
+int pgb_order_get(void *h, const char *id, order_t *ret)
 {
 	bool found;
 	order_t o;
@@ -282,12 +283,12 @@ static const pgp_stmt_t stmt_order_fence = {
     .nparams = 1,
 };
 
-int pg_order_fence(void *h, const char *id, order_status_t *ret_status,
-                   int64_t *ret_fence)
+int pgb_order_fence(void *h, const char *id, order_status_t *ret_status,
+                    int64_t *ret_fence)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	PGresult *res = NULL;
@@ -318,25 +319,25 @@ static const pgp_stmt_t stmt_orders_status = {
     .nparams = 1,
 };
 
-int pg_orders_terminal(void *h, const char *const *ids, size_t n,
-                       bool *ret_terminal)
+int pgb_orders_terminal(void *h, const char *const *ids, size_t n,
+                        bool *ret_terminal)
 {
-	pg_store_t *b = h;
-	pg_array_t a = {0};
+	pgb_store_t *b = h;
+	pgb_array_t a = {0};
 	for (size_t i = 0; i < n; i++)
-		if (pg_array_add(&a, ids[i]) < 0) {
-			pg_array_free(&a);
+		if (pgb_array_add(&a, ids[i]) < 0) {
+			pgb_array_free(&a);
 			return -ENOMEM;
 		}
-	const char *p[1] = {pg_array_text(&a)};
+	const char *p[1] = {pgb_array_text(&a)};
 	if (!p[0]) {
-		pg_array_free(&a);
+		pgb_array_free(&a);
 		return -ENOMEM;
 	}
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0) {
-		pg_array_free(&a);
+		pgb_array_free(&a);
 		return rc;
 	}
 	PGresult *res = NULL;
@@ -348,7 +349,7 @@ int pg_orders_terminal(void *h, const char *const *ids, size_t n,
 		for (int r = 0; r < PQntuples(res); r++) {
 			order_status_t st;
 			int64_t i;
-			if (!pg_get_i64(res, r, 0, &i) || i < 1 ||
+			if (!pgb_get_i64(res, r, 0, &i) || i < 1 ||
 			    (size_t)i > n ||
 			    order_status_parse(PQgetvalue(res, r, 1), &st) < 0)
 				continue;
@@ -357,34 +358,34 @@ int pg_orders_terminal(void *h, const char *const *ids, size_t n,
 	}
 	PQclear(res);
 	pgp_put(b->pool, c);
-	pg_array_free(&a);
+	pgb_array_free(&a);
 	return rc;
 }
 
 static const pgp_stmt_t stmt_list = {
     .name = "list",
-    .sql = "SELECT " ORDER_COLS " FROM orders WHERE seq > $1::bigint"
+    .sql = "SELECT " PGB_ORDER_COLS " FROM orders WHERE seq > $1::bigint"
            " AND ($2::text IS NULL OR status = $2::text)"
            " ORDER BY seq LIMIT $3::bigint",
     .nparams = 3,
 };
 
-int pg_order_list(void *h, int status, int64_t after_seq, size_t limit,
-                  order_t **ret_orders, size_t *ret_n, bool *ret_more)
+int pgb_order_list(void *h, int status, int64_t after_seq, size_t limit,
+                   order_t **ret_orders, size_t *ret_n, bool *ret_more)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	if (limit > 100000)
 		limit = 100000;
 	char seqbuf[24], limbuf[24];
-	pg_fmt_i64(seqbuf, sizeof seqbuf, after_seq);
-	pg_fmt_i64(limbuf, sizeof limbuf, (int64_t)limit + 1);
+	pgb_fmt_i64(seqbuf, sizeof seqbuf, after_seq);
+	pgb_fmt_i64(limbuf, sizeof limbuf, (int64_t)limit + 1);
 	const char *p[3] = {seqbuf, NULL, limbuf};
 	if (status >= 0 && status < ORDER_STATUS_COUNT)
 		p[1] = order_status_name((order_status_t)status);
 	else if (status >= ORDER_STATUS_COUNT)
 		return OD_EINVAL;
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	PGresult *res = NULL;
@@ -400,7 +401,7 @@ int pg_order_list(void *h, int status, int64_t after_seq, size_t limit,
 	if (!orders)
 		goto out;
 	for (n = 0; n < take; n++) {
-		rc = pg_row_order(res, (int)n, &orders[n]);
+		rc = pgb_row_order(res, (int)n, &orders[n]);
 		if (rc < 0)
 			goto out;
 	}
@@ -418,7 +419,7 @@ out:
 
 /* A conditional client transition: OD_ESTATE when the order exists in
  * another status, OD_ENOTFOUND when it does not exist. */
-static int transition(pg_store_t *b, const pgp_stmt_t *stmt, const char *id,
+static int transition(pgb_store_t *b, const pgp_stmt_t *stmt, const char *id,
                       order_t *ret)
 {
 	bool found;
@@ -441,36 +442,36 @@ static int transition(pg_store_t *b, const pgp_stmt_t *stmt, const char *id,
 
 static const pgp_stmt_t stmt_requeue = {
     .name = "requeue",
-    .sql = WITH_NOW ", u AS (UPDATE orders SET status = 'pending',"
-                    " attempts = 0, reason = NULL, next_at = " NOW ","
-                    " updated_at = " NOW ","
-                    " finished_at = 0, " LEASE_CLEAR
-                    " WHERE id = $1 AND status = 'failed'"
-                    " RETURNING " ORDER_COLS ", fence),"
-                    " ev AS (INSERT INTO order_events (order_id, event,"
-                    " fence, at) SELECT id, 'requeue', fence, updated_at"
-                    " FROM u) SELECT " ORDER_COLS " FROM u",
+    .sql = PGB_WITH_NOW ", u AS (UPDATE orders SET status = 'pending',"
+                        " attempts = 0, reason = NULL, next_at = " PGB_NOW ","
+                        " updated_at = " PGB_NOW ","
+                        " finished_at = 0, " PGB_LEASE_CLEAR
+                        " WHERE id = $1 AND status = 'failed'"
+                        " RETURNING " PGB_ORDER_COLS ", fence),"
+                        " ev AS (INSERT INTO order_events (order_id, event,"
+                        " fence, at) SELECT id, 'requeue', fence, updated_at"
+                        " FROM u) SELECT " PGB_ORDER_COLS " FROM u",
     .nparams = 1,
 };
 
 static const pgp_stmt_t stmt_cancel = {
     .name = "cancel",
-    .sql = WITH_NOW ", u AS (UPDATE orders SET status = 'cancelled',"
-                    " updated_at = " NOW ", finished_at = " NOW
-                    " WHERE id = $1 AND status = 'pending'"
-                    " RETURNING " ORDER_COLS ", fence),"
-                    " ev AS (INSERT INTO order_events (order_id, event,"
-                    " fence, at) SELECT id, 'cancel', fence, updated_at"
-                    " FROM u) SELECT " ORDER_COLS " FROM u",
+    .sql = PGB_WITH_NOW ", u AS (UPDATE orders SET status = 'cancelled',"
+                        " updated_at = " PGB_NOW ", finished_at = " PGB_NOW
+                        " WHERE id = $1 AND status = 'pending'"
+                        " RETURNING " PGB_ORDER_COLS ", fence),"
+                        " ev AS (INSERT INTO order_events (order_id, event,"
+                        " fence, at) SELECT id, 'cancel', fence, updated_at"
+                        " FROM u) SELECT " PGB_ORDER_COLS " FROM u",
     .nparams = 1,
 };
 
-int pg_order_requeue(void *h, const char *id, order_t *ret)
+int pgb_order_requeue(void *h, const char *id, order_t *ret)
 {
 	return transition(h, &stmt_requeue, id, ret);
 }
 
-int pg_order_cancel(void *h, const char *id, order_t *ret)
+int pgb_order_cancel(void *h, const char *id, order_t *ret)
 {
 	return transition(h, &stmt_cancel, id, ret);
 }
@@ -494,19 +495,19 @@ static const pgp_stmt_t stmt_stats_live = {
 
 static const pgp_stmt_t stmt_stats_oldest = {
     .name = "stats_oldest",
-    .sql = WITH_NOW "SELECT " NOW ", (SELECT min(created_at)"
-                    " FROM orders WHERE status = 'pending'"
-                    " AND next_at <= " NOW ")",
+    .sql = PGB_WITH_NOW "SELECT " PGB_NOW ", (SELECT min(created_at)"
+                        " FROM orders WHERE status = 'pending'"
+                        " AND next_at <= " PGB_NOW ")",
     .nparams = 0,
 };
 
-int pg_stats(void *h, bool terminal, store_stats_t *ret)
+int pgb_stats(void *h, bool terminal, store_stats_t *ret)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	store_stats_t st;
 	memset(&st, 0, sizeof st);
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	PGresult *res = NULL;
@@ -518,7 +519,7 @@ int pg_stats(void *h, bool terminal, store_stats_t *ret)
 		order_status_t s;
 		int64_t cnt;
 		if (order_status_parse(PQgetvalue(res, i, 0), &s) == 0 &&
-		    pg_get_i64(res, i, 1, &cnt))
+		    pgb_get_i64(res, i, 1, &cnt))
 			st.count[s] = cnt;
 	}
 	PQclear(res);
@@ -528,8 +529,8 @@ int pg_stats(void *h, bool terminal, store_stats_t *ret)
 		goto out;
 	int64_t oldest = 0;
 	rc = OD_EINTERNAL;
-	if (PQntuples(res) != 1 || !pg_get_i64(res, 0, 0, &st.now_ms) ||
-	    !pg_get_i64(res, 0, 1, &oldest))
+	if (PQntuples(res) != 1 || !pgb_get_i64(res, 0, 0, &st.now_ms) ||
+	    !pgb_get_i64(res, 0, 1, &oldest))
 		goto out;
 	if (!PQgetisnull(res, 0, 1) && st.now_ms > oldest)
 		st.oldest_pending_ms = st.now_ms - oldest;

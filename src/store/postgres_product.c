@@ -14,9 +14,9 @@ static int row_product(const PGresult *res, int row, product_t *ret)
 {
 	product_t p;
 	memset(&p, 0, sizeof p);
-	if (!pg_get_str(res, row, 0, p.sku, sizeof p.sku) ||
-	    !pg_get_i64(res, row, 1, &p.stock) ||
-	    !pg_get_i64(res, row, 2, &p.updated_at))
+	if (!pgb_get_str(res, row, 0, p.sku, sizeof p.sku) ||
+	    !pgb_get_i64(res, row, 1, &p.stock) ||
+	    !pgb_get_i64(res, row, 2, &p.updated_at))
 		return OD_EINTERNAL;
 	*ret = p;
 	return 0;
@@ -25,7 +25,7 @@ static int row_product(const PGresult *res, int row, product_t *ret)
 static const pgp_stmt_t stmt_product_ensure = {
     .name = "product_ensure",
     .sql = "INSERT INTO products (sku, stock, updated_at)"
-           " VALUES ($1, 0, " NOW_MS ")"
+           " VALUES ($1, 0, " PGB_NOW_MS ")"
            " ON CONFLICT (sku) DO NOTHING",
     .nparams = 1,
 };
@@ -39,23 +39,23 @@ static const pgp_stmt_t stmt_product_lock = {
 
 static const pgp_stmt_t stmt_product_set = {
     .name = "product_set",
-    .sql = WITH_NOW ", u AS (UPDATE products"
-                    " SET stock = $2::bigint, updated_at = " NOW
-                    " WHERE sku = $1 RETURNING sku, stock, updated_at),"
-                    " a AS (INSERT INTO adjustments (sku, delta,"
-                    " created_at) SELECT sku, $3::bigint, updated_at"
-                    " FROM u WHERE $3::bigint <> 0)"
-                    " SELECT sku, stock, updated_at FROM u",
+    .sql = PGB_WITH_NOW ", u AS (UPDATE products"
+                        " SET stock = $2::bigint, updated_at = " PGB_NOW
+                        " WHERE sku = $1 RETURNING sku, stock, updated_at),"
+                        " a AS (INSERT INTO adjustments (sku, delta,"
+                        " created_at) SELECT sku, $3::bigint, updated_at"
+                        " FROM u WHERE $3::bigint <> 0)"
+                        " SELECT sku, stock, updated_at FROM u",
     .nparams = 3,
 };
 
-int pg_product_set(void *h, const char *sku, int64_t stock, product_t *ret)
+int pgb_product_set(void *h, const char *sku, int64_t stock, product_t *ret)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	if (stock < 0 || stock > PRODUCT_STOCK_MAX)
 		return OD_EINVAL;
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	PGresult *res = NULL;
@@ -76,13 +76,13 @@ int pg_product_set(void *h, const char *sku, int64_t stock, product_t *ret)
 		goto rollback;
 	int64_t old;
 	rc = OD_EINTERNAL;
-	if (PQntuples(res) != 1 || !pg_get_i64(res, 0, 0, &old))
+	if (PQntuples(res) != 1 || !pgb_get_i64(res, 0, 0, &old))
 		goto rollback;
 	PQclear(res);
 	res = NULL;
 	char sbuf[24], dbuf[24];
-	pg_fmt_i64(sbuf, sizeof sbuf, stock);
-	pg_fmt_i64(dbuf, sizeof dbuf, stock - old);
+	pgb_fmt_i64(sbuf, sizeof sbuf, stock);
+	pgb_fmt_i64(dbuf, sizeof dbuf, stock - old);
 	const char *p3[3] = {sku, sbuf, dbuf};
 	rc = pgc_exec(c, &stmt_product_set, p3, &res);
 	if (rc < 0)
@@ -109,11 +109,11 @@ static const pgp_stmt_t stmt_product_get = {
     .nparams = 1,
 };
 
-int pg_product_get(void *h, const char *sku, product_t *ret)
+int pgb_product_get(void *h, const char *sku, product_t *ret)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	PGresult *res = NULL;
@@ -134,17 +134,17 @@ static const pgp_stmt_t stmt_product_list = {
     .nparams = 2,
 };
 
-int pg_product_list(void *h, const char *after_sku, size_t limit,
-                    product_t **ret_products, size_t *ret_n, bool *ret_more)
+int pgb_product_list(void *h, const char *after_sku, size_t limit,
+                     product_t **ret_products, size_t *ret_n, bool *ret_more)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	if (limit > 100000)
 		limit = 100000;
 	char limbuf[24];
-	pg_fmt_i64(limbuf, sizeof limbuf, (int64_t)limit + 1);
+	pgb_fmt_i64(limbuf, sizeof limbuf, (int64_t)limit + 1);
 	const char *p[2] = {after_sku ? after_sku : "", limbuf};
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	PGresult *res = NULL;

@@ -12,28 +12,28 @@
  * "OR id = $1": this replica always counts itself. */
 static const pgp_stmt_t stmt_replicas_seen = {
     .name = "replicas_seen",
-    .sql = WITH_NOW ", up AS (INSERT INTO replicas (id,"
-                    " last_seen) SELECT $1, ms FROM now"
-                    " ON CONFLICT (id) DO UPDATE"
-                    " SET last_seen = excluded.last_seen),"
-                    " old AS (DELETE FROM replicas WHERE last_seen <"
-                    " " NOW " - 86400000)"
-                    " SELECT id FROM replicas WHERE id = $1 OR"
-                    " last_seen >= " NOW " - $2::bigint"
-                    " ORDER BY id = $1 DESC, last_seen DESC, id",
+    .sql = PGB_WITH_NOW ", up AS (INSERT INTO replicas (id,"
+                        " last_seen) SELECT $1, ms FROM now"
+                        " ON CONFLICT (id) DO UPDATE"
+                        " SET last_seen = excluded.last_seen),"
+                        " old AS (DELETE FROM replicas WHERE last_seen <"
+                        " " PGB_NOW " - 86400000)"
+                        " SELECT id FROM replicas WHERE id = $1 OR"
+                        " last_seen >= " PGB_NOW " - $2::bigint"
+                        " ORDER BY id = $1 DESC, last_seen DESC, id",
     .nparams = 2,
 };
 
-int pg_replicas_seen(void *h, const char *replica, int64_t window_ms,
-                     char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n)
+int pgb_replicas_seen(void *h, const char *replica, int64_t window_ms,
+                      char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	char win[24];
-	pg_fmt_i64(win, sizeof win, window_ms);
+	pgb_fmt_i64(win, sizeof win, window_ms);
 	const char *p[2] = {replica, win};
 	PGresult *res = NULL;
 	rc = pgc_exec(c, &stmt_replicas_seen, p, &res);

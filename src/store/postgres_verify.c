@@ -104,11 +104,12 @@ static const check_t checks[] = {
     {&stmt_verify_events, terminal_twice},
 };
 
-int pg_verify(void *h, store_violation_fn fn, void *arg, size_t *ret_violations)
+int pgb_verify(void *h, store_violation_fn fn, void *arg,
+               size_t *ret_violations)
 {
-	pg_store_t *b = h;
+	pgb_store_t *b = h;
 	pgc_t *c;
-	int rc = pg_conn(b, &c);
+	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
 	size_t violations = 0;

@@ -11,7 +11,7 @@
  * has the same files under the same names.
  *
  * Every write runs in one BEGIN IMMEDIATE transaction on the single writer
- * connection, and reads the store clock once at its start (sqlite_write_begin),
+ * connection, and reads the store clock once at its start (sqb_write_begin),
  * so all timestamps of one transaction agree. Writes made under a lease are
  * conditional on (id, fence, status = 'processing'); a write that changes no
  * row means the lease is gone and nothing is written.
@@ -25,7 +25,7 @@
 #include "util/err.h"
 
 /* Copies column col of st into dst[ID_MAX + 1]; OD_EINTERNAL when too long. */
-int sqlite_col_ident(sqlite3_stmt *st, int col, char *dst)
+int sqb_col_ident(sqlite3_stmt *st, int col, char *dst)
 {
 	const unsigned char *t = sqlite3_column_text(st, col);
 	int len = sqlite3_column_bytes(st, col);
@@ -55,15 +55,15 @@ static int col_dup(sqlite3_stmt *st, int col, char **ret)
 	return 0;
 }
 
-/* Reads the ORDER_COLS columns of the current row into *ret; *ret is
+/* Reads the SQB_ORDER_COLS columns of the current row into *ret; *ret is
  * written only on success. */
-int sqlite_row_order(sqlite3_stmt *st, order_t *ret)
+int sqb_row_order(sqlite3_stmt *st, order_t *ret)
 {
 	order_t o = {0};
 	int rc;
 	o.seq = sqlite3_column_int64(st, 0);
-	if ((rc = sqlite_col_ident(st, 1, o.id)) < 0 ||
-	    (rc = sqlite_col_ident(st, 2, o.customer)) < 0)
+	if ((rc = sqb_col_ident(st, 1, o.id)) < 0 ||
+	    (rc = sqb_col_ident(st, 2, o.customer)) < 0)
 		goto fail;
 	const unsigned char *items = sqlite3_column_text(st, 3);
 	if (!items) {
@@ -99,41 +99,41 @@ fail:
 	return rc;
 }
 
-int sqlite_bind_text(sqlite3_stmt *st, int i, const char *s)
+int sqb_bind_text(sqlite3_stmt *st, int i, const char *s)
 {
 	int rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC)
 	           : sqlite3_bind_null(st, i);
-	return rc == SQLITE_OK ? 0 : sqlite_err(rc);
+	return rc == SQLITE_OK ? 0 : sqb_err(rc);
 }
 
-int sqlite_bind_int(sqlite3_stmt *st, int i, int64_t v)
+int sqb_bind_int(sqlite3_stmt *st, int i, int64_t v)
 {
 	int rc = sqlite3_bind_int64(st, i, v);
-	return rc == SQLITE_OK ? 0 : sqlite_err(rc);
+	return rc == SQLITE_OK ? 0 : sqb_err(rc);
 }
 
 /* Records one state transition; fence 0 means none. */
-int sqlite_event_add(sqlite_conn_t *c, const char *order_id, const char *event,
-                     int64_t fence, int64_t now)
+int sqb_event_add(sqb_conn_t *c, const char *order_id, const char *event,
+                  int64_t fence, int64_t now)
 {
-	const sqlite_param_t p[] = {SQ_TEXT(order_id), SQ_TEXT(event),
-	                            fence ? SQ_INT(fence) : SQ_NULL,
-	                            SQ_INT(now)};
-	int rc = sqlite_exec(c, SQ_EVENT_INSERT,
-	                     "INSERT INTO order_events (order_id, event, fence,"
-	                     " at) VALUES (?1, ?2, ?3, ?4)",
-	                     p, SQ_NPARAMS(p));
+	const sqb_param_t p[] = {SQB_TEXT(order_id), SQB_TEXT(event),
+	                         fence ? SQB_INT(fence) : SQB_NULL,
+	                         SQB_INT(now)};
+	int rc = sqb_exec(c, SQB_EVENT_INSERT,
+	                  "INSERT INTO order_events (order_id, event, fence,"
+	                  " at) VALUES (?1, ?2, ?3, ?4)",
+	                  p, SQB_NPARAMS(p));
 	return rc < 0 ? rc : 0;
 }
 
 /* Takes the next value of the fence sequence shared by leases and locks. */
-int sqlite_next_fence(sqlite_conn_t *c, int64_t *ret_fence)
+int sqb_next_fence(sqb_conn_t *c, int64_t *ret_fence)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite_row(c, SQ_NEXT_FENCE,
-	                    "UPDATE counters SET value = value + 1"
-	                    " WHERE name = 'fence' RETURNING value",
-	                    NULL, 0, &st);
+	int rc = sqb_row(c, SQB_NEXT_FENCE,
+	                 "UPDATE counters SET value = value + 1"
+	                 " WHERE name = 'fence' RETURNING value",
+	                 NULL, 0, &st);
 	if (rc < 0)
 		return rc;
 	if (rc == 0)
@@ -143,62 +143,62 @@ int sqlite_next_fence(sqlite_conn_t *c, int64_t *ret_fence)
 	return 0;
 }
 
-static int sq_open(const char *uri, const store_options_t *opt, void **ret)
+static int sqb_open(const char *uri, const store_options_t *opt, void **ret)
 {
 	if (strncmp(uri, "sqlite:", 7) != 0)
 		return OD_ECONFIG;
-	sqlite_store_t *s;
-	int rc = sqlite_store_open(uri + 7, opt, &s);
+	sqb_store_t *s;
+	int rc = sqb_store_open(uri + 7, opt, &s);
 	if (rc < 0)
 		return rc;
 	*ret = s;
 	return 0;
 }
 
-static void sq_free(void *b)
+static void sqb_free(void *b)
 {
-	sqlite_store_free(b);
+	sqb_store_free(b);
 }
 
-static int sq_ping(void *b)
+static int sqb_ping(void *b)
 {
-	sqlite_store_t *s = b;
-	sqlite_conn_t *c = sqlite_reader_get(s);
+	sqb_store_t *s = b;
+	sqb_conn_t *c = sqb_reader_get(s);
 	sqlite3_stmt *st;
-	int rc = sqlite_stmt(c, SQ_PING, "SELECT 1", &st);
+	int rc = sqb_stmt(c, SQB_PING, "SELECT 1", &st);
 	if (rc == 0) {
-		rc = sqlite_step(st);
+		rc = sqb_step(st);
 		sqlite3_reset(st);
 	}
-	sqlite_reader_put(s, c);
+	sqb_reader_put(s, c);
 	return rc < 0 ? rc : 0;
 }
 
 const store_backend_t store_sqlite_backend = {
     .name = "sqlite",
-    .open = sq_open,
-    .free = sq_free,
-    .ping = sq_ping,
-    .submit = sqlite_submit,
-    .order_get = sqlite_order_get,
-    .order_fence = sqlite_order_fence,
-    .orders_terminal = sqlite_orders_terminal,
-    .order_list = sqlite_order_list,
-    .order_requeue = sqlite_order_requeue,
-    .order_cancel = sqlite_order_cancel,
-    .stats = sqlite_stats,
-    .product_set = sqlite_product_set,
-    .product_get = sqlite_product_get,
-    .product_list = sqlite_product_list,
-    .claim = sqlite_claim,
-    .process = sqlite_process,
-    .retry = sqlite_retry,
-    .release = sqlite_release,
-    .reap = sqlite_reap,
-    .lock_acquire = sqlite_lock_acquire,
-    .lock_renew = sqlite_lock_renew,
-    .lock_release = sqlite_lock_release,
-    .lock_get = sqlite_lock_get,
-    .replicas_seen = sqlite_replicas_seen,
-    .verify = sqlite_verify,
+    .open = sqb_open,
+    .free = sqb_free,
+    .ping = sqb_ping,
+    .submit = sqb_submit,
+    .order_get = sqb_order_get,
+    .order_fence = sqb_order_fence,
+    .orders_terminal = sqb_orders_terminal,
+    .order_list = sqb_order_list,
+    .order_requeue = sqb_order_requeue,
+    .order_cancel = sqb_order_cancel,
+    .stats = sqb_stats,
+    .product_set = sqb_product_set,
+    .product_get = sqb_product_get,
+    .product_list = sqb_product_list,
+    .claim = sqb_claim,
+    .process = sqb_process,
+    .retry = sqb_retry,
+    .release = sqb_release,
+    .reap = sqb_reap,
+    .lock_acquire = sqb_lock_acquire,
+    .lock_renew = sqb_lock_renew,
+    .lock_release = sqb_lock_release,
+    .lock_get = sqb_lock_get,
+    .replicas_seen = sqb_replicas_seen,
+    .verify = sqb_verify,
 };

@@ -22,14 +22,14 @@
 #include "util/clock.h"
 #include "util/err.h"
 
-#define SQ_READERS_DEFAULT 4
-#define SQ_READERS_MAX 64
-#define SQ_BUSY_TIMEOUT_DEFAULT 5000
+#define SQB_READERS_DEFAULT 4
+#define SQB_READERS_MAX 64
+#define SQB_BUSY_TIMEOUT_DEFAULT 5000
 /* A PASSIVE checkpoint at most this often, from the writer after a commit,
  * on top of SQLite's autocheckpoint: keeps the WAL short under steady load. */
-#define SQ_CHECKPOINT_EVERY_MS 1000
+#define SQB_CHECKPOINT_EVERY_MS 1000
 
-int sqlite_err(int rc)
+int sqb_err(int rc)
 {
 	switch (rc & 0xff) {
 	case SQLITE_NOMEM:
@@ -60,14 +60,14 @@ int sqlite_err(int rc)
 	}
 }
 
-int sqlite_stmt(sqlite_conn_t *c, int id, const char *sql, sqlite3_stmt **ret)
+int sqb_stmt(sqb_conn_t *c, int id, const char *sql, sqlite3_stmt **ret)
 {
 	sqlite3_stmt *st = c->stmt[id];
 	if (!st) {
 		int rc = sqlite3_prepare_v3(
 		    c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
 		if (rc != SQLITE_OK)
-			return sqlite_err(rc);
+			return sqb_err(rc);
 		c->stmt[id] = st;
 	} else {
 		sqlite3_reset(st);
@@ -77,39 +77,39 @@ int sqlite_stmt(sqlite_conn_t *c, int id, const char *sql, sqlite3_stmt **ret)
 	return 0;
 }
 
-int sqlite_step(sqlite3_stmt *st)
+int sqb_step(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		return 1;
 	if (rc == SQLITE_DONE)
 		return 0;
-	return sqlite_err(rc);
+	return sqb_err(rc);
 }
 
-int sqlite_run(sqlite_conn_t *c, int id, const char *sql)
+int sqb_run(sqb_conn_t *c, int id, const char *sql)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite_stmt(c, id, sql, &st);
+	int rc = sqb_stmt(c, id, sql, &st);
 	if (rc < 0)
 		return rc;
-	rc = sqlite_step(st);
+	rc = sqb_step(st);
 	sqlite3_reset(st);
 	return rc < 0 ? rc : 0;
 }
 
 /* Prepares the cached statement id and binds p[0..n) to it. */
-static int stmt_bound(sqlite_conn_t *c, int id, const char *sql,
-                      const sqlite_param_t *p, size_t n, sqlite3_stmt **ret)
+static int stmt_bound(sqb_conn_t *c, int id, const char *sql,
+                      const sqb_param_t *p, size_t n, sqlite3_stmt **ret)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite_stmt(c, id, sql, &st);
+	int rc = sqb_stmt(c, id, sql, &st);
 	if (rc < 0)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
 		int at = (int)i + 1;
-		rc = p[i].is_int ? sqlite_bind_int(st, at, p[i].num)
-		                 : sqlite_bind_text(st, at, p[i].text);
+		rc = p[i].is_int ? sqb_bind_int(st, at, p[i].num)
+		                 : sqb_bind_text(st, at, p[i].text);
 		if (rc < 0) {
 			sqlite3_reset(st);
 			return rc;
@@ -119,26 +119,26 @@ static int stmt_bound(sqlite_conn_t *c, int id, const char *sql,
 	return 0;
 }
 
-int sqlite_exec(sqlite_conn_t *c, int id, const char *sql,
-                const sqlite_param_t *p, size_t n)
+int sqb_exec(sqb_conn_t *c, int id, const char *sql, const sqb_param_t *p,
+             size_t n)
 {
 	sqlite3_stmt *st;
 	int rc = stmt_bound(c, id, sql, p, n, &st);
 	if (rc < 0)
 		return rc;
-	rc = sqlite_step(st);
+	rc = sqb_step(st);
 	sqlite3_reset(st);
 	return rc < 0 ? rc : sqlite3_changes(c->db);
 }
 
-int sqlite_row(sqlite_conn_t *c, int id, const char *sql,
-               const sqlite_param_t *p, size_t n, sqlite3_stmt **ret_st)
+int sqb_row(sqb_conn_t *c, int id, const char *sql, const sqb_param_t *p,
+            size_t n, sqlite3_stmt **ret_st)
 {
 	sqlite3_stmt *st;
 	int rc = stmt_bound(c, id, sql, p, n, &st);
 	if (rc < 0)
 		return rc;
-	rc = sqlite_step(st);
+	rc = sqb_step(st);
 	if (rc != 1) {
 		sqlite3_reset(st);
 		return rc;
@@ -147,10 +147,10 @@ int sqlite_row(sqlite_conn_t *c, int id, const char *sql,
 	return 1;
 }
 
-static int read_now(sqlite_conn_t *c, int64_t *ret_now)
+static int read_now(sqb_conn_t *c, int64_t *ret_now)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite_row(c, SQ_NOW, "SELECT " SQ_NOW_SQL, NULL, 0, &st);
+	int rc = sqb_row(c, SQB_NOW, "SELECT " SQB_NOW_SQL, NULL, 0, &st);
 	if (rc < 0)
 		return rc;
 	if (rc == 0)
@@ -161,7 +161,7 @@ static int read_now(sqlite_conn_t *c, int64_t *ret_now)
 }
 
 /* Back to synchronous=FULL after a lazy transaction; called with wlock. */
-static void end_lazy(sqlite_store_t *s)
+static void end_lazy(sqb_store_t *s)
 {
 	if (!s->lazy)
 		return;
@@ -169,38 +169,36 @@ static void end_lazy(sqlite_store_t *s)
 	/* If this failed, the next lazy begin or the next commit would run
 	 * without fsync: treat it as fatal for durability and say so loudly
 	 * through the error path of the next write instead of guessing. */
-	if (sqlite_run(&s->writer, SQ_SYNC_FULL, "PRAGMA synchronous = FULL") <
-	    0)
+	if (sqb_run(&s->writer, SQB_SYNC_FULL, "PRAGMA synchronous = FULL") < 0)
 		s->sync_broken = true;
 }
 
-int sqlite_write_begin(sqlite_store_t *s, sqlite_commit_t commit,
-                       sqlite_conn_t **ret_c, int64_t *ret_now)
+int sqb_write_begin(sqb_store_t *s, sqb_commit_t commit, sqb_conn_t **ret_c,
+                    int64_t *ret_now)
 {
 	pthread_mutex_lock(&s->wlock);
-	sqlite_conn_t *c = &s->writer;
+	sqb_conn_t *c = &s->writer;
 	int rc;
 	if (s->sync_broken) {
 		/* Re-establish FULL before any write; refuse until it holds. */
-		rc = sqlite_run(c, SQ_SYNC_FULL, "PRAGMA synchronous = FULL");
+		rc = sqb_run(c, SQB_SYNC_FULL, "PRAGMA synchronous = FULL");
 		if (rc < 0)
 			goto unlock;
 		s->sync_broken = false;
 	}
-	if (commit == SQ_LAZY) {
-		rc = sqlite_run(c, SQ_SYNC_NORMAL,
-		                "PRAGMA synchronous = NORMAL");
+	if (commit == SQB_LAZY) {
+		rc = sqb_run(c, SQB_SYNC_NORMAL, "PRAGMA synchronous = NORMAL");
 		if (rc < 0)
 			goto unlock;
 		s->lazy = true;
 	}
-	rc = sqlite_run(c, SQ_BEGIN_IMMEDIATE, "BEGIN IMMEDIATE");
+	rc = sqb_run(c, SQB_BEGIN_IMMEDIATE, "BEGIN IMMEDIATE");
 	if (rc < 0)
 		goto unlock;
 	int64_t now;
 	rc = read_now(c, &now);
 	if (rc < 0) {
-		sqlite_run(c, SQ_ROLLBACK, "ROLLBACK");
+		sqb_run(c, SQB_ROLLBACK, "ROLLBACK");
 		goto unlock;
 	}
 	*ret_c = c;
@@ -212,13 +210,13 @@ unlock:
 	return rc;
 }
 
-int sqlite_write_commit(sqlite_store_t *s)
+int sqb_write_commit(sqb_store_t *s)
 {
-	sqlite_conn_t *c = &s->writer;
+	sqb_conn_t *c = &s->writer;
 	sqlite3_stmt *st;
-	int rc = sqlite_stmt(c, SQ_COMMIT, "COMMIT", &st);
+	int rc = sqb_stmt(c, SQB_COMMIT, "COMMIT", &st);
 	if (rc < 0) {
-		sqlite_run(c, SQ_ROLLBACK, "ROLLBACK");
+		sqb_run(c, SQB_ROLLBACK, "ROLLBACK");
 		goto unlock;
 	}
 	int src = sqlite3_step(st);
@@ -227,7 +225,7 @@ int sqlite_write_commit(sqlite_store_t *s)
 		int busy = (src & 0xff) == SQLITE_BUSY ||
 		           (src & 0xff) == SQLITE_LOCKED;
 		if (!sqlite3_get_autocommit(c->db))
-			sqlite_run(c, SQ_ROLLBACK, "ROLLBACK");
+			sqb_run(c, SQB_ROLLBACK, "ROLLBACK");
 		/* BUSY leaves the transaction open and uncommitted; an I/O
 		 * error during the commit may or may not have made it
 		 * durable. */
@@ -235,7 +233,7 @@ int sqlite_write_commit(sqlite_store_t *s)
 		goto unlock;
 	}
 	int64_t mono = clock_mono_ms();
-	if (mono - s->last_ckpt_ms >= SQ_CHECKPOINT_EVERY_MS) {
+	if (mono - s->last_ckpt_ms >= SQB_CHECKPOINT_EVERY_MS) {
 		/* Best effort: PASSIVE never waits for readers, and a failed
 		 * checkpoint is retried next time. */
 		sqlite3_wal_checkpoint_v2(
@@ -249,26 +247,26 @@ unlock:
 	return rc;
 }
 
-void sqlite_write_rollback(sqlite_store_t *s)
+void sqb_write_rollback(sqb_store_t *s)
 {
-	sqlite_conn_t *c = &s->writer;
+	sqb_conn_t *c = &s->writer;
 	if (!sqlite3_get_autocommit(c->db))
-		sqlite_run(c, SQ_ROLLBACK, "ROLLBACK");
+		sqb_run(c, SQB_ROLLBACK, "ROLLBACK");
 	end_lazy(s);
 	pthread_mutex_unlock(&s->wlock);
 }
 
-sqlite_conn_t *sqlite_reader_get(sqlite_store_t *s)
+sqb_conn_t *sqb_reader_get(sqb_store_t *s)
 {
 	pthread_mutex_lock(&s->rlock);
 	while (s->n_idle == 0)
 		pthread_cond_wait(&s->rcond, &s->rlock);
-	sqlite_conn_t *c = s->idle[--s->n_idle];
+	sqb_conn_t *c = s->idle[--s->n_idle];
 	pthread_mutex_unlock(&s->rlock);
 	return c;
 }
 
-void sqlite_reader_put(sqlite_store_t *s, sqlite_conn_t *c)
+void sqb_reader_put(sqb_store_t *s, sqb_conn_t *c)
 {
 	pthread_mutex_lock(&s->rlock);
 	s->idle[s->n_idle++] = c;
@@ -276,16 +274,16 @@ void sqlite_reader_put(sqlite_store_t *s, sqlite_conn_t *c)
 	pthread_mutex_unlock(&s->rlock);
 }
 
-int sqlite_read_begin(sqlite_conn_t *c, int64_t *ret_now)
+int sqb_read_begin(sqb_conn_t *c, int64_t *ret_now)
 {
-	int rc = sqlite_run(c, SQ_BEGIN, "BEGIN");
+	int rc = sqb_run(c, SQB_BEGIN, "BEGIN");
 	if (rc < 0)
 		return rc;
 	/* The first read starts the snapshot; reading the clock is one. */
 	int64_t now;
 	rc = read_now(c, &now);
 	if (rc < 0) {
-		sqlite_read_end(c);
+		sqb_read_end(c);
 		return rc;
 	}
 	if (ret_now)
@@ -293,19 +291,19 @@ int sqlite_read_begin(sqlite_conn_t *c, int64_t *ret_now)
 	return 0;
 }
 
-void sqlite_read_end(sqlite_conn_t *c)
+void sqb_read_end(sqb_conn_t *c)
 {
 	if (!sqlite3_get_autocommit(c->db))
-		sqlite_run(c, SQ_COMMIT, "COMMIT");
+		sqb_run(c, SQB_COMMIT, "COMMIT");
 	if (!sqlite3_get_autocommit(c->db))
-		sqlite_run(c, SQ_ROLLBACK, "ROLLBACK");
+		sqb_run(c, SQB_ROLLBACK, "ROLLBACK");
 }
 
-static void conn_close(sqlite_conn_t *c, bool checkpoint)
+static void conn_close(sqb_conn_t *c, bool checkpoint)
 {
 	if (!c->db)
 		return;
-	for (int i = 0; i < SQ_STMT_COUNT; i++) {
+	for (int i = 0; i < SQB_STMT_COUNT; i++) {
 		sqlite3_finalize(c->stmt[i]);
 		c->stmt[i] = NULL;
 	}
@@ -316,8 +314,7 @@ static void conn_close(sqlite_conn_t *c, bool checkpoint)
 	c->db = NULL;
 }
 
-static int conn_open(sqlite_conn_t *c, const char *path, bool writer,
-                     int busy_ms)
+static int conn_open(sqb_conn_t *c, const char *path, bool writer, int busy_ms)
 {
 	int flags = SQLITE_OPEN_NOMUTEX |
 	            (writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
@@ -325,7 +322,7 @@ static int conn_open(sqlite_conn_t *c, const char *path, bool writer,
 	memset(c, 0, sizeof *c);
 	int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
 	if (rc != SQLITE_OK) {
-		rc = c->db ? sqlite_err(sqlite3_errcode(c->db)) : -ENOMEM;
+		rc = c->db ? sqb_err(sqlite3_errcode(c->db)) : -ENOMEM;
 		if (rc == OD_EINTERNAL)
 			rc = OD_ESTORE;
 		goto fail;
@@ -347,27 +344,27 @@ static int conn_open(sqlite_conn_t *c, const char *path, bool writer,
 	}
 	return 0;
 fail_rc:
-	rc = sqlite_err(rc);
+	rc = sqb_err(rc);
 fail:
 	conn_close(c, false);
 	return rc;
 }
 
-int sqlite_store_open(const char *path, const store_options_t *opt,
-                      sqlite_store_t **ret)
+int sqb_store_open(const char *path, const store_options_t *opt,
+                   sqb_store_t **ret)
 {
-	int busy_ms = SQ_BUSY_TIMEOUT_DEFAULT;
-	size_t readers = SQ_READERS_DEFAULT;
+	int busy_ms = SQB_BUSY_TIMEOUT_DEFAULT;
+	size_t readers = SQB_READERS_DEFAULT;
 	if (opt && opt->busy_timeout_ms > 0)
 		busy_ms = opt->busy_timeout_ms;
 	if (opt && opt->readers > 0)
 		readers = (size_t)opt->readers;
-	if (readers > SQ_READERS_MAX)
-		readers = SQ_READERS_MAX;
+	if (readers > SQB_READERS_MAX)
+		readers = SQB_READERS_MAX;
 	if (!path || !*path)
 		return OD_ECONFIG;
 
-	sqlite_store_t *s = calloc(1, sizeof *s);
+	sqb_store_t *s = calloc(1, sizeof *s);
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_init(&s->wlock, NULL);
@@ -383,7 +380,7 @@ int sqlite_store_open(const char *path, const store_options_t *opt,
 	rc = conn_open(&s->writer, path, true, busy_ms);
 	if (rc < 0)
 		goto free_store;
-	rc = sqlite_schema_migrate(&s->writer);
+	rc = sqs_migrate(&s->writer);
 	if (rc < 0)
 		goto free_store;
 	/* Readers open after the writer so the file, its WAL and its schema
@@ -398,11 +395,11 @@ int sqlite_store_open(const char *path, const store_options_t *opt,
 	*ret = s;
 	return 0;
 free_store:
-	sqlite_store_free(s);
+	sqb_store_free(s);
 	return rc;
 }
 
-void sqlite_store_free(sqlite_store_t *s)
+void sqb_store_free(sqb_store_t *s)
 {
 	if (!s)
 		return;

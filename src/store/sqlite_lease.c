@@ -19,23 +19,23 @@ static int cmp_claim_seq(const void *a, const void *b)
 	return (x->order.seq > y->order.seq) - (x->order.seq < y->order.seq);
 }
 
-int sqlite_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
-                 store_claim_t *ret_claims, size_t *ret_n)
+int sqb_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
+              store_claim_t *ret_claims, size_t *ret_n)
 {
-	sqlite_store_t *s = b;
+	sqb_store_t *s = b;
 	if (max == 0) {
 		*ret_n = 0;
 		return 0;
 	}
 	if (lease_ms <= 0 || !owner)
 		return OD_EINVAL;
-	sqlite_conn_t *c;
+	sqb_conn_t *c;
 	int64_t now, fence = 0;
 	size_t n = 0;
-	int rc = sqlite_write_begin(s, SQ_LAZY, &c, &now);
+	int rc = sqb_write_begin(s, SQB_LAZY, &c, &now);
 	if (rc < 0)
 		return rc;
-	rc = sqlite_next_fence(c, &fence);
+	rc = sqb_next_fence(c, &fence);
 	if (rc < 0)
 		goto rollback;
 	sqlite3_stmt *st;
@@ -44,39 +44,39 @@ int sqlite_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
 	 * pins the narrow partial index (without ANALYZE data the planner
 	 * prefers orders_status and reads every candidate row from the
 	 * table), and fails loudly at prepare time if it ever goes away. */
-	rc = sqlite_stmt(c, SQ_CLAIM,
-	                 "UPDATE orders SET status = 'processing',"
-	                 " attempts = attempts + 1, lease_owner = ?1,"
-	                 " lease_until = ?2, fence = ?3, updated_at = ?4"
-	                 " WHERE seq IN (SELECT seq FROM orders"
-	                 " INDEXED BY orders_pending"
-	                 " WHERE status = 'pending' AND next_at <= ?4"
-	                 " ORDER BY seq LIMIT ?5)"
-	                 " RETURNING " ORDER_COLS,
-	                 &st);
+	rc = sqb_stmt(c, SQB_CLAIM,
+	              "UPDATE orders SET status = 'processing',"
+	              " attempts = attempts + 1, lease_owner = ?1,"
+	              " lease_until = ?2, fence = ?3, updated_at = ?4"
+	              " WHERE seq IN (SELECT seq FROM orders"
+	              " INDEXED BY orders_pending"
+	              " WHERE status = 'pending' AND next_at <= ?4"
+	              " ORDER BY seq LIMIT ?5)"
+	              " RETURNING " SQB_ORDER_COLS,
+	              &st);
 	if (rc < 0)
 		goto rollback;
-	if ((rc = sqlite_bind_text(st, 1, owner)) < 0 ||
-	    (rc = sqlite_bind_int(st, 2, now + lease_ms)) < 0 ||
-	    (rc = sqlite_bind_int(st, 3, fence)) < 0 ||
-	    (rc = sqlite_bind_int(st, 4, now)) < 0 ||
-	    (rc = sqlite_bind_int(
+	if ((rc = sqb_bind_text(st, 1, owner)) < 0 ||
+	    (rc = sqb_bind_int(st, 2, now + lease_ms)) < 0 ||
+	    (rc = sqb_bind_int(st, 3, fence)) < 0 ||
+	    (rc = sqb_bind_int(st, 4, now)) < 0 ||
+	    (rc = sqb_bind_int(
 	         st, 5, (int64_t)(max > INT32_MAX ? INT32_MAX : max))) < 0)
 		goto reset;
-	while ((rc = sqlite_step(st)) == 1) {
+	while ((rc = sqb_step(st)) == 1) {
 		if (n == max) {
 			rc = OD_EINTERNAL;
 			break;
 		}
 		store_claim_t *cl = &ret_claims[n];
-		rc = sqlite_row_order(st, &cl->order);
+		rc = sqb_row_order(st, &cl->order);
 		if (rc < 0)
 			break;
 		cl->fence = fence;
 		cl->lease_until = now + lease_ms;
 		n++;
-		rc = sqlite_event_add(c, cl->order.id,
-		                      state_event_name(EV_CLAIM), fence, now);
+		rc = sqb_event_add(c, cl->order.id, state_event_name(EV_CLAIM),
+		                   fence, now);
 		if (rc < 0)
 			break;
 	}
@@ -86,70 +86,70 @@ reset:
 		goto rollback;
 	if (n == 0) {
 		/* Nothing due: undo the fence and skip a durable commit. */
-		sqlite_write_rollback(s);
+		sqb_write_rollback(s);
 		*ret_n = 0;
 		return 0;
 	}
-	rc = sqlite_write_commit(s);
+	rc = sqb_write_commit(s);
 	if (rc < 0)
 		goto clear;
 	qsort(ret_claims, n, sizeof *ret_claims, cmp_claim_seq);
 	*ret_n = n;
 	return 0;
 rollback:
-	sqlite_write_rollback(s);
+	sqb_write_rollback(s);
 clear:
 	store_claims_clear(ret_claims, n);
 	return rc;
 }
 
 /* The conditional finishing write of a processed order. */
-static int process_finish(sqlite_conn_t *c, const store_claim_t *cl,
+static int process_finish(sqb_conn_t *c, const store_claim_t *cl,
                           const char *status, const char *reason, int64_t now)
 {
-	const sqlite_param_t p[] = {SQ_TEXT(cl->order.id), SQ_INT(cl->fence),
-	                            SQ_TEXT(status), SQ_TEXT(reason),
-	                            SQ_INT(now)};
-	int rc = sqlite_exec(c, SQ_PROCESS_FINISH,
-	                     "UPDATE orders SET status = ?3, reason = ?4,"
-	                     " finished_at = ?5, updated_at = ?5"
-	                     " WHERE id = ?1 AND fence = ?2"
-	                     " AND status = 'processing'",
-	                     p, SQ_NPARAMS(p));
+	const sqb_param_t p[] = {SQB_TEXT(cl->order.id), SQB_INT(cl->fence),
+	                         SQB_TEXT(status), SQB_TEXT(reason),
+	                         SQB_INT(now)};
+	int rc = sqb_exec(c, SQB_PROCESS_FINISH,
+	                  "UPDATE orders SET status = ?3, reason = ?4,"
+	                  " finished_at = ?5, updated_at = ?5"
+	                  " WHERE id = ?1 AND fence = ?2"
+	                  " AND status = 'processing'",
+	                  p, SQB_NPARAMS(p));
 	if (rc < 0)
 		return rc;
 	return rc == 1 ? 0 : OD_EINTERNAL;
 }
 
 /* 1 when the order is still processing under cl->fence, 0 when fenced. */
-static int process_check(sqlite_conn_t *c, const store_claim_t *cl)
+static int process_check(sqb_conn_t *c, const store_claim_t *cl)
 {
-	const sqlite_param_t p[] = {SQ_TEXT(cl->order.id), SQ_INT(cl->fence)};
+	const sqb_param_t p[] = {SQB_TEXT(cl->order.id), SQB_INT(cl->fence)};
 	sqlite3_stmt *st;
-	int rc = sqlite_row(c, SQ_PROCESS_CHECK,
-	                    "SELECT 1 FROM orders WHERE id = ?1 AND fence = ?2"
-	                    " AND status = 'processing'",
-	                    p, SQ_NPARAMS(p), &st);
+	int rc = sqb_row(c, SQB_PROCESS_CHECK,
+	                 "SELECT 1 FROM orders WHERE id = ?1 AND fence = ?2"
+	                 " AND status = 'processing'",
+	                 p, SQB_NPARAMS(p), &st);
 	if (rc == 1)
 		sqlite3_reset(st);
 	return rc;
 }
 
 /* Decides the outcome: NULL (all in stock) or the rejection reason. */
-static int process_decide(sqlite_conn_t *c, const order_t *o,
+static int process_decide(sqb_conn_t *c, const order_t *o,
                           const char **ret_reason)
 {
 	sqlite3_stmt *st;
-	int rc = sqlite_stmt(c, SQ_PROCESS_STOCK,
-	                     "SELECT stock FROM products WHERE sku = ?1", &st);
+	int rc = sqb_stmt(c, SQB_PROCESS_STOCK,
+	                  "SELECT stock FROM products WHERE sku = ?1", &st);
 	if (rc < 0)
 		return rc;
 	bool unknown = false, shortage = false;
 	for (size_t i = 0; i < o->n_items; i++) {
 		sqlite3_reset(st);
-		if ((rc = sqlite_bind_text(st, 1, o->items[i].sku)) < 0)
+		if ((rc = sqb_bind_text(st, 1, o->items[i].sku)) < 0)
 			break;
-		rc = sqlite_step(st);
+		rc = sqb_step(st);
 		if (rc < 0)
 			break;
 		if (rc == 0)
@@ -169,37 +169,36 @@ static int process_decide(sqlite_conn_t *c, const order_t *o,
 /* Takes the stock and writes the reservation for every item. 0, 1 when the
  * backstop fired (stock short after all, or a reservation already exists):
  * the caller abandons the order, or a negative error. */
-static int process_reserve(sqlite_conn_t *c, const store_claim_t *cl,
-                           int64_t now)
+static int process_reserve(sqb_conn_t *c, const store_claim_t *cl, int64_t now)
 {
 	const order_t *o = &cl->order;
 	for (size_t i = 0; i < o->n_items; i++) {
-		const sqlite_param_t take[] = {SQ_TEXT(o->items[i].sku),
-		                               SQ_INT(o->items[i].qty),
-		                               SQ_INT(now)};
-		int rc = sqlite_exec(c, SQ_PROCESS_TAKE,
-		                     "UPDATE products SET stock = stock - ?2,"
-		                     " updated_at = ?3"
-		                     " WHERE sku = ?1 AND stock >= ?2",
-		                     take, SQ_NPARAMS(take));
+		const sqb_param_t take[] = {SQB_TEXT(o->items[i].sku),
+		                            SQB_INT(o->items[i].qty),
+		                            SQB_INT(now)};
+		int rc = sqb_exec(c, SQB_PROCESS_TAKE,
+		                  "UPDATE products SET stock = stock - ?2,"
+		                  " updated_at = ?3"
+		                  " WHERE sku = ?1 AND stock >= ?2",
+		                  take, SQB_NPARAMS(take));
 		if (rc < 0)
 			return rc;
 		if (rc != 1)
 			return 1;
 		sqlite3_stmt *st;
-		rc = sqlite_stmt(c, SQ_RESERVATION_INSERT,
-		                 "INSERT INTO reservations (order_id, sku, qty,"
-		                 " fence, created_at)"
-		                 " VALUES (?1, ?2, ?3, ?4, ?5)",
-		                 &st);
+		rc = sqb_stmt(c, SQB_RESERVATION_INSERT,
+		              "INSERT INTO reservations (order_id, sku, qty,"
+		              " fence, created_at)"
+		              " VALUES (?1, ?2, ?3, ?4, ?5)",
+		              &st);
 		if (rc < 0)
 			return rc;
 		int src = SQLITE_OK;
-		if ((rc = sqlite_bind_text(st, 1, o->id)) == 0 &&
-		    (rc = sqlite_bind_text(st, 2, o->items[i].sku)) == 0 &&
-		    (rc = sqlite_bind_int(st, 3, o->items[i].qty)) == 0 &&
-		    (rc = sqlite_bind_int(st, 4, cl->fence)) == 0 &&
-		    (rc = sqlite_bind_int(st, 5, now)) == 0)
+		if ((rc = sqb_bind_text(st, 1, o->id)) == 0 &&
+		    (rc = sqb_bind_text(st, 2, o->items[i].sku)) == 0 &&
+		    (rc = sqb_bind_int(st, 3, o->items[i].qty)) == 0 &&
+		    (rc = sqb_bind_int(st, 4, cl->fence)) == 0 &&
+		    (rc = sqb_bind_int(st, 5, now)) == 0)
 			src = sqlite3_step(st);
 		sqlite3_reset(st);
 		if (rc < 0)
@@ -207,15 +206,15 @@ static int process_reserve(sqlite_conn_t *c, const store_claim_t *cl,
 		if ((src & 0xff) == SQLITE_CONSTRAINT)
 			return 1;
 		if (src != SQLITE_DONE)
-			return sqlite_err(src);
+			return sqb_err(src);
 	}
 	return 0;
 }
 
-static int process_one(sqlite_conn_t *c, int64_t now, const store_claim_t *cl,
+static int process_one(sqb_conn_t *c, int64_t now, const store_claim_t *cl,
                        store_process_result_t *r)
 {
-	int rc = sqlite_run(c, SQ_SAVEPOINT, "SAVEPOINT process_order");
+	int rc = sqb_run(c, SQB_SAVEPOINT, "SAVEPOINT process_order");
 	if (rc < 0)
 		return rc;
 	rc = process_check(c, cl);
@@ -234,8 +233,8 @@ static int process_one(sqlite_conn_t *c, int64_t now, const store_claim_t *cl,
 			/* The unique reservation (or the stock check) caught
 			 * what the fence should have: undo this order only and
 			 * abandon it, as for a lost lease. */
-			rc = sqlite_run(c, SQ_SAVEPOINT_ROLLBACK,
-			                "ROLLBACK TO process_order");
+			rc = sqb_run(c, SQB_SAVEPOINT_ROLLBACK,
+			             "ROLLBACK TO process_order");
 			r->outcome = PROCESS_FENCED;
 			r->reason = NULL;
 			goto release;
@@ -247,72 +246,72 @@ static int process_one(sqlite_conn_t *c, int64_t now, const store_claim_t *cl,
 	                    now);
 	if (rc < 0)
 		goto release;
-	rc = sqlite_event_add(
-	    c, cl->order.id, state_event_name(reason ? EV_REJECT : EV_COMPLETE),
-	    cl->fence, now);
+	rc = sqb_event_add(c, cl->order.id,
+	                   state_event_name(reason ? EV_REJECT : EV_COMPLETE),
+	                   cl->fence, now);
 	if (rc < 0)
 		goto release;
 	r->outcome = reason ? PROCESS_REJECTED : PROCESS_COMPLETED;
 	r->reason = reason;
 release:;
 	/* On an error the caller rolls the whole transaction back. */
-	int rel = sqlite_run(c, SQ_SAVEPOINT_RELEASE, "RELEASE process_order");
+	int rel = sqb_run(c, SQB_SAVEPOINT_RELEASE, "RELEASE process_order");
 	if (rc < 0)
 		return rc;
 	return rel < 0 ? rel : 0;
 }
 
-int sqlite_process(void *b, const store_claim_t *claims, size_t n,
-                   store_process_result_t *results)
+int sqb_process(void *b, const store_claim_t *claims, size_t n,
+                store_process_result_t *results)
 {
-	sqlite_store_t *s = b;
+	sqb_store_t *s = b;
 	if (n == 0)
 		return 0;
-	sqlite_conn_t *c;
+	sqb_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
+	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
 		rc = process_one(c, now, &claims[i], &results[i]);
 		if (rc < 0) {
-			sqlite_write_rollback(s);
+			sqb_write_rollback(s);
 			return rc;
 		}
 	}
-	return sqlite_write_commit(s);
+	return sqb_write_commit(s);
 }
 
-int sqlite_retry(void *b, const char *id, int64_t fence, int max_attempts,
-                 int64_t delay_ms, const char *error, bool *ret_failed)
+int sqb_retry(void *b, const char *id, int64_t fence, int max_attempts,
+              int64_t delay_ms, const char *error, bool *ret_failed)
 {
-	sqlite_store_t *s = b;
+	sqb_store_t *s = b;
 	if (delay_ms < 0)
 		delay_ms = 0;
-	sqlite_conn_t *c;
+	sqb_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
+	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
-	const sqlite_param_t p[] = {SQ_TEXT(id),          SQ_INT(fence),
-	                            SQ_INT(max_attempts), SQ_TEXT(error),
-	                            SQ_INT(now),          SQ_INT(delay_ms)};
+	const sqb_param_t p[] = {SQB_TEXT(id),          SQB_INT(fence),
+	                         SQB_INT(max_attempts), SQB_TEXT(error),
+	                         SQB_INT(now),          SQB_INT(delay_ms)};
 	sqlite3_stmt *st;
 	bool failed = false;
-	rc = sqlite_row(c, SQ_RETRY,
-	                "UPDATE orders SET"
-	                " status = CASE WHEN attempts < ?3 THEN 'pending'"
-	                " ELSE 'failed' END,"
-	                " finished_at = CASE WHEN attempts < ?3 THEN NULL"
-	                " ELSE ?5 END,"
-	                " reason = ?4, next_at = ?5 + ?6, updated_at = ?5"
-	                " WHERE id = ?1 AND fence = ?2"
-	                " AND status = 'processing' RETURNING status",
-	                p, SQ_NPARAMS(p), &st);
+	rc = sqb_row(c, SQB_RETRY,
+	             "UPDATE orders SET"
+	             " status = CASE WHEN attempts < ?3 THEN 'pending'"
+	             " ELSE 'failed' END,"
+	             " finished_at = CASE WHEN attempts < ?3 THEN NULL"
+	             " ELSE ?5 END,"
+	             " reason = ?4, next_at = ?5 + ?6, updated_at = ?5"
+	             " WHERE id = ?1 AND fence = ?2"
+	             " AND status = 'processing' RETURNING status",
+	             p, SQB_NPARAMS(p), &st);
 	if (rc == 1) {
 		const unsigned char *status = sqlite3_column_text(st, 0);
 		failed = status && strcmp((const char *)status, "failed") == 0;
-		if (sqlite_step(st) < 0)
+		if (sqb_step(st) < 0)
 			rc = OD_ESTORE;
 		sqlite3_reset(st);
 	}
@@ -320,86 +319,86 @@ int sqlite_retry(void *b, const char *id, int64_t fence, int max_attempts,
 		rc = OD_EFENCE;
 	if (rc < 0)
 		goto rollback;
-	rc = sqlite_event_add(
-	    c, id, state_event_name(failed ? EV_FAIL : EV_RETRY), fence, now);
+	rc = sqb_event_add(c, id, state_event_name(failed ? EV_FAIL : EV_RETRY),
+	                   fence, now);
 	if (rc < 0)
 		goto rollback;
-	rc = sqlite_write_commit(s);
+	rc = sqb_write_commit(s);
 	if (rc < 0)
 		return rc;
 	if (ret_failed)
 		*ret_failed = failed;
 	return 0;
 rollback:
-	sqlite_write_rollback(s);
+	sqb_write_rollback(s);
 	return rc;
 }
 
-int sqlite_release(void *b, const char *id, int64_t fence)
+int sqb_release(void *b, const char *id, int64_t fence)
 {
-	sqlite_store_t *s = b;
-	sqlite_conn_t *c;
+	sqb_store_t *s = b;
+	sqb_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
+	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
-	const sqlite_param_t p[] = {SQ_TEXT(id), SQ_INT(fence), SQ_INT(now)};
-	rc = sqlite_exec(c, SQ_RELEASE,
-	                 "UPDATE orders SET status = 'pending',"
-	                 " attempts = MAX(attempts - 1, 0), next_at = ?3,"
-	                 " updated_at = ?3 WHERE id = ?1 AND fence = ?2"
-	                 " AND status = 'processing'",
-	                 p, SQ_NPARAMS(p));
+	const sqb_param_t p[] = {SQB_TEXT(id), SQB_INT(fence), SQB_INT(now)};
+	rc = sqb_exec(c, SQB_RELEASE,
+	              "UPDATE orders SET status = 'pending',"
+	              " attempts = MAX(attempts - 1, 0), next_at = ?3,"
+	              " updated_at = ?3 WHERE id = ?1 AND fence = ?2"
+	              " AND status = 'processing'",
+	              p, SQB_NPARAMS(p));
 	if (rc >= 0 && rc != 1)
 		rc = OD_EFENCE;
 	if (rc < 0)
 		goto rollback;
-	rc = sqlite_event_add(c, id, state_event_name(EV_RELEASE), fence, now);
+	rc = sqb_event_add(c, id, state_event_name(EV_RELEASE), fence, now);
 	if (rc < 0)
 		goto rollback;
-	return sqlite_write_commit(s);
+	return sqb_write_commit(s);
 rollback:
-	sqlite_write_rollback(s);
+	sqb_write_rollback(s);
 	return rc;
 }
 
-int sqlite_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
+int sqb_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 {
-	sqlite_store_t *s = b;
+	sqb_store_t *s = b;
 	if (limit == 0) {
 		*ret_n = 0;
 		return 0;
 	}
-	sqlite_conn_t *c;
+	sqb_conn_t *c;
 	int64_t now;
 	size_t n = 0;
-	int rc = sqlite_write_begin(s, SQ_LAZY, &c, &now);
+	int rc = sqb_write_begin(s, SQB_LAZY, &c, &now);
 	if (rc < 0)
 		return rc;
 	sqlite3_stmt *st;
-	rc = sqlite_stmt(c, SQ_REAP,
-	                 "UPDATE orders SET"
-	                 " status = CASE WHEN attempts >= ?1 THEN 'failed'"
-	                 " ELSE 'pending' END,"
-	                 " reason = CASE WHEN attempts >= ?1"
-	                 " THEN 'lease expired' ELSE reason END,"
-	                 " finished_at = CASE WHEN attempts >= ?1 THEN ?2"
-	                 " ELSE NULL END,"
-	                 " next_at = ?2, updated_at = ?2"
-	                 " WHERE seq IN (SELECT seq FROM orders"
-	                 " INDEXED BY orders_leased"
-	                 " WHERE status = 'processing' AND lease_until < ?2"
-	                 " ORDER BY lease_until LIMIT ?3)"
-	                 " RETURNING id, fence, status",
-	                 &st);
+	rc = sqb_stmt(c, SQB_REAP,
+	              "UPDATE orders SET"
+	              " status = CASE WHEN attempts >= ?1 THEN 'failed'"
+	              " ELSE 'pending' END,"
+	              " reason = CASE WHEN attempts >= ?1"
+	              " THEN 'lease expired' ELSE reason END,"
+	              " finished_at = CASE WHEN attempts >= ?1 THEN ?2"
+	              " ELSE NULL END,"
+	              " next_at = ?2, updated_at = ?2"
+	              " WHERE seq IN (SELECT seq FROM orders"
+	              " INDEXED BY orders_leased"
+	              " WHERE status = 'processing' AND lease_until < ?2"
+	              " ORDER BY lease_until LIMIT ?3)"
+	              " RETURNING id, fence, status",
+	              &st);
 	if (rc < 0)
 		goto rollback;
-	if ((rc = sqlite_bind_int(st, 1, max_attempts)) < 0 ||
-	    (rc = sqlite_bind_int(st, 2, now)) < 0 ||
-	    (rc = sqlite_bind_int(
+	if ((rc = sqb_bind_int(st, 1, max_attempts)) < 0 ||
+	    (rc = sqb_bind_int(st, 2, now)) < 0 ||
+	    (rc = sqb_bind_int(
 	         st, 3, (int64_t)(limit > INT32_MAX ? INT32_MAX : limit))) < 0)
 		goto reset;
-	while ((rc = sqlite_step(st)) == 1) {
+	while ((rc = sqb_step(st)) == 1) {
 		const char *id = (const char *)sqlite3_column_text(st, 0);
 		const char *status = (const char *)sqlite3_column_text(st, 2);
 		if (!id || !status) {
@@ -407,7 +406,7 @@ int sqlite_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 			break;
 		}
 		bool failed = strcmp(status, "failed") == 0;
-		rc = sqlite_event_add(
+		rc = sqb_event_add(
 		    c, id, state_event_name(failed ? EV_FAIL : EV_EXPIRE),
 		    sqlite3_column_int64(st, 1), now);
 		if (rc < 0)
@@ -419,16 +418,16 @@ reset:
 	if (rc < 0)
 		goto rollback;
 	if (n == 0) {
-		sqlite_write_rollback(s);
+		sqb_write_rollback(s);
 		*ret_n = 0;
 		return 0;
 	}
-	rc = sqlite_write_commit(s);
+	rc = sqb_write_commit(s);
 	if (rc < 0)
 		return rc;
 	*ret_n = n;
 	return 0;
 rollback:
-	sqlite_write_rollback(s);
+	sqb_write_rollback(s);
 	return rc;
 }

@@ -18,7 +18,7 @@ static int lock_row(sqlite3_stmt *st, const char *name, store_lock_t *ret)
 	if (len > ID_MAX)
 		return OD_EINTERNAL;
 	memcpy(l.name, name, len + 1);
-	int rc = sqlite_col_ident(st, 0, l.owner);
+	int rc = sqb_col_ident(st, 0, l.owner);
 	if (rc < 0)
 		return rc;
 	l.fence = sqlite3_column_int64(st, 1);
@@ -33,24 +33,24 @@ static int lock_args_valid(const char *name, const char *owner, int64_t ttl)
 	       (!owner || ident_valid(owner, ID_MAX)) && ttl > 0;
 }
 
-int sqlite_lock_acquire(void *b, const char *name, const char *owner,
-                        int64_t ttl_ms, store_lock_t *ret)
+int sqb_lock_acquire(void *b, const char *name, const char *owner,
+                     int64_t ttl_ms, store_lock_t *ret)
 {
-	sqlite_store_t *s = b;
+	sqb_store_t *s = b;
 	if (!owner || !lock_args_valid(name, owner, ttl_ms))
 		return OD_EINVAL;
-	sqlite_conn_t *c;
+	sqb_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
+	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
-	const sqlite_param_t get[] = {SQ_TEXT(name)};
+	const sqb_param_t get[] = {SQB_TEXT(name)};
 	sqlite3_stmt *st;
 	store_lock_t held;
-	rc = sqlite_row(c, SQ_LOCK_GET_ANY,
-	                "SELECT owner, fence, expires_at FROM locks"
-	                " WHERE name = ?1",
-	                get, SQ_NPARAMS(get), &st);
+	rc = sqb_row(c, SQB_LOCK_GET_ANY,
+	             "SELECT owner, fence, expires_at FROM locks"
+	             " WHERE name = ?1",
+	             get, SQB_NPARAMS(get), &st);
 	if (rc == 1) {
 		rc = lock_row(st, name, &held);
 		if (rc == 0)
@@ -58,7 +58,7 @@ int sqlite_lock_acquire(void *b, const char *name, const char *owner,
 		sqlite3_reset(st);
 	}
 	if (rc == OD_ELOCKHELD) {
-		sqlite_write_rollback(s);
+		sqb_write_rollback(s);
 		if (ret)
 			*ret = held;
 		return rc;
@@ -66,21 +66,21 @@ int sqlite_lock_acquire(void *b, const char *name, const char *owner,
 	if (rc < 0)
 		goto rollback;
 	store_lock_t l = {0};
-	rc = sqlite_next_fence(c, &l.fence);
+	rc = sqb_next_fence(c, &l.fence);
 	if (rc < 0)
 		goto rollback;
 	l.expires_at = now + ttl_ms;
-	const sqlite_param_t set[] = {SQ_TEXT(name), SQ_TEXT(owner),
-	                              SQ_INT(l.fence), SQ_INT(l.expires_at)};
-	rc = sqlite_exec(c, SQ_LOCK_UPSERT,
-	                 "INSERT INTO locks (name, owner, fence, expires_at)"
-	                 " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE"
-	                 " SET owner = excluded.owner, fence = excluded.fence,"
-	                 " expires_at = excluded.expires_at",
-	                 set, SQ_NPARAMS(set));
+	const sqb_param_t set[] = {SQB_TEXT(name), SQB_TEXT(owner),
+	                           SQB_INT(l.fence), SQB_INT(l.expires_at)};
+	rc = sqb_exec(c, SQB_LOCK_UPSERT,
+	              "INSERT INTO locks (name, owner, fence, expires_at)"
+	              " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE"
+	              " SET owner = excluded.owner, fence = excluded.fence,"
+	              " expires_at = excluded.expires_at",
+	              set, SQB_NPARAMS(set));
 	if (rc < 0)
 		goto rollback;
-	rc = sqlite_write_commit(s);
+	rc = sqb_write_commit(s);
 	if (rc < 0)
 		return rc;
 	memcpy(l.name, name, strlen(name) + 1);
@@ -89,33 +89,33 @@ int sqlite_lock_acquire(void *b, const char *name, const char *owner,
 		*ret = l;
 	return 0;
 rollback:
-	sqlite_write_rollback(s);
+	sqb_write_rollback(s);
 	return rc;
 }
 
-int sqlite_lock_renew(void *b, const char *name, const char *owner,
-                      int64_t fence, int64_t ttl_ms, store_lock_t *ret)
+int sqb_lock_renew(void *b, const char *name, const char *owner, int64_t fence,
+                   int64_t ttl_ms, store_lock_t *ret)
 {
-	sqlite_store_t *s = b;
+	sqb_store_t *s = b;
 	if (!owner || !lock_args_valid(name, owner, ttl_ms))
 		return OD_EINVAL;
-	sqlite_conn_t *c;
+	sqb_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
+	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
-	const sqlite_param_t p[] = {SQ_TEXT(name), SQ_TEXT(owner),
-	                            SQ_INT(fence), SQ_INT(now), SQ_INT(ttl_ms)};
-	rc = sqlite_exec(c, SQ_LOCK_RENEW,
-	                 "UPDATE locks SET expires_at = ?4 + ?5"
-	                 " WHERE name = ?1 AND owner = ?2 AND fence = ?3"
-	                 " AND expires_at > ?4",
-	                 p, SQ_NPARAMS(p));
+	const sqb_param_t p[] = {SQB_TEXT(name), SQB_TEXT(owner),
+	                         SQB_INT(fence), SQB_INT(now), SQB_INT(ttl_ms)};
+	rc = sqb_exec(c, SQB_LOCK_RENEW,
+	              "UPDATE locks SET expires_at = ?4 + ?5"
+	              " WHERE name = ?1 AND owner = ?2 AND fence = ?3"
+	              " AND expires_at > ?4",
+	              p, SQB_NPARAMS(p));
 	if (rc >= 0 && rc != 1)
 		rc = OD_ELOCKLOST;
 	if (rc < 0)
 		goto rollback;
-	rc = sqlite_write_commit(s);
+	rc = sqb_write_commit(s);
 	if (rc < 0)
 		return rc;
 	if (ret) {
@@ -128,55 +128,55 @@ int sqlite_lock_renew(void *b, const char *name, const char *owner,
 	}
 	return 0;
 rollback:
-	sqlite_write_rollback(s);
+	sqb_write_rollback(s);
 	return rc;
 }
 
-int sqlite_lock_release(void *b, const char *name, const char *owner,
-                        int64_t fence)
+int sqb_lock_release(void *b, const char *name, const char *owner,
+                     int64_t fence)
 {
-	sqlite_store_t *s = b;
+	sqb_store_t *s = b;
 	if (!owner || !lock_args_valid(name, owner, 1))
 		return OD_EINVAL;
-	sqlite_conn_t *c;
+	sqb_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
+	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
-	const sqlite_param_t p[] = {SQ_TEXT(name), SQ_TEXT(owner),
-	                            SQ_INT(fence), SQ_INT(now)};
-	rc = sqlite_exec(c, SQ_LOCK_DELETE,
-	                 "DELETE FROM locks WHERE name = ?1 AND owner = ?2"
-	                 " AND fence = ?3 AND expires_at > ?4",
-	                 p, SQ_NPARAMS(p));
+	const sqb_param_t p[] = {SQB_TEXT(name), SQB_TEXT(owner),
+	                         SQB_INT(fence), SQB_INT(now)};
+	rc = sqb_exec(c, SQB_LOCK_DELETE,
+	              "DELETE FROM locks WHERE name = ?1 AND owner = ?2"
+	              " AND fence = ?3 AND expires_at > ?4",
+	              p, SQB_NPARAMS(p));
 	if (rc >= 0 && rc != 1)
 		rc = OD_ELOCKLOST;
 	if (rc < 0)
 		goto rollback;
-	return sqlite_write_commit(s);
+	return sqb_write_commit(s);
 rollback:
-	sqlite_write_rollback(s);
+	sqb_write_rollback(s);
 	return rc;
 }
 
-int sqlite_lock_get(void *b, const char *name, store_lock_t *ret)
+int sqb_lock_get(void *b, const char *name, store_lock_t *ret)
 {
-	sqlite_store_t *s = b;
+	sqb_store_t *s = b;
 	if (!ident_valid(name, ID_MAX))
 		return OD_EINVAL;
-	sqlite_conn_t *c = sqlite_reader_get(s);
-	const sqlite_param_t p[] = {SQ_TEXT(name)};
+	sqb_conn_t *c = sqb_reader_get(s);
+	const sqb_param_t p[] = {SQB_TEXT(name)};
 	sqlite3_stmt *st;
-	int rc = sqlite_row(c, SQ_LOCK_GET_LIVE,
-	                    "SELECT owner, fence, expires_at FROM locks"
-	                    " WHERE name = ?1 AND expires_at > " SQ_NOW_SQL,
-	                    p, SQ_NPARAMS(p), &st);
+	int rc = sqb_row(c, SQB_LOCK_GET_LIVE,
+	                 "SELECT owner, fence, expires_at FROM locks"
+	                 " WHERE name = ?1 AND expires_at > " SQB_NOW_SQL,
+	                 p, SQB_NPARAMS(p), &st);
 	if (rc == 1) {
 		rc = lock_row(st, name, ret);
 		sqlite3_reset(st);
 	} else if (rc == 0) {
 		rc = OD_ENOTFOUND;
 	}
-	sqlite_reader_put(s, c);
+	sqb_reader_put(s, c);
 	return rc;
 }

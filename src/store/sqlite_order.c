@@ -14,47 +14,47 @@
 #include "util/err.h"
 
 /* Reads order id on connection c: 0, OD_ENOTFOUND or an error. */
-static int order_by_id(sqlite_conn_t *c, const char *id, order_t *ret)
+static int order_by_id(sqb_conn_t *c, const char *id, order_t *ret)
 {
-	const sqlite_param_t p[] = {SQ_TEXT(id)};
+	const sqb_param_t p[] = {SQB_TEXT(id)};
 	sqlite3_stmt *st;
-	int rc = sqlite_row(c, SQ_ORDER_BY_ID,
-	                    "SELECT " ORDER_COLS " FROM orders WHERE id = ?1",
-	                    p, SQ_NPARAMS(p), &st);
+	int rc = sqb_row(c, SQB_ORDER_BY_ID,
+	                 "SELECT " SQB_ORDER_COLS " FROM orders WHERE id = ?1",
+	                 p, SQB_NPARAMS(p), &st);
 	if (rc < 0)
 		return rc;
 	if (rc == 0)
 		return OD_ENOTFOUND;
-	rc = sqlite_row_order(st, ret);
+	rc = sqb_row_order(st, ret);
 	sqlite3_reset(st);
 	return rc;
 }
 
 /* ---- submissions ---- */
 
-static int submit_one(sqlite_conn_t *c, int64_t now, const order_t *o,
+static int submit_one(sqb_conn_t *c, int64_t now, const order_t *o,
                       store_submit_result_t *r)
 {
 	char *items = order_items_to_text(o);
 	if (!items)
 		return -ENOMEM;
-	const sqlite_param_t p[] = {
-	    SQ_TEXT(o->id), SQ_TEXT(o->customer), SQ_TEXT(items),
-	    SQ_TEXT(o->metadata ? o->metadata : "{}"), SQ_INT(now)};
+	const sqb_param_t p[] = {
+	    SQB_TEXT(o->id), SQB_TEXT(o->customer), SQB_TEXT(items),
+	    SQB_TEXT(o->metadata ? o->metadata : "{}"), SQB_INT(now)};
 	sqlite3_stmt *st;
 	int64_t seq = 0;
-	int rc = sqlite_row(c, SQ_ORDER_INSERT,
-	                    "INSERT INTO orders (id, customer, items, metadata,"
-	                    " status, attempts, created_at, updated_at,"
-	                    " next_at, fence) VALUES (?1, ?2, ?3, ?4,"
-	                    " 'pending', 0, ?5, ?5, ?5, 0)"
-	                    " ON CONFLICT (id) DO NOTHING RETURNING seq",
-	                    p, SQ_NPARAMS(p), &st);
+	int rc = sqb_row(c, SQB_ORDER_INSERT,
+	                 "INSERT INTO orders (id, customer, items, metadata,"
+	                 " status, attempts, created_at, updated_at,"
+	                 " next_at, fence) VALUES (?1, ?2, ?3, ?4,"
+	                 " 'pending', 0, ?5, ?5, ?5, 0)"
+	                 " ON CONFLICT (id) DO NOTHING RETURNING seq",
+	                 p, SQB_NPARAMS(p), &st);
 	if (rc == 1) {
 		seq = sqlite3_column_int64(st, 0);
 		/* RETURNING rows are produced by the first step; finish it so
 		 * the statement is complete before the next one runs. */
-		if (sqlite_step(st) < 0)
+		if (sqb_step(st) < 0)
 			rc = OD_ESTORE;
 		sqlite3_reset(st);
 	}
@@ -64,7 +64,7 @@ static int submit_one(sqlite_conn_t *c, int64_t now, const order_t *o,
 
 	order_t stored = {0};
 	if (rc == 1) {
-		rc = sqlite_event_add(c, o->id, "submit", 0, now);
+		rc = sqb_event_add(c, o->id, "submit", 0, now);
 		if (rc < 0)
 			return rc;
 		rc = order_copy(o, &stored);
@@ -99,16 +99,16 @@ static int submit_one(sqlite_conn_t *c, int64_t now, const order_t *o,
 	return 0;
 }
 
-int sqlite_submit(void *b, const order_t *const *orders, size_t n,
-                  store_submit_result_t *results)
+int sqb_submit(void *b, const order_t *const *orders, size_t n,
+               store_submit_result_t *results)
 {
-	sqlite_store_t *s = b;
-	sqlite_conn_t *c;
+	sqb_store_t *s = b;
+	sqb_conn_t *c;
 	int64_t now;
 	size_t done = 0;
 	if (n == 0)
 		return 0;
-	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
+	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
 	for (; done < n; done++) {
@@ -117,9 +117,9 @@ int sqlite_submit(void *b, const order_t *const *orders, size_t n,
 			break;
 	}
 	if (rc < 0)
-		sqlite_write_rollback(s);
+		sqb_write_rollback(s);
 	else
-		rc = sqlite_write_commit(s);
+		rc = sqb_write_commit(s);
 	if (rc < 0) {
 		for (size_t i = 0; i < done; i++)
 			order_clear(&results[i].order);
@@ -129,25 +129,25 @@ int sqlite_submit(void *b, const order_t *const *orders, size_t n,
 
 /* ---- order reads and client transitions ---- */
 
-int sqlite_order_get(void *b, const char *id, order_t *ret)
+int sqb_order_get(void *b, const char *id, order_t *ret)
 {
-	sqlite_store_t *s = b;
-	sqlite_conn_t *c = sqlite_reader_get(s);
+	sqb_store_t *s = b;
+	sqb_conn_t *c = sqb_reader_get(s);
 	int rc = order_by_id(c, id, ret);
-	sqlite_reader_put(s, c);
+	sqb_reader_put(s, c);
 	return rc;
 }
 
-int sqlite_order_fence(void *b, const char *id, order_status_t *ret_status,
-                       int64_t *ret_fence)
+int sqb_order_fence(void *b, const char *id, order_status_t *ret_status,
+                    int64_t *ret_fence)
 {
-	sqlite_store_t *s = b;
-	sqlite_conn_t *c = sqlite_reader_get(s);
-	const sqlite_param_t p[] = {SQ_TEXT(id)};
+	sqb_store_t *s = b;
+	sqb_conn_t *c = sqb_reader_get(s);
+	const sqb_param_t p[] = {SQB_TEXT(id)};
 	sqlite3_stmt *st;
-	int rc = sqlite_row(c, SQ_ORDER_FENCE,
-	                    "SELECT status, fence FROM orders WHERE id = ?1", p,
-	                    SQ_NPARAMS(p), &st);
+	int rc = sqb_row(c, SQB_ORDER_FENCE,
+	                 "SELECT status, fence FROM orders WHERE id = ?1", p,
+	                 SQB_NPARAMS(p), &st);
 	if (rc == 0) {
 		rc = OD_ENOTFOUND;
 	} else if (rc > 0) {
@@ -162,23 +162,23 @@ int sqlite_order_fence(void *b, const char *id, order_status_t *ret_status,
 		}
 		sqlite3_reset(st);
 	}
-	sqlite_reader_put(s, c);
+	sqb_reader_put(s, c);
 	return rc;
 }
 
-int sqlite_orders_terminal(void *b, const char *const *ids, size_t n,
-                           bool *ret_terminal)
+int sqb_orders_terminal(void *b, const char *const *ids, size_t n,
+                        bool *ret_terminal)
 {
-	sqlite_store_t *s = b;
-	sqlite_conn_t *c = sqlite_reader_get(s);
+	sqb_store_t *s = b;
+	sqb_conn_t *c = sqb_reader_get(s);
 	int64_t now;
-	int rc = sqlite_read_begin(c, &now);
+	int rc = sqb_read_begin(c, &now);
 	for (size_t i = 0; rc >= 0 && i < n; i++) {
-		sqlite_param_t p[] = {SQ_TEXT(ids[i])};
+		sqb_param_t p[] = {SQB_TEXT(ids[i])};
 		sqlite3_stmt *st;
-		rc = sqlite_row(c, SQ_ORDER_STATUS,
-		                "SELECT status FROM orders WHERE id = ?1", p,
-		                SQ_NPARAMS(p), &st);
+		rc = sqb_row(c, SQB_ORDER_STATUS,
+		             "SELECT status FROM orders WHERE id = ?1", p,
+		             SQB_NPARAMS(p), &st);
 		order_status_t os =
 		    ORDER_COMPLETED; /* unknown: let it answer */
 		if (rc == 1) {
@@ -193,15 +193,15 @@ int sqlite_orders_terminal(void *b, const char *const *ids, size_t n,
 	}
 	if (rc > 0)
 		rc = 0;
-	sqlite_read_end(c);
-	sqlite_reader_put(s, c);
+	sqb_read_end(c);
+	sqb_reader_put(s, c);
 	return rc;
 }
 
-int sqlite_order_list(void *b, int status, int64_t after_seq, size_t limit,
-                      order_t **ret_orders, size_t *ret_n, bool *ret_more)
+int sqb_order_list(void *b, int status, int64_t after_seq, size_t limit,
+                   order_t **ret_orders, size_t *ret_n, bool *ret_more)
 {
-	sqlite_store_t *s = b;
+	sqb_store_t *s = b;
 	if (status >= ORDER_STATUS_COUNT)
 		return OD_EINVAL;
 	if (limit > INT32_MAX)
@@ -209,30 +209,30 @@ int sqlite_order_list(void *b, int status, int64_t after_seq, size_t limit,
 	order_t *orders = NULL;
 	size_t n = 0, cap = 0;
 	bool more = false;
-	sqlite_conn_t *c = sqlite_reader_get(s);
+	sqb_conn_t *c = sqb_reader_get(s);
 	sqlite3_stmt *st;
 	int rc;
 	if (status < 0)
-		rc = sqlite_stmt(c, SQ_ORDER_LIST_ALL,
-		                 "SELECT " ORDER_COLS " FROM orders"
-		                 " WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-		                 &st);
+		rc = sqb_stmt(c, SQB_ORDER_LIST_ALL,
+		              "SELECT " SQB_ORDER_COLS " FROM orders"
+		              " WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+		              &st);
 	else
-		rc = sqlite_stmt(c, SQ_ORDER_LIST_STATUS,
-		                 "SELECT " ORDER_COLS " FROM orders"
-		                 " WHERE status = ?3 AND seq > ?1"
-		                 " ORDER BY seq LIMIT ?2",
-		                 &st);
+		rc = sqb_stmt(c, SQB_ORDER_LIST_STATUS,
+		              "SELECT " SQB_ORDER_COLS " FROM orders"
+		              " WHERE status = ?3 AND seq > ?1"
+		              " ORDER BY seq LIMIT ?2",
+		              &st);
 	if (rc < 0)
 		goto put;
 	/* One row past the page tells whether more follow. */
-	if ((rc = sqlite_bind_int(st, 1, after_seq)) < 0 ||
-	    (rc = sqlite_bind_int(st, 2, (int64_t)limit + 1)) < 0 ||
+	if ((rc = sqb_bind_int(st, 1, after_seq)) < 0 ||
+	    (rc = sqb_bind_int(st, 2, (int64_t)limit + 1)) < 0 ||
 	    (status >= 0 &&
-	     (rc = sqlite_bind_text(
+	     (rc = sqb_bind_text(
 	          st, 3, order_status_name((order_status_t)status))) < 0))
 		goto reset;
-	while ((rc = sqlite_step(st)) == 1) {
+	while ((rc = sqb_step(st)) == 1) {
 		if (n == limit) {
 			more = true;
 			break;
@@ -247,7 +247,7 @@ int sqlite_order_list(void *b, int status, int64_t after_seq, size_t limit,
 			orders = no;
 			cap = ncap;
 		}
-		rc = sqlite_row_order(st, &orders[n]);
+		rc = sqb_row_order(st, &orders[n]);
 		if (rc < 0)
 			break;
 		n++;
@@ -255,7 +255,7 @@ int sqlite_order_list(void *b, int status, int64_t after_seq, size_t limit,
 reset:
 	sqlite3_reset(st);
 put:
-	sqlite_reader_put(s, c);
+	sqb_reader_put(s, c);
 	if (rc < 0) {
 		store_orders_free(orders, n);
 		return rc;
@@ -269,25 +269,25 @@ put:
 
 /* A client transition: one conditional UPDATE ... RETURNING, then the
  * reason it did not apply (no such order, or not in the right status). */
-static int client_transition(sqlite_store_t *s, int stmt_id, const char *sql,
+static int client_transition(sqb_store_t *s, int stmt_id, const char *sql,
                              const char *id, const char *event, order_t *ret)
 {
-	sqlite_conn_t *c;
+	sqb_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
+	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
-	const sqlite_param_t p[] = {SQ_TEXT(id), SQ_INT(now)};
+	const sqb_param_t p[] = {SQB_TEXT(id), SQB_INT(now)};
 	sqlite3_stmt *st;
 	order_t o = {0};
 	int64_t fence = 0;
-	rc = sqlite_row(c, stmt_id, sql, p, SQ_NPARAMS(p), &st);
+	rc = sqb_row(c, stmt_id, sql, p, SQB_NPARAMS(p), &st);
 	if (rc == 1) {
 		fence = sqlite3_column_int64(st, 11);
-		rc = sqlite_row_order(st, &o);
+		rc = sqb_row_order(st, &o);
 		if (rc == 0)
 			rc = 1;
-		if (rc == 1 && sqlite_step(st) < 0)
+		if (rc == 1 && sqb_step(st) < 0)
 			rc = OD_ESTORE;
 		sqlite3_reset(st);
 	}
@@ -301,10 +301,10 @@ static int client_transition(sqlite_store_t *s, int stmt_id, const char *sql,
 	}
 	if (rc < 0)
 		goto rollback;
-	rc = sqlite_event_add(c, id, event, fence, now);
+	rc = sqb_event_add(c, id, event, fence, now);
 	if (rc < 0)
 		goto rollback;
-	rc = sqlite_write_commit(s);
+	rc = sqb_write_commit(s);
 	if (rc < 0)
 		goto clear;
 	if (ret)
@@ -313,57 +313,57 @@ static int client_transition(sqlite_store_t *s, int stmt_id, const char *sql,
 		order_clear(&o);
 	return 0;
 rollback:
-	sqlite_write_rollback(s);
+	sqb_write_rollback(s);
 clear:
 	order_clear(&o);
 	return rc;
 }
 
-int sqlite_order_requeue(void *b, const char *id, order_t *ret)
+int sqb_order_requeue(void *b, const char *id, order_t *ret)
 {
 	return client_transition(
-	    b, SQ_ORDER_REQUEUE,
+	    b, SQB_ORDER_REQUEUE,
 	    "UPDATE orders SET status = 'pending', attempts = 0,"
 	    " reason = NULL, finished_at = NULL, next_at = ?2,"
 	    " updated_at = ?2 WHERE id = ?1 AND status = 'failed'"
-	    " RETURNING " ORDER_COLS ", fence",
+	    " RETURNING " SQB_ORDER_COLS ", fence",
 	    id, state_event_name(EV_REQUEUE), ret);
 }
 
-int sqlite_order_cancel(void *b, const char *id, order_t *ret)
+int sqb_order_cancel(void *b, const char *id, order_t *ret)
 {
 	return client_transition(
-	    b, SQ_ORDER_CANCEL,
+	    b, SQB_ORDER_CANCEL,
 	    "UPDATE orders SET status = 'cancelled', finished_at = ?2,"
 	    " updated_at = ?2 WHERE id = ?1 AND status = 'pending'"
-	    " RETURNING " ORDER_COLS ", fence",
+	    " RETURNING " SQB_ORDER_COLS ", fence",
 	    id, state_event_name(EV_CANCEL), ret);
 }
 
-int sqlite_stats(void *b, bool terminal, store_stats_t *ret)
+int sqb_stats(void *b, bool terminal, store_stats_t *ret)
 {
-	sqlite_store_t *s = b;
+	sqb_store_t *s = b;
 	store_stats_t out = {0};
-	sqlite_conn_t *c = sqlite_reader_get(s);
+	sqb_conn_t *c = sqb_reader_get(s);
 	sqlite3_stmt *st;
 	/* One snapshot for the counts and the oldest pending order. */
-	int rc = sqlite_read_begin(c, &out.now_ms);
+	int rc = sqb_read_begin(c, &out.now_ms);
 	if (rc < 0)
 		goto put;
 	/* Both count along orders_status: the live statuses are a short
 	 * range of it, the full count walks all of it (store.c caches that). */
-	rc = terminal ? sqlite_stmt(c, SQ_STATS_COUNT,
-	                            "SELECT status, count(*) FROM orders"
-	                            " GROUP BY status",
-	                            &st)
-	              : sqlite_stmt(c, SQ_STATS_LIVE,
-	                            "SELECT status, count(*) FROM orders"
-	                            " WHERE status IN ('pending', 'processing')"
-	                            " GROUP BY status",
-	                            &st);
+	rc = terminal ? sqb_stmt(c, SQB_STATS_COUNT,
+	                         "SELECT status, count(*) FROM orders"
+	                         " GROUP BY status",
+	                         &st)
+	              : sqb_stmt(c, SQB_STATS_LIVE,
+	                         "SELECT status, count(*) FROM orders"
+	                         " WHERE status IN ('pending', 'processing')"
+	                         " GROUP BY status",
+	                         &st);
 	if (rc < 0)
 		goto end;
-	while ((rc = sqlite_step(st)) == 1) {
+	while ((rc = sqb_step(st)) == 1) {
 		order_status_t status;
 		const unsigned char *name = sqlite3_column_text(st, 0);
 		if (order_status_parse((const char *)name, &status) == 0)
@@ -372,23 +372,22 @@ int sqlite_stats(void *b, bool terminal, store_stats_t *ret)
 	sqlite3_reset(st);
 	if (rc < 0)
 		goto end;
-	rc = sqlite_stmt(
-	    c, SQ_STATS_OLDEST,
-	    "SELECT created_at FROM orders INDEXED BY orders_pending"
-	    " WHERE status = 'pending' ORDER BY seq LIMIT 1",
-	    &st);
+	rc = sqb_stmt(c, SQB_STATS_OLDEST,
+	              "SELECT created_at FROM orders INDEXED BY orders_pending"
+	              " WHERE status = 'pending' ORDER BY seq LIMIT 1",
+	              &st);
 	if (rc < 0)
 		goto end;
-	rc = sqlite_step(st);
+	rc = sqb_step(st);
 	if (rc == 1) {
 		int64_t age = out.now_ms - sqlite3_column_int64(st, 0);
 		out.oldest_pending_ms = age > 0 ? age : 0;
 	}
 	sqlite3_reset(st);
 end:
-	sqlite_read_end(c);
+	sqb_read_end(c);
 put:
-	sqlite_reader_put(s, c);
+	sqb_reader_put(s, c);
 	if (rc < 0)
 		return rc;
 	*ret = out;

@@ -10,20 +10,20 @@
 #include "store/sqlite_int.h"
 #include "util/err.h"
 
-static int product_read(sqlite_conn_t *c, const char *sku, product_t *ret)
+static int product_read(sqb_conn_t *c, const char *sku, product_t *ret)
 {
-	const sqlite_param_t params[] = {SQ_TEXT(sku)};
+	const sqb_param_t params[] = {SQB_TEXT(sku)};
 	sqlite3_stmt *st;
-	int rc = sqlite_row(c, SQ_PRODUCT_GET,
-	                    "SELECT sku, stock, updated_at FROM products"
-	                    " WHERE sku = ?1",
-	                    params, SQ_NPARAMS(params), &st);
+	int rc = sqb_row(c, SQB_PRODUCT_GET,
+	                 "SELECT sku, stock, updated_at FROM products"
+	                 " WHERE sku = ?1",
+	                 params, SQB_NPARAMS(params), &st);
 	if (rc < 0)
 		return rc;
 	if (rc == 0)
 		return OD_ENOTFOUND;
 	product_t p = {0};
-	rc = sqlite_col_ident(st, 0, p.sku);
+	rc = sqb_col_ident(st, 0, p.sku);
 	p.stock = sqlite3_column_int64(st, 1);
 	p.updated_at = sqlite3_column_int64(st, 2);
 	sqlite3_reset(st);
@@ -32,14 +32,14 @@ static int product_read(sqlite_conn_t *c, const char *sku, product_t *ret)
 	return rc;
 }
 
-int sqlite_product_set(void *b, const char *sku, int64_t stock, product_t *ret)
+int sqb_product_set(void *b, const char *sku, int64_t stock, product_t *ret)
 {
-	sqlite_store_t *s = b;
+	sqb_store_t *s = b;
 	if (stock < 0 || stock > PRODUCT_STOCK_MAX || !ident_valid(sku, ID_MAX))
 		return OD_EINVAL;
-	sqlite_conn_t *c;
+	sqb_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, SQ_DURABLE, &c, &now);
+	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
 	product_t old = {0};
@@ -48,26 +48,26 @@ int sqlite_product_set(void *b, const char *sku, int64_t stock, product_t *ret)
 		rc = 0; /* a new product starts from 0 */
 	if (rc < 0)
 		goto rollback;
-	const sqlite_param_t set[] = {SQ_TEXT(sku), SQ_INT(stock), SQ_INT(now)};
-	rc = sqlite_exec(c, SQ_PRODUCT_UPSERT,
-	                 "INSERT INTO products (sku, stock, updated_at)"
-	                 " VALUES (?1, ?2, ?3) ON CONFLICT (sku) DO UPDATE"
-	                 " SET stock = excluded.stock,"
-	                 " updated_at = excluded.updated_at",
-	                 set, SQ_NPARAMS(set));
+	const sqb_param_t set[] = {SQB_TEXT(sku), SQB_INT(stock), SQB_INT(now)};
+	rc = sqb_exec(c, SQB_PRODUCT_UPSERT,
+	              "INSERT INTO products (sku, stock, updated_at)"
+	              " VALUES (?1, ?2, ?3) ON CONFLICT (sku) DO UPDATE"
+	              " SET stock = excluded.stock,"
+	              " updated_at = excluded.updated_at",
+	              set, SQB_NPARAMS(set));
 	if (rc < 0)
 		goto rollback;
 	if (stock != old.stock) {
-		const sqlite_param_t adj[] = {
-		    SQ_TEXT(sku), SQ_INT(stock - old.stock), SQ_INT(now)};
-		rc = sqlite_exec(c, SQ_ADJUSTMENT_INSERT,
-		                 "INSERT INTO adjustments (sku, delta,"
-		                 " created_at) VALUES (?1, ?2, ?3)",
-		                 adj, SQ_NPARAMS(adj));
+		const sqb_param_t adj[] = {
+		    SQB_TEXT(sku), SQB_INT(stock - old.stock), SQB_INT(now)};
+		rc = sqb_exec(c, SQB_ADJUSTMENT_INSERT,
+		              "INSERT INTO adjustments (sku, delta,"
+		              " created_at) VALUES (?1, ?2, ?3)",
+		              adj, SQB_NPARAMS(adj));
 		if (rc < 0)
 			goto rollback;
 	}
-	rc = sqlite_write_commit(s);
+	rc = sqb_write_commit(s);
 	if (rc < 0)
 		return rc;
 	if (ret) {
@@ -79,40 +79,40 @@ int sqlite_product_set(void *b, const char *sku, int64_t stock, product_t *ret)
 	}
 	return 0;
 rollback:
-	sqlite_write_rollback(s);
+	sqb_write_rollback(s);
 	return rc;
 }
 
-int sqlite_product_get(void *b, const char *sku, product_t *ret)
+int sqb_product_get(void *b, const char *sku, product_t *ret)
 {
-	sqlite_store_t *s = b;
-	sqlite_conn_t *c = sqlite_reader_get(s);
+	sqb_store_t *s = b;
+	sqb_conn_t *c = sqb_reader_get(s);
 	int rc = product_read(c, sku, ret);
-	sqlite_reader_put(s, c);
+	sqb_reader_put(s, c);
 	return rc;
 }
 
-int sqlite_product_list(void *b, const char *after_sku, size_t limit,
-                        product_t **ret_products, size_t *ret_n, bool *ret_more)
+int sqb_product_list(void *b, const char *after_sku, size_t limit,
+                     product_t **ret_products, size_t *ret_n, bool *ret_more)
 {
-	sqlite_store_t *s = b;
+	sqb_store_t *s = b;
 	if (limit > INT32_MAX)
 		limit = INT32_MAX;
 	product_t *ps = NULL;
 	size_t n = 0, cap = 0;
 	bool more = false;
-	sqlite_conn_t *c = sqlite_reader_get(s);
+	sqb_conn_t *c = sqb_reader_get(s);
 	sqlite3_stmt *st;
-	int rc = sqlite_stmt(c, SQ_PRODUCT_LIST,
-	                     "SELECT sku, stock, updated_at FROM products"
-	                     " WHERE sku > ?1 ORDER BY sku LIMIT ?2",
-	                     &st);
+	int rc = sqb_stmt(c, SQB_PRODUCT_LIST,
+	                  "SELECT sku, stock, updated_at FROM products"
+	                  " WHERE sku > ?1 ORDER BY sku LIMIT ?2",
+	                  &st);
 	if (rc < 0)
 		goto put;
-	if ((rc = sqlite_bind_text(st, 1, after_sku ? after_sku : "")) < 0 ||
-	    (rc = sqlite_bind_int(st, 2, (int64_t)limit + 1)) < 0)
+	if ((rc = sqb_bind_text(st, 1, after_sku ? after_sku : "")) < 0 ||
+	    (rc = sqb_bind_int(st, 2, (int64_t)limit + 1)) < 0)
 		goto reset;
-	while ((rc = sqlite_step(st)) == 1) {
+	while ((rc = sqb_step(st)) == 1) {
 		if (n == limit) {
 			more = true;
 			break;
@@ -128,7 +128,7 @@ int sqlite_product_list(void *b, const char *after_sku, size_t limit,
 			cap = ncap;
 		}
 		memset(&ps[n], 0, sizeof ps[n]);
-		rc = sqlite_col_ident(st, 0, ps[n].sku);
+		rc = sqb_col_ident(st, 0, ps[n].sku);
 		if (rc < 0)
 			break;
 		ps[n].stock = sqlite3_column_int64(st, 1);
@@ -138,7 +138,7 @@ int sqlite_product_list(void *b, const char *after_sku, size_t limit,
 reset:
 	sqlite3_reset(st);
 put:
-	sqlite_reader_put(s, c);
+	sqb_reader_put(s, c);
 	if (rc < 0) {
 		free(ps);
 		return rc;

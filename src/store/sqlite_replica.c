@@ -10,35 +10,35 @@
 #include "util/err.h"
 
 /* A heartbeat is harmless to lose in a power cut: a lazy commit. */
-int sqlite_replicas_seen(void *b, const char *replica, int64_t window_ms,
-                         char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n)
+int sqb_replicas_seen(void *b, const char *replica, int64_t window_ms,
+                      char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n)
 {
-	sqlite_store_t *s = b;
-	sqlite_conn_t *c;
+	sqb_store_t *s = b;
+	sqb_conn_t *c;
 	int64_t now;
-	int rc = sqlite_write_begin(s, SQ_LAZY, &c, &now);
+	int rc = sqb_write_begin(s, SQB_LAZY, &c, &now);
 	if (rc < 0)
 		return rc;
-	sqlite_param_t beat[] = {SQ_TEXT(replica), SQ_INT(now)};
-	rc = sqlite_exec(c, SQ_REPLICA_BEAT,
-	                 "INSERT INTO replicas (id, last_seen) VALUES (?1, ?2)"
-	                 " ON CONFLICT (id) DO UPDATE"
-	                 " SET last_seen = excluded.last_seen",
-	                 beat, SQ_NPARAMS(beat));
-	sqlite_param_t old[] = {SQ_INT(now - 86400000)};
+	sqb_param_t beat[] = {SQB_TEXT(replica), SQB_INT(now)};
+	rc = sqb_exec(c, SQB_REPLICA_BEAT,
+	              "INSERT INTO replicas (id, last_seen) VALUES (?1, ?2)"
+	              " ON CONFLICT (id) DO UPDATE"
+	              " SET last_seen = excluded.last_seen",
+	              beat, SQB_NPARAMS(beat));
+	sqb_param_t old[] = {SQB_INT(now - 86400000)};
 	if (rc >= 0)
-		rc = sqlite_exec(c, SQ_REPLICA_FORGET,
-		                 "DELETE FROM replicas WHERE last_seen < ?1",
-		                 old, SQ_NPARAMS(old));
+		rc = sqb_exec(c, SQB_REPLICA_FORGET,
+		              "DELETE FROM replicas WHERE last_seen < ?1", old,
+		              SQB_NPARAMS(old));
 	sqlite3_stmt *st;
 	size_t n = 0;
 	if (rc >= 0)
-		rc = sqlite_stmt(c, SQ_REPLICA_LIST,
-		                 "SELECT id FROM replicas WHERE last_seen >= ?1"
-		                 " ORDER BY last_seen DESC, id",
-		                 &st);
-	if (rc >= 0 && (rc = sqlite_bind_int(st, 1, now - window_ms)) == 0) {
-		while ((rc = sqlite_step(st)) == 1) {
+		rc = sqb_stmt(c, SQB_REPLICA_LIST,
+		              "SELECT id FROM replicas WHERE last_seen >= ?1"
+		              " ORDER BY last_seen DESC, id",
+		              &st);
+	if (rc >= 0 && (rc = sqb_bind_int(st, 1, now - window_ms)) == 0) {
+		while ((rc = sqb_step(st)) == 1) {
 			const char *id =
 			    (const char *)sqlite3_column_text(st, 0);
 			if (n < max && id)
@@ -48,10 +48,10 @@ int sqlite_replicas_seen(void *b, const char *replica, int64_t window_ms,
 		sqlite3_reset(st);
 	}
 	if (rc < 0) {
-		sqlite_write_rollback(s);
+		sqb_write_rollback(s);
 		return rc;
 	}
-	rc = sqlite_write_commit(s);
+	rc = sqb_write_commit(s);
 	if (rc == 0)
 		*ret_n = n;
 	return rc;

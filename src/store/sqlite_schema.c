@@ -91,13 +91,13 @@ static const char *const migrations[] = {
 /* Applies the pending migrations, each in its own transaction. Safe against
  * another process migrating the same file at the same time: the version is
  * read again under the write lock before each step. */
-int sqlite_schema_migrate(sqlite_conn_t *c)
+int sqs_migrate(sqb_conn_t *c)
 {
 	int rc;
 	for (;;) {
 		rc = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
-			return sqlite_err(rc);
+			return sqb_err(rc);
 		rc = sqlite3_exec(c->db,
 		                  "CREATE TABLE IF NOT EXISTS schema_version ("
 		                  " version INTEGER PRIMARY KEY,"
@@ -133,7 +133,7 @@ int sqlite_schema_migrate(sqlite_conn_t *c)
 		char sql[160];
 		snprintf(sql, sizeof sql,
 		         "INSERT INTO schema_version (version, applied_at)"
-		         " VALUES (%d, " SQ_NOW_SQL ")",
+		         " VALUES (%d, " SQB_NOW_SQL ")",
 		         version + 1);
 		rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
 		if (rc != SQLITE_OK)
@@ -145,5 +145,5 @@ int sqlite_schema_migrate(sqlite_conn_t *c)
 fail_rc:
 	if (!sqlite3_get_autocommit(c->db))
 		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
-	return sqlite_err(rc);
+	return sqb_err(rc);
 }

@@ -12,6 +12,6 @@
  * each in its own transaction. OD_ESCHEMA when the file is newer than this
  * binary.
  */
-int sqlite_schema_migrate(sqlite_conn_t *c);
+int sqs_migrate(sqb_conn_t *c);
 
 #endif

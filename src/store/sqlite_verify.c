@@ -153,13 +153,13 @@ static const check_t checks[] = {
      orphan_reservation},
 };
 
-int sqlite_verify(void *b, store_violation_fn fn, void *arg,
-                  size_t *ret_violations)
+int sqb_verify(void *b, store_violation_fn fn, void *arg,
+               size_t *ret_violations)
 {
-	sqlite_store_t *s = b;
-	sqlite_conn_t *c = sqlite_reader_get(s);
+	sqb_store_t *s = b;
+	sqb_conn_t *c = sqb_reader_get(s);
 	size_t violations = 0;
-	int rc = sqlite_read_begin(c, NULL);
+	int rc = sqb_read_begin(c, NULL);
 	if (rc < 0)
 		goto put;
 	for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
@@ -168,10 +168,10 @@ int sqlite_verify(void *b, store_violation_fn fn, void *arg,
 		int src =
 		    sqlite3_prepare_v2(c->db, checks[i].sql, -1, &st, NULL);
 		if (src != SQLITE_OK) {
-			rc = sqlite_err(src);
+			rc = sqb_err(src);
 			break;
 		}
-		while ((rc = sqlite_step(st)) == 1) {
+		while ((rc = sqb_step(st)) == 1) {
 			char line[LINE_MAX_];
 			checks[i].describe(st, line, sizeof line);
 			violations++;
@@ -182,9 +182,9 @@ int sqlite_verify(void *b, store_violation_fn fn, void *arg,
 		if (rc < 0)
 			break;
 	}
-	sqlite_read_end(c);
+	sqb_read_end(c);
 put:
-	sqlite_reader_put(s, c);
+	sqb_reader_put(s, c);
 	if (rc < 0)
 		return rc;
 	if (ret_violations)
