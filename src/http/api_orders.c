@@ -13,8 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "obs/log.h"
 #include "util/clock.h"
 #include "util/err.h"
+#include "util/failpoint.h"
 
 #define METADATA_MAX 4096
 #define WAIT_MS_MAX 30000
@@ -79,9 +81,33 @@ static json_t *slot_error(unsigned status, const char *code, const char *msg)
 	                 api_error_obj(code, msg));
 }
 
+/*
+ * The result of a stored order: {"status": 201|200, "order": {...}}. If the
+ * order cannot be encoded (out of memory), the item says 500 internal
+ * instead of leaving a null in results; the order is stored all the same,
+ * so a retry of that entry replays it (200).
+ */
+static json_t *stored_slot(http_req_t *r, const store_submit_result_t *res)
+{
+	json_t *o = failpoint_hit("fail_batch_encode")
+	                ? NULL
+	                : order_to_json(&res->order);
+	json_t *slot = o ? json_pack("{s:i,s:o}", "status",
+	                             (json_int_t)res->outcome, "order", o)
+	                 : NULL;
+	if (slot != NULL)
+		return slot;
+	log_error("batch answer: cannot encode stored order", "request_id",
+	          r->rid, "order_id", res->order.id, NULL);
+	return slot_error(500, "internal",
+	                  "the order was stored but its answer could not be "
+	                  "encoded; retry it to read it back");
+}
+
 static void batch_done(void *arg, int err, store_submit_result_t *res, size_t n)
 {
 	http_req_t *r = arg;
+	bool lost = false;
 
 	if (err != 0) {
 		api_store_error(r, err);
@@ -96,16 +122,22 @@ static void batch_done(void *arg, int err, store_submit_result_t *res, size_t n)
 				         r->orders[i].id);
 				slot = slot_error(409, "conflict", msg);
 			} else {
-				slot = json_pack("{s:i,s:o}", "status",
-				                 (json_int_t)res[i].outcome,
-				                 "order",
-				                 order_to_json(&res[i].order));
+				slot = stored_slot(r, &res[i]);
 				if (res[i].outcome == SUBMIT_CREATED)
 					count_created(r->srv);
 			}
-			json_array_set_new(r->results, r->slots[i], slot);
+			if (json_array_set_new(r->results, r->slots[i], slot) !=
+			    0)
+				lost = true; /* out of memory even for that */
 		}
-		api_json(r, 200, json_pack("{s:O}", "results", r->results));
+		if (lost)
+			api_error(
+			    r, 500, "internal",
+			    "the batch answer could not be built; the "
+			    "orders may be stored, retry to read them back");
+		else
+			api_json(r, 200,
+			         json_pack("{s:O}", "results", r->results));
 	}
 	for (size_t i = 0; err == 0 && i < n; i++)
 		order_clear(&res[i].order);

@@ -8,6 +8,8 @@
  *                      error with probability P (0..1)
  *   slow_process_ms=N  each processing batch sleeps N ms first, widening the
  *                      window in which a crash finds orders in flight
+ *   fail_batch_encode=P  a stored order's entry in a batch submit answer
+ *                      cannot be encoded (as if out of memory)
  */
 #ifndef ORDERD_UTIL_FAILPOINT_H
 #define ORDERD_UTIL_FAILPOINT_H

@@ -694,6 +694,34 @@ class HttpTest(Base):
             self.assertIn(a["state"], ("firing", "inactive"))
 
 
+class FaultAnswerTest(Base):
+    """Internal failures become answers that say so, never a silent hole:
+    an order that cannot be encoded in a batch answer is a per-item 500
+    error (never a null in results)."""
+    env = {"ORDERD_WORKERS": "1",
+           "ORDERD_FAILPOINTS": "fail_batch_encode=1"}
+
+    def test_batch_encode_failure_is_an_item_error(self):
+        sku = uid("SKU")
+        H.set_stock(self.c, sku, 10)
+        orders = [order(uid(), items=[{"sku": sku, "qty": 1}])
+                  for _ in range(3)]
+        st, _, body = self.api("POST", "/v1/orders/batch",
+                               json={"orders": orders})
+        self.assertEqual(st, 200, body)
+        self.assertEqual(len(body["results"]), 3, body)
+        for r in body["results"]:
+            self.assertIsInstance(r, dict, "a result is not an object: %r"
+                                  % (body["results"],))
+            self.assertEqual(r.get("status"), 500, r)
+            self.assertEqual(r["error"]["code"], "internal", r)
+            self.assertIsInstance(r["error"]["message"], str, r)
+        # The orders were committed all the same: a retry replays them.
+        for o in orders:
+            st, _, got = self.api("GET", "/v1/orders/" + o["id"])
+            self.assertEqual(st, 200, got)
+
+
 class AuthTest(Base):
     env = {"ORDERD_WORKERS": "1", "ORDERD_API_TOKENS": "tok-a,tok-b"}
 
