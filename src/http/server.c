@@ -34,6 +34,7 @@
 #include "obs/log.h"
 #include "util/clock.h"
 #include "util/err.h"
+#include "util/failpoint.h"
 
 /* Bytes of an oversized chunked body read and dropped before closing. */
 #define DISCARD_MAX (64ULL << 20)
@@ -475,10 +476,21 @@ static void collect(void *arg)
 {
 	http_server_t *s;
 	store_stats_t st;
+	int rc;
 
 	pthread_mutex_lock(&collect_mu);
 	s = collect_srv;
-	if (s != NULL && store_stats(s->deps.store, &st) == 0) {
+	if (s == NULL)
+		goto unlock;
+	rc = failpoint_hit("fail_scrape_stats")
+	         ? OD_ESTORE
+	         : store_stats(s->deps.store, &st);
+	if (rc != 0) {
+		/* The gauges keep their last values; the age below and this
+		 * counter say that they are stale. */
+		metric_inc(s->m_stats_errors);
+	} else {
+		s->stats_ok_mono_ms = clock_mono_ms();
 		for (int i = 0; i < ORDER_STATUS_COUNT; i++)
 			metric_set(metrics_child1(
 			               s->m_orders,
@@ -492,6 +504,9 @@ static void collect(void *arg)
 		           (double)st.count[ORDER_PENDING] /
 		               (replicas >= 1 ? replicas : 1));
 	}
+	metric_set(s->m_stats_age,
+	           (double)(clock_mono_ms() - s->stats_ok_mono_ms) / 1000.0);
+unlock:
 	pthread_mutex_unlock(&collect_mu);
 }
 
@@ -550,6 +565,21 @@ static int register_metrics(http_server_t *s)
 	    "Pending orders divided by the replicas seen: the autoscaling "
 	    "signal beside the oldest pending age.",
 	    NULL, NULL, 0));
+	s->m_stats_age = metrics_child0(metrics_family(
+	    METRIC_GAUGE, "orderd_store_stats_age_seconds",
+	    "Seconds since the store last answered the scrape's stats query "
+	    "(orderd_orders, the oldest pending age and the per-replica "
+	    "backlog keep their last values while it grows).",
+	    NULL, NULL, 0));
+	/* The batcher registers this family too (kind "submit"). */
+	s->m_stats_errors = metrics_child1(
+	    metrics_family(METRIC_COUNTER, "orderd_store_errors_total",
+	                   "Store operations that failed, by kind.",
+	                   (const char *const[]){"kind", NULL}, NULL, 0),
+	    "stats");
+	if (s->m_stats_age == NULL || s->m_stats_errors == NULL)
+		return -ENOMEM;
+	s->stats_ok_mono_ms = s->started_mono_ms;
 	/* All six statuses are always present, even before the first scrape
 	 * could fill them. */
 	for (int i = 0; i < ORDER_STATUS_COUNT; i++)

@@ -79,6 +79,11 @@ struct http_server {
 	metric_t *m_replicas;
 	metric_t *m_per_replica;
 	metric_t *m_processed[3]; /* completed, rejected, failed */
+	metric_t *m_stats_age;    /* orderd_store_stats_age_seconds */
+	metric_t *m_stats_errors; /* orderd_store_errors_total{kind="stats"} */
+	/* The last scrape whose store stats query succeeded; server.c's
+	 * collect_mu. */
+	int64_t stats_ok_mono_ms;
 };
 
 /* The per-request context (MHD's con_cls). */

@@ -10,6 +10,8 @@
  *                      window in which a crash finds orders in flight
  *   fail_batch_encode=P  a stored order's entry in a batch submit answer
  *                      cannot be encoded (as if out of memory)
+ *   fail_scrape_stats=P  the store stats query behind a /metrics scrape
+ *                      fails
  */
 #ifndef ORDERD_UTIL_FAILPOINT_H
 #define ORDERD_UTIL_FAILPOINT_H

@@ -697,9 +697,10 @@ class HttpTest(Base):
 class FaultAnswerTest(Base):
     """Internal failures become answers that say so, never a silent hole:
     an order that cannot be encoded in a batch answer is a per-item 500
-    error (never a null in results)."""
+    error (never a null in results), and a failed store read behind a
+    scrape is visible in /metrics."""
     env = {"ORDERD_WORKERS": "1",
-           "ORDERD_FAILPOINTS": "fail_batch_encode=1"}
+           "ORDERD_FAILPOINTS": "fail_batch_encode=1,fail_scrape_stats=1"}
 
     def test_batch_encode_failure_is_an_item_error(self):
         sku = uid("SKU")
@@ -720,6 +721,20 @@ class FaultAnswerTest(Base):
         for o in orders:
             st, _, got = self.api("GET", "/v1/orders/" + o["id"])
             self.assertEqual(st, 200, got)
+
+    def test_failed_scrape_is_visible(self):
+        m0 = self.d.metrics()
+        time.sleep(1.2)
+        m1 = self.d.metrics()
+        e0 = H.metric_sum(m0, "orderd_store_errors_total", kind="stats")
+        e1 = H.metric_sum(m1, "orderd_store_errors_total", kind="stats")
+        self.assertIsNotNone(e1, "failed stats reads are not counted")
+        self.assertGreater(e1, e0 or 0)
+        age = H.metric_sum(m1, "orderd_store_stats_age_seconds")
+        self.assertIsNotNone(age, "no orderd_store_stats_age_seconds")
+        self.assertGreaterEqual(age, 1.0, "stale gauges look fresh")
+        self.assertEqual(m1["types"].get("orderd_store_stats_age_seconds"),
+                         "gauge")
 
 
 class AuthTest(Base):
