@@ -404,11 +404,12 @@ static void trim(const char **s, size_t *n)
 		(*n)--;
 }
 
-/* Adds one valid token; 0, or -1 when full, or -ENOMEM. */
+/* Adds one valid token; 0, or OD_ETOOBIG when TOKENS_MAX are there, or
+ * -ENOMEM. */
 static int tokens_add(struct tokens *t, const char *s, size_t n)
 {
 	if (t->n >= TOKENS_MAX)
-		return -1;
+		return OD_ETOOBIG;
 	char **nv = realloc(t->v, (t->n + 2) * sizeof *nv);
 	if (!nv)
 		return -ENOMEM;
@@ -423,7 +424,7 @@ static int tokens_add(struct tokens *t, const char *s, size_t n)
 
 static int tokens_add_fail(int rc, const char *from, char *err, size_t errlen)
 {
-	if (rc == -1)
+	if (rc == OD_ETOOBIG)
 		return fail(err, errlen, "%s: more than %d tokens", from,
 		            TOKENS_MAX);
 	return fail(err, errlen, "%s: out of memory", from);

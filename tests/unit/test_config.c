@@ -456,6 +456,25 @@ static void test_tokens(void **state)
 	             "\"/nonexistent/tokens\": No such file or directory",
 	             NULL);
 	unsetenv("ORDERD_API_TOKENS_FILE");
+
+	/* The token cap is its own error, not "out of memory": 1024 tokens
+	 * load, one more is refused. */
+	char *many = malloc(1025 * 8);
+	assert_non_null(many);
+	size_t off = 0;
+	for (int i = 0; i < 1025; i++)
+		off += (size_t)snprintf(many + off, 1025 * 8 - off, "%st%04d",
+		                        i ? "," : "", i);
+	setenv("ORDERD_API_TOKENS", many, 1);
+	expect_error("ORDERD_API_TOKENS: more than 1024 tokens", NULL);
+	many[off - 6] = '\0'; /* drop the last ",t1024" */
+	setenv("ORDERD_API_TOKENS", many, 1);
+	free(many);
+	assert_int_equal(load(&c, &exit_now, NULL), 0);
+	assert_string_equal(c.tokens[1023], "t1023");
+	assert_null(c.tokens[1024]);
+	config_free(&c);
+	unsetenv("ORDERD_API_TOKENS");
 }
 
 /* docs/config.md, found from this file's path: <src>/tests/unit/x.c. */
