@@ -38,12 +38,14 @@ static void count_created(http_server_t *s)
 	window_add(s->submitted, 1);
 }
 
-/* Resumes r; r may be freed as soon as this returns, s may not. */
+/* Resumes r and drops the batcher's reference: r may be freed as soon as
+ * this returns; s may not, until the in-flight count drops. */
 static void finish_async(http_req_t *r)
 {
 	http_server_t *s = r->srv;
 
 	http_server_resume(r);
+	http_req_put(r);
 	http_server_inflight_end(s);
 }
 
@@ -164,6 +166,7 @@ static void submit_start(http_req_t *r, batcher_done_fn done)
 		return;
 	}
 	http_server_suspend(r);
+	http_req_hold(r); /* the batcher's, dropped in finish_async */
 	rc = batcher_submit(s->deps.batcher, r->order_ptrs, r->n_orders, done,
 	                    r);
 	if (rc != 0) {

@@ -23,11 +23,13 @@
 #include <inttypes.h>
 #include <netdb.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http/api.h"
@@ -143,7 +145,8 @@ static void observe(http_req_t *r, unsigned status)
 
 static enum MHD_Result queue_resp(http_req_t *r)
 {
-	http_resp_t *p = &r->resp;
+	/* drained is written under mu before the resume that led here. */
+	http_resp_t *p = r->drained ? &r->drain_resp : &r->resp;
 	struct MHD_Response *mr;
 	enum MHD_Result ret;
 	char ra[24];
@@ -185,6 +188,23 @@ static enum MHD_Result queue_resp(http_req_t *r)
 
 /* ---- suspension ---- */
 
+/* mu held. */
+static void susp_unlink(http_server_t *s, http_req_t *r)
+{
+	if (!r->listed)
+		return;
+	if (r->susp_prev)
+		r->susp_prev->susp_next = r->susp_next;
+	else
+		s->susp_head = r->susp_next;
+	if (r->susp_next)
+		r->susp_next->susp_prev = r->susp_prev;
+	r->susp_prev = r->susp_next = NULL;
+	r->listed = false;
+	s->suspended--;
+	pthread_cond_broadcast(&s->cond);
+}
+
 void http_server_suspend(http_req_t *r)
 {
 	http_server_t *s = r->srv;
@@ -197,16 +217,81 @@ void http_server_suspend(http_req_t *r)
 	}
 	pthread_mutex_lock(&s->mu);
 	s->suspended++;
+	r->listed = true;
+	r->susp_prev = NULL;
+	r->susp_next = s->susp_head;
+	if (s->susp_head)
+		s->susp_head->susp_prev = r;
+	s->susp_head = r;
 	pthread_mutex_unlock(&s->mu);
 	r->suspended = true;
 	MHD_suspend_connection(r->conn);
 }
 
+/* Claims r's answer; true when the caller is the one to resume it. */
+static bool claim(http_req_t *r)
+{
+	http_server_t *s = r->srv;
+	bool won;
+
+	pthread_mutex_lock(&s->mu);
+	won = !r->answered;
+	if (won) {
+		r->answered = true;
+		s->resuming++;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return won;
+}
+
+static void resume_claimed(http_req_t *r)
+{
+	http_server_t *s = r->srv;
+
+	/* MHD_resume_connection takes MHD's own lock, which orders the
+	 * writes to the answer before the MHD thread's reads. */
+	MHD_resume_connection(r->conn);
+	pthread_mutex_lock(&s->mu);
+	s->resuming--;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->mu);
+}
+
 void http_server_resume(http_req_t *r)
 {
-	/* MHD_resume_connection takes MHD's own lock, which orders the
-	 * writes to r->resp before the handler's reads. */
-	MHD_resume_connection(r->conn);
+	if (claim(r))
+		resume_claimed(r);
+}
+
+bool http_server_abandon(http_req_t *r, const char *msg)
+{
+	http_server_t *s = r->srv;
+	char *text = NULL;
+	json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", "unavailable",
+	                      "message", msg);
+
+	if (j != NULL)
+		text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	pthread_mutex_lock(&s->mu);
+	if (r->answered) {
+		pthread_mutex_unlock(&s->mu);
+		free(text);
+		return false;
+	}
+	r->answered = true;
+	r->drained = true;
+	s->resuming++;
+	r->drain_resp = (http_resp_t){
+	    .status = 503,
+	    .body = text,
+	    .len = text ? strlen(text) : 0,
+	    .content_type = text ? "application/json" : NULL,
+	    .retry_after = 1,
+	};
+	pthread_mutex_unlock(&s->mu);
+	resume_claimed(r);
+	return true;
 }
 
 bool http_server_inflight_begin(http_server_t *s)
@@ -243,6 +328,7 @@ static http_req_t *req_new(http_server_t *s, struct MHD_Connection *conn,
 	r->conn = conn;
 	r->start_mono_ms = clock_mono_ms();
 	r->resp.retry_after = -1;
+	atomic_init(&r->refs, 1); /* MHD's, until "request completed" */
 	snprintf(r->method, sizeof(r->method), "%s", method);
 	rid =
 	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
@@ -256,15 +342,61 @@ static http_req_t *req_new(http_server_t *s, struct MHD_Connection *conn,
 	return r;
 }
 
+/* A lock granted to a request whose answer never reached its client. */
+typedef struct release_job {
+	handlers_job_t job;
+	store_t *store;
+	char name[ID_MAX + 1];
+	char owner[ID_MAX + 1];
+	char rid[HTTP_RID_MAX + 1];
+	int64_t fence;
+} release_job_t;
+
+static void run_release(handlers_job_t *job, bool late)
+{
+	release_job_t *j = (release_job_t *)job;
+	int rc = store_lock_release(j->store, j->name, j->owner, j->fence);
+
+	log_warn("lock grant undelivered, released", "request_id", j->rid,
+	         "lock", j->name, "error", rc == 0 ? NULL : err_str(rc), NULL);
+	free(j);
+}
+
+/*
+ * The client can neither use nor release a lock whose fence it never
+ * learned, so give it back. On the handler pool: this runs on whatever
+ * thread dropped the last reference, often a server thread. Only when the
+ * pool has stopped (the very end of shutdown) does it run here.
+ */
+static void release_grant(http_req_t *r)
+{
+	release_job_t *j = calloc(1, sizeof *j);
+
+	if (j == NULL) {
+		log_error("lock grant undelivered, cannot release: out of "
+		          "memory; it expires with its ttl",
+		          "request_id", r->rid, "lock", r->param, NULL);
+		return;
+	}
+	j->job.run = run_release;
+	j->store = r->srv->deps.store;
+	j->fence = r->granted_fence;
+	snprintf(j->name, sizeof j->name, "%s", r->param);
+	snprintf(j->owner, sizeof j->owner, "%s", r->owner);
+	snprintf(j->rid, sizeof j->rid, "%s", r->rid);
+	if (!handlers_submit(r->srv->handlers, &j->job))
+		run_release(&j->job, false);
+}
+
 static void req_free(http_req_t *r)
 {
-	http_server_t *s;
+	http_server_t *s = r->srv;
 
-	if (r == NULL)
-		return;
-	s = r->srv;
+	if (r->granted_fence > 0 && !r->grant_delivered)
+		release_grant(r);
 	api_req_release(r);
 	free(r->resp.body);
+	free(r->drain_resp.body);
 	free(r->body);
 	free(r);
 	pthread_mutex_lock(&s->mu);
@@ -273,22 +405,32 @@ static void req_free(http_req_t *r)
 	pthread_mutex_unlock(&s->mu);
 }
 
+void http_req_hold(http_req_t *r)
+{
+	atomic_fetch_add(&r->refs, 1);
+}
+
+void http_req_put(http_req_t *r)
+{
+	if (r != NULL && atomic_fetch_sub(&r->refs, 1) == 1)
+		req_free(r);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
 	http_req_t *r = *con_cls;
-	if (r && r->granted_fence > 0 &&
-	    toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
-		/* The client left before it learned its fence: it can neither
-		 * use nor release the lock, so give it back now. */
-		int rc = store_lock_release(r->srv->deps.store, r->param,
-		                            r->owner, r->granted_fence);
-		log_warn("lock grant undelivered, released", "request_id",
-		         r->rid, "lock", r->param, "error",
-		         rc == 0 ? NULL : err_str(rc), NULL);
-	}
-	req_free(*con_cls);
+
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->srv->mu);
+	/* Resumed but closed before MHD called us again: still counted. */
+	susp_unlink(r->srv, r);
+	r->grant_delivered =
+	    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->drained;
+	pthread_mutex_unlock(&r->srv->mu);
 	*con_cls = NULL;
+	http_req_put(r);
 }
 
 /*
@@ -385,6 +527,57 @@ static int body_append(http_req_t *r, const char *data, size_t n)
 	return 0;
 }
 
+/* A store route's handler, on a pool thread; late: see handlers.h. */
+static void run_request(handlers_job_t *job, bool late)
+{
+	http_req_t *r = (http_req_t *)((char *)job - offsetof(http_req_t, job));
+	http_server_t *s = r->srv;
+	bool answered;
+
+	pthread_mutex_lock(&s->mu);
+	answered = r->answered;
+	pthread_mutex_unlock(&s->mu);
+	if (answered) {
+		/* Abandoned while queued (shutdown): nothing left to do. */
+	} else if (late) {
+		metric_inc(s->m_queue_expired);
+		api_error(r, 503, "unavailable",
+		          "no handler was free within %lld ms, retry later",
+		          (long long)s->opt.handler_queue_ms);
+		http_server_resume(r);
+	} else {
+		/* The handler may hand r on (http_server_suspend sets this
+		 * flag); then whoever finishes it resumes it. */
+		bool handed_on = false;
+		r->handed_on = &handed_on;
+		r->route->handler(r);
+		if (!handed_on) {
+			r->handed_on = NULL;
+			http_server_resume(r);
+		}
+	}
+	http_req_put(r);
+}
+
+/* Queues suspended r for the handler pool, or answers it 503. */
+static void pool_submit(http_req_t *r)
+{
+	http_server_t *s = r->srv;
+	bool closing;
+
+	pthread_mutex_lock(&s->mu);
+	closing = s->closing;
+	pthread_mutex_unlock(&s->mu);
+	r->job.run = run_request;
+	r->job.expires = true;
+	http_req_hold(r);
+	if (closing || !handlers_submit(s->handlers, &r->job)) {
+		http_req_put(r);
+		api_unavailable(r, "server is shutting down");
+		http_server_resume(r);
+	}
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version, const char *upload_data,
@@ -417,8 +610,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		/* Resumed: the other thread has filled r->resp. */
 		r->suspended = false;
 		pthread_mutex_lock(&s->mu);
-		s->suspended--;
-		pthread_cond_broadcast(&s->cond);
+		susp_unlink(s, r);
 		pthread_mutex_unlock(&s->mu);
 		return queue_resp(r);
 	}
@@ -436,10 +628,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		/* Off this thread: a slow store must not stall the other
 		 * connections it serves (handlers.c). */
 		http_server_suspend(r);
-		if (!handlers_submit(s->handlers, r)) {
-			api_unavailable(r, "server is shutting down");
-			http_server_resume(r);
-		}
+		pool_submit(r);
 		return MHD_YES;
 	}
 	r->route->handler(r);
@@ -565,6 +754,11 @@ static int register_metrics(http_server_t *s)
 	    "Pending orders divided by the replicas seen: the autoscaling "
 	    "signal beside the oldest pending age.",
 	    NULL, NULL, 0));
+	s->m_queue_expired = metrics_child0(metrics_family(
+	    METRIC_COUNTER, "orderd_http_handler_queue_expired_total",
+	    "Requests answered 503 because they waited longer than "
+	    "ORDERD_HANDLER_QUEUE_MS for a handler thread.",
+	    NULL, NULL, 0));
 	s->m_stats_age = metrics_child0(metrics_family(
 	    METRIC_GAUGE, "orderd_store_stats_age_seconds",
 	    "Seconds since the store last answered the scrape's stats query "
@@ -577,7 +771,8 @@ static int register_metrics(http_server_t *s)
 	                   "Store operations that failed, by kind.",
 	                   (const char *const[]){"kind", NULL}, NULL, 0),
 	    "stats");
-	if (s->m_stats_age == NULL || s->m_stats_errors == NULL)
+	if (s->m_stats_age == NULL || s->m_stats_errors == NULL ||
+	    s->m_queue_expired == NULL)
 		return -ENOMEM;
 	s->stats_ok_mono_ms = s->started_mono_ms;
 	/* All six statuses are always present, even before the first scrape
@@ -662,7 +857,11 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	s->started_mono_ms = clock_mono_ms();
 	atomic_init(&s->draining, false);
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cond, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cond, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&s->stats_mu, NULL);
 	rc = register_metrics(s);
 	if (rc != 0)
@@ -674,10 +873,12 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	rc = window_new(60, &s->submitted);
 	if (rc != 0)
 		goto fail;
-	rc = waiters_new(opt->max_waiters, deps->store, &s->waiters);
+	rc = handlers_new((size_t)opt->threads, opt->handler_queue_ms,
+	                  &s->handlers);
 	if (rc != 0)
 		goto fail;
-	rc = handlers_new((size_t)opt->threads, &s->handlers);
+	rc = waiters_new(opt->max_waiters, deps->store, s->handlers,
+	                 &s->waiters);
 	if (rc != 0)
 		goto fail;
 	if (ss.ss_family == AF_INET6)
@@ -703,6 +904,7 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	return 0;
 fail:
 	collect_target(NULL);
+	waiters_stop(s->waiters);
 	handlers_free(s->handlers);
 	waiters_free(s->waiters);
 	window_free(s->submitted);
@@ -715,30 +917,30 @@ fail:
 
 void http_server_set_draining(http_server_t *h)
 {
-	if (h != NULL)
-		atomic_store(&h->draining, true);
+	if (h == NULL)
+		return;
+	atomic_store(&h->draining, true);
+	/* Waits are answered 503 now, not when the server stops: a poll may
+	 * be stuck in the store past the drain deadline, and the client can
+	 * retry elsewhere at once. */
+	waiters_stop(h->waiters);
 }
 
 /* Waits on s->cond until pred holds or ms pass; mu held by the caller. */
 static void wait_until(http_server_t *s, bool (*pred)(http_server_t *),
                        int64_t ms)
 {
-	int64_t end = clock_wall_ms() + ms;
+	int64_t end = clock_mono_ms() + ms;
 
 	while (!pred(s)) {
-		struct timespec ts;
-		int64_t left = end - clock_wall_ms();
+		int64_t left = end - clock_mono_ms();
 		if (left <= 0)
 			break;
 		if (left > 200)
-			left = 200; /* re-check: resumes do not all signal */
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+			left = 200; /* re-check: not every change signals */
+		int64_t at = clock_mono_ms() + left;
+		struct timespec ts = {.tv_sec = (time_t)(at / 1000),
+		                      .tv_nsec = (long)(at % 1000) * 1000000L};
 		pthread_cond_timedwait(&s->cond, &s->mu, &ts);
 	}
 }
@@ -749,16 +951,53 @@ static bool no_inflight(http_server_t *s)
 }
 static bool no_suspended(http_server_t *s)
 {
-	return s->suspended == 0;
+	return s->suspended == 0 && s->resuming == 0;
+}
+static bool no_resuming(http_server_t *s)
+{
+	return s->resuming == 0;
 }
 static bool no_active(http_server_t *s)
 {
 	return s->active == 0;
 }
 
+/*
+ * Answers 503 every suspended request that nobody has answered yet (its
+ * holder is stuck, e.g. in the store): MHD_stop_daemon aborts the process
+ * when a connection is still suspended. mu held; dropped while resuming.
+ */
+static size_t abandon_suspended(http_server_t *s)
+{
+	size_t n = 0, k = 0;
+	http_req_t **list;
+
+	for (http_req_t *r = s->susp_head; r != NULL; r = r->susp_next)
+		n += !r->answered;
+	if (n == 0)
+		return 0;
+	list = calloc(n, sizeof *list);
+	if (list == NULL)
+		return 0; /* the caller's wait is bounded; nothing better */
+	for (http_req_t *r = s->susp_head; r != NULL && k < n; r = r->susp_next)
+		if (!r->answered) {
+			http_req_hold(r);
+			list[k++] = r;
+		}
+	pthread_mutex_unlock(&s->mu);
+	for (size_t i = 0; i < k; i++) {
+		http_server_abandon(list[i], "server is shutting down");
+		http_req_put(list[i]);
+	}
+	free(list);
+	pthread_mutex_lock(&s->mu);
+	return k;
+}
+
 void http_server_free(http_server_t *h)
 {
 	MHD_socket lfd;
+	size_t abandoned;
 
 	if (h == NULL)
 		return;
@@ -767,27 +1006,40 @@ void http_server_free(http_server_t *h)
 	h->closing = true;
 	pthread_mutex_unlock(&h->mu);
 	lfd = MHD_quiesce_daemon(h->daemon);
-	/* Pooled handlers finish what is queued (a hand-off to the waiters
-	 * now answers 503), then waiters are answered 503 and resumed. */
-	handlers_stop(h->handlers);
+	/* Every wait is answered 503 (already, if draining was set). Store
+	 * routes still queued or running on the handler pool finish, with a
+	 * real answer if they can. */
 	waiters_stop(h->waiters);
 	/* The batcher calls every done callback exactly once, after its
-	 * commit; a context it still points to must not be freed, so this
-	 * wait has no deadline (the store's own timeouts bound it). */
+	 * commit, and was stopped before us (main.c), so this is short. */
 	pthread_mutex_lock(&h->mu);
 	while (h->inflight > 0) {
 		wait_until(h, no_inflight, 5000);
 		if (h->inflight > 0)
 			log_warn("http server waiting for group commit", NULL);
 	}
+	wait_until(h, no_suspended, 1000);
+	/* What is left is held by a thread stuck in the store: answer it
+	 * 503 now, since MHD must not stop with a suspended connection. */
+	abandoned = abandon_suspended(h);
+	wait_until(h, no_resuming, 1000);
 	/* Let resumed requests queue and send their answers. */
-	wait_until(h, no_suspended, 5000);
+	wait_until(h, no_suspended, 2000);
 	wait_until(h, no_active, 2000);
 	pthread_mutex_unlock(&h->mu);
+	if (abandoned > 0) {
+		char n[24];
+		snprintf(n, sizeof n, "%zu", abandoned);
+		log_warn("requests still in the store at shutdown answered 503",
+		         "requests", n, NULL);
+	}
 	MHD_stop_daemon(h->daemon);
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
 	collect_target(NULL);
+	/* Pool threads finish what they run (a stuck store call holds this
+	 * up until the drain watchdog); queued requests were answered. */
+	handlers_stop(h->handlers);
 	handlers_free(h->handlers);
 	waiters_free(h->waiters);
 	window_free(h->submitted);

@@ -5,16 +5,26 @@
  *
  * It owns the per-request context and the server's bookkeeping of
  * suspended connections. A request lives in one http_req_t from its first
- * header callback to the MHD "request completed" notification. A handler
- * either fills r->resp (through the api_* helpers in api.h) and returns,
- * or suspends the connection (http_server_suspend) and hands r to another
+ * header callback until its last reference is dropped. A handler either
+ * fills r->resp (through the api_* helpers in api.h) and returns, or
+ * suspends the connection (http_server_suspend) and hands r to another
  * thread (the batcher's committer, the waiters, a handler thread), which
  * fills r->resp and calls http_server_resume() exactly once. The server
  * then queues r->resp on the next MHD callback.
  *
+ * References: MHD holds one from the first callback to "request
+ * completed"; every other thread that keeps r past a hand-off holds one
+ * (http_req_hold/_put), so r outlives whoever may still touch it.
+ *
+ * Answers are claimed once: the first of http_server_resume and
+ * http_server_abandon wins. Abandon answers 503 at once from a response of
+ * its own (drain_resp), so a holder stuck in the store can be overtaken at
+ * shutdown; its later answer is dropped, and a lock it was granted after
+ * all is released when the last reference goes.
+ *
  * Lock order: http_server.mu is a leaf; no other module's lock is taken
- * while it is held, and no module calls http_server_resume with its own
- * lock held.
+ * while it is held, and no module calls http_server_resume or _abandon
+ * with its own lock held.
  */
 #ifndef ORDERD_HTTP_SERVER_INT_H
 #define ORDERD_HTTP_SERVER_INT_H
@@ -58,11 +68,13 @@ struct http_server {
 	int64_t started_mono_ms;
 
 	pthread_mutex_t mu;
-	pthread_cond_t cond; /* signalled when a count below drops */
-	int suspended;       /* suspended connections; mu */
-	int inflight;        /* batcher submissions not yet done; mu */
-	int active;          /* live request contexts; mu */
-	bool closing;        /* http_server_free has begun; mu */
+	pthread_cond_t cond;   /* signalled when a count below drops */
+	int suspended;         /* suspended connections; mu */
+	http_req_t *susp_head; /* those requests, linked by susp_next; mu */
+	int resuming;          /* claimed, MHD_resume_connection not yet done */
+	int inflight;          /* batcher submissions not yet done; mu */
+	int active;            /* live request contexts; mu */
+	bool closing;          /* http_server_free has begun; mu */
 
 	/* Processed-throughput samples taken by GET /v1/stats; stats_mu. */
 	pthread_mutex_t stats_mu;
@@ -79,6 +91,8 @@ struct http_server {
 	metric_t *m_replicas;
 	metric_t *m_per_replica;
 	metric_t *m_processed[3]; /* completed, rejected, failed */
+	metric_t
+	    *m_queue_expired;     /* answered 503 after waiting for a handler */
 	metric_t *m_stats_age;    /* orderd_store_stats_age_seconds */
 	metric_t *m_stats_errors; /* orderd_store_errors_total{kind="stats"} */
 	/* The last scrape whose store stats query succeeded; server.c's
@@ -116,6 +130,15 @@ struct http_req {
 	bool queued;     /* a response was handed to MHD */
 	http_resp_t resp;
 
+	atomic_int refs; /* see above */
+	bool answered;   /* an answer was claimed; srv->mu */
+	bool drained;    /* answered by http_server_abandon; srv->mu */
+	bool listed;     /* on srv->susp_head; srv->mu */
+	http_req_t *susp_prev, *susp_next; /* srv->mu */
+	http_resp_t drain_resp; /* the abandon answer; srv->mu until queued */
+	bool grant_delivered;   /* an answer with granted_fence reached the
+	                         * client (set at "request completed") */
+
 	/* Async submission state, owned by the handler that started it. */
 	order_t *orders; /* orders handed to the batcher */
 	size_t n_orders;
@@ -132,14 +155,22 @@ struct http_req {
 	int64_t granted_fence;
 
 	/* The handler pool (handlers.c). */
-	struct http_req *next_job; /* queue link, the pool's lock */
+	handlers_job_t job;
 	bool *handed_on; /* set while a pool thread runs the handler */
 };
 
+/* Takes and drops a reference to r; the last put frees it. Any thread. */
+void http_req_hold(http_req_t *r);
+void http_req_put(http_req_t *r);
+
 /* Suspends r's connection; call only from inside a handler. */
 void http_server_suspend(http_req_t *r);
-/* Resumes r after r->resp was filled; any thread, exactly once. */
+/* Resumes r after r->resp was filled; any thread, once. Does nothing when
+ * r was abandoned already (its answer was sent). */
 void http_server_resume(http_req_t *r);
+/* Answers suspended r 503 unavailable (msg) now, whoever holds it; the
+ * holder's own answer is then dropped. False if r was answered already. */
+bool http_server_abandon(http_req_t *r, const char *msg);
 /* Counts a batcher submission in flight (before batcher_submit) and its
  * end (in the done callback, after http_server_resume). begin returns
  * false (and counts nothing) once http_server_free has begun. */

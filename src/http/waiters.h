@@ -1,6 +1,7 @@
 /*
- * waiters: the one thread that serves every suspended wait (GET
- * /v1/orders/{id}?wait_ms, lock acquire with wait_ms); see waiters.c.
+ * waiters: the one thread that schedules every suspended wait (GET
+ * /v1/orders/{id}?wait_ms, lock acquire with wait_ms); the store polls
+ * themselves run on the handler pool. See waiters.c.
  */
 #ifndef ORDERD_HTTP_WAITERS_H
 #define ORDERD_HTTP_WAITERS_H
@@ -8,19 +9,22 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "http/handlers.h"
 #include "store/store.h"
 
 typedef struct waiters waiters_t;
 typedef struct http_req http_req_t;
 
 /*
- * Polls r once; deadline tells that this is the last chance. Returns true
- * when r->resp is filled (the waiter then resumes r), false to keep
- * waiting.
+ * Polls r once, on a handler thread; deadline tells that this is the last
+ * chance. Returns true when r->resp is filled (the waiter then resumes r),
+ * false to keep waiting.
  */
 typedef bool (*waiter_poll_fn)(http_req_t *r, bool deadline);
 
-int waiters_new(size_t max, store_t *store, waiters_t **ret);
+/* pool runs the polls and must outlive the waiters (stop the pool before
+ * waiters_free). */
+int waiters_new(size_t max, store_t *store, handlers_t *pool, waiters_t **ret);
 /*
  * Registers suspended r until poll says done or r->deadline_mono_ms.
  * order_wait: r waits for order r->param to become terminal; such waits
@@ -30,8 +34,9 @@ int waiters_new(size_t max, store_t *store, waiters_t **ret);
  */
 int waiters_add(waiters_t *w, http_req_t *r, waiter_poll_fn poll,
                 bool order_wait);
-/* Answers every waiter 503 and resumes it, and stops the thread; later
- * waiters_add calls answer OD_ESHUTDOWN. */
+/* Answers every waiter 503 at once (a poll in flight too: its answer is
+ * then dropped), and stops the thread; later waiters_add calls answer
+ * OD_ESHUTDOWN. Idempotent. */
 void waiters_stop(waiters_t *w);
 /* Stops (if not yet) and frees. NULL ok. */
 void waiters_free(waiters_t *w);

@@ -145,6 +145,11 @@ static const setting_t settings[] = {
         "expired leases are reaped this often, in milliseconds"),
     INT(max_waiters, "max-waiters", "ORDERD_MAX_WAITERS", "4096", 1, 1000000,
         "requests suspended in `wait_ms` or lock waits"),
+    INT(handler_queue_ms, "handler-queue-ms", "ORDERD_HANDLER_QUEUE_MS", "5000",
+        10, 600000,
+        "a request that waits longer than this for a handler thread (the "
+        "store is slow) is answered `503` with `Retry-After`, without "
+        "touching the store"),
     INT(busy_timeout_ms, "busy-timeout-ms", "ORDERD_BUSY_TIMEOUT_MS", "5000", 0,
         600000, "SQLite busy timeout in milliseconds"),
     INT(statement_timeout_ms, "statement-timeout-ms",

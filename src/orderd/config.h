@@ -35,7 +35,8 @@ typedef struct config {
 	int64_t retry_base_ms;
 	int64_t retry_cap_ms;
 	int64_t reap_ms;
-	int64_t max_waiters; /* suspended wait_ms / lock waits */
+	int64_t max_waiters;      /* suspended wait_ms / lock waits */
+	int64_t handler_queue_ms; /* longest wait for a handler thread */
 	int64_t busy_timeout_ms;
 	int64_t statement_timeout_ms;
 	double alert_error_rate; /* 5xx share that fires the alert */

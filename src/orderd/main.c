@@ -172,6 +172,7 @@ int main(int argc, char **argv)
 	    .max_items = (size_t)cfg.max_items,
 	    .max_batch = (size_t)cfg.max_batch,
 	    .max_waiters = (size_t)cfg.max_waiters,
+	    .handler_queue_ms = cfg.handler_queue_ms,
 	    .replica_window_ms = workers_replica_window_ms(cfg.reap_ms),
 	};
 	http_deps_t deps = {

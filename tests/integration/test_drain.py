@@ -18,6 +18,35 @@ import harness as H  # noqa: E402
 DRAIN_MS = 6000
 
 
+class StoreBlocker:
+    """Holds the store's write path from outside orderd (SQLite: the write
+    lock; PostgreSQL: the orders and locks tables)."""
+
+    def __init__(self, db):
+        self.db = db
+        self.conn = None
+
+    def __enter__(self):
+        if H.BACKEND == "postgres":
+            import psycopg2
+            self.conn = psycopg2.connect(self.db.uri)
+            cur = self.conn.cursor()
+            cur.execute("LOCK TABLE orders, locks IN EXCLUSIVE MODE")
+        else:
+            import sqlite3
+            self.conn = sqlite3.connect(self.db.path, isolation_level=None,
+                                        timeout=10)
+            self.conn.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, *exc):
+        if H.BACKEND == "postgres":
+            self.conn.rollback()
+        else:
+            self.conn.execute("ROLLBACK")
+        self.conn.close()
+
+
 class DrainTest(unittest.TestCase):
     def setUp(self):
         self.db = H.Database("drain")
@@ -170,6 +199,73 @@ class DrainTest(unittest.TestCase):
         self.assertEqual(d2.stop(), 0)
         rc, out = H.verify(self.db.uri)
         self.assertEqual(rc, 0, out)
+
+    def test_waits_answered_503_while_the_store_stalls(self):
+        """SIGTERM while a lock acquire (wait_ms) and an order GET (wait_ms)
+        are suspended and the store stops answering: both clients get
+        503 unavailable with Retry-After within the drain, not a reset when
+        the deadline ends the process, and orderd exits 0."""
+        drain_ms = 1500
+        d = self.daemon({"ORDERD_DRAIN_MS": str(drain_ms),
+                         "ORDERD_BUSY_TIMEOUT_MS": "20000",
+                         "ORDERD_STATEMENT_TIMEOUT_MS": "20000",
+                         "ORDERD_FAILPOINTS": "slow_process_ms=30000",
+                         "TSAN_OPTIONS": "report_thread_leaks=0"})
+        c = d.client
+        run = H.rand_suffix(5)
+        name = "dl-" + run
+        st, _, g = c.api("POST", "/v1/locks/%s/acquire" % name,
+                         json={"owner": "holder", "ttl_ms": 600000})
+        self.assertEqual(st, 200, g)
+        oid = "dw-" + run
+        st, _, body = c.api("POST", "/v1/orders", json=H.order(oid))
+        self.assertEqual(st, 201, body)
+        got = {}
+
+        def lock_wait():
+            try:
+                got["lock"] = H.Client(d.url).api(
+                    "POST", "/v1/locks/%s/acquire" % name, timeout=30,
+                    json={"owner": "waiter", "ttl_ms": 10000,
+                          "wait_ms": 25000})
+            except Exception as e:
+                got["lock"] = e
+
+        def order_wait():
+            try:
+                got["order"] = H.get_order(H.Client(d.url), oid,
+                                           wait_ms=25000)
+            except Exception as e:
+                got["order"] = e
+        threads = [threading.Thread(target=lock_wait),
+                   threading.Thread(target=order_wait)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)  # both suspended in their waits
+        blocker = StoreBlocker(self.db).__enter__()
+        try:
+            time.sleep(0.5)  # the next lock poll is stuck in the store
+            t0 = time.time()
+            d.send_signal(signal.SIGTERM)
+            for t in threads:
+                t.join(drain_ms / 1000.0 + 10)
+            try:
+                d.proc.wait(drain_ms / 1000.0 + 5)
+            except Exception:
+                pass
+            rc = d.kill()
+        finally:
+            blocker.__exit__(None, None, None)
+        self.assertEqual(rc, 0, H.log_tail(d.log_path))
+        for k in ("lock", "order"):
+            r = got.get(k)
+            self.assertIsInstance(r, tuple, "%s wait not answered: %r"
+                                  % (k, r))
+            st, hdr, body = r
+            self.assertEqual(st, 503, "%s wait: %s %r" % (k, st, body))
+            self.assertEqual(body["error"]["code"], "unavailable")
+            self.assertRegex(hdr.get("Retry-After", ""), r"^\d+$")
+        self.assertLess(time.time() - t0, drain_ms / 1000.0 + 3)
 
     def test_sigint_and_sigterm_idle(self):
         for sig in (signal.SIGINT, signal.SIGTERM):

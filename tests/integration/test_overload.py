@@ -154,6 +154,61 @@ class OverloadTest(unittest.TestCase):
             d.kill()
             db.drop()
 
+    def test_handler_queue_wait_is_bounded(self):
+        """During a store brownout a request waits for a handler thread at
+        most ORDERD_HANDLER_QUEUE_MS: then it is answered 503 unavailable
+        with Retry-After, without the store, and counted."""
+        db = H.Database("hqueue")
+        bound_ms = 300
+        d = H.Daemon(db.uri, name="hqueue",
+                     env={"ORDERD_HTTP_THREADS": "1",
+                          "ORDERD_HANDLER_QUEUE_MS": str(bound_ms),
+                          "ORDERD_BUSY_TIMEOUT_MS": "3000",
+                          "ORDERD_STATEMENT_TIMEOUT_MS": "3000"})
+        try:
+            d.start()
+            res = []
+            lock = threading.Lock()
+
+            def put(i):
+                t0 = time.time()
+                st, hdr, body = H.Client(d.url).api(
+                    "PUT", "/v1/products/HQ-%d" % i, json={"stock": 1},
+                    timeout=30)
+                with lock:
+                    res.append((st, hdr, body, time.time() - t0))
+
+            with StoreBlocker(db):
+                first = threading.Thread(target=put, args=(0,))
+                first.start()
+                time.sleep(0.3)  # the one handler thread is in the store
+                threads = [threading.Thread(target=put, args=(i,))
+                           for i in range(1, 6)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(30)
+                late = list(res)
+            first.join(30)
+            self.assertEqual(len(late), 5, late)
+            for st, hdr, body, took in late:
+                self.assertEqual(st, 503, body)
+                self.assertEqual(body["error"]["code"], "unavailable")
+                self.assertRegex(hdr.get("Retry-After", ""), r"^\d+$")
+                # Answered at the bound, not when the store came back.
+                self.assertLess(took, bound_ms / 1000.0 + 1.5, took)
+            n = H.metric_sum(d.metrics(),
+                             "orderd_http_handler_queue_expired_total")
+            self.assertEqual(n, 5)
+            # Nothing refused was stored.
+            for i in range(1, 6):
+                st, _, _ = d.client.api("GET", "/v1/products/HQ-%d" % i)
+                self.assertEqual(st, 404)
+            self.assertEqual(d.stop(), 0)
+        finally:
+            d.kill()
+            db.drop()
+
     def test_many_waiters_all_answered_on_completion(self):
         """Hundreds of ?wait_ms requests share one store check per tick;
         each is answered once its order is terminal, not at its deadline."""

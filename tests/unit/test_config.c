@@ -45,6 +45,7 @@ static const char *const all_env[] = {
     "ORDERD_RETRY_CAP_MS",
     "ORDERD_REAP_MS",
     "ORDERD_MAX_WAITERS",
+    "ORDERD_HANDLER_QUEUE_MS",
     "ORDERD_BUSY_TIMEOUT_MS",
     "ORDERD_STATEMENT_TIMEOUT_MS",
     "ORDERD_ALERT_ERROR_RATE",
