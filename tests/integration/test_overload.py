@@ -22,10 +22,12 @@ SUBMITTERS = 12
 
 
 class StoreBlocker:
-    """Holds the store's write path from outside orderd."""
+    """Holds the store's write path from outside orderd (on PostgreSQL,
+    writes to the given tables)."""
 
-    def __init__(self, db):
+    def __init__(self, db, tables="orders"):
         self.db = db
+        self.tables = tables
         self.conn = None
 
     def __enter__(self):
@@ -33,7 +35,7 @@ class StoreBlocker:
             import psycopg2
             self.conn = psycopg2.connect(self.db.uri.replace("postgres://", "postgresql://", 1))
             cur = self.conn.cursor()
-            cur.execute("LOCK TABLE orders IN EXCLUSIVE MODE")
+            cur.execute("LOCK TABLE %s IN EXCLUSIVE MODE" % self.tables)
         else:
             self.conn = sqlite3.connect(self.db.path, isolation_level=None,
                                         timeout=10)
@@ -178,7 +180,7 @@ class OverloadTest(unittest.TestCase):
                 with lock:
                     res.append((st, hdr, body, time.time() - t0))
 
-            with StoreBlocker(db):
+            with StoreBlocker(db, tables="products"):
                 first = threading.Thread(target=put, args=(0,))
                 first.start()
                 time.sleep(0.3)  # the one handler thread is in the store
