@@ -41,12 +41,6 @@ struct handlers {
 	bool stop;               /* mu */
 };
 
-static void mono_abstime(int64_t at_mono_ms, struct timespec *ret)
-{
-	ret->tv_sec = (time_t)(at_mono_ms / 1000);
-	ret->tv_nsec = (long)(at_mono_ms % 1000) * 1000000L;
-}
-
 static void *worker_main(void *arg)
 {
 	handlers_t *h = arg;
@@ -124,8 +118,7 @@ static void *timer_main(void *arg)
 		if (next == INT64_MAX) {
 			pthread_cond_wait(&h->timer_cv, &h->mu);
 		} else {
-			struct timespec ts;
-			mono_abstime(next, &ts);
+			struct timespec ts = clock_mono_timespec(next);
 			pthread_cond_timedwait(&h->timer_cv, &h->mu, &ts);
 		}
 	}
@@ -136,7 +129,6 @@ static void *timer_main(void *arg)
 int handlers_new(size_t threads, int64_t max_wait_ms, handlers_t **ret)
 {
 	handlers_t *h = calloc(1, sizeof *h);
-	pthread_condattr_t ca;
 	int rc;
 
 	if (!h)
@@ -149,10 +141,7 @@ int handlers_new(size_t threads, int64_t max_wait_ms, handlers_t **ret)
 	h->max_wait_ms = max_wait_ms;
 	pthread_mutex_init(&h->mu, NULL);
 	pthread_cond_init(&h->cv, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&h->timer_cv, &ca);
-	pthread_condattr_destroy(&ca);
+	clock_cond_init(&h->timer_cv);
 	rc = pthread_create(&h->timer, NULL, timer_main, h);
 	if (rc != 0) {
 		handlers_free(h);

@@ -282,9 +282,8 @@ static void *waiters_main(void *arg)
 			break;
 		/* New waiters signal too, but their first poll can wait for
 		 * the tick: the handler already tried once. */
-		int64_t at = clock_mono_ms() + TICK_MS;
-		struct timespec ts = {.tv_sec = (time_t)(at / 1000),
-		                      .tv_nsec = (long)(at % 1000) * 1000000L};
+		struct timespec ts =
+		    clock_mono_timespec(clock_mono_ms() + TICK_MS);
 		while (!ws->stop &&
 		       pthread_cond_timedwait(&ws->cond, &ws->mu, &ts) == 0)
 			;
@@ -296,7 +295,6 @@ static void *waiters_main(void *arg)
 int waiters_new(size_t max, store_t *store, handlers_t *pool, waiters_t **ret)
 {
 	waiters_t *ws = calloc(1, sizeof(*ws));
-	pthread_condattr_t ca;
 	int rc;
 
 	if (ws == NULL)
@@ -305,10 +303,7 @@ int waiters_new(size_t max, store_t *store, handlers_t *pool, waiters_t **ret)
 	ws->store = store;
 	ws->pool = pool;
 	pthread_mutex_init(&ws->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&ws->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	clock_cond_init(&ws->cond);
 	rc = pthread_create(&ws->thread, NULL, waiters_main, ws);
 	if (rc != 0) {
 		pthread_cond_destroy(&ws->cond);

@@ -35,6 +35,24 @@ uint64_t clock_rand(void)
 	return s * 0x2545F4914F6CDD1DULL;
 }
 
+void clock_cond_init(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+struct timespec clock_mono_timespec(int64_t at_mono_ms)
+{
+	if (at_mono_ms < 0)
+		at_mono_ms = 0;
+	return (struct timespec){.tv_sec = (time_t)(at_mono_ms / 1000),
+	                         .tv_nsec =
+	                             (long)(at_mono_ms % 1000) * 1000000L};
+}
+
 void clock_sleep_ms(int64_t ms)
 {
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
