@@ -19,7 +19,7 @@ typedef enum order_event {
 	EV_COMPLETE,  /* stock reserved for every item */
 	EV_REJECT,    /* business outcome: unknown_sku, insufficient_stock */
 	EV_RETRY,     /* transient failure, attempts left: back to pending */
-	EV_FAIL,      /* transient failure, no attempts left: dead letter */
+	EV_FAIL,      /* no attempts left, or a backstop fired: dead letter */
 	EV_EXPIRE,    /* lease ran out (reaper): back to pending */
 	EV_RELEASE,   /* handed back on drain: back to pending */
 	EV_REQUEUE,   /* operator: failed goes back to pending */

@@ -147,18 +147,25 @@ void api_ops_stats(http_req_t *r)
 	 * has seen, not by the full window. */
 	double up_s = (double)(clock_mono_ms() - s->started_mono_ms) / 1000.0;
 	double span_s = up_s < 1 ? 1 : up_s > WINDOW_S ? WINDOW_S : up_s;
-	/* Replicas seen by the store (their heartbeats), this one first. */
+	/* Replicas seen by the store (their heartbeats, which the reaper
+	 * writes: this read writes nothing), this one first: it is
+	 * answering, so it counts even before its first beat lands. */
 	enum { MAX_LISTED = 64 };
 	char ids[MAX_LISTED][ID_MAX + 1];
 	size_t n_seen = 0;
 	json_t *replicas = json_array();
-	rc = store_replicas_seen(s->deps.store, s->opt.replica_id,
-	                         s->opt.replica_window_ms, ids, MAX_LISTED,
-	                         &n_seen);
-	for (size_t i = 0; rc == 0 && i < n_seen && i < MAX_LISTED; i++)
-		json_array_append_new(replicas, json_string(ids[i]));
-	if (rc != 0) /* still say who answers */
-		json_array_append_new(replicas, json_string(s->opt.replica_id));
+	json_array_append_new(replicas, json_string(s->opt.replica_id));
+	rc = store_replicas_list(s->deps.store, s->opt.replica_window_ms, ids,
+	                         MAX_LISTED, &n_seen);
+	bool self_seen = false;
+	for (size_t i = 0; rc == 0 && i < n_seen && i < MAX_LISTED; i++) {
+		if (strcmp(ids[i], s->opt.replica_id) == 0)
+			self_seen = true;
+		else
+			json_array_append_new(replicas, json_string(ids[i]));
+	}
+	if (rc == 0 && !self_seen && n_seen < MAX_LISTED)
+		n_seen++;
 	j = json_pack(
 	    "{s:o,s:f,s:{s:f,s:f},s:f,s:o,s:o,s:I,s:I,s:s}", "orders", orders,
 	    "oldest_pending_age_seconds", (double)st.oldest_pending_ms / 1000.0,

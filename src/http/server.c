@@ -686,6 +686,10 @@ static void collect(void *arg)
 			               order_status_name((order_status_t)i)),
 			           (double)st.count[i]);
 		metric_set(s->m_oldest, (double)st.oldest_pending_ms / 1000.0);
+		/* A counter kept by the store: add what it grew by. */
+		double grew = (double)st.resets - metric_value(s->m_resets);
+		if (grew > 0)
+			metric_add(s->m_resets, grew);
 		/* The autoscaling signal's other half: backlog per replica
 		 * (the reaper keeps orderd_replicas fresh). */
 		double replicas = metric_value(s->m_replicas);
@@ -765,6 +769,12 @@ static int register_metrics(http_server_t *s)
 	    "(orderd_orders, the oldest pending age and the per-replica "
 	    "backlog keep their last values while it grows).",
 	    NULL, NULL, 0));
+	s->m_resets = metrics_child0(metrics_family(
+	    METRIC_COUNTER, "orderd_store_connection_resets_total",
+	    "Store connections reset because a failure left them unusable "
+	    "(SQLite: the writer, after a ROLLBACK failed; postgres: pooled "
+	    "connections found broken or left mid-transaction).",
+	    NULL, NULL, 0));
 	/* The batcher registers this family too (kind "submit"). */
 	s->m_stats_errors = metrics_child1(
 	    metrics_family(METRIC_COUNTER, "orderd_store_errors_total",
@@ -772,7 +782,7 @@ static int register_metrics(http_server_t *s)
 	                   (const char *const[]){"kind", NULL}, NULL, 0),
 	    "stats");
 	if (s->m_stats_age == NULL || s->m_stats_errors == NULL ||
-	    s->m_queue_expired == NULL)
+	    s->m_queue_expired == NULL || s->m_resets == NULL)
 		return -ENOMEM;
 	s->stats_ok_mono_ms = s->started_mono_ms;
 	/* All six statuses are always present, even before the first scrape
@@ -857,11 +867,7 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	s->started_mono_ms = clock_mono_ms();
 	atomic_init(&s->draining, false);
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&s->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	clock_cond_init(&s->cond);
 	pthread_mutex_init(&s->stats_mu, NULL);
 	rc = register_metrics(s);
 	if (rc != 0)
@@ -938,9 +944,8 @@ static void wait_until(http_server_t *s, bool (*pred)(http_server_t *),
 			break;
 		if (left > 200)
 			left = 200; /* re-check: not every change signals */
-		int64_t at = clock_mono_ms() + left;
-		struct timespec ts = {.tv_sec = (time_t)(at / 1000),
-		                      .tv_nsec = (long)(at % 1000) * 1000000L};
+		struct timespec ts =
+		    clock_mono_timespec(clock_mono_ms() + left);
 		pthread_cond_timedwait(&s->cond, &s->mu, &ts);
 	}
 }

@@ -93,6 +93,7 @@ struct http_server {
 	metric_t *m_processed[3]; /* completed, rejected, failed */
 	metric_t
 	    *m_queue_expired;     /* answered 503 after waiting for a handler */
+	metric_t *m_resets;       /* orderd_store_connection_resets_total */
 	metric_t *m_stats_age;    /* orderd_store_stats_age_seconds */
 	metric_t *m_stats_errors; /* orderd_store_errors_total{kind="stats"} */
 	/* The last scrape whose store stats query succeeded; server.c's

@@ -232,6 +232,7 @@ const store_backend_t store_postgres_backend = {
     .lock_renew = pgb_lock_renew,
     .lock_release = pgb_lock_release,
     .lock_get = pgb_lock_get,
-    .replicas_seen = pgb_replicas_seen,
+    .replica_beat = pgb_replica_beat,
+    .replicas_list = pgb_replicas_list,
     .verify = pgb_verify,
 };

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "store/postgres_pool.h"
-#include "store/store.h"
+#include "store/store_backend.h"
 
 typedef struct pgb_store {
 	pgp_t *pool;
@@ -122,11 +122,11 @@ int pgb_lock_release(void *h, const char *name, const char *owner,
 int pgb_lock_get(void *h, const char *name, store_lock_t *ret);
 
 /* Replica heartbeats, in postgres_replica.c. */
-int pgb_replicas_seen(void *h, const char *replica, int64_t window_ms,
-                      char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n);
+int pgb_replica_beat(void *h, const char *replica);
+int pgb_replicas_list(void *h, int64_t window_ms, char (*ret_ids)[ID_MAX + 1],
+                      size_t max, size_t *ret_n);
 
 /* The audit (store_verify), in postgres_verify.c. */
-int pgb_verify(void *h, store_violation_fn fn, void *arg,
-               size_t *ret_violations);
+int pgb_verify(void *h, store_check_fn fn, void *arg);
 
 #endif

@@ -48,10 +48,6 @@ int pgb_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
               store_claim_t *ret_claims, size_t *ret_n)
 {
 	pgb_store_t *b = h;
-	if (max == 0) {
-		*ret_n = 0;
-		return 0;
-	}
 	char lbuf[24], mbuf[24];
 	pgb_fmt_i64(lbuf, sizeof lbuf, lease_ms);
 	pgb_fmt_i64(mbuf, sizeof mbuf, (int64_t)max);
@@ -107,27 +103,34 @@ static int cmp_sku(const void *a, const void *b)
 	              ((const sku_stock_t *)b)->sku);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 static sku_stock_t *sku_find(sku_stock_t *v, size_t n, const char *sku)
 {
 	sku_stock_t key = {.sku = sku};
 	return bsearch(&key, v, n, sizeof *v, cmp_sku);
 }
 
+/* What process_lock found of each claimed order. */
+typedef enum claim_state {
+	CLAIM_FENCED = 0, /* no longer processing under this fence */
+	CLAIM_LIVE,       /* ours: decide it against the stock */
+	CLAIM_BREACH,     /* ours, but it already holds a reservation */
+} claim_state_t;
+
 /* Decides every live order against the locked stock, in array order. */
 static void process_decide(const store_claim_t *claims, size_t n,
-                           const bool *live, sku_stock_t *sk, size_t n_sk,
+                           const uint8_t *state, sku_stock_t *sk, size_t n_sk,
                            store_process_result_t *results)
 {
 	for (size_t i = 0; i < n; i++) {
 		const order_t *o = &claims[i].order;
 		results[i].reason = NULL;
-		if (!live[i]) {
+		if (state[i] == CLAIM_FENCED) {
 			results[i].outcome = PROCESS_FENCED;
+			continue;
+		}
+		if (state[i] == CLAIM_BREACH) {
+			results[i].outcome = PROCESS_BREACH;
+			results[i].reason = "duplicate_reservation";
 			continue;
 		}
 		const char *reason = NULL;
@@ -167,26 +170,30 @@ static const pgp_stmt_t stmt_process_apply = {
            " $9::bigint[]) AS r(o, s, q, f) RETURNING 1),"
            " oc AS (UPDATE orders o SET status = 'completed',"
            " reason = NULL, finished_at = $12::bigint,"
-           " updated_at = $12::bigint, lease_until = 0"
+           " updated_at = $12::bigint, " PGB_LEASE_CLEAR
            " FROM unnest($1::text[], $2::bigint[]) AS c(id, fence)"
            " WHERE o.id = c.id AND o.fence = c.fence"
            " AND o.status = 'processing' RETURNING o.id, o.fence),"
-           " orj AS (UPDATE orders o SET status = 'rejected',"
+           /* Finished without stock: rejected, or failed when the
+            * backstop fired (PROCESS_BREACH). */
+           " orj AS (UPDATE orders o SET status = c.status,"
            " reason = c.reason, finished_at = $12::bigint,"
-           " updated_at = $12::bigint, lease_until = 0"
-           " FROM unnest($3::text[], $4::bigint[], $5::text[])"
-           " AS c(id, fence, reason) WHERE o.id = c.id"
-           " AND o.fence = c.fence AND o.status = 'processing'"
-           " RETURNING o.id, o.fence),"
+           " updated_at = $12::bigint, " PGB_LEASE_CLEAR
+           " FROM unnest($3::text[], $4::bigint[], $5::text[],"
+           " $13::text[]) AS c(id, fence, reason, status)"
+           " WHERE o.id = c.id AND o.fence = c.fence"
+           " AND o.status = 'processing'"
+           " RETURNING o.id, o.fence, o.status),"
            " ev AS (INSERT INTO order_events (order_id, event, fence, at)"
            " SELECT id, 'complete', fence, $12::bigint FROM oc UNION ALL"
-           " SELECT id, 'reject', fence, $12::bigint FROM orj)"
+           " SELECT id, CASE status WHEN 'rejected' THEN 'reject'"
+           " ELSE 'fail' END, fence, $12::bigint FROM orj)"
            " SELECT (SELECT count(*) FROM pu), (SELECT count(*) FROM ri),"
            " (SELECT count(*) FROM oc), (SELECT count(*) FROM orj)",
-    .nparams = 12,
+    .nparams = 13,
 };
 
-/* The arrays of stmt_process_apply, $1..$11. */
+/* The arrays of stmt_process_apply, $1..$11, then $13 (A_RSTATUS). */
 enum {
 	A_CID,
 	A_CFENCE,
@@ -199,6 +206,7 @@ enum {
 	A_RRFENCE,
 	A_PSKU,
 	A_PQTY,
+	A_RSTATUS,
 	N_APPLY_ARRAYS
 };
 
@@ -212,10 +220,15 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 	size_t n_changed = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		const store_claim_t *cl = &claims[i];
-		if (results[i].outcome == PROCESS_REJECTED) {
+		process_outcome_t out = results[i].outcome;
+		if (out == PROCESS_REJECTED || out == PROCESS_BREACH) {
+			const char *status =
+			    out == PROCESS_REJECTED ? "rejected" : "failed";
 			if (pgb_array_add(&a[A_RID], cl->order.id) < 0 ||
 			    pgb_array_add_i64(&a[A_RFENCE], cl->fence) < 0 ||
-			    pgb_array_add(&a[A_RREASON], results[i].reason) < 0)
+			    pgb_array_add(&a[A_RREASON], results[i].reason) <
+			        0 ||
+			    pgb_array_add(&a[A_RSTATUS], status) < 0)
 				rc = -ENOMEM;
 		} else if (results[i].outcome == PROCESS_COMPLETED) {
 			if (pgb_array_add(&a[A_CID], cl->order.id) < 0 ||
@@ -243,12 +256,12 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 		    pgb_array_add_i64(&a[A_PQTY], sk[k].before - sk[k].now) < 0)
 			rc = -ENOMEM;
 	}
-	const char *p[12];
+	const char *p[13];
 	char nowbuf[24];
 	pgb_fmt_i64(nowbuf, sizeof nowbuf, now);
 	p[11] = nowbuf;
 	for (int k = 0; k < N_APPLY_ARRAYS && rc == 0; k++)
-		if (!(p[k] = pgb_array_text(&a[k])))
+		if (!(p[k < A_RSTATUS ? k : 12] = pgb_array_text(&a[k])))
 			rc = -ENOMEM;
 	PGresult *res = NULL;
 	if (rc == 0)
@@ -270,10 +283,14 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 	return rc;
 }
 
-/* Locks the batch's orders whose fence is still current. */
+/* Locks the batch's orders whose fence is still current, and says which
+ * already hold a reservation: the backstop of G3, checked before anything
+ * is written, so one such order fails alone (PROCESS_BREACH) instead of
+ * failing the batch's insert. */
 static const pgp_stmt_t stmt_process_orders = {
     .name = "process_orders",
-    .sql = "SELECT o.id, " PGB_NOW_MS " FROM orders o"
+    .sql = "SELECT o.id, " PGB_NOW_MS ", EXISTS (SELECT 1 FROM"
+           " reservations r WHERE r.order_id = o.id) FROM orders o"
            " JOIN unnest($1::text[], $2::bigint[])"
            " AS x(id, fence) ON o.id = x.id"
            " AND o.fence = x.fence"
@@ -292,16 +309,27 @@ static const pgp_stmt_t stmt_process_products = {
     .nparams = 1,
 };
 
-/* Locks the live orders (fence current) and their products; fills live[],
- * *ret_sk and *ret_nsk (sorted by sku, owned by the caller) and *ret_now.
- */
+/* A row of stmt_process_orders, sorted by id. */
+typedef struct live_row {
+	const char *id;
+	bool held; /* a reservation exists */
+} live_row_t;
+
+static int cmp_live(const void *a, const void *b)
+{
+	return strcmp(((const live_row_t *)a)->id, ((const live_row_t *)b)->id);
+}
+
+/* Locks the live orders (fence current) and the products of those to be
+ * decided; fills state[], *ret_sk and *ret_nsk (sorted by sku, owned by
+ * the caller) and *ret_now. */
 static int process_lock(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
-                        size_t n, bool *live, sku_stock_t **ret_sk,
+                        size_t n, uint8_t *state, sku_stock_t **ret_sk,
                         size_t *ret_nsk, int64_t *ret_now)
 {
 	pgb_array_t ids = {0}, fences = {0}, skus = {0};
 	PGresult *res = NULL;
-	const char **live_ids = NULL;
+	live_row_t *live = NULL;
 	sku_stock_t *sk = NULL;
 	size_t n_items = 0, n_sk = 0;
 	int rc = -ENOMEM;
@@ -319,22 +347,27 @@ static int process_lock(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 		goto out;
 	size_t rows = (size_t)PQntuples(res);
 	rc = -ENOMEM;
-	live_ids = calloc(rows ? rows : 1, sizeof *live_ids);
+	live = calloc(rows ? rows : 1, sizeof *live);
 	sk = calloc(n_items ? n_items : 1, sizeof *sk);
-	if (!live_ids || !sk)
+	if (!live || !sk)
 		goto out;
 	int64_t now = 0;
 	for (size_t r = 0; r < rows; r++)
-		live_ids[r] = PQgetvalue(res, (int)r, 0);
+		live[r] = (live_row_t){PQgetvalue(res, (int)r, 0),
+		                       PQgetvalue(res, (int)r, 2)[0] == 't'};
 	rc = OD_EINTERNAL;
 	if (rows > 0 && !pgb_get_i64(res, 0, 1, &now))
 		goto out;
-	qsort(live_ids, rows, sizeof *live_ids, cmp_str);
+	qsort(live, rows, sizeof *live, cmp_live);
 	for (size_t i = 0; i < n; i++) {
-		const char *id = claims[i].order.id;
-		live[i] = bsearch(&id, live_ids, rows, sizeof *live_ids,
-		                  cmp_str) != NULL;
-		for (size_t k = 0; live[i] && k < claims[i].order.n_items; k++)
+		live_row_t key = {claims[i].order.id, false};
+		const live_row_t *hit =
+		    bsearch(&key, live, rows, sizeof *live, cmp_live);
+		state[i] = !hit        ? CLAIM_FENCED
+		           : hit->held ? CLAIM_BREACH
+		                       : CLAIM_LIVE;
+		for (size_t k = 0;
+		     state[i] == CLAIM_LIVE && k < claims[i].order.n_items; k++)
 			sk[n_sk++].sku = claims[i].order.items[k].sku;
 	}
 	qsort(sk, n_sk, sizeof *sk, cmp_sku);
@@ -375,7 +408,7 @@ static int process_lock(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 out:
 	/* sk[].sku point into claims, not into res: freeing res is safe. */
 	free(sk);
-	free(live_ids);
+	free(live);
 	PQclear(res);
 	pgb_array_free(&ids);
 	pgb_array_free(&fences);
@@ -387,10 +420,8 @@ int pgb_process(void *h, const store_claim_t *claims, size_t n,
                 store_process_result_t *results)
 {
 	pgb_store_t *b = h;
-	if (n == 0)
-		return 0;
-	bool *live = calloc(n, sizeof *live);
-	if (!live)
+	uint8_t *state = calloc(n, sizeof *state);
+	if (!state)
 		return -ENOMEM;
 	sku_stock_t *sk = NULL;
 	size_t n_sk = 0;
@@ -402,13 +433,13 @@ int pgb_process(void *h, const store_claim_t *claims, size_t n,
 	rc = pgc_cmd(c, "BEGIN");
 	if (rc < 0)
 		goto out_put;
-	rc = process_lock(b, c, claims, n, live, &sk, &n_sk, &now);
+	rc = process_lock(b, c, claims, n, state, &sk, &n_sk, &now);
 	if (rc < 0)
 		goto rollback;
-	process_decide(claims, n, live, sk, n_sk, results);
+	process_decide(claims, n, state, sk, n_sk, results);
 	bool any = false;
 	for (size_t i = 0; i < n; i++)
-		any = any || live[i];
+		any = any || state[i] != CLAIM_FENCED;
 	if (any) {
 		rc = process_apply(b, c, claims, n, results, sk, n_sk, now);
 		if (rc < 0)
@@ -422,7 +453,7 @@ out_put:
 	pgp_put(b->pool, c);
 out_free:
 	free(sk);
-	free(live);
+	free(state);
 	return rc;
 }
 
@@ -451,7 +482,7 @@ int pgb_retry(void *h, const char *id, int64_t fence, int max_attempts,
 	char fbuf[24], mbuf[24], dbuf[24];
 	pgb_fmt_i64(fbuf, sizeof fbuf, fence);
 	pgb_fmt_i64(mbuf, sizeof mbuf, max_attempts);
-	pgb_fmt_i64(dbuf, sizeof dbuf, delay_ms < 0 ? 0 : delay_ms);
+	pgb_fmt_i64(dbuf, sizeof dbuf, delay_ms);
 	const char *p[5] = {id, fbuf, mbuf, dbuf, error};
 	pgc_t *c;
 	int rc = pgb_conn(b, &c);

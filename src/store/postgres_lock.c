@@ -23,12 +23,6 @@ static int row_lock(const PGresult *res, int row, store_lock_t *ret)
 	return 0;
 }
 
-static bool names_ok(const char *name, const char *owner)
-{
-	return name && *name && strlen(name) <= ID_MAX &&
-	       (!owner || (*owner && strlen(owner) <= ID_MAX));
-}
-
 /*
  * Runs a lock statement; *ret_found tells whether it returned a row (copied
  * into *ret when ret is not NULL). Writes lost in flight are OD_EUNKNOWN.
@@ -85,8 +79,6 @@ static const pgp_stmt_t stmt_lock_read = {
 int pgb_lock_acquire(void *h, const char *name, const char *owner,
                      int64_t ttl_ms, store_lock_t *ret)
 {
-	if (!names_ok(name, owner) || ttl_ms <= 0)
-		return OD_EINVAL;
 	char tbuf[24];
 	snprintf(tbuf, sizeof tbuf, "%lld", (long long)ttl_ms);
 	const char *p[3] = {name, owner, tbuf};
@@ -129,8 +121,6 @@ static const pgp_stmt_t stmt_lock_renew = {
 int pgb_lock_renew(void *h, const char *name, const char *owner, int64_t fence,
                    int64_t ttl_ms, store_lock_t *ret)
 {
-	if (!names_ok(name, owner) || ttl_ms <= 0)
-		return OD_EINVAL;
 	char fbuf[24], tbuf[24];
 	snprintf(fbuf, sizeof fbuf, "%lld", (long long)fence);
 	snprintf(tbuf, sizeof tbuf, "%lld", (long long)ttl_ms);
@@ -158,8 +148,6 @@ static const pgp_stmt_t stmt_lock_release = {
 int pgb_lock_release(void *h, const char *name, const char *owner,
                      int64_t fence)
 {
-	if (!names_ok(name, owner))
-		return OD_EINVAL;
 	char fbuf[24];
 	snprintf(fbuf, sizeof fbuf, "%lld", (long long)fence);
 	const char *p[3] = {name, owner, fbuf};
@@ -179,8 +167,6 @@ static const pgp_stmt_t stmt_lock_get = {
 
 int pgb_lock_get(void *h, const char *name, store_lock_t *ret)
 {
-	if (!names_ok(name, NULL))
-		return OD_EINVAL;
 	const char *p[1] = {name};
 	store_lock_t l;
 	bool found = false;

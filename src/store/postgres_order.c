@@ -11,6 +11,7 @@
 
 #include "store/postgres_int.h"
 #include "util/err.h"
+#include "util/failpoint.h"
 
 /* ---- submit ---- */
 
@@ -84,110 +85,140 @@ static const pgp_stmt_t stmt_submit_read = {
     .nparams = 1,
 };
 
-/* One attempt at the batch on one connection. *ret_lost: the connection
- * broke while the statement was in flight (outcome unknown). */
-static int submit_once(pgb_store_t *b, const order_t *const *orders, size_t n,
-                       const char *const *arrays, store_submit_result_t *res,
-                       bool *ret_lost)
+/*
+ * The insert of the whole batch, one statement in autocommit, on one
+ * connection. The entries it created get their results and created[i];
+ * the rest (stored before, or a later duplicate in the batch) are left for
+ * submit_read_back. *ret_lost: the connection broke while the statement
+ * was in flight (outcome unknown).
+ */
+static int submit_insert(pgb_store_t *b, const order_t *const *orders, size_t n,
+                         const char *const *arrays, store_submit_result_t *res,
+                         bool *created, bool *ret_lost)
 {
 	pgc_t *c;
 	*ret_lost = false;
 	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
-	PGresult *ins = NULL, *rd = NULL;
-	id_row_t *ix = NULL, *rx = NULL;
-	bool *created = calloc(n ? n : 1, sizeof *created);
-	pgb_array_t missing = {0};
-	rc = -ENOMEM;
-	if (!created)
-		goto out;
+	PGresult *ins = NULL;
+	id_row_t *ix = NULL;
 	rc = pgc_exec(c, &stmt_submit, arrays, &ins);
 	if (rc < 0) {
 		*ret_lost = c->lost;
 		goto out;
 	}
 	/* The first entry with an id owns the inserted row; a later
-	 * duplicate in the batch finds it used and is read back below. */
+	 * duplicate in the batch finds it used and is read back. */
 	int rows = PQntuples(ins), r = 0;
 	rc = -ENOMEM;
 	if (!(ix = index_rows(ins)))
 		goto out;
 	for (size_t i = 0; i < n; i++) {
 		id_row_t *hit = find_row(ix, ins, orders[i]->id);
-		if (hit && !hit->used) {
-			hit->used = true;
-			r++;
-			rc = pgb_row_order(ins, hit->row, &res[i].order);
-			if (rc < 0)
-				goto out;
-			res[i].outcome = SUBMIT_CREATED;
-			created[i] = true;
-		} else if (pgb_array_add(&missing, orders[i]->id) < 0) {
-			rc = -ENOMEM;
-			goto out;
-		}
-	}
-	rc = OD_EINTERNAL;
-	if (r != rows)
-		goto out;
-	if (missing.n > 0) {
-		/* Already stored (before, or earlier in this batch): read the
-		 * rows back to tell a replay from a conflict. Content never
-		 * changes once stored, so reading after the commit is exact. */
-		const char *p[1] = {pgb_array_text(&missing)};
-		rc = -ENOMEM;
-		if (!p[0])
-			goto out;
-		rc = pgc_exec(c, &stmt_submit_read, p, &rd);
+		if (!hit || hit->used)
+			continue;
+		hit->used = true;
+		r++;
+		rc = pgb_row_order(ins, hit->row, &res[i].order);
 		if (rc < 0)
 			goto out;
-		rc = -ENOMEM;
-		if (!(rx = index_rows(rd)))
-			goto out;
-		for (size_t i = 0; i < n; i++) {
-			if (created[i])
-				continue;
-			id_row_t *hit = find_row(rx, rd, orders[i]->id);
-			rc = OD_EINTERNAL;
-			if (!hit)
-				goto out;
-			order_t stored;
-			rc = pgb_row_order(rd, hit->row, &stored);
-			if (rc < 0)
-				goto out;
-			if (order_same_content(orders[i], &stored)) {
-				res[i].outcome = SUBMIT_REPLAYED;
-				res[i].order = stored;
-			} else {
-				res[i].outcome = SUBMIT_CONFLICT;
-				order_clear(&stored);
-				memset(&res[i].order, 0, sizeof res[i].order);
-			}
-		}
+		res[i].outcome = SUBMIT_CREATED;
+		created[i] = true;
 	}
-	rc = 0;
+	rc = r == rows ? 0 : OD_EINTERNAL;
 out:
-	if (rc < 0)
-		results_clear(res, n);
-	PQclear(rd);
 	PQclear(ins);
-	pgb_array_free(&missing);
-	free(created);
 	free(ix);
-	free(rx);
 	pgp_put(b->pool, c);
 	return rc;
 }
 
+/*
+ * Answers the entries that submit_insert did not create: each id is stored
+ * (before, or earlier in this batch), so reading it back tells a replay
+ * from a conflict. Content never changes once stored, so reading after
+ * the insert's commit, on any connection, is exact.
+ */
+static int submit_read_back(pgb_store_t *b, const order_t *const *orders,
+                            size_t n, store_submit_result_t *res,
+                            const bool *created)
+{
+	pgb_array_t missing = {0};
+	for (size_t i = 0; i < n; i++)
+		if (!created[i] && pgb_array_add(&missing, orders[i]->id) < 0) {
+			pgb_array_free(&missing);
+			return -ENOMEM;
+		}
+	if (missing.n == 0)
+		return 0;
+	const char *p[1] = {pgb_array_text(&missing)};
+	pgc_t *c = NULL;
+	PGresult *rd = NULL;
+	id_row_t *rx = NULL;
+	int rc = -ENOMEM;
+	if (!p[0])
+		goto out;
+	if ((rc = pgb_conn(b, &c)) < 0)
+		goto out;
+	rc = failpoint_hit("pg_submit_readback_fail")
+	         ? OD_ESTORE
+	         : pgc_exec(c, &stmt_submit_read, p, &rd);
+	if (rc < 0)
+		goto out;
+	rc = -ENOMEM;
+	if (!(rx = index_rows(rd)))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (created[i])
+			continue;
+		id_row_t *hit = find_row(rx, rd, orders[i]->id);
+		rc = OD_EINTERNAL;
+		if (!hit)
+			goto out;
+		order_t stored;
+		rc = pgb_row_order(rd, hit->row, &stored);
+		if (rc < 0)
+			goto out;
+		if (order_same_content(orders[i], &stored)) {
+			res[i].outcome = SUBMIT_REPLAYED;
+			res[i].order = stored;
+		} else {
+			res[i].outcome = SUBMIT_CONFLICT;
+			order_clear(&stored);
+		}
+	}
+	rc = 0;
+out:
+	for (size_t i = 0; rc < 0 && i < n; i++)
+		if (!created[i])
+			order_clear(&res[i].order);
+	PQclear(rd);
+	free(rx);
+	pgb_array_free(&missing);
+	if (c)
+		pgp_put(b->pool, c);
+	return rc;
+}
+
+/*
+ * Why submit is not one explicit transaction: the insert and its events
+ * are one statement, atomic on its own in autocommit, and the read-back
+ * needs no transaction (stored content never changes). BEGIN and COMMIT
+ * would add two round trips to every group commit for nothing. What
+ * matters is what an error means: before the insert's result is known,
+ * nothing was stored (or, lost in flight, maybe everything: resolved by
+ * submitting again, which reads back); after it, the created orders ARE
+ * stored, so a failed read-back is retried on a fresh connection and, if
+ * that fails too, the answer is OD_EUNKNOWN, never "nothing stored".
+ */
 int pgb_submit(void *h, const order_t *const *orders, size_t n,
                store_submit_result_t *results)
 {
 	pgb_store_t *b = h;
-	if (n == 0)
-		return 0;
 	pgb_array_t a[4] = {{0}};
-	int rc = 0;
+	bool *created = calloc(n, sizeof *created);
+	int rc = created ? 0 : -ENOMEM;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		char *items = order_items_to_text(orders[i]);
 		if (!items) {
@@ -207,26 +238,40 @@ int pgb_submit(void *h, const order_t *const *orders, size_t n,
 	for (int k = 0; k < 4 && rc == 0; k++)
 		if (!(p[k] = pgb_array_text(&a[k])))
 			rc = -ENOMEM;
-	if (rc == 0) {
-		for (size_t i = 0; i < n; i++)
-			memset(&results[i], 0, sizeof results[i]);
-		bool lost;
-		rc = submit_once(b, orders, n, p, results, &lost);
-		if (rc < 0 && lost) {
-			/* The connection broke with the statement in flight:
-			 * it may have committed. Submitting again on a fresh
-			 * connection is the read-back: rows that did commit
-			 * come back as replays of identical content (the
-			 * answer a client retry would get), the rest are
-			 * created now. Only if that fails too is the outcome
-			 * unknown to the caller. */
-			rc = submit_once(b, orders, n, p, results, &lost);
-			if (rc < 0)
-				rc = OD_EUNKNOWN;
+	if (rc < 0)
+		goto out;
+	memset(results, 0, n * sizeof *results);
+	bool lost;
+	rc = submit_insert(b, orders, n, p, results, created, &lost);
+	if (rc < 0 && lost) {
+		/* The connection broke with the statement in flight: it may
+		 * have committed. Submitting again on a fresh connection is
+		 * the read-back: rows that did commit come back as replays of
+		 * identical content (the answer a client retry would get),
+		 * the rest are created now. */
+		results_clear(results, n);
+		memset(created, 0, n * sizeof *created);
+		rc = submit_insert(b, orders, n, p, results, created, &lost);
+		if (rc < 0) {
+			rc = OD_EUNKNOWN;
+			goto clear;
 		}
 	}
+	if (rc < 0)
+		goto clear; /* nothing stored */
+	/* From here on the created orders are stored. */
+	rc = submit_read_back(b, orders, n, results, created);
+	if (rc < 0)
+		rc = submit_read_back(b, orders, n, results, created);
+	if (rc < 0)
+		rc = OD_EUNKNOWN;
+clear:
+	if (rc < 0)
+		results_clear(results, n);
+out:
 	for (int k = 0; k < 4; k++)
 		pgb_array_free(&a[k]);
+	free(created);
 	return rc;
 }
 
@@ -374,16 +419,12 @@ int pgb_order_list(void *h, int status, int64_t after_seq, size_t limit,
                    order_t **ret_orders, size_t *ret_n, bool *ret_more)
 {
 	pgb_store_t *b = h;
-	if (limit > 100000)
-		limit = 100000;
 	char seqbuf[24], limbuf[24];
 	pgb_fmt_i64(seqbuf, sizeof seqbuf, after_seq);
 	pgb_fmt_i64(limbuf, sizeof limbuf, (int64_t)limit + 1);
 	const char *p[3] = {seqbuf, NULL, limbuf};
-	if (status >= 0 && status < ORDER_STATUS_COUNT)
+	if (status >= 0)
 		p[1] = order_status_name((order_status_t)status);
-	else if (status >= ORDER_STATUS_COUNT)
-		return OD_EINVAL;
 	pgc_t *c;
 	int rc = pgb_conn(b, &c);
 	if (rc < 0)
@@ -534,6 +575,7 @@ int pgb_stats(void *h, bool terminal, store_stats_t *ret)
 		goto out;
 	if (!PQgetisnull(res, 0, 1) && st.now_ms > oldest)
 		st.oldest_pending_ms = st.now_ms - oldest;
+	st.resets = pgp_resets(b->pool);
 	*ret = st;
 	rc = 0;
 out:

@@ -32,6 +32,7 @@ struct pgp {
 	char setup_sql[256]; /* session settings run after each connect */
 	int64_t wait_ms;
 
+	_Atomic int64_t resets; /* connections closed as broken in pgp_put */
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* signalled when a slot returns to the list */
 	pgc_t *slots;      /* n slots; a slot's fields belong to its holder */
@@ -111,7 +112,7 @@ int pgp_new(const char *uri, const store_options_t *opt, pgp_t **ret)
 	p->kw[k] = NULL, p->val[k] = NULL;
 
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
+	clock_cond_init(&p->cv);
 	*ret = p;
 	return 0;
 }
@@ -221,36 +222,22 @@ static void push_free(pgp_t *p, pgc_t *c)
 	pthread_cond_signal(&p->cv);
 }
 
+int64_t pgp_resets(const pgp_t *p)
+{
+	return p->resets;
+}
+
 int pgp_get(pgp_t *p, int64_t wait_ms, pgc_t **ret)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += wait_ms / 1000;
-	until.tv_nsec += (wait_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	int64_t until = clock_mono_ms() + wait_ms;
+	struct timespec ts = clock_mono_timespec(until);
 	pthread_mutex_lock(&p->mu);
 	while (p->n_free == 0) {
-		/* The condvar uses the realtime clock by default; a timed
-		 * wait on it is fine as a bound, the loop re-checks. */
-		struct timespec now;
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (now.tv_sec > until.tv_sec ||
-		    (now.tv_sec == until.tv_sec &&
-		     now.tv_nsec >= until.tv_nsec)) {
+		if (clock_mono_ms() >= until) {
 			pthread_mutex_unlock(&p->mu);
 			return OD_ESTORE;
 		}
-		struct timespec rt;
-		clock_gettime(CLOCK_REALTIME, &rt);
-		rt.tv_nsec += 50 * 1000000L;
-		if (rt.tv_nsec >= 1000000000L) {
-			rt.tv_sec++;
-			rt.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&p->cv, &p->mu, &rt);
+		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
 	}
 	pgc_t *c = p->free_list[--p->n_free];
 	pthread_mutex_unlock(&p->mu);
@@ -275,9 +262,11 @@ void pgp_put(pgp_t *p, pgc_t *c)
 {
 	if (!c)
 		return;
-	if (c->lost || !c->conn || PQstatus(c->conn) != CONNECTION_OK ||
-	    PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+	if (c->conn && (c->lost || PQstatus(c->conn) != CONNECTION_OK ||
+	                PQtransactionStatus(c->conn) != PQTRANS_IDLE)) {
+		p->resets++;
 		slot_close(c);
+	}
 	c->lost = false;
 	pthread_mutex_lock(&p->mu);
 	push_free(p, c);

@@ -67,6 +67,9 @@ void pgp_free(pgp_t *p);
 int pgp_get(pgp_t *p, int64_t wait_ms, pgc_t **ret);
 /* Returns c to the pool; a broken or mid-transaction connection is closed. */
 void pgp_put(pgp_t *p, pgc_t *c);
+/* Connections closed by pgp_put because they were broken or left
+ * mid-transaction, since pgp_new. */
+int64_t pgp_resets(const pgp_t *p);
 /* Default checkout wait (ms) for ordinary calls. */
 int64_t pgp_wait_ms(const pgp_t *p);
 

@@ -52,8 +52,6 @@ static const pgp_stmt_t stmt_product_set = {
 int pgb_product_set(void *h, const char *sku, int64_t stock, product_t *ret)
 {
 	pgb_store_t *b = h;
-	if (stock < 0 || stock > PRODUCT_STOCK_MAX)
-		return OD_EINVAL;
 	pgc_t *c;
 	int rc = pgb_conn(b, &c);
 	if (rc < 0)
@@ -138,8 +136,6 @@ int pgb_product_list(void *h, const char *after_sku, size_t limit,
                      product_t **ret_products, size_t *ret_n, bool *ret_more)
 {
 	pgb_store_t *b = h;
-	if (limit > 100000)
-		limit = 100000;
 	char limbuf[24];
 	pgb_fmt_i64(limbuf, sizeof limbuf, (int64_t)limit + 1);
 	const char *p[2] = {after_sku ? after_sku : "", limbuf};

@@ -1,141 +1,149 @@
 /*
- * postgres_verify: the audit of G3-G5 (store_verify) for the postgres
- * store backend. One query per kind of violation, all in one read-only
+ * postgres_verify: the audit's queries (store_verify) for the postgres
+ * backend: one per invariant of store_check_t, all in one read-only
  * REPEATABLE READ transaction, so the checks see one snapshot while
- * workers keep writing. Each offending row becomes one readable line.
+ * workers keep writing. Each query returns the columns store_backend.h
+ * gives for its check; store_verify.c has the words.
  */
-#include <stdio.h>
+#include <stdlib.h>
 
 #include "store/postgres_int.h"
 #include "util/err.h"
 
-static const pgp_stmt_t stmt_verify_negative = {
-    .name = "verify_negative",
-    .sql = "SELECT sku, stock FROM products"
-           " WHERE stock < 0",
-    .nparams = 0,
-};
-
-static const pgp_stmt_t stmt_verify_balance = {
-    .name = "verify_balance",
-    .sql = "SELECT coalesce(p.sku, a.sku, r.sku), coalesce(p.stock, 0),"
-           " coalesce(a.s, 0), coalesce(r.s, 0) FROM products p"
-           " FULL JOIN (SELECT sku, sum(delta) AS s FROM adjustments"
-           " GROUP BY sku) a ON a.sku = p.sku"
-           " FULL JOIN (SELECT sku, sum(qty) AS s FROM reservations"
-           " GROUP BY sku) r ON r.sku = coalesce(p.sku, a.sku)"
-           " WHERE p.sku IS NULL"
-           " OR p.stock <> coalesce(a.s, 0) - coalesce(r.s, 0)",
-    .nparams = 0,
-};
-
-static const pgp_stmt_t stmt_verify_reserved_status = {
-    .name = "verify_reserved_status",
-    .sql = "SELECT r.order_id, r.sku, coalesce(o.status, '(missing)')"
-           " FROM reservations r LEFT JOIN orders o ON o.id = r.order_id"
-           " WHERE o.status IS DISTINCT FROM 'completed'",
-    .nparams = 0,
-};
-
-/* jsonb compares the canonical items text with the reservations
- * independently of key order and whitespace. */
-static const pgp_stmt_t stmt_verify_reserved_items = {
-    .name = "verify_reserved_items",
-    .sql = "SELECT o.id FROM orders o WHERE o.status = 'completed'"
-           " AND o.items::jsonb IS DISTINCT FROM (SELECT coalesce("
-           "jsonb_agg(jsonb_build_object('qty', r.qty, 'sku', r.sku)"
-           " ORDER BY r.sku), '[]'::jsonb) FROM reservations r"
-           " WHERE r.order_id = o.id)",
-    .nparams = 0,
-};
-
-static const pgp_stmt_t stmt_verify_events = {
-    .name = "verify_events",
-    .sql = "SELECT order_id, count(*) FROM order_events"
-           " WHERE event IN ('complete', 'reject')"
-           " GROUP BY order_id HAVING count(*) > 1",
-    .nparams = 0,
-};
-
+/* A check's statement and its column shape: ntext text columns first,
+ * then nnum integers. */
 typedef struct check {
-	const pgp_stmt_t *stmt;
-	/* Formats one row of stmt (its first four columns in v) into line. */
-	void (*describe)(const char *const *v, char *line, size_t cap);
+	pgp_stmt_t stmt;
+	int ntext, nnum;
 } check_t;
 
-static void negative_stock(const char *const *v, char *line, size_t cap)
-{
-	snprintf(line, cap, "product %s has negative stock %s", v[0], v[1]);
-}
+/* Items of an order, one row per item (the canonical items text). */
+#define ITEMS(o) "jsonb_array_elements(" o ".items::jsonb) AS j(v)"
+#define ITEM_SKU "(j.v->>'sku')"
+#define ITEM_QTY "((j.v->>'qty')::bigint)"
 
-static void not_balanced(const char *const *v, char *line, size_t cap)
-{
-	snprintf(line, cap,
-	         "product %s: stock %s != adjustments %s - reserved %s", v[0],
-	         v[1], v[2], v[3]);
-}
-
-static void reserved_not_completed(const char *const *v, char *line, size_t cap)
-{
-	snprintf(line, cap,
-	         "reservation (%s, %s) belongs to an order in status %s", v[0],
-	         v[1], v[2]);
-}
-
-static void items_not_reserved(const char *const *v, char *line, size_t cap)
-{
-	snprintf(line, cap,
-	         "completed order %s: reservations do not match its "
-	         "items",
-	         v[0]);
-}
-
-static void terminal_twice(const char *const *v, char *line, size_t cap)
-{
-	snprintf(line, cap, "order %s reached a terminal status %s times", v[0],
-	         v[1]);
-}
-
-static const check_t checks[] = {
-    {&stmt_verify_negative, negative_stock},
-    {&stmt_verify_balance, not_balanced},
-    {&stmt_verify_reserved_status, reserved_not_completed},
-    {&stmt_verify_reserved_items, items_not_reserved},
-    {&stmt_verify_events, terminal_twice},
+static const check_t checks[CHECK_COUNT_] = {
+    [CHECK_NEGATIVE_STOCK] =
+        {{.name = "verify_negative",
+          .sql = "SELECT sku, stock FROM products WHERE stock < 0"
+                 " ORDER BY sku"},
+         1,
+         1},
+    [CHECK_NOT_CONSERVED] =
+        {{.name = "verify_conserved",
+          .sql = "SELECT p.sku, p.stock, coalesce(a.s, 0),"
+                 " coalesce(r.s, 0) FROM products p"
+                 " LEFT JOIN (SELECT sku, sum(delta) AS s"
+                 "  FROM adjustments GROUP BY sku) a ON a.sku = p.sku"
+                 " LEFT JOIN (SELECT sku, sum(qty) AS s"
+                 "  FROM reservations GROUP BY sku) r ON r.sku = p.sku"
+                 " WHERE p.stock <> coalesce(a.s, 0) - coalesce(r.s, 0)"
+                 " ORDER BY p.sku"},
+         1,
+         3},
+    [CHECK_RESERVED_NOT_COMPLETED] =
+        {{.name = "verify_reserved_status",
+          .sql = "SELECT r.order_id, r.sku, o.status FROM reservations r"
+                 " JOIN orders o ON o.id = r.order_id"
+                 " WHERE o.status <> 'completed'"
+                 " ORDER BY r.order_id, r.sku"},
+         3,
+         0},
+    [CHECK_RESERVED_NO_ORDER] =
+        {{.name = "verify_reserved_orphan",
+          .sql = "SELECT r.order_id, r.sku FROM reservations r"
+                 " WHERE NOT EXISTS (SELECT 1 FROM orders o"
+                 "  WHERE o.id = r.order_id)"
+                 " ORDER BY r.order_id, r.sku"},
+         2,
+         0},
+    [CHECK_ITEM_NOT_RESERVED] =
+        {{.name = "verify_item_reserved",
+          .sql =
+              "SELECT o.id, " ITEM_SKU ", " ITEM_QTY " FROM orders o, " ITEMS(
+                  "o") " WHERE o.status ="
+                       " 'completed' AND NOT EXISTS (SELECT 1"
+                       "  FROM reservations r WHERE r.order_id = o.id"
+                       "  AND r.sku = " ITEM_SKU " AND r.qty = " ITEM_QTY ")"
+                       " ORDER BY o.seq, 2"},
+         2,
+         1},
+    [CHECK_RESERVATION_NOT_ITEM] =
+        {{.name = "verify_reservation_item",
+          .sql = "SELECT r.order_id, r.sku, r.qty FROM reservations r"
+                 " JOIN orders o ON o.id = r.order_id"
+                 " WHERE o.status = 'completed' AND NOT EXISTS ("
+                 "  SELECT 1 FROM " ITEMS("o") " WHERE " ITEM_SKU
+                                               "  = r.sku AND " ITEM_QTY
+                                               " = r.qty)"
+                                               " ORDER BY r.order_id, r.sku"},
+         2,
+         1},
+    [CHECK_FINAL_TWICE] =
+        {{.name = "verify_final_twice",
+          .sql = "SELECT order_id, count(*),"
+                 " count(*) FILTER (WHERE event = 'complete'),"
+                 " count(*) FILTER (WHERE event = 'reject')"
+                 " FROM order_events WHERE event IN ('complete', 'reject')"
+                 " GROUP BY order_id HAVING count(*) > 1"
+                 " ORDER BY order_id"},
+         1,
+         3},
+    [CHECK_COMPLETED_UNLOGGED] =
+        {{.name = "verify_completed_logged",
+          .sql = "SELECT o.id FROM orders o WHERE o.status = 'completed'"
+                 " AND NOT EXISTS (SELECT 1 FROM order_events e"
+                 "  WHERE e.order_id = o.id AND e.event = 'complete')"
+                 " ORDER BY o.seq"},
+         1,
+         0},
+    [CHECK_ORPHAN_RESERVATION] =
+        {{.name = "verify_reservation_product",
+          .sql = "SELECT r.order_id, r.sku FROM reservations r"
+                 " WHERE NOT EXISTS (SELECT 1 FROM products p"
+                 "  WHERE p.sku = r.sku)"
+                 " ORDER BY r.order_id, r.sku"},
+         2,
+         0},
 };
 
-int pgb_verify(void *h, store_violation_fn fn, void *arg,
-               size_t *ret_violations)
+/* Hands every row of res to fn in the check's shape. */
+static int report(const check_t *ck, int check, const PGresult *res,
+                  store_check_fn fn, void *arg)
+{
+	for (int r = 0; r < PQntuples(res); r++) {
+		store_check_row_t row = {{NULL, NULL, NULL}, {0, 0, 0}};
+		for (int k = 0; k < ck->ntext; k++)
+			row.text[k] = PQgetisnull(res, r, k)
+			                  ? NULL
+			                  : PQgetvalue(res, r, k);
+		for (int k = 0; k < ck->nnum; k++)
+			if (!pgb_get_i64(res, r, ck->ntext + k, &row.num[k]))
+				return OD_EINTERNAL;
+		fn(arg, check, &row);
+	}
+	return 0;
+}
+
+int pgb_verify(void *h, store_check_fn fn, void *arg)
 {
 	pgb_store_t *b = h;
 	pgc_t *c;
 	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
-	size_t violations = 0;
 	/* One snapshot for every check, so they agree with each other. */
 	rc = pgc_cmd(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
 	if (rc < 0)
 		goto out;
-	for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
+	for (int i = 0; i < CHECK_COUNT_ && rc == 0; i++) {
 		PGresult *res;
-		rc = pgc_exec(c, checks[i].stmt, NULL, &res);
+		rc = pgc_exec(c, &checks[i].stmt, NULL, &res);
 		if (rc < 0)
-			goto rollback;
-		for (int r = 0; r < PQntuples(res); r++) {
-			const char *v[4] = {"", "", "", ""};
-			for (int k = 0; k < 4 && k < PQnfields(res); k++)
-				v[k] = PQgetvalue(res, r, k);
-			char line[512];
-			checks[i].describe(v, line, sizeof line);
-			violations++;
-			if (fn)
-				fn(arg, line);
-		}
+			break;
+		rc = report(&checks[i], i, res, fn, arg);
 		PQclear(res);
 	}
-	*ret_violations = violations;
-rollback:
 	pgc_rollback(c);
 out:
 	pgp_put(b->pool, c);

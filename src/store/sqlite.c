@@ -112,13 +112,12 @@ int sqb_bind_int(sqlite3_stmt *st, int i, int64_t v)
 	return rc == SQLITE_OK ? 0 : sqb_err(rc);
 }
 
-/* Records one state transition; fence 0 means none. */
+/* Records one state transition; fence 0 means none (as on postgres). */
 int sqb_event_add(sqb_conn_t *c, const char *order_id, const char *event,
                   int64_t fence, int64_t now)
 {
 	const sqb_param_t p[] = {SQB_TEXT(order_id), SQB_TEXT(event),
-	                         fence ? SQB_INT(fence) : SQB_NULL,
-	                         SQB_INT(now)};
+	                         SQB_INT(fence), SQB_INT(now)};
 	int rc = sqb_exec(c, SQB_EVENT_INSERT,
 	                  "INSERT INTO order_events (order_id, event, fence,"
 	                  " at) VALUES (?1, ?2, ?3, ?4)",
@@ -199,6 +198,7 @@ const store_backend_t store_sqlite_backend = {
     .lock_renew = sqb_lock_renew,
     .lock_release = sqb_lock_release,
     .lock_get = sqb_lock_get,
-    .replicas_seen = sqb_replicas_seen,
+    .replica_beat = sqb_replica_beat,
+    .replicas_list = sqb_replicas_list,
     .verify = sqb_verify,
 };

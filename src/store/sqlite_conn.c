@@ -21,6 +21,7 @@
 #include "store/sqlite_schema.h"
 #include "util/clock.h"
 #include "util/err.h"
+#include "util/failpoint.h"
 
 #define SQB_READERS_DEFAULT 4
 #define SQB_READERS_MAX 64
@@ -173,12 +174,58 @@ static void end_lazy(sqb_store_t *s)
 		s->sync_broken = true;
 }
 
+static void conn_close(sqb_conn_t *c, bool checkpoint);
+static int conn_open(sqb_conn_t *c, const char *path, bool writer, int busy_ms);
+
+/*
+ * Ends the writer's open transaction, if any, with ROLLBACK; called with
+ * wlock. A ROLLBACK that fails, or leaves a transaction open, would wedge
+ * the writer for good (every later BEGIN fails "within a transaction"):
+ * the writer is marked broken and the next begin repairs it.
+ */
+static void writer_abort(sqb_store_t *s)
+{
+	sqb_conn_t *c = &s->writer;
+	if (!c->db || sqlite3_get_autocommit(c->db))
+		return;
+	int rc = failpoint_hit("sqlite_rollback_fail")
+	             ? OD_ESTORE
+	             : sqb_run(c, SQB_ROLLBACK, "ROLLBACK");
+	if (rc < 0 || !sqlite3_get_autocommit(c->db))
+		s->writer_broken = true;
+}
+
+/* Makes the writer usable again after writer_abort could not end its
+ * transaction: one more ROLLBACK, else a fresh connection (closing the
+ * old one discards whatever it had not committed). Counted either way. */
+static int writer_repair(sqb_store_t *s)
+{
+	sqb_conn_t *c = &s->writer;
+	s->resets++;
+	if (c->db && !sqlite3_get_autocommit(c->db))
+		sqb_run(c, SQB_ROLLBACK, "ROLLBACK");
+	if (!c->db || !sqlite3_get_autocommit(c->db)) {
+		conn_close(c, false);
+		int rc = conn_open(c, s->path, true, s->busy_ms);
+		if (rc < 0)
+			return rc; /* still broken: the next begin tries again
+			            */
+	}
+	s->writer_broken = false;
+	return 0;
+}
+
 int sqb_write_begin(sqb_store_t *s, sqb_commit_t commit, sqb_conn_t **ret_c,
                     int64_t *ret_now)
 {
 	pthread_mutex_lock(&s->wlock);
 	sqb_conn_t *c = &s->writer;
 	int rc;
+	if (s->writer_broken || !c->db || !sqlite3_get_autocommit(c->db)) {
+		rc = writer_repair(s);
+		if (rc < 0)
+			goto unlock;
+	}
 	if (s->sync_broken) {
 		/* Re-establish FULL before any write; refuse until it holds. */
 		rc = sqb_run(c, SQB_SYNC_FULL, "PRAGMA synchronous = FULL");
@@ -198,7 +245,7 @@ int sqb_write_begin(sqb_store_t *s, sqb_commit_t commit, sqb_conn_t **ret_c,
 	int64_t now;
 	rc = read_now(c, &now);
 	if (rc < 0) {
-		sqb_run(c, SQB_ROLLBACK, "ROLLBACK");
+		writer_abort(s);
 		goto unlock;
 	}
 	*ret_c = c;
@@ -216,7 +263,7 @@ int sqb_write_commit(sqb_store_t *s)
 	sqlite3_stmt *st;
 	int rc = sqb_stmt(c, SQB_COMMIT, "COMMIT", &st);
 	if (rc < 0) {
-		sqb_run(c, SQB_ROLLBACK, "ROLLBACK");
+		writer_abort(s);
 		goto unlock;
 	}
 	int src = sqlite3_step(st);
@@ -224,8 +271,7 @@ int sqb_write_commit(sqb_store_t *s)
 	if (src != SQLITE_DONE) {
 		int busy = (src & 0xff) == SQLITE_BUSY ||
 		           (src & 0xff) == SQLITE_LOCKED;
-		if (!sqlite3_get_autocommit(c->db))
-			sqb_run(c, SQB_ROLLBACK, "ROLLBACK");
+		writer_abort(s);
 		/* BUSY leaves the transaction open and uncommitted; an I/O
 		 * error during the commit may or may not have made it
 		 * durable. */
@@ -249,9 +295,7 @@ unlock:
 
 void sqb_write_rollback(sqb_store_t *s)
 {
-	sqb_conn_t *c = &s->writer;
-	if (!sqlite3_get_autocommit(c->db))
-		sqb_run(c, SQB_ROLLBACK, "ROLLBACK");
+	writer_abort(s);
 	end_lazy(s);
 	pthread_mutex_unlock(&s->wlock);
 }
@@ -376,6 +420,9 @@ int sqb_store_open(const char *path, const store_options_t *opt,
 	if (!s->readers || !s->idle)
 		goto free_store;
 	s->last_ckpt_ms = clock_mono_ms();
+	s->busy_ms = busy_ms;
+	if (!(s->path = strdup(path)))
+		goto free_store;
 
 	rc = conn_open(&s->writer, path, true, busy_ms);
 	if (rc < 0)
@@ -413,5 +460,6 @@ void sqb_store_free(sqb_store_t *s)
 	pthread_mutex_destroy(&s->wlock);
 	free(s->idle);
 	free(s->readers);
+	free(s->path);
 	free(s);
 }

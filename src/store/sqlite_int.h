@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store/store.h"
+#include "store/store_backend.h"
 
 /* The store clock in SQL: integer ms since the Unix epoch. SQLite 3.40 has
  * no unixepoch('subsec'); 'now' has ms resolution, ROUND undoes the double
@@ -102,8 +102,12 @@ typedef struct sqb_store {
 	pthread_mutex_t wlock;
 	sqb_conn_t writer;    /* wlock */
 	int64_t last_ckpt_ms; /* wlock; monotonic clock */
-	bool lazy;        /* wlock: this transaction commits without fsync */
-	bool sync_broken; /* wlock: restoring synchronous=FULL failed */
+	bool lazy;          /* wlock: this transaction commits without fsync */
+	bool sync_broken;   /* wlock: restoring synchronous=FULL failed */
+	bool writer_broken; /* wlock: a transaction could not be ended */
+	char *path;         /* immutable after open: to reopen the writer */
+	int busy_ms;        /* immutable after open */
+	_Atomic int64_t resets; /* writer transactions ended by force */
 
 	pthread_mutex_t rlock;
 	pthread_cond_t rcond; /* signalled when a reader is returned */
@@ -192,6 +196,7 @@ void sqb_read_end(sqb_conn_t *c);
 #define SQB_ORDER_COLS                                                         \
 	"seq, id, customer, items, metadata, status, attempts, reason,"        \
 	" created_at, updated_at, finished_at"
+#define SQB_N_ORDER_COLS 11
 
 /* Helpers shared by the operation files, in sqlite.c. Binds and column reads
  * return 0 or an orderd error. */
@@ -250,11 +255,11 @@ int sqb_lock_release(void *b, const char *name, const char *owner,
 int sqb_lock_get(void *b, const char *name, store_lock_t *ret);
 
 /* Replica heartbeats, in sqlite_replica.c. */
-int sqb_replicas_seen(void *b, const char *replica, int64_t window_ms,
-                      char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n);
+int sqb_replica_beat(void *b, const char *replica);
+int sqb_replicas_list(void *b, int64_t window_ms, char (*ret_ids)[ID_MAX + 1],
+                      size_t max, size_t *ret_n);
 
 /* The audit (store_verify), in sqlite_verify.c. */
-int sqb_verify(void *b, store_violation_fn fn, void *arg,
-               size_t *ret_violations);
+int sqb_verify(void *b, store_check_fn fn, void *arg);
 
 #endif

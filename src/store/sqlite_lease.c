@@ -13,9 +13,13 @@
 #include "store/sqlite_int.h"
 #include "util/err.h"
 
-static int cmp_claim_seq(const void *a, const void *b)
+/* Claim order, (next_at, seq); sqb_claim keeps next_at in lease_until
+ * while it sorts (RETURNING promises no row order). */
+static int cmp_claim_due(const void *a, const void *b)
 {
 	const store_claim_t *x = a, *y = b;
+	if (x->lease_until != y->lease_until)
+		return x->lease_until > y->lease_until ? 1 : -1;
 	return (x->order.seq > y->order.seq) - (x->order.seq < y->order.seq);
 }
 
@@ -23,12 +27,6 @@ int sqb_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
               store_claim_t *ret_claims, size_t *ret_n)
 {
 	sqb_store_t *s = b;
-	if (max == 0) {
-		*ret_n = 0;
-		return 0;
-	}
-	if (lease_ms <= 0 || !owner)
-		return OD_EINVAL;
 	sqb_conn_t *c;
 	int64_t now, fence = 0;
 	size_t n = 0;
@@ -49,10 +47,10 @@ int sqb_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
 	              " attempts = attempts + 1, lease_owner = ?1,"
 	              " lease_until = ?2, fence = ?3, updated_at = ?4"
 	              " WHERE seq IN (SELECT seq FROM orders"
-	              " INDEXED BY orders_pending"
+	              " INDEXED BY orders_due"
 	              " WHERE status = 'pending' AND next_at <= ?4"
-	              " ORDER BY seq LIMIT ?5)"
-	              " RETURNING " SQB_ORDER_COLS,
+	              " ORDER BY next_at, seq LIMIT ?5)"
+	              " RETURNING " SQB_ORDER_COLS ", next_at",
 	              &st);
 	if (rc < 0)
 		goto rollback;
@@ -60,8 +58,7 @@ int sqb_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
 	    (rc = sqb_bind_int(st, 2, now + lease_ms)) < 0 ||
 	    (rc = sqb_bind_int(st, 3, fence)) < 0 ||
 	    (rc = sqb_bind_int(st, 4, now)) < 0 ||
-	    (rc = sqb_bind_int(
-	         st, 5, (int64_t)(max > INT32_MAX ? INT32_MAX : max))) < 0)
+	    (rc = sqb_bind_int(st, 5, (int64_t)max)) < 0)
 		goto reset;
 	while ((rc = sqb_step(st)) == 1) {
 		if (n == max) {
@@ -73,7 +70,7 @@ int sqb_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
 		if (rc < 0)
 			break;
 		cl->fence = fence;
-		cl->lease_until = now + lease_ms;
+		cl->lease_until = sqlite3_column_int64(st, SQB_N_ORDER_COLS);
 		n++;
 		rc = sqb_event_add(c, cl->order.id, state_event_name(EV_CLAIM),
 		                   fence, now);
@@ -93,7 +90,9 @@ reset:
 	rc = sqb_write_commit(s);
 	if (rc < 0)
 		goto clear;
-	qsort(ret_claims, n, sizeof *ret_claims, cmp_claim_seq);
+	qsort(ret_claims, n, sizeof *ret_claims, cmp_claim_due);
+	for (size_t i = 0; i < n; i++)
+		ret_claims[i].lease_until = now + lease_ms;
 	*ret_n = n;
 	return 0;
 rollback:
@@ -112,7 +111,8 @@ static int process_finish(sqb_conn_t *c, const store_claim_t *cl,
 	                         SQB_INT(now)};
 	int rc = sqb_exec(c, SQB_PROCESS_FINISH,
 	                  "UPDATE orders SET status = ?3, reason = ?4,"
-	                  " finished_at = ?5, updated_at = ?5"
+	                  " finished_at = ?5, updated_at = ?5,"
+	                  " lease_owner = NULL, lease_until = 0"
 	                  " WHERE id = ?1 AND fence = ?2"
 	                  " AND status = 'processing'",
 	                  p, SQB_NPARAMS(p));
@@ -167,8 +167,9 @@ static int process_decide(sqb_conn_t *c, const order_t *o,
 }
 
 /* Takes the stock and writes the reservation for every item. 0, 1 when the
- * backstop fired (stock short after all, or a reservation already exists):
- * the caller abandons the order, or a negative error. */
+ * backstop fired (a reservation of the order already exists), or a
+ * negative error. Stock short after process_decide saw enough, in the same
+ * transaction on the one writer, is impossible: OD_EINTERNAL. */
 static int process_reserve(sqb_conn_t *c, const store_claim_t *cl, int64_t now)
 {
 	const order_t *o = &cl->order;
@@ -184,7 +185,7 @@ static int process_reserve(sqb_conn_t *c, const store_claim_t *cl, int64_t now)
 		if (rc < 0)
 			return rc;
 		if (rc != 1)
-			return 1;
+			return OD_EINTERNAL;
 		sqlite3_stmt *st;
 		rc = sqb_stmt(c, SQB_RESERVATION_INSERT,
 		              "INSERT INTO reservations (order_id, sku, qty,"
@@ -227,31 +228,40 @@ static int process_one(sqb_conn_t *c, int64_t now, const store_claim_t *cl,
 	rc = process_decide(c, &cl->order, &reason);
 	if (rc < 0)
 		goto release;
+	process_outcome_t outcome =
+	    reason ? PROCESS_REJECTED : PROCESS_COMPLETED;
 	if (!reason) {
 		rc = process_reserve(c, cl, now);
 		if (rc == 1) {
-			/* The unique reservation (or the stock check) caught
-			 * what the fence should have: undo this order only and
-			 * abandon it, as for a lost lease. */
+			/* The unique reservation caught what the fence should
+			 * have: undo this order's writes and fail it, so it
+			 * is neither reserved twice nor claimed again. */
 			rc = sqb_run(c, SQB_SAVEPOINT_ROLLBACK,
 			             "ROLLBACK TO process_order");
-			r->outcome = PROCESS_FENCED;
-			r->reason = NULL;
-			goto release;
+			outcome = PROCESS_BREACH;
+			reason = "duplicate_reservation";
 		}
 		if (rc < 0)
 			goto release;
 	}
-	rc = process_finish(c, cl, reason ? "rejected" : "completed", reason,
-	                    now);
+	static const char *const status[] = {
+	    [PROCESS_COMPLETED] = "completed",
+	    [PROCESS_REJECTED] = "rejected",
+	    [PROCESS_BREACH] = "failed",
+	};
+	static const order_event_t event[] = {
+	    [PROCESS_COMPLETED] = EV_COMPLETE,
+	    [PROCESS_REJECTED] = EV_REJECT,
+	    [PROCESS_BREACH] = EV_FAIL,
+	};
+	rc = process_finish(c, cl, status[outcome], reason, now);
 	if (rc < 0)
 		goto release;
-	rc = sqb_event_add(c, cl->order.id,
-	                   state_event_name(reason ? EV_REJECT : EV_COMPLETE),
+	rc = sqb_event_add(c, cl->order.id, state_event_name(event[outcome]),
 	                   cl->fence, now);
 	if (rc < 0)
 		goto release;
-	r->outcome = reason ? PROCESS_REJECTED : PROCESS_COMPLETED;
+	r->outcome = outcome;
 	r->reason = reason;
 release:;
 	/* On an error the caller rolls the whole transaction back. */
@@ -265,8 +275,6 @@ int sqb_process(void *b, const store_claim_t *claims, size_t n,
                 store_process_result_t *results)
 {
 	sqb_store_t *s = b;
-	if (n == 0)
-		return 0;
 	sqb_conn_t *c;
 	int64_t now;
 	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
@@ -286,8 +294,6 @@ int sqb_retry(void *b, const char *id, int64_t fence, int max_attempts,
               int64_t delay_ms, const char *error, bool *ret_failed)
 {
 	sqb_store_t *s = b;
-	if (delay_ms < 0)
-		delay_ms = 0;
 	sqb_conn_t *c;
 	int64_t now;
 	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
@@ -302,7 +308,8 @@ int sqb_retry(void *b, const char *id, int64_t fence, int max_attempts,
 	             "UPDATE orders SET"
 	             " status = CASE WHEN attempts < ?3 THEN 'pending'"
 	             " ELSE 'failed' END,"
-	             " finished_at = CASE WHEN attempts < ?3 THEN NULL"
+	             " lease_owner = NULL, lease_until = 0,"
+	             " finished_at = CASE WHEN attempts < ?3 THEN 0"
 	             " ELSE ?5 END,"
 	             " reason = ?4, next_at = ?5 + ?6, updated_at = ?5"
 	             " WHERE id = ?1 AND fence = ?2"
@@ -346,6 +353,7 @@ int sqb_release(void *b, const char *id, int64_t fence)
 	rc = sqb_exec(c, SQB_RELEASE,
 	              "UPDATE orders SET status = 'pending',"
 	              " attempts = MAX(attempts - 1, 0), next_at = ?3,"
+	              " lease_owner = NULL, lease_until = 0,"
 	              " updated_at = ?3 WHERE id = ?1 AND fence = ?2"
 	              " AND status = 'processing'",
 	              p, SQB_NPARAMS(p));
@@ -365,10 +373,6 @@ rollback:
 int sqb_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 {
 	sqb_store_t *s = b;
-	if (limit == 0) {
-		*ret_n = 0;
-		return 0;
-	}
 	sqb_conn_t *c;
 	int64_t now;
 	size_t n = 0;
@@ -383,11 +387,11 @@ int sqb_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 	              " reason = CASE WHEN attempts >= ?1"
 	              " THEN 'lease expired' ELSE reason END,"
 	              " finished_at = CASE WHEN attempts >= ?1 THEN ?2"
-	              " ELSE NULL END,"
+	              " ELSE 0 END, lease_owner = NULL, lease_until = 0,"
 	              " next_at = ?2, updated_at = ?2"
 	              " WHERE seq IN (SELECT seq FROM orders"
 	              " INDEXED BY orders_leased"
-	              " WHERE status = 'processing' AND lease_until < ?2"
+	              " WHERE status = 'processing' AND lease_until <= ?2"
 	              " ORDER BY lease_until LIMIT ?3)"
 	              " RETURNING id, fence, status",
 	              &st);
@@ -395,14 +399,14 @@ int sqb_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 		goto rollback;
 	if ((rc = sqb_bind_int(st, 1, max_attempts)) < 0 ||
 	    (rc = sqb_bind_int(st, 2, now)) < 0 ||
-	    (rc = sqb_bind_int(
-	         st, 3, (int64_t)(limit > INT32_MAX ? INT32_MAX : limit))) < 0)
+	    (rc = sqb_bind_int(st, 3, (int64_t)limit)) < 0)
 		goto reset;
 	while ((rc = sqb_step(st)) == 1) {
 		const char *id = (const char *)sqlite3_column_text(st, 0);
 		const char *status = (const char *)sqlite3_column_text(st, 2);
 		if (!id || !status) {
-			rc = -ENOMEM;
+			/* NOT NULL columns: the file is damaged. */
+			rc = OD_EINTERNAL;
 			break;
 		}
 		bool failed = strcmp(status, "failed") == 0;

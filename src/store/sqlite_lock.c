@@ -27,18 +27,10 @@ static int lock_row(sqlite3_stmt *st, const char *name, store_lock_t *ret)
 	return 0;
 }
 
-static int lock_args_valid(const char *name, const char *owner, int64_t ttl)
-{
-	return ident_valid(name, ID_MAX) &&
-	       (!owner || ident_valid(owner, ID_MAX)) && ttl > 0;
-}
-
 int sqb_lock_acquire(void *b, const char *name, const char *owner,
                      int64_t ttl_ms, store_lock_t *ret)
 {
 	sqb_store_t *s = b;
-	if (!owner || !lock_args_valid(name, owner, ttl_ms))
-		return OD_EINVAL;
 	sqb_conn_t *c;
 	int64_t now;
 	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
@@ -97,8 +89,6 @@ int sqb_lock_renew(void *b, const char *name, const char *owner, int64_t fence,
                    int64_t ttl_ms, store_lock_t *ret)
 {
 	sqb_store_t *s = b;
-	if (!owner || !lock_args_valid(name, owner, ttl_ms))
-		return OD_EINVAL;
 	sqb_conn_t *c;
 	int64_t now;
 	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
@@ -136,8 +126,6 @@ int sqb_lock_release(void *b, const char *name, const char *owner,
                      int64_t fence)
 {
 	sqb_store_t *s = b;
-	if (!owner || !lock_args_valid(name, owner, 1))
-		return OD_EINVAL;
 	sqb_conn_t *c;
 	int64_t now;
 	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
@@ -162,8 +150,6 @@ rollback:
 int sqb_lock_get(void *b, const char *name, store_lock_t *ret)
 {
 	sqb_store_t *s = b;
-	if (!ident_valid(name, ID_MAX))
-		return OD_EINVAL;
 	sqb_conn_t *c = sqb_reader_get(s);
 	const sqb_param_t p[] = {SQB_TEXT(name)};
 	sqlite3_stmt *st;

@@ -46,8 +46,9 @@ static int submit_one(sqb_conn_t *c, int64_t now, const order_t *o,
 	int rc = sqb_row(c, SQB_ORDER_INSERT,
 	                 "INSERT INTO orders (id, customer, items, metadata,"
 	                 " status, attempts, created_at, updated_at,"
-	                 " next_at, fence) VALUES (?1, ?2, ?3, ?4,"
-	                 " 'pending', 0, ?5, ?5, ?5, 0)"
+	                 " finished_at, next_at, lease_until, fence)"
+	                 " VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5, 0,"
+	                 " ?5, 0, 0)"
 	                 " ON CONFLICT (id) DO NOTHING RETURNING seq",
 	                 p, SQB_NPARAMS(p), &st);
 	if (rc == 1) {
@@ -106,8 +107,6 @@ int sqb_submit(void *b, const order_t *const *orders, size_t n,
 	sqb_conn_t *c;
 	int64_t now;
 	size_t done = 0;
-	if (n == 0)
-		return 0;
 	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
@@ -202,10 +201,6 @@ int sqb_order_list(void *b, int status, int64_t after_seq, size_t limit,
                    order_t **ret_orders, size_t *ret_n, bool *ret_more)
 {
 	sqb_store_t *s = b;
-	if (status >= ORDER_STATUS_COUNT)
-		return OD_EINVAL;
-	if (limit > INT32_MAX)
-		limit = INT32_MAX;
 	order_t *orders = NULL;
 	size_t n = 0, cap = 0;
 	bool more = false;
@@ -324,7 +319,7 @@ int sqb_order_requeue(void *b, const char *id, order_t *ret)
 	return client_transition(
 	    b, SQB_ORDER_REQUEUE,
 	    "UPDATE orders SET status = 'pending', attempts = 0,"
-	    " reason = NULL, finished_at = NULL, next_at = ?2,"
+	    " reason = NULL, finished_at = 0, next_at = ?2,"
 	    " updated_at = ?2 WHERE id = ?1 AND status = 'failed'"
 	    " RETURNING " SQB_ORDER_COLS ", fence",
 	    id, state_event_name(EV_REQUEUE), ret);
@@ -372,12 +367,20 @@ int sqb_stats(void *b, bool terminal, store_stats_t *ret)
 	sqlite3_reset(st);
 	if (rc < 0)
 		goto end;
+	/* The oldest claimable order: pending and due. Scanning the pending
+	 * orders by seq (created_at grows with it: one writer) stops at the
+	 * first due one. */
 	rc = sqb_stmt(c, SQB_STATS_OLDEST,
 	              "SELECT created_at FROM orders INDEXED BY orders_pending"
-	              " WHERE status = 'pending' ORDER BY seq LIMIT 1",
+	              " WHERE status = 'pending' AND next_at <= ?1"
+	              " ORDER BY seq LIMIT 1",
 	              &st);
 	if (rc < 0)
 		goto end;
+	if ((rc = sqb_bind_int(st, 1, out.now_ms)) < 0) {
+		sqlite3_reset(st);
+		goto end;
+	}
 	rc = sqb_step(st);
 	if (rc == 1) {
 		int64_t age = out.now_ms - sqlite3_column_int64(st, 0);
@@ -390,6 +393,7 @@ put:
 	sqb_reader_put(s, c);
 	if (rc < 0)
 		return rc;
+	out.resets = s->resets;
 	*ret = out;
 	return 0;
 }

@@ -35,8 +35,6 @@ static int product_read(sqb_conn_t *c, const char *sku, product_t *ret)
 int sqb_product_set(void *b, const char *sku, int64_t stock, product_t *ret)
 {
 	sqb_store_t *s = b;
-	if (stock < 0 || stock > PRODUCT_STOCK_MAX || !ident_valid(sku, ID_MAX))
-		return OD_EINVAL;
 	sqb_conn_t *c;
 	int64_t now;
 	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
@@ -96,8 +94,6 @@ int sqb_product_list(void *b, const char *after_sku, size_t limit,
                      product_t **ret_products, size_t *ret_n, bool *ret_more)
 {
 	sqb_store_t *s = b;
-	if (limit > INT32_MAX)
-		limit = INT32_MAX;
 	product_t *ps = NULL;
 	size_t n = 0, cap = 0;
 	bool more = false;

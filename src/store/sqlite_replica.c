@@ -1,17 +1,17 @@
 /*
- * sqlite_replica: replica heartbeats for the SQLite backend
- * (replicas_seen): one write transaction records this replica's beat,
- * forgets replicas silent for a day, and lists those seen within the
- * window.
+ * sqlite_replica: replica heartbeats for the SQLite backend. A beat is a
+ * write (record this replica, forget those silent for a day); the list is
+ * a read on a reader connection and records nothing.
  */
 #include <stdio.h>
 
 #include "store/sqlite_int.h"
 #include "util/err.h"
 
+#define DAY_MS 86400000
+
 /* A heartbeat is harmless to lose in a power cut: a lazy commit. */
-int sqb_replicas_seen(void *b, const char *replica, int64_t window_ms,
-                      char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n)
+int sqb_replica_beat(void *b, const char *replica)
 {
 	sqb_store_t *s = b;
 	sqb_conn_t *c;
@@ -25,19 +25,34 @@ int sqb_replicas_seen(void *b, const char *replica, int64_t window_ms,
 	              " ON CONFLICT (id) DO UPDATE"
 	              " SET last_seen = excluded.last_seen",
 	              beat, SQB_NPARAMS(beat));
-	sqb_param_t old[] = {SQB_INT(now - 86400000)};
+	sqb_param_t old[] = {SQB_INT(now - DAY_MS)};
 	if (rc >= 0)
 		rc = sqb_exec(c, SQB_REPLICA_FORGET,
 		              "DELETE FROM replicas WHERE last_seen < ?1", old,
 		              SQB_NPARAMS(old));
-	sqlite3_stmt *st;
+	if (rc < 0) {
+		sqb_write_rollback(s);
+		return rc;
+	}
+	return sqb_write_commit(s);
+}
+
+int sqb_replicas_list(void *b, int64_t window_ms, char (*ret_ids)[ID_MAX + 1],
+                      size_t max, size_t *ret_n)
+{
+	sqb_store_t *s = b;
+	sqb_conn_t *c = sqb_reader_get(s);
+	int64_t now;
 	size_t n = 0;
-	if (rc >= 0)
-		rc = sqb_stmt(c, SQB_REPLICA_LIST,
-		              "SELECT id FROM replicas WHERE last_seen >= ?1"
-		              " ORDER BY last_seen DESC, id",
-		              &st);
-	if (rc >= 0 && (rc = sqb_bind_int(st, 1, now - window_ms)) == 0) {
+	int rc = sqb_read_begin(c, &now);
+	if (rc < 0)
+		goto put;
+	sqlite3_stmt *st = NULL;
+	rc = sqb_stmt(c, SQB_REPLICA_LIST,
+	              "SELECT id FROM replicas WHERE last_seen >= ?1"
+	              " ORDER BY last_seen DESC, id",
+	              &st);
+	if (rc == 0 && (rc = sqb_bind_int(st, 1, now - window_ms)) == 0) {
 		while ((rc = sqb_step(st)) == 1) {
 			const char *id =
 			    (const char *)sqlite3_column_text(st, 0);
@@ -45,14 +60,14 @@ int sqb_replicas_seen(void *b, const char *replica, int64_t window_ms,
 				snprintf(ret_ids[n], ID_MAX + 1, "%s", id);
 			n++;
 		}
+	}
+	if (st)
 		sqlite3_reset(st);
-	}
-	if (rc < 0) {
-		sqb_write_rollback(s);
+	sqb_read_end(c);
+put:
+	sqb_reader_put(s, c);
+	if (rc < 0)
 		return rc;
-	}
-	rc = sqb_write_commit(s);
-	if (rc == 0)
-		*ret_n = n;
-	return rc;
+	*ret_n = n;
+	return 0;
 }

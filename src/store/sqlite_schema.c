@@ -84,6 +84,19 @@ static const char *const migrations[] = {
     "CREATE TABLE replicas ("
     " id TEXT PRIMARY KEY,"
     " last_seen INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 3: the same stored values as the postgres backend (the store
+     * contract, tests/unit/test_store_contract.c): "not finished" and "no
+     * lease" are 0, never NULL, an event without a fence has fence 0, and
+     * the lease is cleared whenever an order leaves processing. Claims
+     * take due orders by (next_at, seq), like postgres: the order that has
+     * been claimable longest goes first, read straight off this index. */
+    "UPDATE orders SET finished_at = 0 WHERE finished_at IS NULL;"
+    "UPDATE orders SET lease_owner = NULL, lease_until = 0"
+    " WHERE status <> 'processing';"
+    "UPDATE orders SET lease_until = 0 WHERE lease_until IS NULL;"
+    "UPDATE order_events SET fence = 0 WHERE fence IS NULL;"
+    "CREATE INDEX orders_due ON orders (next_at, seq)"
+    " WHERE status = 'pending';",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))

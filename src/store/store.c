@@ -1,6 +1,8 @@
 /*
- * store: picks a backend from the URI scheme and forwards every call to its
- * function table. Shared helpers that do not depend on a backend live here.
+ * store: picks a backend from the URI scheme, checks every call's arguments
+ * once (the backends trust them), and forwards the call to the backend's
+ * function table. The terminal-count cache of store_stats lives here; the
+ * audit's catalogue of invariants lives in store_verify.c.
  */
 #include "store/store.h"
 
@@ -9,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/order.h"
 #include "store/store_backend.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -23,6 +26,16 @@ struct store {
 	int64_t terminal_at;                  /* stats_mu; monotonic ms */
 	bool have_terminal;                   /* stats_mu */
 };
+
+static bool ident_ok(const char *s)
+{
+	return s && ident_valid(s, ID_MAX);
+}
+
+static bool ms_ok(int64_t ms, int64_t max)
+{
+	return ms > 0 && ms <= max;
+}
 
 int store_open(const char *uri, const store_options_t *opt, store_t **ret)
 {
@@ -71,17 +84,29 @@ int store_ping(store_t *s)
 int store_submit(store_t *s, const order_t *const *orders, size_t n,
                  store_submit_result_t *results)
 {
+	if (n == 0)
+		return 0;
+	if (!orders || !results || n > STORE_SUBMIT_MAX)
+		return OD_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!orders[i] || !ident_ok(orders[i]->id))
+			return OD_EINVAL;
 	return s->be->submit(s->b, orders, n, results);
 }
 
 int store_order_get(store_t *s, const char *id, order_t *ret)
 {
+	if (!ident_ok(id) || !ret)
+		return OD_EINVAL;
 	return s->be->order_get(s->b, id, ret);
 }
 
 int store_order_list(store_t *s, int status, int64_t after_seq, size_t limit,
                      order_t **ret_orders, size_t *ret_n, bool *ret_more)
 {
+	if (status >= ORDER_STATUS_COUNT || limit == 0 ||
+	    limit > STORE_LIST_MAX || !ret_orders || !ret_n || !ret_more)
+		return OD_EINVAL;
 	return s->be->order_list(s->b, status, after_seq, limit, ret_orders,
 	                         ret_n, ret_more);
 }
@@ -98,16 +123,25 @@ int store_orders_terminal(store_t *s, const char *const *ids, size_t n,
 {
 	if (n == 0)
 		return 0;
+	if (!ids || !ret_terminal || n > STORE_LIST_MAX)
+		return OD_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!ids[i])
+			return OD_EINVAL;
 	return s->be->orders_terminal(s->b, ids, n, ret_terminal);
 }
 
 int store_order_requeue(store_t *s, const char *id, order_t *ret)
 {
+	if (!ident_ok(id))
+		return OD_EINVAL;
 	return s->be->order_requeue(s->b, id, ret);
 }
 
 int store_order_cancel(store_t *s, const char *id, order_t *ret)
 {
+	if (!ident_ok(id))
+		return OD_EINVAL;
 	return s->be->order_cancel(s->b, id, ret);
 }
 
@@ -118,6 +152,8 @@ static bool is_terminal(int status)
 
 int store_stats(store_t *s, store_stats_t *ret)
 {
+	if (!ret)
+		return OD_EINVAL;
 	int64_t now = clock_mono_ms();
 	pthread_mutex_lock(&s->stats_mu);
 	bool full = !s->have_terminal ||
@@ -149,17 +185,24 @@ int store_stats(store_t *s, store_stats_t *ret)
 int store_product_set(store_t *s, const char *sku, int64_t stock,
                       product_t *ret)
 {
+	if (!ident_ok(sku) || stock < 0 || stock > PRODUCT_STOCK_MAX)
+		return OD_EINVAL;
 	return s->be->product_set(s->b, sku, stock, ret);
 }
 
 int store_product_get(store_t *s, const char *sku, product_t *ret)
 {
+	if (!ident_ok(sku) || !ret)
+		return OD_EINVAL;
 	return s->be->product_get(s->b, sku, ret);
 }
 
 int store_product_list(store_t *s, const char *after_sku, size_t limit,
                        product_t **ret_products, size_t *ret_n, bool *ret_more)
 {
+	if (!after_sku || (*after_sku && !ident_ok(after_sku)) || limit == 0 ||
+	    limit > STORE_LIST_MAX || !ret_products || !ret_n || !ret_more)
+		return OD_EINVAL;
 	return s->be->product_list(s->b, after_sku, limit, ret_products, ret_n,
 	                           ret_more);
 }
@@ -167,6 +210,13 @@ int store_product_list(store_t *s, const char *after_sku, size_t limit,
 int store_claim(store_t *s, const char *owner, int64_t lease_ms, size_t max,
                 store_claim_t *ret_claims, size_t *ret_n)
 {
+	if (!ident_ok(owner) || !ms_ok(lease_ms, STORE_LEASE_MAX_MS) ||
+	    !ret_n || (max > 0 && !ret_claims) || max > STORE_LIST_MAX)
+		return OD_EINVAL;
+	if (max == 0) {
+		*ret_n = 0;
+		return 0;
+	}
 	return s->be->claim(s->b, owner, lease_ms, max, ret_claims, ret_n);
 }
 
@@ -179,12 +229,19 @@ void store_claims_clear(store_claim_t *claims, size_t n)
 int store_process(store_t *s, const store_claim_t *claims, size_t n,
                   store_process_result_t *results)
 {
+	if (n == 0)
+		return 0;
+	if (!claims || !results)
+		return OD_EINVAL;
 	return s->be->process(s->b, claims, n, results);
 }
 
 int store_retry(store_t *s, const char *id, int64_t fence, int max_attempts,
                 int64_t delay_ms, const char *error, bool *ret_failed)
 {
+	if (!ident_ok(id) || !error || max_attempts < 1 || delay_ms < 0 ||
+	    delay_ms > STORE_DELAY_MAX_MS)
+		return OD_EINVAL;
 	return s->be->retry(s->b, id, fence, max_attempts, delay_ms, error,
 	                    ret_failed);
 }
@@ -192,51 +249,82 @@ int store_retry(store_t *s, const char *id, int64_t fence, int max_attempts,
 int store_order_fence(store_t *s, const char *id, order_status_t *ret_status,
                       int64_t *ret_fence)
 {
+	if (!ident_ok(id) || !ret_status || !ret_fence)
+		return OD_EINVAL;
 	return s->be->order_fence(s->b, id, ret_status, ret_fence);
 }
 
 int store_release(store_t *s, const char *id, int64_t fence)
 {
+	if (!ident_ok(id))
+		return OD_EINVAL;
 	return s->be->release(s->b, id, fence);
 }
 
 int store_reap(store_t *s, int max_attempts, size_t limit, size_t *ret_n)
 {
+	if (max_attempts < 1 || !ret_n || limit > STORE_LIST_MAX)
+		return OD_EINVAL;
+	if (limit == 0) {
+		*ret_n = 0;
+		return 0;
+	}
 	return s->be->reap(s->b, max_attempts, limit, ret_n);
 }
 
-int store_replicas_seen(store_t *s, const char *replica, int64_t window_ms,
+int store_replica_beat(store_t *s, const char *replica)
+{
+	if (!ident_ok(replica))
+		return OD_EINVAL;
+	return s->be->replica_beat(s->b, replica);
+}
+
+int store_replicas_list(store_t *s, int64_t window_ms,
                         char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n)
 {
-	return s->be->replicas_seen(s->b, replica, window_ms, ret_ids, max,
-	                            ret_n);
+	if (!ms_ok(window_ms, STORE_LEASE_MAX_MS) || !ret_n ||
+	    (max > 0 && !ret_ids))
+		return OD_EINVAL;
+	return s->be->replicas_list(s->b, window_ms, ret_ids, max, ret_n);
 }
 
 int store_lock_acquire(store_t *s, const char *name, const char *owner,
                        int64_t ttl_ms, store_lock_t *ret)
 {
+	if (!ident_ok(name) || !ident_ok(owner) ||
+	    !ms_ok(ttl_ms, STORE_LEASE_MAX_MS) || !ret)
+		return OD_EINVAL;
 	return s->be->lock_acquire(s->b, name, owner, ttl_ms, ret);
 }
 
 int store_lock_renew(store_t *s, const char *name, const char *owner,
                      int64_t fence, int64_t ttl_ms, store_lock_t *ret)
 {
+	if (!ident_ok(name) || !ident_ok(owner) ||
+	    !ms_ok(ttl_ms, STORE_LEASE_MAX_MS) || !ret)
+		return OD_EINVAL;
 	return s->be->lock_renew(s->b, name, owner, fence, ttl_ms, ret);
 }
 
 int store_lock_release(store_t *s, const char *name, const char *owner,
                        int64_t fence)
 {
+	if (!ident_ok(name) || !ident_ok(owner))
+		return OD_EINVAL;
 	return s->be->lock_release(s->b, name, owner, fence);
 }
 
 int store_lock_get(store_t *s, const char *name, store_lock_t *ret)
 {
+	if (!ident_ok(name) || !ret)
+		return OD_EINVAL;
 	return s->be->lock_get(s->b, name, ret);
 }
 
 int store_verify(store_t *s, store_violation_fn fn, void *arg,
                  size_t *ret_violations)
 {
-	return s->be->verify(s->b, fn, arg, ret_violations);
+	if (!fn && !ret_violations)
+		return OD_EINVAL;
+	return store_audit(s->be, s->b, fn, arg, ret_violations);
 }

@@ -14,6 +14,12 @@
  * failure (busy, connection lost, serialization failure): nothing happened
  * and the caller may retry. OD_EUNKNOWN means the outcome of a write is not
  * known (lost around COMMIT); callers resolve it by reading back.
+ *
+ * Arguments are checked once, in store.c, before any backend runs: a NULL
+ * where a value or an out-parameter is required, an identifier that is not
+ * one (core/order.h ident_valid), or a number outside the bounds below is
+ * OD_EINVAL and touches nothing. Out-parameters documented as "may be NULL"
+ * are the only optional ones.
  */
 #ifndef ORDERD_STORE_STORE_H
 #define ORDERD_STORE_STORE_H
@@ -25,6 +31,11 @@
 #include "core/order.h"
 
 typedef struct store store_t;
+
+#define STORE_SUBMIT_MAX 100000     /* orders per store_submit() */
+#define STORE_LIST_MAX 10000        /* rows per list call */
+#define STORE_LEASE_MAX_MS 86400000 /* leases, lock ttls, window_ms */
+#define STORE_DELAY_MAX_MS 86400000 /* retry delays */
 
 typedef struct store_options {
 	const char *replica_id;   /* application_name, lease owner in logs */
@@ -108,6 +119,11 @@ typedef struct store_stats {
 	int64_t oldest_pending_ms; /* age of the oldest claimable order; 0 if
 	                              none */
 	int64_t now_ms;            /* the store's clock */
+	/* Connections this process reset because a failure left them
+	 * unusable (SQLite: the writer, when a transaction could not be
+	 * rolled back; postgres: pooled connections found broken or left
+	 * mid-transaction). A counter since store_open. */
+	int64_t resets;
 } store_stats_t;
 int store_stats(store_t *s, store_stats_t *ret);
 
@@ -145,11 +161,18 @@ typedef enum process_outcome {
 	PROCESS_COMPLETED = 0, /* stock reserved for every item */
 	PROCESS_REJECTED,      /* reason: unknown_sku | insufficient_stock */
 	PROCESS_FENCED,        /* lease no longer ours: nothing written */
+	/* The backstop of G3 fired: a reservation already exists for an
+	 * order processed under a current fence (a bug or a damaged store).
+	 * Nothing is reserved again; the order ends failed with reason
+	 * "duplicate_reservation" so it cannot loop, and the caller counts
+	 * and logs it as an invariant breach. Its neighbours are unaffected. */
+	PROCESS_BREACH,
 } process_outcome_t;
 
 typedef struct store_process_result {
 	process_outcome_t outcome;
-	const char *reason; /* static string for PROCESS_REJECTED, else NULL */
+	const char *reason; /* static string for PROCESS_REJECTED and
+	                       PROCESS_BREACH, else NULL */
 } store_process_result_t;
 
 /*
@@ -193,13 +216,15 @@ int store_reap(store_t *s, int max_attempts, size_t limit, size_t *ret_n);
 
 /* ---- replicas ---- */
 
+/* Records that replica is alive now (store clock), a write. Rows older than
+ * a day are forgotten in the same transaction so the table stays small. */
+int store_replica_beat(store_t *s, const char *replica);
 /*
- * Records that replica is alive now (store clock) and lists the replicas
- * seen within window_ms, itself included, most recent first: up to max ids
- * into ret_ids (may be NULL when max is 0), and their total in *ret_n.
- * Rows older than a day are forgotten so the table stays small.
+ * Lists the replicas seen within window_ms, most recent first: up to max
+ * ids into ret_ids (may be NULL when max is 0), and their total in *ret_n.
+ * A read: it records nothing.
  */
-int store_replicas_seen(store_t *s, const char *replica, int64_t window_ms,
+int store_replicas_list(store_t *s, int64_t window_ms,
                         char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n);
 
 /* ---- named locks (leases with fencing tokens) ---- */
@@ -229,10 +254,20 @@ int store_lock_get(store_t *s, const char *name, store_lock_t *ret);
 /* Called once per violation with a one-line description. */
 typedef void (*store_violation_fn)(void *arg, const char *what);
 /*
- * Audits G3-G5 against the stored data: no negative stock; per product,
- * stock == sum(adjustments) - sum(reserved quantities); reservations only
- * for completed orders and exactly matching their items; at most one
- * completion per order in the event log. *ret_violations counts them.
+ * Audits G3-G5 against the stored data, in one snapshot. The invariants,
+ * the same list and the same words on every backend (store_verify.c):
+ *   1. no product has negative stock;
+ *   2. per product, stock == sum(adjustments) - sum(reserved quantities);
+ *   3. only completed orders hold reservations;
+ *   4. every reservation belongs to an order that exists;
+ *   5. every item of a completed order has its reservation (sku and qty);
+ *   6. every reservation of a completed order is one of its items;
+ *   7. an order reaches a final outcome (complete, reject) at most once in
+ *      the event log;
+ *   8. a completed order has its completion in the event log;
+ *   9. every reservation is of a product that exists.
+ * fn (may be NULL) is called once per violation; *ret_violations counts
+ * them. At least one of fn and ret_violations must be given.
  */
 int store_verify(store_t *s, store_violation_fn fn, void *arg,
                  size_t *ret_violations);

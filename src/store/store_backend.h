@@ -1,12 +1,36 @@
 /*
  * store_backend: module-private. A backend is a table of function pointers
  * with the signatures of store.h, taking the backend's own handle. store.c
- * picks the table from the URI scheme and forwards every call.
+ * picks the table from the URI scheme, checks the arguments (a backend may
+ * trust them: see store.h) and forwards every call.
  */
 #ifndef ORDERD_STORE_BACKEND_H
 #define ORDERD_STORE_BACKEND_H
 
 #include "store/store.h"
+
+/* The audit's invariants, in the order store.h lists them; each backend
+ * has one query per check, store_verify.c has the words. */
+typedef enum store_check {
+	CHECK_NEGATIVE_STOCK,         /* t0 sku, n0 stock */
+	CHECK_NOT_CONSERVED,          /* t0 sku, n0 stock, n1 adj, n2 res */
+	CHECK_RESERVED_NOT_COMPLETED, /* t0 order, t1 sku, t2 status */
+	CHECK_RESERVED_NO_ORDER,      /* t0 order, t1 sku */
+	CHECK_ITEM_NOT_RESERVED,      /* t0 order, t1 sku, n0 qty */
+	CHECK_RESERVATION_NOT_ITEM,   /* t0 order, t1 sku, n0 qty */
+	CHECK_FINAL_TWICE,            /* t0 order, n0 total, n1 compl, n2 rej */
+	CHECK_COMPLETED_UNLOGGED,     /* t0 order */
+	CHECK_ORPHAN_RESERVATION,     /* t0 order, t1 sku */
+	CHECK_COUNT_
+} store_check_t;
+
+/* One offending row of a check: its columns in the order given above. */
+typedef struct store_check_row {
+	const char *text[3];
+	int64_t num[3];
+} store_check_row_t;
+typedef void (*store_check_fn)(void *arg, int check,
+                               const store_check_row_t *row);
 
 typedef struct store_backend {
 	const char *name;
@@ -41,7 +65,8 @@ typedef struct store_backend {
 	int (*order_fence)(void *b, const char *id, order_status_t *ret_status,
 	                   int64_t *ret_fence);
 	int (*reap)(void *b, int max_attempts, size_t limit, size_t *ret_n);
-	int (*replicas_seen)(void *b, const char *replica, int64_t window_ms,
+	int (*replica_beat)(void *b, const char *replica);
+	int (*replicas_list)(void *b, int64_t window_ms,
 	                     char (*ret_ids)[ID_MAX + 1], size_t max,
 	                     size_t *ret_n);
 	int (*lock_acquire)(void *b, const char *name, const char *owner,
@@ -51,9 +76,14 @@ typedef struct store_backend {
 	int (*lock_release)(void *b, const char *name, const char *owner,
 	                    int64_t fence);
 	int (*lock_get)(void *b, const char *name, store_lock_t *ret);
-	int (*verify)(void *b, store_violation_fn fn, void *arg,
-	              size_t *ret_violations);
+	/* Runs every check of store_check_t in one snapshot, in order, and
+	 * calls fn once per offending row. */
+	int (*verify)(void *b, store_check_fn fn, void *arg);
 } store_backend_t;
+
+/* store_verify(): runs be's checks and describes each row (store_verify.c). */
+int store_audit(const store_backend_t *be, void *b, store_violation_fn fn,
+                void *arg, size_t *ret_violations);
 
 extern const store_backend_t store_sqlite_backend;
 extern const store_backend_t store_postgres_backend;

@@ -8,6 +8,9 @@
  *                      error with probability P (0..1)
  *   slow_process_ms=N  each processing batch sleeps N ms first, widening the
  *                      window in which a crash finds orders in flight
+ *   sqlite_rollback_fail=P  a ROLLBACK of the SQLite writer fails (is not
+ *                      run) with probability P, leaving its transaction
+ *                      open for the next write to repair
  *   fail_batch_encode=P  a stored order's entry in a batch submit answer
  *                      cannot be encoded (as if out of memory)
  *   fail_scrape_stats=P  the store stats query behind a /metrics scrape

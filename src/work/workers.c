@@ -59,6 +59,8 @@ struct workers {
 	metric_t *m_claim_err;
 	metric_t *m_process_err;
 	metric_t *m_reap_err;
+	metric_t *m_beat_err;
+	metric_t *m_breaches;
 	metric_t *m_replicas;
 };
 
@@ -75,14 +77,7 @@ static bool is_stopping(workers_t *w, int64_t *ret_deadline)
 /* Sleeps up to ms unless kicked or stopping. Returns true when kicked. */
 static bool idle_wait(workers_t *w, int64_t ms, uint64_t *seen_kicks)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	struct timespec ts = clock_mono_timespec(clock_mono_ms() + ms);
 	pthread_mutex_lock(&w->mu);
 	while (!w->stopping && w->kicks == *seen_kicks) {
 		if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
@@ -256,6 +251,16 @@ static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
 		case PROCESS_FENCED:
 			fenced_out(w, &claims[i], "process");
 			break;
+		case PROCESS_BREACH:
+			/* Nothing was reserved twice and the order is failed,
+			 * so this is logged once, never again for the order. */
+			metric_inc(w->m_breaches);
+			log_error("invariant breach: order already holds a"
+			          " reservation, failed without reserving",
+			          "order_id", claims[i].order.id, "reason",
+			          results[i].reason, NULL);
+			record_outcome(w, &claims[i], w->m_failed);
+			break;
 		}
 	}
 }
@@ -308,6 +313,24 @@ out:
 	return NULL;
 }
 
+/* Records this replica's heartbeat and refreshes the replicas gauge. A
+ * failure is counted and logged; the gauge keeps its last value. */
+static void beat(workers_t *w)
+{
+	int rc = store_replica_beat(w->store, w->replica_id);
+	size_t replicas = 0;
+	if (rc == 0)
+		rc = store_replicas_list(
+		    w->store, workers_replica_window_ms(w->opt.reap_ms), NULL,
+		    0, &replicas);
+	if (rc < 0) {
+		metric_inc(w->m_beat_err);
+		log_warn("heartbeat failed", "error", err_str(rc), NULL);
+		return;
+	}
+	metric_set(w->m_replicas, (double)replicas);
+}
+
 static void *reaper_main(void *arg)
 {
 	workers_t *w = arg;
@@ -330,12 +353,7 @@ static void *reaper_main(void *arg)
 			metric_inc(w->m_reap_err);
 			log_warn("reap failed", "error", err_str(rc), NULL);
 		}
-		size_t replicas = 0;
-		if (store_replicas_seen(
-		        w->store, w->replica_id,
-		        workers_replica_window_ms(w->opt.reap_ms), NULL, 0,
-		        &replicas) == 0)
-			metric_set(w->m_replicas, (double)replicas);
+		beat(w);
 		idle_wait(w, w->opt.reap_ms, &seen);
 	}
 	return NULL;
@@ -353,11 +371,7 @@ int workers_new(store_t *store, const workers_options_t *opt, workers_t **ret)
 	if (w->opt.poll_ms < 1)
 		w->opt.poll_ms = 1;
 	pthread_mutex_init(&w->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&w->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	clock_cond_init(&w->cv);
 
 	const char *const outcome[] = {"outcome", NULL};
 	const char *const reason[] = {"reason", NULL};
@@ -388,6 +402,13 @@ int workers_new(store_t *store, const workers_options_t *opt, workers_t **ret)
 	w->m_claim_err = metrics_child1(errs, "claim");
 	w->m_process_err = metrics_child1(errs, "process");
 	w->m_reap_err = metrics_child1(errs, "reap");
+	w->m_beat_err = metrics_child1(errs, "heartbeat");
+	w->m_breaches = metrics_child1(
+	    metrics_family(METRIC_COUNTER, "orderd_invariant_breaches_total",
+	                   "Orders on which a store backstop caught a broken"
+	                   " invariant, by kind.",
+	                   kind, NULL, 0),
+	    "duplicate_reservation");
 	w->m_replicas = metrics_child0(metrics_family(
 	    METRIC_GAUGE, "orderd_replicas",
 	    "Replicas whose heartbeat the store has seen recently.", NULL, NULL,

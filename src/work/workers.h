@@ -4,7 +4,7 @@
  * (reserve all items and complete, or reject), and on a transient store
  * error schedules a retry with backoff and full jitter. A reaper thread
  * returns orders whose lease expired (their replica died or stalled) and
- * records this replica's heartbeat (store_replicas_seen) every period.
+ * records this replica's heartbeat (store_replica_beat) every period.
  *
  * Idle workers sleep on a condition variable with a bounded poll interval;
  * workers_kick() wakes one when new orders were committed locally. The poll

@@ -737,6 +737,46 @@ class FaultAnswerTest(Base):
                          "gauge")
 
 
+class StatsReadOnlyTest(Base):
+    """GET /v1/stats is a read: it lists the replicas the store has seen,
+    but the heartbeat itself is the reaper's write (once a period). Here
+    the period is a minute, so after the first beat the replicas table
+    changes only if the stats route writes to it."""
+    env = {"ORDERD_WORKERS": "1", "ORDERD_REAP_MS": "60000"}
+
+    def sql(self, stmt):
+        if H.BACKEND == "postgres":
+            import psycopg2
+            conn = psycopg2.connect(self.db.uri)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(stmt)
+                rows = cur.fetchall() if cur.description else None
+            conn.close()
+            return rows
+        import sqlite3
+        conn = sqlite3.connect(self.db.path, timeout=10)
+        with conn:
+            rows = conn.execute(stmt).fetchall()
+        conn.close()
+        return rows
+
+    def test_stats_writes_no_heartbeat(self):
+        deadline = time.time() + 10
+        while not self.sql("SELECT id FROM replicas") and time.time() < deadline:
+            time.sleep(0.05)  # the reaper's first beat
+        self.assertTrue(self.sql("SELECT id FROM replicas"), "no first beat")
+        self.sql("DELETE FROM replicas")
+        for _ in range(5):
+            st, _, body = self.api("GET", "/v1/stats")
+            self.assertEqual(st, 200, body)
+            # The answering replica still counts itself, listed first.
+            self.assertGreaterEqual(body["replicas_seen"], 1, body)
+            self.assertEqual(len(body["replicas"]), 1, body)
+        self.assertEqual(self.sql("SELECT id FROM replicas"), [],
+                         "GET /v1/stats wrote a heartbeat")
+
+
 class AuthTest(Base):
     env = {"ORDERD_WORKERS": "1", "ORDERD_API_TOKENS": "tok-a,tok-b"}
 

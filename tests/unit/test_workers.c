@@ -234,9 +234,9 @@ static void test_reaper_rescues_dead_replica(void **state)
 
 static metric_t *fence_rejections(void)
 {
-	return metrics_child0(
-	    metrics_family(METRIC_COUNTER, "orderd_fence_rejections_total", "",
-	                   NULL, NULL, 0));
+	return metrics_child0(metrics_family(METRIC_COUNTER,
+	                                     "orderd_fence_rejections_total",
+	                                     "", NULL, NULL, 0));
 }
 
 /* A worker stalls past its lease and then fails: its retry is fenced out
