@@ -201,7 +201,6 @@ void api_store_error(http_req_t *r, int rc)
 		api_error(r, 404, "not_found", "\"%s\" not found", r->param);
 		break;
 	case OD_ESTATE:
-	case OD_ECONFLICT:
 		api_error(r, 409, "conflict", "%s", err_str(rc));
 		break;
 	case OD_ELOCKHELD:

@@ -102,8 +102,4 @@ void api_ops_alerts(http_req_t *r);
 /* Frees what the async submission state holds (any thread). */
 void api_req_release(http_req_t *r);
 
-/* Poll functions used with waiters_add. */
-bool api_orders_wait_poll(http_req_t *r, bool deadline);
-bool api_locks_wait_poll(http_req_t *r, bool deadline);
-
 #endif

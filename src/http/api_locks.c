@@ -64,7 +64,7 @@ static bool try_acquire(http_req_t *r, bool last)
 	return true;
 }
 
-bool api_locks_wait_poll(http_req_t *r, bool deadline)
+static bool api_locks_wait_poll(http_req_t *r, bool deadline)
 {
 	return try_acquire(r, deadline);
 }

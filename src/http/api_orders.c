@@ -264,7 +264,7 @@ out:
 
 /* ---- reads ---- */
 
-bool api_orders_wait_poll(http_req_t *r, bool deadline)
+static bool api_orders_wait_poll(http_req_t *r, bool deadline)
 {
 	order_t o = {0};
 	int rc = store_order_get(r->srv->deps.store, r->param, &o);

@@ -591,7 +591,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		if (r == NULL)
 			return MHD_NO;
 		*con_cls = r;
-		r->done_first = true;
 		if (check_headers(r, url)) {
 			/* With a body announced, answer before reading it (MHD
 			 * then closes the connection); without one, answer on

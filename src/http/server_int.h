@@ -124,11 +124,10 @@ struct http_req {
 	uint64_t discarded; /* bytes dropped past the cap */
 	bool too_big;
 
-	bool done_first; /* the header callback has run */
-	bool has_body;   /* Content-Length > 0 or chunked */
-	bool early;      /* answered from the headers alone */
-	bool suspended;  /* waiting for http_server_resume(); see server.c */
-	bool queued;     /* a response was handed to MHD */
+	bool has_body;  /* Content-Length > 0 or chunked */
+	bool early;     /* answered from the headers alone */
+	bool suspended; /* waiting for http_server_resume(); see server.c */
+	bool queued;    /* a response was handed to MHD */
 	http_resp_t resp;
 
 	atomic_int refs; /* see above */

@@ -57,8 +57,7 @@ struct waiters {
 	size_t max;
 	store_t *store;
 	handlers_t *pool;
-	bool stop;   /* mu */
-	bool joined; /* the thread was joined; waiters_stop's caller only */
+	bool stop; /* mu */
 };
 
 static void unlink_waiter(waiters_t *ws, waiter_t *w)
@@ -392,7 +391,6 @@ void waiters_stop(waiters_t *ws)
 	}
 	free(busy);
 	pthread_join(ws->thread, NULL);
-	ws->joined = true;
 }
 
 void waiters_free(waiters_t *ws)

@@ -267,7 +267,8 @@ unlock:
 	return f;
 }
 
-metric_t *metrics_child(metric_family_t *f, const char *const *values)
+/* The child for these label values (as many as the family has labels). */
+static metric_t *metrics_child(metric_family_t *f, const char *const *values)
 {
 	if (!f)
 		return NULL;

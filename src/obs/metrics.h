@@ -35,9 +35,7 @@ metric_family_t *metrics_family(metric_type_t type, const char *name,
                                 const char *help, const char *const *labels,
                                 const double *buckets, size_t n_buckets);
 
-/* The child for these label values (as many as the family has labels). */
-metric_t *metrics_child(metric_family_t *f, const char *const *values);
-/* Shorthands for families with zero or one label. */
+/* The child for these label values, one per label of the family. */
 metric_t *metrics_child0(metric_family_t *f);
 metric_t *metrics_child1(metric_family_t *f, const char *value);
 metric_t *metrics_child2(metric_family_t *f, const char *v1, const char *v2);

@@ -80,8 +80,6 @@ int ctl_getopt(ctl_t *ctl, int argc, char **argv, const struct option *opts,
  * returns EX_USAGE. */
 int ctl_usage_error(const ctl_t *ctl, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Prints the usage and help of the current command to stdout. */
-void ctl_command_help(const ctl_t *ctl);
 
 /* Parses s as an integer in [min, max]; 0 or -EINVAL. */
 int ctl_parse_int(const char *s, int64_t min, int64_t max, int64_t *ret);

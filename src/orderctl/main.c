@@ -79,7 +79,8 @@ static void usage(FILE *f)
 	      f);
 }
 
-void ctl_command_help(const ctl_t *ctl)
+/* Prints the usage and help of the current command to stdout. */
+static void ctl_command_help(const ctl_t *ctl)
 {
 	print_synopsis(stdout, "usage: orderctl ", "       orderctl ",
 	               ctl->cmd->synopsis);

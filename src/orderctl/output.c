@@ -41,7 +41,8 @@ int out_exit_for_status(long status)
 	return EX_PROTOCOL;
 }
 
-int out_exit_for_transport(int rc)
+/* Exit code for a client_request() error. */
+static int out_exit_for_transport(int rc)
 {
 	switch (rc) {
 	case -ECONNREFUSED:

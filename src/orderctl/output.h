@@ -15,8 +15,6 @@
 
 /* Exit code for a non-2xx HTTP status (sysexits.h, see docs/orderctl.md). */
 int out_exit_for_status(long status);
-/* Exit code for a client_request() error. */
-int out_exit_for_transport(int rc);
 
 /* Prints the server's error for resp to stderr; returns its exit code. */
 int out_http_error(const char *what, const client_response_t *resp);

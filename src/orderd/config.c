@@ -69,6 +69,7 @@ static const char *check_listen(const char *v);
 static const char *check_database(const char *v);
 static const char *check_replica(const char *v);
 static const char *check_log_level(const char *v);
+static void config_print_help(FILE *f);
 
 #define OFF(field) offsetof(config_t, field)
 #define STR(field, flag, env, dflt, lo, hi, check, secret, bdoc, help)         \
@@ -819,7 +820,7 @@ void config_print_markdown(FILE *f)
 	}
 }
 
-void config_print_help(FILE *f)
+static void config_print_help(FILE *f)
 {
 	fputs("usage: orderd [--flag=value | --flag value]...\n"
 	      "\n"

@@ -58,6 +58,5 @@ int config_load(config_t *c, int argc, char **argv, int *ret_exit_now,
 void config_free(config_t *c);
 /* Writes the settings table as Markdown (docs/config.md). */
 void config_print_markdown(FILE *f);
-void config_print_help(FILE *f);
 
 #endif

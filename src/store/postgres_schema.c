@@ -82,11 +82,6 @@ static const char *const migrations[] = {
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
-int pgs_version_latest(void)
-{
-	return (int)N_MIGRATIONS;
-}
-
 static int exec_cmd(pgc_t *c, const char *sql)
 {
 	PGresult *res = PQexec(c->conn, sql);

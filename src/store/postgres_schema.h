@@ -7,8 +7,6 @@
 
 #include "store/postgres_pool.h"
 
-/* The schema version this binary writes. */
-int pgs_version_latest(void);
 /*
  * Applies pending migrations on c (idle, no transaction open), each in its
  * own transaction under pg_advisory_xact_lock. OD_ESCHEMA when the database

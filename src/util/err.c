@@ -12,8 +12,6 @@ const char *err_str(int err)
 		return "invalid input";
 	case OD_ENOTFOUND:
 		return "not found";
-	case OD_ECONFLICT:
-		return "conflicts with existing content";
 	case OD_ESTATE:
 		return "not allowed in the current status";
 	case OD_EFENCE:

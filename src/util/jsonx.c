@@ -209,12 +209,3 @@ int jsonx_parse_object(const char *buf, size_t len, int max_depth,
 	*ret_obj = j;
 	return 0;
 }
-
-int jsonx_dump(const json_t *j, char **ret_text)
-{
-	char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (!s)
-		return -ENOMEM;
-	*ret_text = s;
-	return 0;
-}

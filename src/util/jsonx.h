@@ -25,12 +25,6 @@ int jsonx_parse_object(const char *buf, size_t len, int max_depth,
                        json_t **ret_obj, char *errbuf, size_t errlen);
 
 /*
- * Serializes j compactly (no whitespace, keys in insertion order). On
- * success *ret_text is malloc'd text the caller frees. 0 or -ENOMEM.
- */
-int jsonx_dump(const json_t *j, char **ret_text);
-
-/*
  * Replaces, in place, control characters and bytes that are not part of a
  * well-formed UTF-8 sequence (such as a sequence cut short by snprintf
  * truncation) with '?', so a message built from untrusted text stays

@@ -263,17 +263,6 @@ static void test_sanitize(void **state)
 	assert_string_equal(s, "ok \xc3\xa9 ?? ? ??");
 }
 
-static void test_dump(void **state)
-{
-	(void)state;
-	json_t *j = json_pack("{s:i, s:[s, n]}", "b", 1, "a", "x");
-	char *text = NULL;
-	assert_int_equal(jsonx_dump(j, &text), 0);
-	assert_string_equal(text, "{\"b\":1,\"a\":[\"x\",null]}");
-	free(text);
-	json_decref(j);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -289,7 +278,6 @@ int main(void)
 	    cmocka_unit_test(test_syntax_errors),
 	    cmocka_unit_test(test_messages_are_clean),
 	    cmocka_unit_test(test_sanitize),
-	    cmocka_unit_test(test_dump),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
