@@ -25,19 +25,21 @@ static const char *const status_names[ORDER_STATUS_COUNT] = {
     [ORDER_FAILED] = "failed",       [ORDER_CANCELLED] = "cancelled",
 };
 
-bool ident_valid(const char *s, size_t max)
+bool order_ident_char(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+	       (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':' ||
+	       c == '-';
+}
+
+bool order_ident_valid(const char *s, size_t max)
 {
 	size_t n = 0;
 
 	if (!s)
 		return false;
 	for (; s[n]; n++) {
-		char c = s[n];
-		if (n >= max)
-			return false;
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-		      c == ':' || c == '-'))
+		if (n >= max || !order_ident_char(s[n]))
 			return false;
 	}
 	return n >= 1;
@@ -146,7 +148,8 @@ static int get_ident(const json_t *obj, const char *key, const char *name,
 	}
 	s = json_string_value(v);
 	/* A string with an embedded NUL must not pass as its prefix. */
-	if (json_string_length(v) != strlen(s) || !ident_valid(s, ID_MAX)) {
+	if (json_string_length(v) != strlen(s) ||
+	    !order_ident_valid(s, ID_MAX)) {
 		seterr(errbuf, errlen,
 		       "%s must be 1-%d characters from [A-Za-z0-9._:-]", name,
 		       ID_MAX);
@@ -428,7 +431,7 @@ json_t *order_to_json(const order_t *o)
 	    "finished_at", o->finished_at ? finished : NULL);
 }
 
-json_t *product_to_json(const product_t *p)
+json_t *order_product_to_json(const product_t *p)
 {
 	char updated[TIMEFMT_LEN];
 
@@ -504,7 +507,7 @@ int order_items_from_text(const char *text, order_t *o)
 		if (!json_is_object(it) || json_object_size(it) != 2 ||
 		    !json_is_string(sku) || !json_is_integer(qty) ||
 		    json_string_length(sku) != strlen(json_string_value(sku)) ||
-		    !ident_valid(json_string_value(sku), ID_MAX) ||
+		    !order_ident_valid(json_string_value(sku), ID_MAX) ||
 		    json_integer_value(qty) < 1 ||
 		    json_integer_value(qty) > ORDER_QTY_MAX) {
 			rc = OD_EINVAL;

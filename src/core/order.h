@@ -63,8 +63,11 @@ typedef struct order_limits {
 #define ORDER_QTY_MAX 1000000
 #define PRODUCT_STOCK_MAX 1000000000LL
 
-/* True when s is a valid identifier: 1..max chars of [A-Za-z0-9._:-]. */
-bool ident_valid(const char *s, size_t max);
+/* The one identifier rule, for order ids, customers, skus, lock names
+ * and owners, replica ids and request ids: 1..max chars of
+ * [A-Za-z0-9._:-]. order_ident_char is its per-character half. */
+bool order_ident_valid(const char *s, size_t max);
+bool order_ident_char(char c);
 
 const char *order_status_name(order_status_t s);
 /* Parses a status name; returns 0 or OD_EINVAL. */
@@ -85,7 +88,7 @@ int order_from_json(const json_t *obj, const order_limits_t *lim,
 
 /* The order as the API returns it. New reference, caller decrefs. */
 json_t *order_to_json(const order_t *o);
-json_t *product_to_json(const product_t *p);
+json_t *order_product_to_json(const product_t *p);
 
 /* True when a and b have the same customer, items and metadata. */
 bool order_same_content(const order_t *a, const order_t *b);

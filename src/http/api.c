@@ -78,7 +78,8 @@ static bool tmpl_match(const char *tmpl, const char *path, char *param,
 				memcpy(param, p, n);
 				param[n] = '\0';
 				*ret_param_ok =
-				    pl <= ID_MAX && ident_valid(param, ID_MAX);
+				    pl <= ID_MAX &&
+				    order_ident_valid(param, ID_MAX);
 			}
 		} else if (tl != pl || memcmp(t, p, tl) != 0) {
 			return false;
@@ -346,7 +347,7 @@ int api_field_ident(http_req_t *r, json_t *obj, const char *name, char *out)
 	json_t *v = json_object_get(obj, name);
 	const char *s = json_is_string(v) ? json_string_value(v) : NULL;
 
-	if (s == NULL || !ident_valid(s, ID_MAX)) {
+	if (s == NULL || !order_ident_valid(s, ID_MAX)) {
 		api_error(r, 400, "invalid_request",
 		          "%s must be 1..%d characters of [A-Za-z0-9._:-]",
 		          name, ID_MAX);

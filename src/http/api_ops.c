@@ -3,7 +3,7 @@
  * exposition, the JSON stats summary and the alert states.
  *
  * Throughput in /v1/stats, both for this replica: submitted_per_s is the
- * 201s over the last 60 s (a window_t); processed_per_s comes from the
+ * 201s over the last 60 s (a alerts_window_t); processed_per_s comes from the
  * workers' counter orderd_orders_processed_total (completed + rejected +
  * failed), sampled on every stats call (and once at start), as the rate
  * against the oldest sample at most 60 s old.
@@ -140,7 +140,7 @@ void api_ops_stats(http_req_t *r)
 		                    json_integer(st.count[i]));
 	done = 0;
 	for (size_t i = 0; i < 3; i++)
-		done += (int64_t)metric_value(s->m_processed[i]);
+		done += (int64_t)metrics_value(s->m_processed[i]);
 	processed = processed_rate(s, done);
 	alerts = alerts_json(s, &error_rate);
 	/* A young process has not filled the window yet: divide by what it
@@ -170,7 +170,7 @@ void api_ops_stats(http_req_t *r)
 	    "{s:o,s:f,s:{s:f,s:f},s:f,s:o,s:o,s:I,s:I,s:s}", "orders", orders,
 	    "oldest_pending_age_seconds", (double)st.oldest_pending_ms / 1000.0,
 	    "throughput", "submitted_per_s",
-	    (double)window_sum(s->submitted) / span_s, "processed_per_s",
+	    (double)alerts_window_sum(s->submitted) / span_s, "processed_per_s",
 	    processed, "error_rate", error_rate, "alerts", alerts, "replicas",
 	    replicas, "replicas_seen", (json_int_t)(rc == 0 ? n_seen : 1),
 	    "uptime_seconds",

@@ -34,8 +34,8 @@ static order_limits_t limits(const http_req_t *r)
 
 static void count_created(http_server_t *s)
 {
-	metric_inc(s->m_submitted);
-	window_add(s->submitted, 1);
+	metrics_inc(s->m_submitted);
+	alerts_window_add(s->submitted, 1);
 }
 
 /* Resumes r and drops the batcher's reference: r may be freed as soon as
@@ -45,7 +45,7 @@ static void finish_async(http_req_t *r)
 	http_server_t *s = r->srv;
 
 	http_server_resume(r);
-	http_req_put(r);
+	http_server_req_put(r);
 	http_server_inflight_end(s);
 }
 
@@ -166,7 +166,7 @@ static void submit_start(http_req_t *r, batcher_done_fn done)
 		return;
 	}
 	http_server_suspend(r);
-	http_req_hold(r); /* the batcher's, dropped in finish_async */
+	http_server_req_hold(r); /* the batcher's, dropped in finish_async */
 	rc = batcher_submit(s->deps.batcher, r->order_ptrs, r->n_orders, done,
 	                    r);
 	if (rc != 0) {
@@ -445,7 +445,7 @@ void api_products_put(http_req_t *r)
 	if (rc != 0)
 		api_store_error(r, rc);
 	else
-		api_json(r, 200, product_to_json(&p));
+		api_json(r, 200, order_product_to_json(&p));
 out:
 	json_decref(body);
 }
@@ -461,7 +461,7 @@ void api_products_get(http_req_t *r)
 	if (rc != 0)
 		api_store_error(r, rc);
 	else
-		api_json(r, 200, product_to_json(&p));
+		api_json(r, 200, order_product_to_json(&p));
 }
 
 void api_products_list(http_req_t *r)
@@ -477,7 +477,8 @@ void api_products_list(http_req_t *r)
 	if (api_query_int(r, "limit", 1, LIST_LIMIT_MAX, &limit) != 0)
 		return;
 	/* Cursor: "p" + the last sku seen (identifiers are URL-safe). */
-	if (cur != NULL && (cur[0] != 'p' || !ident_valid(cur + 1, ID_MAX))) {
+	if (cur != NULL &&
+	    (cur[0] != 'p' || !order_ident_valid(cur + 1, ID_MAX))) {
 		api_error(r, 400, "invalid_request", "cursor is not valid");
 		return;
 	}
@@ -489,7 +490,7 @@ void api_products_list(http_req_t *r)
 	}
 	arr = json_array();
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(arr, product_to_json(&ps[i]));
+		json_array_append_new(arr, order_product_to_json(&ps[i]));
 	if (more && n > 0) {
 		char c[ID_MAX + 2];
 		snprintf(c, sizeof(c), "p%s", ps[n - 1].sku);

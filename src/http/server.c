@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/order.h"
 #include "http/api.h"
 #include "obs/log.h"
 #include "util/clock.h"
@@ -44,24 +45,6 @@
 #define AUTH_HEADER_MAX 4096
 
 /* ---- small helpers ---- */
-
-static bool rid_valid(const char *s)
-{
-	size_t n = 0;
-
-	if (s == NULL)
-		return false;
-	for (; s[n] != '\0'; n++) {
-		char c = s[n];
-		if (n >= HTTP_RID_MAX)
-			return false;
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-		      c == ':' || c == '-'))
-			return false;
-	}
-	return n > 0;
-}
 
 /* Constant-time over the full length of both strings. */
 static bool token_equal(const char *a, size_t la, const char *b, size_t lb)
@@ -133,9 +116,9 @@ static void observe(http_req_t *r, unsigned status)
 
 	snprintf(code, sizeof(code), "%u", status);
 	snprintf(dur, sizeof(dur), "%" PRId64, ms);
-	metric_inc(metrics_child2(s->m_requests, label, code));
-	metric_observe(metrics_child1(s->m_duration, label),
-	               (double)ms / 1000.0);
+	metrics_inc(metrics_child2(s->m_requests, label, code));
+	metrics_observe(metrics_child1(s->m_duration, label),
+	                (double)ms / 1000.0);
 	if (s->deps.alerts != NULL)
 		alerts_record(s->deps.alerts, status >= 500);
 	log_msg(quiet ? LOG_DEBUG : LOG_INFO, "request", "request_id", r->rid,
@@ -332,7 +315,7 @@ static http_req_t *req_new(http_server_t *s, struct MHD_Connection *conn,
 	snprintf(r->method, sizeof(r->method), "%s", method);
 	rid =
 	    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
-	if (rid_valid(rid))
+	if (order_ident_valid(rid, HTTP_RID_MAX))
 		snprintf(r->rid, sizeof(r->rid), "%s", rid);
 	else
 		snprintf(r->rid, sizeof(r->rid), "%016" PRIx64, clock_rand());
@@ -405,12 +388,12 @@ static void req_free(http_req_t *r)
 	pthread_mutex_unlock(&s->mu);
 }
 
-void http_req_hold(http_req_t *r)
+void http_server_req_hold(http_req_t *r)
 {
 	atomic_fetch_add(&r->refs, 1);
 }
 
-void http_req_put(http_req_t *r)
+void http_server_req_put(http_req_t *r)
 {
 	if (r != NULL && atomic_fetch_sub(&r->refs, 1) == 1)
 		req_free(r);
@@ -430,7 +413,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	    toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !r->drained;
 	pthread_mutex_unlock(&r->srv->mu);
 	*con_cls = NULL;
-	http_req_put(r);
+	http_server_req_put(r);
 }
 
 /*
@@ -540,7 +523,7 @@ static void run_request(handlers_job_t *job, bool late)
 	if (answered) {
 		/* Abandoned while queued (shutdown): nothing left to do. */
 	} else if (late) {
-		metric_inc(s->m_queue_expired);
+		metrics_inc(s->m_queue_expired);
 		api_error(r, 503, "unavailable",
 		          "no handler was free within %lld ms, retry later",
 		          (long long)s->opt.handler_queue_ms);
@@ -556,7 +539,7 @@ static void run_request(handlers_job_t *job, bool late)
 			http_server_resume(r);
 		}
 	}
-	http_req_put(r);
+	http_server_req_put(r);
 }
 
 /* Queues suspended r for the handler pool, or answers it 503. */
@@ -570,9 +553,9 @@ static void pool_submit(http_req_t *r)
 	pthread_mutex_unlock(&s->mu);
 	r->job.run = run_request;
 	r->job.expires = true;
-	http_req_hold(r);
+	http_server_req_hold(r);
 	if (closing || !handlers_submit(s->handlers, &r->job)) {
-		http_req_put(r);
+		http_server_req_put(r);
 		api_unavailable(r, "server is shutting down");
 		http_server_resume(r);
 	}
@@ -676,28 +659,28 @@ static void collect(void *arg)
 	if (rc != 0) {
 		/* The gauges keep their last values; the age below and this
 		 * counter say that they are stale. */
-		metric_inc(s->m_stats_errors);
+		metrics_inc(s->m_stats_errors);
 	} else {
 		s->stats_ok_mono_ms = clock_mono_ms();
 		for (int i = 0; i < ORDER_STATUS_COUNT; i++)
-			metric_set(metrics_child1(
-			               s->m_orders,
-			               order_status_name((order_status_t)i)),
-			           (double)st.count[i]);
-		metric_set(s->m_oldest, (double)st.oldest_pending_ms / 1000.0);
+			metrics_set(metrics_child1(
+			                s->m_orders,
+			                order_status_name((order_status_t)i)),
+			            (double)st.count[i]);
+		metrics_set(s->m_oldest, (double)st.oldest_pending_ms / 1000.0);
 		/* A counter kept by the store: add what it grew by. */
-		double grew = (double)st.resets - metric_value(s->m_resets);
+		double grew = (double)st.resets - metrics_value(s->m_resets);
 		if (grew > 0)
-			metric_add(s->m_resets, grew);
+			metrics_add(s->m_resets, grew);
 		/* The autoscaling signal's other half: backlog per replica
 		 * (the reaper keeps orderd_replicas fresh). */
-		double replicas = metric_value(s->m_replicas);
-		metric_set(s->m_per_replica,
-		           (double)st.count[ORDER_PENDING] /
-		               (replicas >= 1 ? replicas : 1));
+		double replicas = metrics_value(s->m_replicas);
+		metrics_set(s->m_per_replica,
+		            (double)st.count[ORDER_PENDING] /
+		                (replicas >= 1 ? replicas : 1));
 	}
-	metric_set(s->m_stats_age,
-	           (double)(clock_mono_ms() - s->stats_ok_mono_ms) / 1000.0);
+	metrics_set(s->m_stats_age,
+	            (double)(clock_mono_ms() - s->stats_ok_mono_ms) / 1000.0);
 unlock:
 	pthread_mutex_unlock(&collect_mu);
 }
@@ -875,7 +858,7 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	s->sample_ms[0] = s->started_mono_ms;
 	s->n_samples = 1;
 	s->next_sample = 1;
-	rc = window_new(60, &s->submitted);
+	rc = alerts_window_new(60, &s->submitted);
 	if (rc != 0)
 		goto fail;
 	rc = handlers_new((size_t)opt->threads, opt->handler_queue_ms,
@@ -912,7 +895,7 @@ fail:
 	waiters_stop(s->waiters);
 	handlers_free(s->handlers);
 	waiters_free(s->waiters);
-	window_free(s->submitted);
+	alerts_window_free(s->submitted);
 	pthread_mutex_destroy(&s->stats_mu);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->mu);
@@ -985,13 +968,13 @@ static size_t abandon_suspended(http_server_t *s)
 		return 0; /* the caller's wait is bounded; nothing better */
 	for (http_req_t *r = s->susp_head; r != NULL && k < n; r = r->susp_next)
 		if (!r->answered) {
-			http_req_hold(r);
+			http_server_req_hold(r);
 			list[k++] = r;
 		}
 	pthread_mutex_unlock(&s->mu);
 	for (size_t i = 0; i < k; i++) {
 		http_server_abandon(list[i], "server is shutting down");
-		http_req_put(list[i]);
+		http_server_req_put(list[i]);
 	}
 	free(list);
 	pthread_mutex_lock(&s->mu);
@@ -1046,7 +1029,7 @@ void http_server_free(http_server_t *h)
 	handlers_stop(h->handlers);
 	handlers_free(h->handlers);
 	waiters_free(h->waiters);
-	window_free(h->submitted);
+	alerts_window_free(h->submitted);
 	pthread_mutex_destroy(&h->stats_mu);
 	pthread_cond_destroy(&h->cond);
 	pthread_mutex_destroy(&h->mu);

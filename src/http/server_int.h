@@ -14,7 +14,7 @@
  *
  * References: MHD holds one from the first callback to "request
  * completed"; every other thread that keeps r past a hand-off holds one
- * (http_req_hold/_put), so r outlives whoever may still touch it.
+ * (http_server_req_hold/_put), so r outlives whoever may still touch it.
  *
  * Answers are claimed once: the first of http_server_resume and
  * http_server_abandon wins. Abandon answers 503 at once from a response of
@@ -63,7 +63,7 @@ struct http_server {
 	struct MHD_Daemon *daemon;
 	waiters_t *waiters;
 	handlers_t *handlers;
-	window_t *submitted; /* 201s over the last 60 s (thread-safe) */
+	alerts_window_t *submitted; /* 201s over the last 60 s (thread-safe) */
 	atomic_bool draining;
 	int64_t started_mono_ms;
 
@@ -160,8 +160,8 @@ struct http_req {
 };
 
 /* Takes and drops a reference to r; the last put frees it. Any thread. */
-void http_req_hold(http_req_t *r);
-void http_req_put(http_req_t *r);
+void http_server_req_hold(http_req_t *r);
+void http_server_req_put(http_req_t *r);
 
 /* Suspends r's connection; call only from inside a handler. */
 void http_server_suspend(http_req_t *r);

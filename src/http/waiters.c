@@ -79,7 +79,7 @@ static void finish(waiter_t *w, bool answered, const char *why)
 		http_server_resume(w->r);
 	else
 		http_server_abandon(w->r, why);
-	http_req_put(w->r);
+	http_server_req_put(w->r);
 	free(w);
 }
 
@@ -334,7 +334,7 @@ int waiters_add(waiters_t *ws, http_req_t *r, waiter_poll_fn poll,
 	} else if (ws->n >= ws->max) {
 		rc = OD_EBUSY;
 	} else {
-		http_req_hold(r);
+		http_server_req_hold(r);
 		w->next = ws->list;
 		if (ws->list)
 			ws->list->prev = w;
@@ -375,7 +375,7 @@ void waiters_stop(waiters_t *ws)
 			w->next = idle;
 			idle = w;
 		} else if (busy != NULL) {
-			http_req_hold(w->r);
+			http_server_req_hold(w->r);
 			busy[n_busy++] = w->r;
 		}
 	}
@@ -387,7 +387,7 @@ void waiters_stop(waiters_t *ws)
 	}
 	for (size_t i = 0; i < n_busy; i++) {
 		http_server_abandon(busy[i], "server is shutting down");
-		http_req_put(busy[i]);
+		http_server_req_put(busy[i]);
 	}
 	free(busy);
 	pthread_join(ws->thread, NULL);

@@ -4,9 +4,9 @@
  * the monotonic second, so old slots are recognised by their stamp and
  * reused without a background timer.
  *
- * A window_t has its own mutex. An alerts_t embeds two bare rings (requests
- * and errors) under its single mutex, so no path ever holds two locks; the
- * state-change log line is written after the mutex is released.
+ * An alerts_window_t has its own mutex. An alerts_t embeds two bare rings
+ * (requests and errors) under its single mutex, so no path ever holds two
+ * locks; the state-change log line is written after the mutex is released.
  */
 #include "obs/alerts.h"
 
@@ -79,14 +79,14 @@ static int64_t now_s(void)
 	return clock_mono_ms() / 1000;
 }
 
-struct window {
+struct alerts_window {
 	pthread_mutex_t lock;
 	struct ring ring; /* lock */
 };
 
-int window_new(int seconds, window_t **ret)
+int alerts_window_new(int seconds, alerts_window_t **ret)
 {
-	window_t *w = calloc(1, sizeof *w);
+	alerts_window_t *w = calloc(1, sizeof *w);
 	if (!w)
 		return -ENOMEM;
 	int rc = ring_init(&w->ring, seconds);
@@ -99,7 +99,7 @@ int window_new(int seconds, window_t **ret)
 	return 0;
 }
 
-void window_free(window_t *w)
+void alerts_window_free(alerts_window_t *w)
 {
 	if (!w)
 		return;
@@ -108,7 +108,7 @@ void window_free(window_t *w)
 	free(w);
 }
 
-void window_add(window_t *w, int64_t n)
+void alerts_window_add(alerts_window_t *w, int64_t n)
 {
 	int64_t s = now_s();
 	pthread_mutex_lock(&w->lock);
@@ -116,7 +116,7 @@ void window_add(window_t *w, int64_t n)
 	pthread_mutex_unlock(&w->lock);
 }
 
-int64_t window_sum(window_t *w)
+int64_t alerts_window_sum(alerts_window_t *w)
 {
 	int64_t s = now_s();
 	pthread_mutex_lock(&w->lock);
@@ -161,7 +161,7 @@ static void evaluate_locked(alerts_t *a, int64_t s, struct change *ch)
 	a->state.since_ms = clock_wall_ms();
 	/* Set under the lock so racing evaluations cannot leave the gauge
 	 * disagreeing with the state. */
-	metric_set(a->gauge, firing ? 1 : 0);
+	metrics_set(a->gauge, firing ? 1 : 0);
 	ch->firing = firing;
 	ch->value = value;
 	ch->requests = req;
@@ -213,7 +213,7 @@ int alerts_new(double threshold, int window_s, int64_t min_requests,
 		goto fini_errors;
 	}
 	/* Explicitly 0 so the series is exported before any traffic. */
-	metric_set(a->gauge, 0);
+	metrics_set(a->gauge, 0);
 	a->threshold = threshold;
 	a->min_requests = min_requests;
 	a->state.name = alert_name;

@@ -31,14 +31,15 @@ void alerts_record(alerts_t *a, bool is_error);
 size_t alerts_list(alerts_t *a, alert_state_t *out, size_t max);
 
 /*
- * window: a thread-safe count of events over the last n seconds in
- * one-second slots (n <= 3600). Used for error rates and throughput.
+ * alerts_window: a thread-safe count of events over the last n seconds
+ * in one-second slots (n <= 3600), the same ring the alert counts its
+ * requests and errors in. The HTTP layer uses one for the 201 throughput.
  */
-typedef struct window window_t;
-int window_new(int seconds, window_t **ret);
-void window_free(window_t *w);
-void window_add(window_t *w, int64_t n);
+typedef struct alerts_window alerts_window_t;
+int alerts_window_new(int seconds, alerts_window_t **ret);
+void alerts_window_free(alerts_window_t *w);
+void alerts_window_add(alerts_window_t *w, int64_t n);
 /* Sum of the last `seconds` full and current slots. */
-int64_t window_sum(window_t *w);
+int64_t alerts_window_sum(alerts_window_t *w);
 
 #endif

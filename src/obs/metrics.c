@@ -2,7 +2,7 @@
  * metrics: the process-wide Prometheus registry (see metrics.h). One mutex
  * (registry_lock) guards the family list, every family's child table and
  * the collect callbacks; values themselves are C11 atomics so the hot path
- * (metric_inc and friends on a cached child) never takes a lock.
+ * (metrics_inc and friends on a cached child) never takes a lock.
  *
  * Doubles are stored as their IEEE-754 bit pattern in an atomic uint64 and
  * updated with a compare-and-swap loop, since C11 has no portable atomic
@@ -300,25 +300,25 @@ metric_t *metrics_child2(metric_family_t *f, const char *v1, const char *v2)
 }
 
 /* Updates accept NULL (a failed registration) so callers need no checks. */
-void metric_inc(metric_t *m)
+void metrics_inc(metric_t *m)
 {
-	metric_add(m, 1);
+	metrics_add(m, 1);
 }
 
-void metric_add(metric_t *m, double v)
+void metrics_add(metric_t *m, double v)
 {
 	if (m)
 		atomic_add_dbl(&m->bits, v);
 }
 
-void metric_set(metric_t *m, double v)
+void metrics_set(metric_t *m, double v)
 {
 	if (m)
 		atomic_store_explicit(&m->bits, dbl_bits(v),
 		                      memory_order_relaxed);
 }
 
-void metric_observe(metric_t *m, double v)
+void metrics_observe(metric_t *m, double v)
 {
 	if (!m || m->fam->type != METRIC_HISTOGRAM)
 		return;
@@ -330,7 +330,7 @@ void metric_observe(metric_t *m, double v)
 	atomic_add_dbl(&m->sum_bits, v);
 }
 
-double metric_value(const metric_t *m)
+double metrics_value(const metric_t *m)
 {
 	if (!m)
 		return 0;
@@ -541,7 +541,7 @@ char *metrics_render(void)
 			out_str(&o, f->name);
 			out_labels(&o, m, NULL);
 			out_str(&o, " ");
-			out_double(&o, metric_value(m));
+			out_double(&o, metrics_value(m));
 			out_str(&o, "\n");
 		}
 	}

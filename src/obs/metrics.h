@@ -40,11 +40,11 @@ metric_t *metrics_child0(metric_family_t *f);
 metric_t *metrics_child1(metric_family_t *f, const char *value);
 metric_t *metrics_child2(metric_family_t *f, const char *v1, const char *v2);
 
-void metric_inc(metric_t *m);
-void metric_add(metric_t *m, double v);
-void metric_set(metric_t *m, double v);
-void metric_observe(metric_t *m, double v);
-double metric_value(const metric_t *m); /* counters and gauges */
+void metrics_inc(metric_t *m);
+void metrics_add(metric_t *m, double v);
+void metrics_set(metric_t *m, double v);
+void metrics_observe(metric_t *m, double v);
+double metrics_value(const metric_t *m); /* counters and gauges */
 
 /* Called at the start of every render, to refresh gauges that are read
  * from elsewhere (e.g. order counts from the store). */

@@ -135,7 +135,7 @@ int cmd_lock(ctl_t *ctl, int argc, char **argv)
 	json_decref(body);
 	if (ex == EX_OK && !ctl->json) {
 		if (lock)
-			out_lock(lock);
+			output_lock(lock);
 		else
 			printf("released %s\n", name);
 	}

@@ -33,15 +33,15 @@ static void show_alerts(const json_t *j)
 	char c[5][OUT_CELL_LEN];
 	printf("%-32s %-9s %12s %12s %s\n", "NAME", "STATE", "VALUE",
 	       "THRESHOLD", "SINCE");
-	json_array_foreach(json_object_get(j, "alerts"), i, a)
-	    printf("%-32s %-9s %12s %12s %s\n", out_cell(a, "name", c[0]),
-	           out_cell(a, "state", c[1]), out_cell(a, "value", c[2]),
-	           out_cell(a, "threshold", c[3]), out_cell(a, "since", c[4]));
+	json_array_foreach(json_object_get(j, "alerts"), i, a) printf(
+	    "%-32s %-9s %12s %12s %s\n", output_cell(a, "name", c[0]),
+	    output_cell(a, "state", c[1]), output_cell(a, "value", c[2]),
+	    output_cell(a, "threshold", c[3]), output_cell(a, "since", c[4]));
 }
 
 int cmd_stats(ctl_t *ctl, int argc, char **argv)
 {
-	return view(ctl, argc, argv, "/v1/stats", out_flat);
+	return view(ctl, argc, argv, "/v1/stats", output_flat);
 }
 
 int cmd_alerts(ctl_t *ctl, int argc, char **argv)

@@ -17,7 +17,7 @@ enum { OPT_WAIT = CTL_OPT_PAGE_FREE, OPT_STATUS };
 static int show_order(const ctl_t *ctl, int ex, json_t *order)
 {
 	if (ex == EX_OK && !ctl->json)
-		out_order(order);
+		output_order(order);
 	json_decref(order);
 	return ex;
 }
@@ -107,7 +107,7 @@ int cmd_list(ctl_t *ctl, int argc, char **argv)
 	         (long long)a.page.limit, a.status ? "&status=" : "",
 	         a.status ? a.status : "");
 	return ctl_pages(ctl, "list", path, "orders", a.page.cursor, a.page.all,
-	                 out_order_table);
+	                 output_order_table);
 }
 
 /* requeue and cancel: POST /v1/orders/ID/<action>. */

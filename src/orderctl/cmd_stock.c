@@ -16,7 +16,7 @@ static int show_product(const ctl_t *ctl, int ex, json_t *p)
 	if (ex == EX_OK && !ctl->json) {
 		json_t *one = json_array();
 		if (one && json_array_append(one, p) == 0)
-			out_product_table(one, true);
+			output_product_table(one, true);
 		json_decref(one);
 	}
 	json_decref(p);
@@ -46,7 +46,7 @@ int cmd_stock(ctl_t *ctl, int argc, char **argv)
 		snprintf(path, sizeof path, "/v1/products?limit=%lld",
 		         (long long)a.limit);
 		return ctl_pages(ctl, "stock list", path, "products", a.cursor,
-		                 a.all, out_product_table);
+		                 a.all, output_product_table);
 	}
 	if (strcmp(sub, "get") == 0) {
 		if (npos != 2)

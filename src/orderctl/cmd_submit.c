@@ -95,7 +95,7 @@ static void print_result(submit_t *s, const entry_t *e, const json_t *r)
 		word = "failed";
 		s->failed++;
 		if (!s->ex_other)
-			s->ex_other = out_exit_for_status((long)st);
+			s->ex_other = output_exit_for_status((long)st);
 	}
 	if (s->ctl->json) {
 		char *text = json_dumps(r, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -199,12 +199,12 @@ static void flush(submit_t *s)
 		}
 		int rc = send_batch(s, c, &resp, errbuf);
 		if (rc < 0) {
-			stop(s, out_transport_error(what, rc, errbuf));
+			stop(s, output_transport_error(what, rc, errbuf));
 			goto print;
 		}
 		have_resp = true;
 		if (resp.status != 200) {
-			stop(s, out_http_error(what, &resp));
+			stop(s, output_http_error(what, &resp));
 			goto print;
 		}
 		answer = json_loadb(resp.body.data, resp.body.len, 0, NULL);
@@ -239,7 +239,7 @@ print:;
 static void set_label(entry_t *e, const json_t *order, const char *where)
 {
 	const char *id = json_string_value(json_object_get(order, "id"));
-	if (id && ident_valid(id, ID_MAX))
+	if (id && order_ident_valid(id, ID_MAX))
 		snprintf(e->label, sizeof e->label, "%s", id);
 	else
 		snprintf(e->label, sizeof e->label, "%s", where);

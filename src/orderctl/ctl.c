@@ -28,7 +28,7 @@ int ctl_parse_int(const char *s, int64_t min, int64_t max, int64_t *ret)
 
 int ctl_check_ident(const ctl_t *ctl, const char *what, const char *s)
 {
-	if (ident_valid(s, ID_MAX))
+	if (order_ident_valid(s, ID_MAX))
 		return 0;
 	return ctl_usage_error(ctl,
 	                       "invalid %s '%.80s': must be 1-%d characters "
@@ -72,10 +72,10 @@ int ctl_call(ctl_t *ctl, const char *what, const char *method, const char *path,
 	                        extra_timeout_ms, &resp, errbuf);
 	free(text);
 	if (rc < 0)
-		return out_transport_error(what, rc, errbuf);
+		return output_transport_error(what, rc, errbuf);
 	int ex;
 	if (resp.status < 200 || resp.status >= 300) {
-		ex = out_http_error(what, &resp);
+		ex = output_http_error(what, &resp);
 		goto out;
 	}
 	json_t *j = NULL;
@@ -92,7 +92,7 @@ int ctl_call(ctl_t *ctl, const char *what, const char *method, const char *path,
 		}
 	}
 	if (ctl->json && resp.body.len)
-		out_raw(&resp.body);
+		output_raw(&resp.body);
 	if (ret_json)
 		*ret_json = j;
 	else

@@ -14,7 +14,7 @@
 
 #include "orderctl/ctl.h"
 
-int out_exit_for_status(long status)
+int output_exit_for_status(long status)
 {
 	if (status >= 200 && status < 300)
 		return EX_OK;
@@ -42,7 +42,7 @@ int out_exit_for_status(long status)
 }
 
 /* Exit code for a client_request() error. */
-static int out_exit_for_transport(int rc)
+static int output_exit_for_transport(int rc)
 {
 	switch (rc) {
 	case -ECONNREFUSED:
@@ -63,7 +63,7 @@ static const char *str_or(const json_t *obj, const char *key, const char *dflt)
 	return s ? s : dflt;
 }
 
-int out_http_error(const char *what, const client_response_t *resp)
+int output_http_error(const char *what, const client_response_t *resp)
 {
 	json_t *j = NULL;
 	if (resp->body.len)
@@ -93,10 +93,10 @@ int out_http_error(const char *what, const client_response_t *resp)
 		        "orderctl: %s: server asks to retry after %d s\n", what,
 		        resp->retry_after);
 	json_decref(j);
-	return out_exit_for_status(resp->status);
+	return output_exit_for_status(resp->status);
 }
 
-int out_transport_error(const char *what, int rc, const char *errbuf)
+int output_transport_error(const char *what, int rc, const char *errbuf)
 {
 	const char *kind = "request failed";
 	switch (rc) {
@@ -114,10 +114,10 @@ int out_transport_error(const char *what, int rc, const char *errbuf)
 		break;
 	}
 	fprintf(stderr, "orderctl: %s: %s: %s\n", what, kind, errbuf);
-	return out_exit_for_transport(rc);
+	return output_exit_for_transport(rc);
 }
 
-void out_raw(const buf_t *body)
+void output_raw(const buf_t *body)
 {
 	size_t n = body->len;
 	while (n > 0 &&
@@ -128,8 +128,8 @@ void out_raw(const buf_t *body)
 	fputc('\n', stdout);
 }
 
-const char *out_cell(const json_t *obj, const char *key,
-                     char cell[OUT_CELL_LEN])
+const char *output_cell(const json_t *obj, const char *key,
+                        char cell[OUT_CELL_LEN])
 {
 	const json_t *v = json_object_get(obj, key);
 	if (json_is_string(v))
@@ -163,11 +163,11 @@ static void print_items(FILE *f, const json_t *items)
 	{
 		char cell[OUT_CELL_LEN];
 		fprintf(f, "%s%s x%s", i ? ", " : "", str_or(it, "sku", "?"),
-		        out_cell(it, "qty", cell));
+		        output_cell(it, "qty", cell));
 	}
 }
 
-void out_order(const json_t *o)
+void output_order(const json_t *o)
 {
 	static const char *const fields[] = {
 	    "id",     "status",     "customer",   NULL,         "attempts",
@@ -180,7 +180,7 @@ void out_order(const json_t *o)
 			putchar('\n');
 			continue;
 		}
-		printf("%-12s%s\n", fields[i], out_cell(o, fields[i], cell));
+		printf("%-12s%s\n", fields[i], output_cell(o, fields[i], cell));
 	}
 	const json_t *md = json_object_get(o, "metadata");
 	if (json_is_object(md) && json_object_size(md) > 0) {
@@ -190,7 +190,7 @@ void out_order(const json_t *o)
 	}
 }
 
-void out_order_table(const json_t *orders, bool header)
+void output_order_table(const json_t *orders, bool header)
 {
 	size_t i;
 	const json_t *o;
@@ -202,14 +202,14 @@ void out_order_table(const json_t *orders, bool header)
 	{
 		printf("%-24s %-10s %-16s %3s %-24s ", str_or(o, "id", "?"),
 		       str_or(o, "status", "?"), str_or(o, "customer", "?"),
-		       out_cell(o, "attempts", c1),
+		       output_cell(o, "attempts", c1),
 		       str_or(o, "created_at", "-"));
 		print_items(stdout, json_object_get(o, "items"));
 		putchar('\n');
 	}
 }
 
-void out_product_table(const json_t *products, bool header)
+void output_product_table(const json_t *products, bool header)
 {
 	size_t i;
 	const json_t *p;
@@ -218,10 +218,10 @@ void out_product_table(const json_t *products, bool header)
 		printf("%-24s %12s %s\n", "SKU", "STOCK", "UPDATED");
 	json_array_foreach(products, i, p)
 	    printf("%-24s %12s %s\n", str_or(p, "sku", "?"),
-	           out_cell(p, "stock", cell), str_or(p, "updated_at", "-"));
+	           output_cell(p, "stock", cell), str_or(p, "updated_at", "-"));
 }
 
-void out_lock(const json_t *l)
+void output_lock(const json_t *l)
 {
 	static const char *const fields[] = {"name", "owner", "fence",
 	                                     "expires_at"};
@@ -229,7 +229,7 @@ void out_lock(const json_t *l)
 	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
 		if (json_object_get(l, fields[i]))
 			printf("%-12s%s\n", fields[i],
-			       out_cell(l, fields[i], cell));
+			       output_cell(l, fields[i], cell));
 }
 
 #define FLAT_PATH 256 /* deeper paths are cut; a display, not a format */
@@ -285,7 +285,7 @@ static void flat(const json_t *j, char *path, size_t len)
 	free(text);
 }
 
-void out_flat(const json_t *j)
+void output_flat(const json_t *j)
 {
 	char path[FLAT_PATH] = "";
 	flat(j, path, 0);

@@ -14,31 +14,31 @@
 #include "orderctl/client.h"
 
 /* Exit code for a non-2xx HTTP status (sysexits.h, see docs/orderctl.md). */
-int out_exit_for_status(long status);
+int output_exit_for_status(long status);
 
 /* Prints the server's error for resp to stderr; returns its exit code. */
-int out_http_error(const char *what, const client_response_t *resp);
+int output_http_error(const char *what, const client_response_t *resp);
 /* Prints a transport error to stderr; returns its exit code. */
-int out_transport_error(const char *what, int rc, const char *errbuf);
+int output_transport_error(const char *what, int rc, const char *errbuf);
 
 /* Prints body as one line (trailing whitespace trimmed) to stdout. */
-void out_raw(const buf_t *body);
+void output_raw(const buf_t *body);
 
 /* The value of key in obj as text for a table cell: strings as they are,
  * numbers printed, null/missing as "-". Returns a pointer into obj or into
  * cell (CELL_LEN bytes). */
 #define OUT_CELL_LEN 64
-const char *out_cell(const json_t *obj, const char *key,
-                     char cell[OUT_CELL_LEN]);
+const char *output_cell(const json_t *obj, const char *key,
+                        char cell[OUT_CELL_LEN]);
 
 /* An order as an aligned block of "field  value" lines. */
-void out_order(const json_t *order);
+void output_order(const json_t *order);
 /* Orders or products as table rows, after a header line when header. */
-void out_order_table(const json_t *orders, bool header);
-void out_product_table(const json_t *products, bool header);
-void out_lock(const json_t *lock);
+void output_order_table(const json_t *orders, bool header);
+void output_product_table(const json_t *products, bool header);
+void output_lock(const json_t *lock);
 /* Any JSON value as "path  value" lines (objects flattened with '.',
  * arrays with [i]); for answers whose shape is open, such as stats. */
-void out_flat(const json_t *j);
+void output_flat(const json_t *j);
 
 #endif

@@ -25,13 +25,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/order.h"
 #include "obs/log.h"
 #include "util/err.h"
 
 #define TOKEN_MAX 256   /* bytes per API token */
 #define TOKENS_MAX 1024 /* tokens from the list and the file together */
 #define TOKENS_FILE_MAX (1 << 20) /* bytes read from api_tokens_file */
-#define REPLICA_ID_MAX 64         /* an identifier, as in API.md */
 #define SHOW_MAX 64               /* bytes of a bad value echoed in a message */
 
 typedef enum setting_type {
@@ -106,7 +106,7 @@ static const setting_t settings[] = {
         "file with one bearer token per line (blank lines and `#` "
         "comments ignored); merged with `api_tokens`"),
     {"replica_id", OFF(replica_id), "replica-id", "ORDERD_REPLICA_ID", SET_STR,
-     DEF_REPLICA, NULL, 1, REPLICA_ID_MAX, 0, 0, check_replica, false,
+     DEF_REPLICA, NULL, 1, ID_MAX, 0, 0, check_replica, false,
      "1..64 of `[A-Za-z0-9._:-]`",
      "this replica's name in leases, logs and metrics"},
     INT(drain_ms, "drain-ms", "ORDERD_DRAIN_MS", "20000", 0, 600000,
@@ -194,18 +194,10 @@ static const char *check_database(const char *v)
 	return "must be sqlite:PATH, postgres://... or postgresql://...";
 }
 
-static bool ident_char(char ch)
-{
-	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
-	       (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
-	       ch == ':' || ch == '-';
-}
-
 static const char *check_replica(const char *v)
 {
-	for (const char *p = v; *p; p++)
-		if (!ident_char(*p))
-			return "must be 1..64 characters from [A-Za-z0-9._:-]";
+	if (!order_ident_valid(v, ID_MAX))
+		return "must be 1..64 characters from [A-Za-z0-9._:-]";
 	return NULL;
 }
 
@@ -259,16 +251,16 @@ static void default_replica(char *buf, size_t len)
 		snprintf(host, sizeof host, "orderd");
 	host[sizeof host - 1] = '\0';
 	for (char *p = host; *p; p++)
-		if (!ident_char(*p))
+		if (!order_ident_char(*p))
 			*p = '-';
 	char pid[24];
 	snprintf(pid, sizeof pid, "-%ld", (long)getpid());
 	/* Cut the host name so that the whole id stays an identifier. */
 	size_t plen = strlen(pid);
 	size_t hlen = strlen(host);
-	if (hlen > REPLICA_ID_MAX - plen)
-		hlen = REPLICA_ID_MAX - plen;
-	assert(len > REPLICA_ID_MAX);
+	if (hlen > ID_MAX - plen)
+		hlen = ID_MAX - plen;
+	assert(len > ID_MAX);
 	memcpy(buf, host, hlen);
 	memcpy(buf + hlen, pid, plen + 1);
 }

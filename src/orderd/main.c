@@ -55,7 +55,7 @@ static void on_commit(void *arg, size_t created)
 
 static void register_build_info(void)
 {
-	metric_set(
+	metrics_set(
 	    metrics_child1(metrics_family(METRIC_GAUGE, "orderd_build_info",
 	                                  "Build information; always 1.",
 	                                  (const char *[]){"version", NULL},

@@ -29,7 +29,7 @@ struct store {
 
 static bool ident_ok(const char *s)
 {
-	return s && ident_valid(s, ID_MAX);
+	return s && order_ident_valid(s, ID_MAX);
 }
 
 static bool ms_ok(int64_t ms, int64_t max)
@@ -326,5 +326,5 @@ int store_verify(store_t *s, store_violation_fn fn, void *arg,
 {
 	if (!fn && !ret_violations)
 		return OD_EINVAL;
-	return store_audit(s->be, s->b, fn, arg, ret_violations);
+	return store_verify_audit(s->be, s->b, fn, arg, ret_violations);
 }

@@ -82,8 +82,9 @@ typedef struct store_backend {
 } store_backend_t;
 
 /* store_verify(): runs be's checks and describes each row (store_verify.c). */
-int store_audit(const store_backend_t *be, void *b, store_violation_fn fn,
-                void *arg, size_t *ret_violations);
+int store_verify_audit(const store_backend_t *be, void *b,
+                       store_violation_fn fn, void *arg,
+                       size_t *ret_violations);
 
 extern const store_backend_t store_sqlite_backend;
 extern const store_backend_t store_postgres_backend;

@@ -94,8 +94,8 @@ static void on_row(void *arg, int check, const store_check_row_t *row)
 	a->fn(a->arg, line);
 }
 
-int store_audit(const store_backend_t *be, void *b, store_violation_fn fn,
-                void *arg, size_t *ret_violations)
+int store_verify_audit(const store_backend_t *be, void *b,
+                       store_violation_fn fn, void *arg, size_t *ret_violations)
 {
 	audit_t a = {.fn = fn, .arg = arg};
 	int rc = be->verify(b, on_row, &a);

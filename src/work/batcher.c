@@ -98,9 +98,9 @@ static void commit_batch(batcher_t *b, request_t *batch, size_t n)
 		rc = store_submit(b->store, (const order_t *const *)b->orders,
 		                  n, b->results);
 	}
-	metric_observe(b->m_batch_size, (double)n);
+	metrics_observe(b->m_batch_size, (double)n);
 	if (rc < 0)
-		metric_inc(b->m_errors);
+		metrics_inc(b->m_errors);
 
 	size_t k = 0, created = 0;
 	for (request_t *r = batch, *next; r; r = next) {

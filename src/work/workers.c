@@ -92,7 +92,7 @@ static bool idle_wait(workers_t *w, int64_t ms, uint64_t *seen_kicks)
 /* A write under a lease found the fence stale: nothing was written (G7). */
 static void fenced_out(workers_t *w, const store_claim_t *c, const char *what)
 {
-	metric_inc(w->m_fenced);
+	metrics_inc(w->m_fenced);
 	log_warn("lease lost, work abandoned", "order_id", c->order.id, "write",
 	         what, NULL);
 }
@@ -125,9 +125,9 @@ static void hand_back(workers_t *w, store_claim_t *claims, size_t n)
 static void record_outcome(workers_t *w, const store_claim_t *c,
                            metric_t *outcome)
 {
-	metric_inc(outcome);
+	metrics_inc(outcome);
 	int64_t secs_ms = clock_wall_ms() - c->order.created_at;
-	metric_observe(w->m_latency, secs_ms > 0 ? secs_ms / 1000.0 : 0);
+	metrics_observe(w->m_latency, secs_ms > 0 ? secs_ms / 1000.0 : 0);
 }
 
 /*
@@ -200,7 +200,7 @@ static void retry_batch(workers_t *w, store_claim_t *claims, size_t n, int err)
 			log_warn("order failed", "order_id", c->order.id,
 			         "error", err_str(err), NULL);
 		} else {
-			metric_inc(w->m_retries);
+			metrics_inc(w->m_retries);
 		}
 	}
 }
@@ -234,7 +234,7 @@ static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
 		return;
 	}
 	if (rc < 0) {
-		metric_inc(w->m_process_err);
+		metrics_inc(w->m_process_err);
 		log_warn("processing batch failed", "error", err_str(rc),
 		         "first_order_id", claims[0].order.id, NULL);
 		retry_batch(w, claims, n, rc);
@@ -254,7 +254,7 @@ static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
 		case PROCESS_BREACH:
 			/* Nothing was reserved twice and the order is failed,
 			 * so this is logged once, never again for the order. */
-			metric_inc(w->m_breaches);
+			metrics_inc(w->m_breaches);
 			log_error("invariant breach: order already holds a"
 			          " reservation, failed without reserving",
 			          "order_id", claims[i].order.id, "reason",
@@ -283,7 +283,7 @@ static void *worker_main(void *arg)
 		int rc = store_claim(w->store, w->replica_id, w->opt.lease_ms,
 		                     max, claims, &n);
 		if (rc < 0) {
-			metric_inc(w->m_claim_err);
+			metrics_inc(w->m_claim_err);
 			log_warn("claim failed", "error", err_str(rc), NULL);
 			/* Back off with jitter so replicas do not stampede a
 			 * recovering store. */
@@ -324,11 +324,11 @@ static void beat(workers_t *w)
 		    w->store, workers_replica_window_ms(w->opt.reap_ms), NULL,
 		    0, &replicas);
 	if (rc < 0) {
-		metric_inc(w->m_beat_err);
+		metrics_inc(w->m_beat_err);
 		log_warn("heartbeat failed", "error", err_str(rc), NULL);
 		return;
 	}
-	metric_set(w->m_replicas, (double)replicas);
+	metrics_set(w->m_replicas, (double)replicas);
 }
 
 static void *reaper_main(void *arg)
@@ -344,13 +344,13 @@ static void *reaper_main(void *arg)
 			if (rc == 0 && n > 0) {
 				char num[24];
 				snprintf(num, sizeof num, "%zu", n);
-				metric_add(w->m_expired, (double)n);
+				metrics_add(w->m_expired, (double)n);
 				log_warn("expired leases taken back", "count",
 				         num, NULL);
 			}
 		} while (rc == 0 && n == 1000);
 		if (rc < 0) {
-			metric_inc(w->m_reap_err);
+			metrics_inc(w->m_reap_err);
 			log_warn("reap failed", "error", err_str(rc), NULL);
 		}
 		beat(w);

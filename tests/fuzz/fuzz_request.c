@@ -50,7 +50,8 @@ static void one_order(const json_t *obj, const char *prefix)
 		return;
 	}
 	/* A valid order is canonical and survives encoding. */
-	assert(ident_valid(o.id, ID_MAX) && ident_valid(o.customer, ID_MAX));
+	assert(order_ident_valid(o.id, ID_MAX) &&
+	       order_ident_valid(o.customer, ID_MAX));
 	assert(o.n_items >= 1 && o.n_items <= lim.max_items);
 	for (size_t i = 0; i < o.n_items; i++) {
 		assert(o.items[i].qty >= 1 && o.items[i].qty <= ORDER_QTY_MAX);

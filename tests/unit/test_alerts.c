@@ -57,31 +57,31 @@ static int setup(void **state)
 
 static void test_window_sums(void **state)
 {
-	window_t *w = NULL;
-	assert_int_equal(window_new(0, &w), OD_EINVAL);
-	assert_int_equal(window_new(3601, &w), OD_EINVAL);
+	alerts_window_t *w = NULL;
+	assert_int_equal(alerts_window_new(0, &w), OD_EINVAL);
+	assert_int_equal(alerts_window_new(3601, &w), OD_EINVAL);
 	assert_null(w);
-	assert_int_equal(window_new(5, &w), 0);
-	assert_int_equal(window_sum(w), 0);
-	window_add(w, 3);
-	window_add(w, 4);
-	assert_int_equal(window_sum(w), 7);
-	window_free(w);
-	window_free(NULL);
+	assert_int_equal(alerts_window_new(5, &w), 0);
+	assert_int_equal(alerts_window_sum(w), 0);
+	alerts_window_add(w, 3);
+	alerts_window_add(w, 4);
+	assert_int_equal(alerts_window_sum(w), 7);
+	alerts_window_free(w);
+	alerts_window_free(NULL);
 }
 
 static void test_window_expires(void **state)
 {
-	window_t *w = NULL;
-	assert_int_equal(window_new(1, &w), 0);
-	window_add(w, 5);
-	assert_int_equal(window_sum(w), 5);
+	alerts_window_t *w = NULL;
+	assert_int_equal(alerts_window_new(1, &w), 0);
+	alerts_window_add(w, 5);
+	assert_int_equal(alerts_window_sum(w), 5);
 	/* A 1 s window holds the last full second and the current one. */
 	clock_sleep_ms(2100);
-	assert_int_equal(window_sum(w), 0);
-	window_add(w, 2);
-	assert_int_equal(window_sum(w), 2);
-	window_free(w);
+	assert_int_equal(alerts_window_sum(w), 0);
+	alerts_window_add(w, 2);
+	assert_int_equal(alerts_window_sum(w), 2);
+	alerts_window_free(w);
 }
 
 static void assert_gauge(const char *value_line)

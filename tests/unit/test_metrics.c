@@ -40,12 +40,12 @@ static void test_counter_with_labels(void **state)
 	                   "Requests answered.", labels, NULL, 0);
 	assert_non_null(f);
 	metric_t *ok = metrics_child2(f, "/v1/orders", "200");
-	metric_inc(ok);
-	metric_inc(ok);
-	metric_inc(metrics_child2(f, "/v1/orders", "200"));
-	metric_add(metrics_child2(f, "/v1/x", "500"), 2.5);
+	metrics_inc(ok);
+	metrics_inc(ok);
+	metrics_inc(metrics_child2(f, "/v1/orders", "200"));
+	metrics_add(metrics_child2(f, "/v1/x", "500"), 2.5);
 	assert_ptr_equal(ok, metrics_child2(f, "/v1/orders", "200"));
-	assert_true(metric_value(ok) == 3);
+	assert_true(metrics_value(ok) == 3);
 	assert_render("# HELP t_requests_total Requests answered.\n"
 	              "# TYPE t_requests_total counter\n"
 	              "t_requests_total{route=\"/v1/orders\",code=\"200\"} 3\n"
@@ -66,10 +66,10 @@ static void test_gauge_and_order(void **state)
 	              "t_b_gauge 0\n"
 	              "# HELP t_a_total A.\n# TYPE t_a_total counter\n"
 	              "t_a_total 0\n");
-	metric_set(metrics_child0(g), 42);
-	metric_set(metrics_child0(g), -1.5);
-	metric_add(metrics_child0(g), 0.25);
-	metric_inc(metrics_child0(c));
+	metrics_set(metrics_child0(g), 42);
+	metrics_set(metrics_child0(g), -1.5);
+	metrics_add(metrics_child0(g), 0.25);
+	metrics_inc(metrics_child0(c));
 	assert_render("# HELP t_b_gauge B.\n# TYPE t_b_gauge gauge\n"
 	              "t_b_gauge -1.25\n"
 	              "# HELP t_a_total A.\n# TYPE t_a_total counter\n"
@@ -84,12 +84,12 @@ static void test_histogram(void **state)
 	                                    "Latency.", labels, b, 3);
 	assert_non_null(f);
 	metric_t *m = metrics_child1(f, "claim");
-	metric_observe(m, 0.0625);
-	metric_observe(m, 0.5);
-	metric_observe(m, 1); /* le is inclusive */
-	metric_observe(m, 4);
-	metric_observe(m, 100);
-	assert_true(metric_value(m) == 5);
+	metrics_observe(m, 0.0625);
+	metrics_observe(m, 0.5);
+	metrics_observe(m, 1); /* le is inclusive */
+	metrics_observe(m, 4);
+	metrics_observe(m, 100);
+	assert_true(metrics_value(m) == 5);
 	assert_render("# HELP t_seconds Latency.\n"
 	              "# TYPE t_seconds histogram\n"
 	              "t_seconds_bucket{op=\"claim\",le=\"0.1\"} 1\n"
@@ -106,7 +106,7 @@ static void test_histogram_unlabelled_latency(void **state)
 	metric_family_t *f =
 	    metrics_family(METRIC_HISTOGRAM, "t_lat", "L.", NULL,
 	                   metrics_latency_buckets, metrics_latency_n_buckets);
-	metric_observe(metrics_child0(f), 0.003);
+	metrics_observe(metrics_child0(f), 0.003);
 	char *got = metrics_render();
 	assert_non_null(got);
 	assert_non_null(strstr(got, "t_lat_bucket{le=\"0.001\"} 0\n"
@@ -124,7 +124,7 @@ static void test_escaping(void **state)
 	static const char *const labels[] = {"v", NULL};
 	metric_family_t *f = metrics_family(
 	    METRIC_GAUGE, "t_esc", "Back\\slash \"q\"\nline.", labels, NULL, 0);
-	metric_set(metrics_child1(f, "a\"b\\c\nd"), 1);
+	metrics_set(metrics_child1(f, "a\"b\\c\nd"), 1);
 	/* HELP escapes backslash and newline only; label values also the
 	 * double quote. */
 	assert_render("# HELP t_esc Back\\\\slash \"q\"\\nline.\n"
@@ -145,7 +145,7 @@ static void test_child_cap(void **state)
 		assert_non_null(m);
 		if (i == 0)
 			first = m;
-		metric_inc(m);
+		metrics_inc(m);
 	}
 	metric_t *o1 = metrics_child2(f, "new1", "x");
 	metric_t *o2 = metrics_child2(f, "new2", "y");
@@ -154,8 +154,8 @@ static void test_child_cap(void **state)
 	assert_ptr_not_equal(o1, first);
 	/* Existing children are still found past the cap. */
 	assert_ptr_equal(first, metrics_child2(f, "v0", "x"));
-	metric_inc(o1);
-	metric_inc(o2);
+	metrics_inc(o1);
+	metrics_inc(o2);
 	char *got = metrics_render();
 	assert_non_null(got);
 	assert_non_null(
@@ -185,8 +185,8 @@ static void test_idempotent_family(void **state)
 	    metrics_family(METRIC_COUNTER, "t_idem_total", "x", other, NULL, 0);
 	assert_null(bad);
 	assert_null(metrics_child1(bad, "v"));
-	metric_inc(metrics_child1(bad, "v"));
-	metric_inc(metrics_child1(f2, "v"));
+	metrics_inc(metrics_child1(bad, "v"));
+	metrics_inc(metrics_child1(f2, "v"));
 	assert_render("# HELP t_idem_total Idem.\n"
 	              "# TYPE t_idem_total counter\n"
 	              "t_idem_total{a=\"v\"} 1\n");
@@ -198,7 +198,7 @@ static void collect(void *arg)
 {
 	collect_calls++;
 	/* Callbacks may create children: they run outside the lock. */
-	metric_set(metrics_child1(arg, "pending"), collect_calls * 10);
+	metrics_set(metrics_child1(arg, "pending"), collect_calls * 10);
 }
 
 static void test_collect_callback(void **state)
@@ -228,8 +228,8 @@ static void *worker(void *p)
 	metric_t *h = metrics_child0(a->hist);
 	for (int i = 0; i < PER_THREAD; i++) {
 		/* A fresh lookup each time, so child lookup races too. */
-		metric_inc(metrics_child1(a->counter, "x"));
-		metric_observe(h, 0.5);
+		metrics_inc(metrics_child1(a->counter, "x"));
+		metrics_observe(h, 0.5);
 	}
 	return NULL;
 }
@@ -249,7 +249,7 @@ static void test_concurrent_increments(void **state)
 		assert_int_equal(pthread_create(&t[i], NULL, worker, &a), 0);
 	for (int i = 0; i < THREADS; i++)
 		pthread_join(t[i], NULL);
-	assert_true(metric_value(metrics_child1(a.counter, "x")) ==
+	assert_true(metrics_value(metrics_child1(a.counter, "x")) ==
 	            THREADS * PER_THREAD);
 	char *got = metrics_render();
 	assert_non_null(got);

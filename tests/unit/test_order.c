@@ -260,15 +260,15 @@ static void test_identifiers(void **state)
 static void test_ident_valid(void **state)
 {
 	(void)state;
-	assert_true(ident_valid("a", 64));
-	assert_true(ident_valid("AZaz09._:-", 64));
-	assert_false(ident_valid("", 64));
-	assert_false(ident_valid(NULL, 64));
-	assert_false(ident_valid("abc", 2));
-	assert_true(ident_valid("ab", 2));
-	assert_false(ident_valid("a+b", 64));
-	assert_false(ident_valid("a\tb", 64));
-	assert_false(ident_valid("\xc3\xa9", 64));
+	assert_true(order_ident_valid("a", 64));
+	assert_true(order_ident_valid("AZaz09._:-", 64));
+	assert_false(order_ident_valid("", 64));
+	assert_false(order_ident_valid(NULL, 64));
+	assert_false(order_ident_valid("abc", 2));
+	assert_true(order_ident_valid("ab", 2));
+	assert_false(order_ident_valid("a+b", 64));
+	assert_false(order_ident_valid("a\tb", 64));
+	assert_false(order_ident_valid("\xc3\xa9", 64));
 }
 
 static void test_items(void **state)
@@ -644,7 +644,7 @@ static void test_product_to_json(void **state)
 	(void)state;
 	product_t p = {
 	    .sku = "BOOK-1", .stock = 120, .updated_at = 1764078307123LL};
-	json_t *j = product_to_json(&p);
+	json_t *j = order_product_to_json(&p);
 	char *s = json_dumps(j, JSON_COMPACT);
 	assert_string_equal(s, "{\"sku\":\"BOOK-1\",\"stock\":120,"
 	                       "\"updated_at\":\"2025-11-25T13:45:07.123Z\"}");

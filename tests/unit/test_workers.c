@@ -220,13 +220,13 @@ static void test_reaper_rescues_dead_replica(void **state)
 	metric_t *expired = metrics_child0(
 	    metrics_family(METRIC_COUNTER, "orderd_lease_expirations_total", "",
 	                   NULL, NULL, 0));
-	double before = metric_value(expired);
+	double before = metrics_value(expired);
 	workers_t *w;
 	workers_options_t o = options();
 	assert_int_equal(workers_new(f->store, &o, &w), 0);
 	wait_done(f->store, 4, 20000);
 	workers_free(w);
-	assert_true(metric_value(expired) - before >= 4);
+	assert_true(metrics_value(expired) - before >= 4);
 	assert_int_equal(store_product_get(f->store, "S0", &p), 0);
 	assert_int_equal(p.stock, 100 - (1 + 2 + 3 + 1));
 	assert_verify_clean(f->store);
@@ -247,7 +247,7 @@ static void test_stale_retry_is_counted(void **state)
 	submit(f->store, 1, 1);
 	assert_int_equal(failpoint_init("fail_process=1,slow_process_ms=200"),
 	                 0);
-	double before = metric_value(fence_rejections());
+	double before = metrics_value(fence_rejections());
 	workers_t *w;
 	workers_options_t o = options();
 	o.threads = 1;
@@ -257,7 +257,7 @@ static void test_stale_retry_is_counted(void **state)
 	clock_sleep_ms(400); /* claim, stall, reaped, wake, fenced retry */
 	workers_drain(w, clock_mono_ms() + 1000);
 	workers_free(w);
-	assert_true(metric_value(fence_rejections()) - before >= 1);
+	assert_true(metrics_value(fence_rejections()) - before >= 1);
 	assert_verify_clean(f->store);
 }
 
@@ -268,7 +268,7 @@ static void test_stale_hand_back_is_counted(void **state)
 	fixture_t *f = *state;
 	submit(f->store, 1, 1);
 	assert_int_equal(failpoint_init("slow_process_ms=300"), 0);
-	double before = metric_value(fence_rejections());
+	double before = metrics_value(fence_rejections());
 	workers_t *w;
 	workers_options_t o = options();
 	o.threads = 1;
@@ -279,7 +279,7 @@ static void test_stale_hand_back_is_counted(void **state)
 	size_t back = workers_drain(w, clock_mono_ms());
 	workers_free(w);
 	assert_int_equal(back, 0);
-	assert_true(metric_value(fence_rejections()) - before >= 1);
+	assert_true(metrics_value(fence_rejections()) - before >= 1);
 	assert_verify_clean(f->store);
 }
 
