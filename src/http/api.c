@@ -247,13 +247,13 @@ int api_body(http_req_t *r, json_t **ret)
 	char msg[256];
 	int rc;
 
-	if (r->body_len == 0) {
+	if (r->body.len == 0) {
 		api_error(r, 400, "invalid_request", "request body required");
 		return -1;
 	}
 	msg[0] = '\0';
-	rc = jsonx_parse_object(r->body, r->body_len, r->srv->opt.json_depth,
-	                        ret, msg, sizeof(msg));
+	rc = jsonx_parse_object(r->body.data, r->body.len,
+	                        r->srv->opt.json_depth, ret, msg, sizeof(msg));
 	if (rc == -ENOMEM) {
 		api_error(r, 500, "internal", "out of memory");
 		return -1;

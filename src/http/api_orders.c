@@ -382,7 +382,7 @@ static int empty_body(http_req_t *r)
 	json_t *body = NULL;
 	int rc;
 
-	if (r->body_len == 0)
+	if (r->body.len == 0)
 		return 0;
 	if (api_body(r, &body) != 0)
 		return -1;

@@ -380,7 +380,7 @@ static void req_free(http_req_t *r)
 	api_req_release(r);
 	free(r->resp.body);
 	free(r->drain_resp.body);
-	free(r->body);
+	buf_free(&r->body);
 	free(r);
 	pthread_mutex_lock(&s->mu);
 	s->active--;
@@ -441,7 +441,7 @@ static bool check_headers(http_req_t *r, const char *url)
 	}
 	r->has_body = (cl != NULL && len > 0) || te != NULL;
 	/* Until a route sets it, no body is accepted beyond the default. */
-	r->body_max = opt->body_max;
+	buf_init(&r->body, opt->body_max);
 	r->route = api_match(r, r->method, url, &allow, &r->route_label);
 	if (r->route == NULL) {
 		if (allow != NULL) {
@@ -468,10 +468,12 @@ static bool check_headers(http_req_t *r, const char *url)
 		          "Content-Type must be application/json");
 		return true;
 	}
-	r->body_max = r->route->batch ? opt->batch_body_max : opt->body_max;
-	if (cl != NULL && len > r->body_max) {
+	/* Nothing is buffered yet: the headers come before the body. */
+	buf_init(&r->body,
+	         r->route->batch ? opt->batch_body_max : opt->body_max);
+	if (cl != NULL && len > r->body.max) {
 		api_error(r, 413, "payload_too_large",
-		          "request body exceeds %zu bytes", r->body_max);
+		          "request body exceeds %zu bytes", r->body.max);
 		return true;
 	}
 	return false;
@@ -479,35 +481,16 @@ static bool check_headers(http_req_t *r, const char *url)
 
 static int body_append(http_req_t *r, const char *data, size_t n)
 {
-	if (r->too_big || n > r->body_max - r->body_len) {
+	if (r->too_big || n > r->body.max - r->body.len) {
 		/* Never buffer past the cap: drop, answer 413 at the end. */
 		r->too_big = true;
-		free(r->body);
-		r->body = NULL;
-		r->body_cap = 0;
-		r->body_len = 0;
+		buf_free(&r->body);
 		r->discarded += n;
 		return r->discarded > DISCARD_MAX ? -1 : 0;
 	}
-	if (r->body_len + n + 1 > r->body_cap) {
-		/* Grow to what arrives rather than allocating the cap at once,
-		 * so slow clients cannot pin cap-sized buffers. */
-		size_t cap = r->body_cap ? r->body_cap : 4096;
-		char *nb;
-		while (cap < r->body_len + n + 1)
-			cap *= 2;
-		if (cap > r->body_max + 1)
-			cap = r->body_max + 1;
-		nb = realloc(r->body, cap);
-		if (nb == NULL)
-			return -ENOMEM;
-		r->body = nb;
-		r->body_cap = cap;
-	}
-	memcpy(r->body + r->body_len, data, n);
-	r->body_len += n;
-	r->body[r->body_len] = '\0';
-	return 0;
+	/* The buffer grows to what arrives rather than to the cap at once,
+	 * so slow clients cannot pin cap-sized buffers. */
+	return buf_append(&r->body, data, n);
 }
 
 /* A store route's handler, on a pool thread; late: see handlers.h. */
@@ -603,7 +586,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	}
 	if (r->too_big) {
 		api_error(r, 413, "payload_too_large",
-		          "request body exceeds %zu bytes", r->body_max);
+		          "request body exceeds %zu bytes", r->body.max);
 		return queue_resp(r);
 	}
 	if (r->route->store) {

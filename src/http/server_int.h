@@ -40,6 +40,7 @@
 #include "http/server.h"
 #include "http/waiters.h"
 #include "obs/metrics.h"
+#include "util/buf.h"
 
 #define HTTP_RID_MAX 128      /* X-Request-Id length cap */
 #define HTTP_STATS_SAMPLES 64 /* processed-throughput samples kept */
@@ -116,11 +117,8 @@ struct http_req {
 	bool param_ok;
 	char allow[40]; /* Allow header of a 405 */
 
-	/* Request body, capped at body_max bytes. */
-	char *body;
-	size_t body_len;
-	size_t body_max;
-	size_t body_cap;    /* allocated bytes of body */
+	/* Request body, capped at body.max bytes (the route's limit). */
+	buf_t body;
 	uint64_t discarded; /* bytes dropped past the cap */
 	bool too_big;
 

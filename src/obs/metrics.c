@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/buf.h"
+
 #define MAX_FAMILIES 256 /* far more than orderd registers */
 #define MAX_COLLECT 8
 #define CHILD_HASH 64 /* chains per family; children are few */
@@ -356,37 +358,17 @@ void metrics_on_collect(metrics_collect_fn fn, void *arg)
 	pthread_mutex_unlock(&registry_lock);
 }
 
-/* A growable output buffer; ok turns false on the first failed allocation. */
+/* The exposition being written; ok turns false on the first failed
+ * allocation, and every later write is skipped. */
 struct out {
-	char *buf;
-	size_t len, cap;
+	buf_t b;
 	bool ok;
 };
 
-static void out_reserve(struct out *o, size_t more)
-{
-	if (!o->ok || o->len + more + 1 <= o->cap)
-		return;
-	size_t cap = o->cap ? o->cap : 4096;
-	while (cap < o->len + more + 1)
-		cap *= 2;
-	char *nb = realloc(o->buf, cap);
-	if (!nb) {
-		o->ok = false;
-		return;
-	}
-	o->buf = nb;
-	o->cap = cap;
-}
-
 static void out_mem(struct out *o, const char *s, size_t n)
 {
-	out_reserve(o, n);
-	if (!o->ok)
-		return;
-	memcpy(o->buf + o->len, s, n);
-	o->len += n;
-	o->buf[o->len] = '\0';
+	if (o->ok && buf_append(&o->b, s, n) < 0)
+		o->ok = false;
 }
 
 static void out_str(struct out *o, const char *s)
@@ -521,7 +503,8 @@ char *metrics_render(void)
 		cbs[i].fn(cbs[i].arg);
 
 	struct out o = {.ok = true};
-	out_reserve(&o, 0);
+	buf_init(&o.b, SIZE_MAX);
+	o.ok = buf_reserve(&o.b, 0) == 0; /* "" when nothing is registered */
 	pthread_mutex_lock(&registry_lock);
 	for (const metric_family_t *f = families_first; f; f = f->next) {
 		out_str(&o, "# HELP ");
@@ -547,10 +530,10 @@ char *metrics_render(void)
 	}
 	pthread_mutex_unlock(&registry_lock);
 	if (!o.ok) {
-		free(o.buf);
+		buf_free(&o.b);
 		return NULL;
 	}
-	return o.buf;
+	return o.b.data; /* the caller's, to free() */
 }
 
 void metrics_reset(void)

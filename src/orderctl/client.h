@@ -20,7 +20,7 @@
 
 #include <stddef.h>
 
-#include "orderctl/buf.h"
+#include "util/buf.h"
 
 #define CLIENT_MAX_BODY (64u << 20) /* cap on a response body */
 #define CLIENT_MAX_RETRY_AFTER 60   /* seconds; longer hints are cut */

@@ -10,7 +10,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "orderctl/buf.h"
+#include "util/buf.h"
 #include "orderctl/client.h"
 
 /* Exit code for a non-2xx HTTP status (sysexits.h, see docs/orderctl.md). */

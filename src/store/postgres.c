@@ -15,6 +15,7 @@
  * Time and fences: see postgres_int.h.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,35 +27,33 @@
 
 /* ---- helpers shared by the operation files ---- */
 
-static int array_reserve(pgb_array_t *a, size_t more)
+/* Room for n more bytes plus the closing brace; a zeroed array gets its
+ * buffer (no cap: a batch's size is bounded by the caller) here. */
+static int array_reserve(pgb_array_t *a, size_t n)
 {
-	if (a->len + more + 2 <= a->cap)
-		return 0;
-	size_t cap = a->cap ? a->cap : 256;
-	while (cap < a->len + more + 2)
-		cap *= 2;
-	char *s = realloc(a->s, cap);
-	if (!s)
-		return -ENOMEM;
-	a->s = s;
-	a->cap = cap;
-	return 0;
+	if (!a->b.data)
+		buf_init(&a->b, SIZE_MAX);
+	return buf_reserve(&a->b, n + 1) < 0 ? -ENOMEM : 0;
 }
 
 int pgb_array_add(pgb_array_t *a, const char *elem)
 {
 	size_t len = strlen(elem);
-	/* Worst case every byte escaped, plus quotes, comma, brace. */
-	if (array_reserve(a, 2 * len + 4) < 0)
+	/* Worst case every byte escaped, plus quotes and comma: reserved at
+	 * once, so none of the appends below can fail. */
+	if (array_reserve(a, 2 * len + 3) < 0)
 		return -ENOMEM;
-	a->s[a->len++] = a->n ? ',' : '{';
-	a->s[a->len++] = '"';
-	for (size_t i = 0; i < len; i++) {
-		if (elem[i] == '"' || elem[i] == '\\')
-			a->s[a->len++] = '\\';
-		a->s[a->len++] = elem[i];
+	buf_append(&a->b, a->n ? ",\"" : "{\"", 2);
+	for (const char *p = elem, *run = elem;; p++) {
+		if (*p != '"' && *p != '\\' && *p != '\0')
+			continue;
+		buf_append(&a->b, run, (size_t)(p - run));
+		if (*p == '\0')
+			break;
+		buf_append(&a->b, "\\", 1);
+		run = p; /* the escaped byte starts the next run */
 	}
-	a->s[a->len++] = '"';
+	buf_append(&a->b, "\"", 1);
 	a->n++;
 	return 0;
 }
@@ -71,19 +70,20 @@ const char *pgb_array_text(pgb_array_t *a)
 	if (array_reserve(a, 2) < 0)
 		return NULL;
 	if (a->n == 0) {
-		memcpy(a->s, "{}", 3);
-		return a->s;
+		memcpy(a->b.data, "{}", 3);
+		return a->b.data;
 	}
-	/* The closing brace is written past len, so adding goes on. */
-	a->s[a->len] = '}';
-	a->s[a->len + 1] = '\0';
-	return a->s;
+	/* The closing brace goes past len (into the room array_reserve
+	 * keeps), so adding goes on. */
+	a->b.data[a->b.len] = '}';
+	a->b.data[a->b.len + 1] = '\0';
+	return a->b.data;
 }
 
 void pgb_array_free(pgb_array_t *a)
 {
-	free(a->s);
-	memset(a, 0, sizeof *a);
+	buf_free(&a->b);
+	a->n = 0;
 }
 
 bool pgb_get_i64(const PGresult *res, int row, int col, int64_t *ret)

@@ -21,6 +21,7 @@
 
 #include "store/postgres_pool.h"
 #include "store/store_backend.h"
+#include "util/buf.h"
 
 typedef struct pgb_store {
 	pgp_t *pool;
@@ -48,14 +49,14 @@ typedef struct pgb_store {
 	"created_at, updated_at, finished_at"
 #define PGB_LEASE_CLEAR "lease_owner = NULL, lease_until = 0"
 
-/* A growing PostgreSQL array literal: {"a","b"}; every element quoted. */
+/* A growing PostgreSQL array literal: {"a","b"}; every element quoted.
+ * The quoting over util/buf; a zeroed pgb_array_t is an empty array. */
 typedef struct pgb_array {
-	char *s;
-	size_t len, cap;
-	size_t n;
+	buf_t b;
+	size_t n; /* elements added */
 } pgb_array_t;
 
-/* Appends elem (NULL-terminated text); 0 or -ENOMEM. */
+/* Appends elem (NUL-terminated text); 0 or -ENOMEM. */
 int pgb_array_add(pgb_array_t *a, const char *elem);
 int pgb_array_add_i64(pgb_array_t *a, int64_t v);
 /* The finished literal (valid until the next add or pgb_array_free); NULL

@@ -216,7 +216,8 @@ int pgb_submit(void *h, const order_t *const *orders, size_t n,
                store_submit_result_t *results)
 {
 	pgb_store_t *b = h;
-	pgb_array_t a[4] = {{0}};
+	pgb_array_t a[4];
+	memset(a, 0, sizeof a);
 	bool *created = calloc(n, sizeof *created);
 	int rc = created ? 0 : -ENOMEM;
 	for (size_t i = 0; i < n && rc == 0; i++) {
