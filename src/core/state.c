@@ -1,7 +1,8 @@
 /*
  * state: the order state machine as one table (see state.h). The store's
  * conditional writes (WHERE status = ...) implement the same transitions;
- * this table is what the tests pin down.
+ * test_state.c pins the table down, and test_store_leases.c holds both
+ * backends' recorded events to it.
  */
 #include "core/state.h"
 

@@ -1,7 +1,10 @@
 /*
  * state: the order state machine. Every transition the store performs is
  * one of these events; the store's conditional writes enforce the same table
- * (WHERE status = ...), and this module is its readable, unit-tested form.
+ * (WHERE status = ..., each statement names its event), and this module is
+ * its readable form. tests/unit/test_store_leases.c replays every event
+ * both backends record (order_events) through state_next, so the SQL and
+ * this table cannot drift apart unnoticed.
  *
  *   pending --claim--> processing --complete--> completed
  *                         |  --reject--> rejected

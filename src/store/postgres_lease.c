@@ -20,7 +20,7 @@
  * n) may be re-run by the planner and claim more). Due order is
  * (next_at, seq), which the partial index orders_pending returns
  * without a sort: "oldest" means "claimable for longest". One fence
- * per batch. */
+ * per batch. Event claim: pending --> processing (core/state.c). */
 static const pgp_stmt_t stmt_claim = {
     .name = "claim",
     .sql =
@@ -157,7 +157,9 @@ static void process_decide(const store_claim_t *claims, size_t n,
 }
 
 /* Every write of the batch in one statement; each is conditional on
- * the fence, and the counts let the caller check nothing slipped. */
+ * the fence, and the counts let the caller check nothing slipped.
+ * Events complete (processing --> completed), reject (--> rejected) and,
+ * when the backstop fired, fail (--> failed). */
 static const pgp_stmt_t stmt_process_apply = {
     .name = "process_apply",
     .sql = "WITH pu AS (UPDATE products p SET stock = p.stock - d.qty,"
@@ -457,6 +459,8 @@ out_free:
 	return rc;
 }
 
+/* Event retry (processing --> pending), or fail (--> failed) when the
+ * attempts are used up. */
 static const pgp_stmt_t stmt_retry = {
     .name = "retry",
     .sql = PGB_WITH_NOW
@@ -503,6 +507,7 @@ int pgb_retry(void *h, const char *id, int64_t fence, int max_attempts,
 	return rc;
 }
 
+/* Event release: processing --> pending, the attempt not counted. */
 static const pgp_stmt_t stmt_release = {
     .name = "release",
     .sql = PGB_WITH_NOW ", u AS (UPDATE orders SET status = 'pending',"
@@ -542,7 +547,9 @@ int pgb_release(void *h, const char *id, int64_t fence)
 }
 
 /* Like the claim: SKIP LOCKED, so the reaper never waits on (or
- * deadlocks with) a replica that is finishing the same order. */
+ * deadlocks with) a replica that is finishing the same order. Event
+ * expire (processing --> pending), or fail (--> failed) when the attempts
+ * are used up. */
 static const pgp_stmt_t stmt_reap = {
     .name = "reap",
     .sql =

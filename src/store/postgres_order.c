@@ -482,6 +482,7 @@ static int transition(pgb_store_t *b, const pgp_stmt_t *stmt, const char *id,
 	return found ? OD_ESTATE : OD_ENOTFOUND;
 }
 
+/* Event requeue: failed --> pending, attempts from 0 again. */
 static const pgp_stmt_t stmt_requeue = {
     .name = "requeue",
     .sql = PGB_WITH_NOW ", u AS (UPDATE orders SET status = 'pending',"
@@ -496,6 +497,7 @@ static const pgp_stmt_t stmt_requeue = {
     .nparams = 1,
 };
 
+/* Event cancel: pending --> cancelled. */
 static const pgp_stmt_t stmt_cancel = {
     .name = "cancel",
     .sql = PGB_WITH_NOW ", u AS (UPDATE orders SET status = 'cancelled',"

@@ -37,7 +37,8 @@ int sqb_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
 	if (rc < 0)
 		goto rollback;
 	sqlite3_stmt *st;
-	/* IN (subquery LIMIT n) is safe here: the single writer serializes
+	/* Event claim: pending --> processing (core/state.c).
+	 * IN (subquery LIMIT n) is safe here: the single writer serializes
 	 * claims, so the subquery's rows cannot change under it. INDEXED BY
 	 * pins the narrow partial index (without ANALYZE data the planner
 	 * prefers orders_status and reads every candidate row from the
@@ -102,7 +103,9 @@ clear:
 	return rc;
 }
 
-/* The conditional finishing write of a processed order. */
+/* The conditional finishing write of a processed order. Events complete
+ * (processing --> completed), reject (--> rejected) and, when the
+ * backstop fired, fail (--> failed); see process_one. */
 static int process_finish(sqb_conn_t *c, const store_claim_t *cl,
                           const char *status, const char *reason, int64_t now)
 {
@@ -304,6 +307,8 @@ int sqb_retry(void *b, const char *id, int64_t fence, int max_attempts,
 	                         SQB_INT(now),          SQB_INT(delay_ms)};
 	sqlite3_stmt *st;
 	bool failed = false;
+	/* Event retry (processing --> pending), or fail (--> failed) when
+	 * the attempts are used up. */
 	rc = sqb_row(c, SQB_RETRY,
 	             "UPDATE orders SET"
 	             " status = CASE WHEN attempts < ?3 THEN 'pending'"
@@ -350,6 +355,7 @@ int sqb_release(void *b, const char *id, int64_t fence)
 	if (rc < 0)
 		return rc;
 	const sqb_param_t p[] = {SQB_TEXT(id), SQB_INT(fence), SQB_INT(now)};
+	/* Event release: processing --> pending, the attempt not counted. */
 	rc = sqb_exec(c, SQB_RELEASE,
 	              "UPDATE orders SET status = 'pending',"
 	              " attempts = MAX(attempts - 1, 0), next_at = ?3,"
@@ -380,6 +386,8 @@ int sqb_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 	if (rc < 0)
 		return rc;
 	sqlite3_stmt *st;
+	/* Event expire (processing --> pending), or fail (--> failed) when
+	 * the attempts are used up. */
 	rc = sqb_stmt(c, SQB_REAP,
 	              "UPDATE orders SET"
 	              " status = CASE WHEN attempts >= ?1 THEN 'failed'"

@@ -314,6 +314,7 @@ clear:
 	return rc;
 }
 
+/* Event requeue: failed --> pending, attempts from 0 again. */
 int sqb_order_requeue(void *b, const char *id, order_t *ret)
 {
 	return client_transition(
@@ -325,6 +326,7 @@ int sqb_order_requeue(void *b, const char *id, order_t *ret)
 	    id, state_event_name(EV_REQUEUE), ret);
 }
 
+/* Event cancel: pending --> cancelled. */
 int sqb_order_cancel(void *b, const char *id, order_t *ret)
 {
 	return client_transition(

@@ -2,7 +2,8 @@
  * test_store_leases: the store contract for processing under leases, run
  * unchanged against each backend (store_fixture.h says how): claim,
  * process, retry, release, reap, the backstop, the interleavings of a
- * stale holder, and a concurrent run.
+ * stale holder, a concurrent run, and every transition checked against
+ * core/state.c's table.
  *
  * Lease and fencing interleavings are written as numbered steps, one store
  * call each. Boundaries that depend on the store's clock (reap at the
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/state.h"
 #include "util/clock.h"
 #include "util/err.h"
 
@@ -646,6 +648,135 @@ static void test_concurrent_claim_and_process(void **state)
 	                 0);
 }
 
+/* ---- the state table ---- */
+
+/*
+ * The store's SQL and core/state.c's table are two writings of one state
+ * machine. Orders go through every event the SQL performs (fail three
+ * ways: retry and reap out of attempts, the duplicate_reservation
+ * backstop); each order's order_events, replayed from its submit through
+ * state_next, must be allowed step by step and end in the stored status.
+ * Client events are tried from every status: the store refuses exactly
+ * what the table refuses.
+ */
+/* The k-th event of order id as an order_event_t, ORDER_EVENT_COUNT for
+ * its submit, -2 for a name state.c does not know, -1 past the last. */
+static int event_at(const char *id, int k)
+{
+	char sql[1024];
+	int off = snprintf(sql, sizeof sql, "SELECT (SELECT CASE event");
+	for (int e = 0; e < ORDER_EVENT_COUNT; e++)
+		off += snprintf(sql + off, sizeof sql - (size_t)off,
+		                " WHEN '%s' THEN %d",
+		                state_event_name((order_event_t)e), e);
+	snprintf(sql + off, sizeof sql - (size_t)off,
+	         " WHEN 'submit' THEN %d ELSE -2 END FROM order_events"
+	         " WHERE order_id = '%.64s' ORDER BY id LIMIT 1 OFFSET %d)",
+	         ORDER_EVENT_COUNT, id, k);
+	return (int)raw_int(sql);
+}
+
+static void test_events_follow_state_table(void **state)
+{
+	fixture_t *f = *state;
+	/* Each order is submitted just before its steps: claims take the
+	 * earliest due, and the ones before are no longer pending. */
+	static const char *const ids[] = {"done",    "rej", "reaped", "dup",
+	                                  "retried", "can", "pend"};
+	store_claim_t c;
+	bool failed;
+	set_stock(f->s, "A", 10);
+	/* claim, then complete; claim, then reject. */
+	assert_int_equal(submit1(f->s, "done", "A:1"), SUBMIT_CREATED);
+	c = claim1(f->s, "w", 30000, "done");
+	assert_int_equal(process1(f->s, &c, NULL), PROCESS_COMPLETED);
+	store_claims_clear(&c, 1);
+	assert_int_equal(submit1(f->s, "rej", "X:1"), SUBMIT_CREATED);
+	c = claim1(f->s, "w", 30000, "rej");
+	assert_int_equal(process1(f->s, &c, NULL), PROCESS_REJECTED);
+	store_claims_clear(&c, 1);
+	/* expire, then fail by reap (out of attempts). */
+	assert_int_equal(submit1(f->s, "reaped", "A:1"), SUBMIT_CREATED);
+	for (int round = 0; round < 2; round++) {
+		c = claim1(f->s, "w", 20, "reaped");
+		store_claims_clear(&c, 1);
+		clock_sleep_ms(40);
+		size_t n = 0;
+		assert_int_equal(store_reap(f->s, 2, 10, &n), 0);
+		assert_int_equal(n, 1);
+	}
+	assert_int_equal(status_of(f->s, "reaped"), ORDER_FAILED);
+	/* fail by the duplicate_reservation backstop. */
+	assert_int_equal(submit1(f->s, "dup", "A:1"), SUBMIT_CREATED);
+	raw_exec("INSERT INTO reservations (order_id, sku, qty, fence,"
+	         " created_at) VALUES ('dup', 'A', 1, 0, 0)");
+	c = claim1(f->s, "w", 30000, "dup");
+	assert_int_equal(process1(f->s, &c, NULL), PROCESS_BREACH);
+	store_claims_clear(&c, 1);
+	/* retry, fail by retry, requeue, release; left processing. */
+	assert_int_equal(submit1(f->s, "retried", "A:1"), SUBMIT_CREATED);
+	for (int round = 0; round < 2; round++) {
+		c = claim1(f->s, "w", 30000, "retried");
+		assert_int_equal(
+		    store_retry(f->s, "retried", c.fence, 2, 0, "e", &failed),
+		    0);
+		assert_int_equal(failed, round == 1);
+		store_claims_clear(&c, 1);
+	}
+	assert_int_equal(store_order_requeue(f->s, "retried", NULL), 0);
+	c = claim1(f->s, "w", 30000, "retried");
+	assert_int_equal(store_release(f->s, "retried", c.fence), 0);
+	store_claims_clear(&c, 1);
+	c = claim1(f->s, "w", 30000, "retried");
+	/* cancel; and one left pending. */
+	assert_int_equal(submit1(f->s, "can", "A:1"), SUBMIT_CREATED);
+	assert_int_equal(store_order_cancel(f->s, "can", NULL), 0);
+	assert_int_equal(submit1(f->s, "pend", "A:1"), SUBMIT_CREATED);
+
+	/* The client events from every status, cancel then requeue: the
+	 * store does what state_next allows and refuses (OD_ESTATE, nothing
+	 * written) the rest. */
+	static const order_event_t client[] = {EV_CANCEL, EV_REQUEUE};
+	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+		for (size_t k = 0; k < 2; k++) {
+			order_status_t from = status_of(f->s, ids[i]), to;
+			bool ok = state_next(from, client[k], &to) == 0;
+			int rc = client[k] == EV_CANCEL
+			             ? store_order_cancel(f->s, ids[i], NULL)
+			             : store_order_requeue(f->s, ids[i], NULL);
+			if (rc != (ok ? 0 : OD_ESTATE))
+				fail_msg("%s from %s: rc %d", ids[i],
+				         order_status_name(from), rc);
+			assert_int_equal(status_of(f->s, ids[i]),
+			                 ok ? to : from);
+		}
+	}
+	store_claims_clear(&c, 1);
+
+	/* Replay: every order, every event, through the table. */
+	bool seen[ORDER_EVENT_COUNT] = {false};
+	for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+		assert_int_equal(event_at(ids[i], 0), ORDER_EVENT_COUNT);
+		order_status_t cur = ORDER_PENDING;
+		int ev;
+		for (int k = 1; (ev = event_at(ids[i], k)) != -1; k++) {
+			assert_in_range(ev, 0, ORDER_EVENT_COUNT - 1);
+			order_status_t next;
+			if (state_next(cur, (order_event_t)ev, &next) != 0)
+				fail_msg("%s: the store did %s --%s-->", ids[i],
+				         order_status_name(cur),
+				         state_event_name((order_event_t)ev));
+			cur = next;
+			seen[ev] = true;
+		}
+		assert_int_equal(status_of(f->s, ids[i]), cur);
+	}
+	for (int e = 0; e < ORDER_EVENT_COUNT; e++)
+		if (!seen[e])
+			fail_msg("no %s event",
+			         state_event_name((order_event_t)e));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -661,6 +792,7 @@ int main(void)
 	    T(test_interleaving_stale_holder),
 	    T(test_interleaving_expired_unreaped),
 	    T(test_concurrent_claim_and_process),
+	    T(test_events_follow_state_table),
 	};
 	const char *be = getenv("ORDERD_TEST_BACKEND");
 	return cmocka_run_group_tests_name(be ? be : "sqlite", tests, setup_all,
