@@ -151,11 +151,16 @@ static const setting_t settings[] = {
         "a request that waits longer than this for a handler thread (the "
         "store is slow) is answered `503` with `Retry-After`, without "
         "touching the store"),
-    INT(busy_timeout_ms, "busy-timeout-ms", "ORDERD_BUSY_TIMEOUT_MS", "5000", 0,
-        600000, "SQLite busy timeout in milliseconds"),
+    /* No 0: the store reads 0 as "use its own default", which would make
+     * a setting documented here mean something else. */
+    INT(busy_timeout_ms, "busy-timeout-ms", "ORDERD_BUSY_TIMEOUT_MS", "5000", 1,
+        600000,
+        "how long a statement waits for a lock, in milliseconds: "
+        "SQLite's busy timeout, PostgreSQL's `lock_timeout`"),
     INT(statement_timeout_ms, "statement-timeout-ms",
-        "ORDERD_STATEMENT_TIMEOUT_MS", "10000", 0, 3600000,
-        "PostgreSQL statement timeout in milliseconds (0: none)"),
+        "ORDERD_STATEMENT_TIMEOUT_MS", "10000", 1, 3600000,
+        "PostgreSQL `statement_timeout` in milliseconds (also bounds an idle "
+        "transaction, at least 10 s); unused with SQLite"),
     {"alert_error_rate", OFF(alert_error_rate), "alert-error-rate",
      "ORDERD_ALERT_ERROR_RATE", SET_DBL, DEF_VALUE, "0.05", 0, 0, 0, 1, NULL,
      false, NULL,

@@ -195,8 +195,8 @@ static const struct {
     {"retry-cap-ms", "ORDERD_RETRY_CAP_MS", 1, 86400000},
     {"reap-ms", "ORDERD_REAP_MS", 10, 60000},
     {"max-waiters", "ORDERD_MAX_WAITERS", 1, 1000000},
-    {"busy-timeout-ms", "ORDERD_BUSY_TIMEOUT_MS", 0, 600000},
-    {"statement-timeout-ms", "ORDERD_STATEMENT_TIMEOUT_MS", 0, 3600000},
+    {"busy-timeout-ms", "ORDERD_BUSY_TIMEOUT_MS", 1, 600000},
+    {"statement-timeout-ms", "ORDERD_STATEMENT_TIMEOUT_MS", 1, 3600000},
     {"alert-window-s", "ORDERD_ALERT_WINDOW_S", 1, 3600},
     {"alert-min-requests", "ORDERD_ALERT_MIN_REQUESTS", 1, 1000000000},
 };
