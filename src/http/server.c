@@ -985,8 +985,12 @@ void http_server_free(http_server_t *h)
 	pthread_mutex_lock(&h->mu);
 	while (h->inflight > 0) {
 		wait_until(h, no_inflight, 5000);
-		if (h->inflight > 0)
+		if (h->inflight > 0) {
+			/* Not under mu: it is a leaf (server_int.h). */
+			pthread_mutex_unlock(&h->mu);
 			log_warn("http server waiting for group commit", NULL);
+			pthread_mutex_lock(&h->mu);
+		}
 	}
 	wait_until(h, no_suspended, 1000);
 	/* What is left is held by a thread stuck in the store: answer it

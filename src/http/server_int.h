@@ -22,9 +22,9 @@
  * shutdown; its later answer is dropped, and a lock it was granted after
  * all is released when the last reference goes.
  *
- * Lock order: http_server.mu is a leaf; no other module's lock is taken
- * while it is held, and no module calls http_server_resume or _abandon
- * with its own lock held.
+ * Lock order: http_server.mu is a leaf; no other lock (not even the
+ * log's) is taken while it is held, and no module calls
+ * http_server_resume or _abandon with its own lock held.
  */
 #ifndef ORDERD_HTTP_SERVER_INT_H
 #define ORDERD_HTTP_SERVER_INT_H
