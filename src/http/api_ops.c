@@ -3,10 +3,10 @@
  * exposition, the JSON stats summary and the alert states.
  *
  * Throughput in /v1/stats, both for this replica: submitted_per_s is the
- * 201s over the last 60 s (a alerts_window_t); processed_per_s comes from the
- * workers' counter orderd_orders_processed_total (completed + rejected +
- * failed), sampled on every stats call (and once at start), as the rate
- * against the oldest sample at most 60 s old.
+ * 201s over the last 60 s (an alerts_window_t); processed_per_s comes
+ * from the workers' counter orderd_orders_processed_total (completed +
+ * rejected + failed), sampled on every stats call (and once at start), as
+ * the rate against the oldest sample at most 60 s old.
  */
 #include "http/api.h"
 

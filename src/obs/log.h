@@ -5,7 +5,8 @@
  *
  *     log_info("order failed", "order_id", id, "error", err_str(rc), NULL);
  *
- * Lines are written with one write(2) each, so threads never interleave.
+ * Each line is written whole under one lock (however many write(2) calls
+ * it takes), so threads never interleave.
  * Never pass a token or a password as a field.
  */
 #ifndef ORDERD_OBS_LOG_H

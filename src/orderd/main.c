@@ -119,10 +119,12 @@ int main(int argc, char **argv)
 	    .busy_timeout_ms = (int)cfg.busy_timeout_ms,
 	    .statement_timeout_ms = (int)cfg.statement_timeout_ms,
 	    .connect_timeout_ms = 5000,
-	    /* Every thread that may hold a connection at once: workers, the
-	     * HTTP handler pool (as many threads as the server; the server
-	     * and waiter threads never call the store), the committer and
-	     * the reaper, plus spares. */
+	    /* PostgreSQL: the pool size, one connection for every thread
+	     * that may hold one at once: the workers, the HTTP handler pool
+	     * (as many threads as the server; the server and waiter threads
+	     * never call the store), the committer and the reaper, plus two
+	     * spare (capped at 256). SQLite: the read connections (at most
+	     * 64); every write goes through the one writer connection. */
 	    .readers = (int)(cfg.workers + cfg.http_threads + 4),
 	};
 	int rc = store_open(cfg.database, &sopt, &store);

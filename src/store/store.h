@@ -17,9 +17,9 @@
  *
  * Arguments are checked once, in store.c, before any backend runs: a NULL
  * where a value or an out-parameter is required, an identifier that is not
- * one (core/order.h order_ident_valid), or a number outside the bounds below is
- * OD_EINVAL and touches nothing. Out-parameters documented as "may be NULL"
- * are the only optional ones.
+ * one (core/order.h order_ident_valid), or a number outside the bounds
+ * below is OD_EINVAL and touches nothing. Out-parameters documented as "may be
+ * NULL" are the only optional ones.
  */
 #ifndef ORDERD_STORE_STORE_H
 #define ORDERD_STORE_STORE_H

@@ -1,4 +1,5 @@
-/* clock: wall and monotonic milliseconds, and a thread-safe random source. */
+/* clock: wall and monotonic milliseconds, timed waits and sleeps on the
+ * monotonic clock, and a thread-safe random source. */
 #ifndef ORDERD_UTIL_CLOCK_H
 #define ORDERD_UTIL_CLOCK_H
 

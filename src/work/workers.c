@@ -13,7 +13,8 @@
  * not happen (reschedule it); terminal under our fence means it did (count
  * it). Guessing either way would miscount or, worse, double-process.
  *
- * Locking: mu protects stopping, deadline and kicks; cv wakes idle workers
+ * Locking: mu protects stopping, deadline, kicks and the handed-back
+ * count; cv wakes idle workers
  * and the reaper. Threads share nothing else; the store is thread-safe.
  */
 #include "work/workers.h"

@@ -1,7 +1,8 @@
 /*
  * workers: the processing side. A pool of threads, each of which claims a
  * batch of due orders under a lease, processes them in one transaction
- * (reserve all items and complete, or reject), and on a transient store
+ * (reserve all items and complete, or reject; fail the one order the
+ * duplicate-reservation backstop catches), and on a transient store
  * error schedules a retry with backoff and full jitter. A reaper thread
  * returns orders whose lease expired (their replica died or stalled) and
  * records this replica's heartbeat (store_replica_beat) every period.

@@ -3,7 +3,8 @@
  * throwaway PostgreSQL cluster (tests/pgcluster.py; CTest's pg fixture
  * starts it and sets ORDERD_TEST_PGDIR): migrations raced by replicas,
  * recovery from lost connections, and submit's read-back. The behaviour
- * both backends share is the store contract, test_store_contract.c. Each
+ * both backends share is the store contract, test_store_contract.c and
+ * test_store_leases.c. Each
  * run creates fresh databases and drops them.
  */
 #include <setjmp.h>
