@@ -1,9 +1,10 @@
 /*
  * server: the HTTP front end on libmicrohttpd (see server.h). This file owns
- * the daemon, the per-request context, the API's check order (route and
- * method, auth, content type, size, then the body, which the handlers
- * parse), X-Request-Id, response headers, per-request metrics, access logs,
- * and suspend/resume bookkeeping. The routes themselves are in api*.c.
+ * the daemon, the per-request context, the body (under its cap; the
+ * handlers parse it), X-Request-Id, response headers, per-request metrics,
+ * access logs, suspend/resume bookkeeping and the drain. The header checks
+ * in the API's order are server_checks.c, the metric families and the
+ * scrape-time collect server_metrics.c, the routes api*.c.
  *
  * MHD calls the access handler first with the headers only, then once per
  * piece of body, then once with *upload_data_size == 0. Everything decided
@@ -27,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,72 +37,10 @@
 #include "obs/log.h"
 #include "util/clock.h"
 #include "util/err.h"
-#include "util/failpoint.h"
 
 /* Bytes of an oversized chunked body read and dropped before closing. */
 #define DISCARD_MAX (64ULL << 20)
 #define IDLE_TIMEOUT_S 60
-#define AUTH_HEADER_MAX 4096
-
-/* ---- small helpers ---- */
-
-/* Constant-time over the full length of both strings. */
-static bool token_equal(const char *a, size_t la, const char *b, size_t lb)
-{
-	size_t n = la > lb ? la : lb;
-	unsigned char diff = (unsigned char)(la != lb);
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ca = i < la ? (unsigned char)a[i] : 0;
-		unsigned char cb = i < lb ? (unsigned char)b[i] : 0;
-		diff |= (unsigned char)(ca ^ cb);
-	}
-	return diff == 0;
-}
-
-static bool auth_enabled(const http_server_t *s)
-{
-	return s->opt.tokens != NULL && s->opt.tokens[0] != NULL;
-}
-
-static bool auth_ok(const http_server_t *s, const char *hdr)
-{
-	const char *tok;
-	size_t len;
-	bool ok = false;
-
-	if (hdr == NULL || strnlen(hdr, AUTH_HEADER_MAX + 1) > AUTH_HEADER_MAX)
-		return false;
-	if (strncasecmp(hdr, "Bearer", 6) != 0 ||
-	    (hdr[6] != ' ' && hdr[6] != '\t'))
-		return false;
-	tok = hdr + 7;
-	while (*tok == ' ' || *tok == '\t')
-		tok++;
-	len = strlen(tok);
-	while (len > 0 && (tok[len - 1] == ' ' || tok[len - 1] == '\t'))
-		len--;
-	if (len == 0)
-		return false;
-	/* Every token is compared, so the time does not tell which matched. */
-	for (const char *const *t = s->opt.tokens; *t != NULL; t++)
-		ok |= token_equal(tok, len, *t, strlen(*t));
-	return ok;
-}
-
-static bool content_type_json(const char *ct)
-{
-	static const char want[] = "application/json";
-	size_t n = sizeof(want) - 1;
-
-	if (ct == NULL)
-		return false;
-	while (*ct == ' ' || *ct == '\t')
-		ct++;
-	if (strncasecmp(ct, want, n) != 0)
-		return false;
-	return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ' || ct[n] == '\t';
-}
 
 /* ---- responses ---- */
 
@@ -416,69 +354,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	http_server_req_put(r);
 }
 
-/*
- * The header checks, in the API's order. Returns true when r->resp holds
- * the answer already.
- */
-static bool check_headers(http_req_t *r, const char *url)
-{
-	http_server_t *s = r->srv;
-	const http_options_t *opt = &s->opt;
-	const char *allow = NULL, *cl, *te, *ct;
-	uint64_t len = 0;
-
-	cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-	                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-	te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-	                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
-	if (cl != NULL) {
-		char *end = NULL;
-		errno = 0;
-		unsigned long long v = strtoull(cl, &end, 10);
-		if (errno != 0 || end == cl)
-			v = UINT64_MAX;
-		len = v;
-	}
-	r->has_body = (cl != NULL && len > 0) || te != NULL;
-	/* Until a route sets it, no body is accepted beyond the default. */
-	buf_init(&r->body, opt->body_max);
-	r->route = api_match(r, r->method, url, &allow, &r->route_label);
-	if (r->route == NULL) {
-		if (allow != NULL) {
-			api_error(r, 405, "method_not_allowed",
-			          "method %s is not allowed on %s", r->method,
-			          r->route_label);
-			r->resp.allow = allow;
-		} else {
-			api_error(r, 404, "not_found", "no such route");
-		}
-		return true;
-	}
-	if (r->route->auth && auth_enabled(s) &&
-	    !auth_ok(s, MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-	                                            "Authorization"))) {
-		api_error(r, 401, "unauthorized",
-		          "a valid Authorization: Bearer token is required");
-		return true;
-	}
-	ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-	                                 MHD_HTTP_HEADER_CONTENT_TYPE);
-	if ((r->route->body || r->has_body) && !content_type_json(ct)) {
-		api_error(r, 415, "unsupported_media_type",
-		          "Content-Type must be application/json");
-		return true;
-	}
-	/* Nothing is buffered yet: the headers come before the body. */
-	buf_init(&r->body,
-	         r->route->batch ? opt->batch_body_max : opt->body_max);
-	if (cl != NULL && len > r->body.max) {
-		api_error(r, 413, "payload_too_large",
-		          "request body exceeds %zu bytes", r->body.max);
-		return true;
-	}
-	return false;
-}
-
 static int body_append(http_req_t *r, const char *data, size_t n)
 {
 	if (r->too_big || n > r->body.max - r->body.len) {
@@ -557,7 +432,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		if (r == NULL)
 			return MHD_NO;
 		*con_cls = r;
-		if (check_headers(r, url)) {
+		if (http_server_check_headers(r, url)) {
 			/* With a body announced, answer before reading it (MHD
 			 * then closes the connection); without one, answer on
 			 * the next call so the connection stays alive. */
@@ -614,150 +489,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		buf[--n] = '\0';
 	log_warn("http server", "detail", buf, NULL);
-}
-
-/*
- * The metrics registry has no way to unregister a collect callback, and a
- * render after http_server_free must not touch the freed server. So the
- * callback goes through this pointer, cleared at free. It is the one piece
- * of static state here; collect_mu protects it and is held during a collect
- * so the server cannot be freed under it.
- */
-static pthread_mutex_t collect_mu = PTHREAD_MUTEX_INITIALIZER;
-static http_server_t *collect_srv; /* collect_mu */
-
-static void collect(void *arg)
-{
-	http_server_t *s;
-	store_stats_t st;
-	int rc;
-
-	pthread_mutex_lock(&collect_mu);
-	s = collect_srv;
-	if (s == NULL)
-		goto unlock;
-	rc = failpoint_hit("fail_scrape_stats")
-	         ? OD_ESTORE
-	         : store_stats(s->deps.store, &st);
-	if (rc != 0) {
-		/* The gauges keep their last values; the age below and this
-		 * counter say that they are stale. */
-		metrics_inc(s->m_stats_errors);
-	} else {
-		s->stats_ok_mono_ms = clock_mono_ms();
-		for (int i = 0; i < ORDER_STATUS_COUNT; i++)
-			metrics_set(metrics_child1(
-			                s->m_orders,
-			                order_status_name((order_status_t)i)),
-			            (double)st.count[i]);
-		metrics_set(s->m_oldest, (double)st.oldest_pending_ms / 1000.0);
-		/* A counter kept by the store: add what it grew by. */
-		double grew = (double)st.resets - metrics_value(s->m_resets);
-		if (grew > 0)
-			metrics_add(s->m_resets, grew);
-		/* The autoscaling signal's other half: backlog per replica
-		 * (the reaper keeps orderd_replicas fresh). */
-		double replicas = metrics_value(s->m_replicas);
-		metrics_set(s->m_per_replica,
-		            (double)st.count[ORDER_PENDING] /
-		                (replicas >= 1 ? replicas : 1));
-	}
-	metrics_set(s->m_stats_age,
-	            (double)(clock_mono_ms() - s->stats_ok_mono_ms) / 1000.0);
-unlock:
-	pthread_mutex_unlock(&collect_mu);
-}
-
-static void collect_target(http_server_t *s)
-{
-	pthread_mutex_lock(&collect_mu);
-	collect_srv = s;
-	pthread_mutex_unlock(&collect_mu);
-}
-
-static int register_metrics(http_server_t *s)
-{
-	static const char *const l_route_code[] = {"route", "code", NULL};
-	static const char *const l_route[] = {"route", NULL};
-	static const char *const l_status[] = {"status", NULL};
-	static const char *const l_outcome[] = {"outcome", NULL};
-	metric_family_t *sub, *old, *proc;
-
-	s->m_requests =
-	    metrics_family(METRIC_COUNTER, "orderd_http_requests_total",
-	                   "HTTP requests answered, by route and status code",
-	                   l_route_code, NULL, 0);
-	s->m_duration = metrics_family(
-	    METRIC_HISTOGRAM, "orderd_http_request_duration_seconds",
-	    "HTTP request duration, by route", l_route, metrics_latency_buckets,
-	    metrics_latency_n_buckets);
-	sub = metrics_family(METRIC_COUNTER, "orderd_orders_submitted_total",
-	                     "Orders accepted (201) by this replica", NULL,
-	                     NULL, 0);
-	s->m_orders =
-	    metrics_family(METRIC_GAUGE, "orderd_orders",
-	                   "Orders in the store, by status", l_status, NULL, 0);
-	old = metrics_family(
-	    METRIC_GAUGE, "orderd_oldest_pending_order_age_seconds",
-	    "Age of the oldest claimable order (0 if none)", NULL, NULL, 0);
-	/* The workers own this family; registration is idempotent, so the
-	 * stats route can read it for processed_per_s. */
-	proc = metrics_family(
-	    METRIC_COUNTER, "orderd_orders_processed_total",
-	    "Orders that reached a terminal status here, by outcome.",
-	    l_outcome, NULL, 0);
-	if (s->m_requests == NULL || s->m_duration == NULL || sub == NULL ||
-	    s->m_orders == NULL || old == NULL || proc == NULL)
-		return -ENOMEM;
-	s->m_processed[0] = metrics_child1(proc, "completed");
-	s->m_processed[1] = metrics_child1(proc, "rejected");
-	s->m_processed[2] = metrics_child1(proc, "failed");
-	s->m_submitted = metrics_child0(sub);
-	s->m_oldest = metrics_child0(old);
-	s->m_replicas = metrics_child0(metrics_family(
-	    METRIC_GAUGE, "orderd_replicas",
-	    "Replicas whose heartbeat the store has seen recently.", NULL, NULL,
-	    0));
-	s->m_per_replica = metrics_child0(metrics_family(
-	    METRIC_GAUGE, "orderd_pending_orders_per_replica",
-	    "Pending orders divided by the replicas seen: the autoscaling "
-	    "signal beside the oldest pending age.",
-	    NULL, NULL, 0));
-	s->m_queue_expired = metrics_child0(metrics_family(
-	    METRIC_COUNTER, "orderd_http_handler_queue_expired_total",
-	    "Requests answered 503 because they waited longer than "
-	    "ORDERD_HANDLER_QUEUE_MS for a handler thread.",
-	    NULL, NULL, 0));
-	s->m_stats_age = metrics_child0(metrics_family(
-	    METRIC_GAUGE, "orderd_store_stats_age_seconds",
-	    "Seconds since the store last answered the scrape's stats query "
-	    "(orderd_orders, the oldest pending age and the per-replica "
-	    "backlog keep their last values while it grows).",
-	    NULL, NULL, 0));
-	s->m_resets = metrics_child0(metrics_family(
-	    METRIC_COUNTER, "orderd_store_connection_resets_total",
-	    "Store connections reset because a failure left them unusable "
-	    "(SQLite: the writer, after a ROLLBACK failed; postgres: pooled "
-	    "connections found broken or left mid-transaction).",
-	    NULL, NULL, 0));
-	/* The batcher registers this family too (kind "submit"). */
-	s->m_stats_errors = metrics_child1(
-	    metrics_family(METRIC_COUNTER, "orderd_store_errors_total",
-	                   "Store operations that failed, by kind.",
-	                   (const char *const[]){"kind", NULL}, NULL, 0),
-	    "stats");
-	if (s->m_stats_age == NULL || s->m_stats_errors == NULL ||
-	    s->m_queue_expired == NULL || s->m_resets == NULL)
-		return -ENOMEM;
-	s->stats_ok_mono_ms = s->started_mono_ms;
-	/* All six statuses are always present, even before the first scrape
-	 * could fill them. */
-	for (int i = 0; i < ORDER_STATUS_COUNT; i++)
-		metrics_child1(s->m_orders,
-		               order_status_name((order_status_t)i));
-	collect_target(s);
-	metrics_on_collect(collect, NULL);
-	return 0;
 }
 
 /* Resolves "host:port" or "[v6]:port" into *ss. */
@@ -834,7 +565,7 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	pthread_mutex_init(&s->mu, NULL);
 	clock_cond_init(&s->cond);
 	pthread_mutex_init(&s->stats_mu, NULL);
-	rc = register_metrics(s);
+	rc = http_server_metrics_register(s);
 	if (rc != 0)
 		goto fail;
 	/* First throughput sample: nothing processed here at start. */
@@ -874,7 +605,7 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	*ret = s;
 	return 0;
 fail:
-	collect_target(NULL);
+	http_server_metrics_detach();
 	waiters_stop(s->waiters);
 	handlers_free(s->handlers);
 	waiters_free(s->waiters);
@@ -1010,7 +741,7 @@ void http_server_free(http_server_t *h)
 	MHD_stop_daemon(h->daemon);
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
-	collect_target(NULL);
+	http_server_metrics_detach();
 	/* Pool threads finish what they run (a stuck store call holds this
 	 * up until the drain watchdog); queued requests were answered. */
 	handlers_stop(h->handlers);

@@ -175,4 +175,14 @@ bool http_server_abandon(http_req_t *r, const char *msg);
 bool http_server_inflight_begin(http_server_t *s);
 void http_server_inflight_end(http_server_t *s);
 
+/* server_checks.c: the header checks, in the API's order, on MHD's first
+ * call. True when r->resp holds the answer already. */
+bool http_server_check_headers(http_req_t *r, const char *url);
+
+/* server_metrics.c: registers s's metric families and makes s the target
+ * of the scrape-time collect; detach clears the target (at free), so a
+ * scrape after it touches nothing. */
+int http_server_metrics_register(http_server_t *s);
+void http_server_metrics_detach(void);
+
 #endif
