@@ -9,8 +9,9 @@
  * reported before anything else and --help works with a broken
  * environment), then every setting takes its flag value, else its
  * environment value, else its default, and is checked against its bounds;
- * then cross-field rules; then the API tokens are collected. Error messages
- * name the source (the flag or the variable) and never show a token.
+ * then cross-field rules; then the API tokens are collected
+ * (config_tokens.c). Error messages name the source (the flag or the
+ * variable) and never show a token.
  */
 #include "orderd/config.h"
 
@@ -27,12 +28,10 @@
 
 #include "core/order.h"
 #include "obs/log.h"
+#include "orderd/config_int.h"
 #include "util/err.h"
 
-#define TOKEN_MAX 256   /* bytes per API token */
-#define TOKENS_MAX 1024 /* tokens from the list and the file together */
-#define TOKENS_FILE_MAX (1 << 20) /* bytes read from api_tokens_file */
-#define SHOW_MAX 64               /* bytes of a bad value echoed in a message */
+#define SHOW_MAX 64 /* bytes of a bad value echoed in a message */
 
 typedef enum setting_type {
 	SET_STR,
@@ -214,10 +213,7 @@ static const char *check_log_level(const char *v)
 	return NULL;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+int config_fail(char *err, size_t errlen, const char *fmt, ...)
 {
 	if (err && errlen > 0) {
 		va_list ap;
@@ -316,12 +312,12 @@ static int setting_apply(config_t *c, const setting_t *s, const char *v,
 		int64_t n;
 		bool range = false;
 		if (!parse_int(v, &n, &range))
-			return fail(err, errlen,
-			            "%s: must be an integer %lld..%lld, got %s",
-			            from, (long long)s->min, (long long)s->max,
-			            shown);
+			return config_fail(
+			    err, errlen,
+			    "%s: must be an integer %lld..%lld, got %s", from,
+			    (long long)s->min, (long long)s->max, shown);
 		if (range || n < s->min || n > s->max)
-			return fail(
+			return config_fail(
 			    err, errlen, "%s: must be %lld..%lld, got %s", from,
 			    (long long)s->min, (long long)s->max, shown);
 		*(int64_t *)field = n;
@@ -330,36 +326,38 @@ static int setting_apply(config_t *c, const setting_t *s, const char *v,
 	case SET_DBL: {
 		double d;
 		if (!parse_dbl(v, &d))
-			return fail(err, errlen,
-			            "%s: must be a number %g..%g, got %s", from,
-			            s->dmin, s->dmax, shown);
+			return config_fail(
+			    err, errlen, "%s: must be a number %g..%g, got %s",
+			    from, s->dmin, s->dmax, shown);
 		if (d < s->dmin || d > s->dmax)
-			return fail(err, errlen, "%s: must be %g..%g, got %s",
-			            from, s->dmin, s->dmax, shown);
+			return config_fail(err, errlen,
+			                   "%s: must be %g..%g, got %s", from,
+			                   s->dmin, s->dmax, shown);
 		*(double *)field = d;
 		return 0;
 	}
 	case SET_STR: {
 		size_t len = strlen(v);
 		if ((int64_t)len < s->min || (int64_t)len > s->max)
-			return fail(err, errlen,
-			            "%s: must be %lld..%lld characters, got %s",
-			            from, (long long)s->min, (long long)s->max,
-			            shown);
+			return config_fail(
+			    err, errlen,
+			    "%s: must be %lld..%lld characters, got %s", from,
+			    (long long)s->min, (long long)s->max, shown);
 		const char *why = s->check ? s->check(v) : NULL;
 		if (why)
-			return fail(err, errlen, "%s: %s, got %s", from, why,
-			            shown);
+			return config_fail(err, errlen, "%s: %s, got %s", from,
+			                   why, shown);
 		char *copy = strdup(v);
 		if (!copy)
-			return fail(err, errlen, "%s: out of memory", from);
+			return config_fail(err, errlen, "%s: out of memory",
+			                   from);
 		char **slot = field;
 		free(*slot);
 		*slot = copy;
 		return 0;
 	}
 	}
-	return fail(err, errlen, "%s: unknown setting type", from);
+	return config_fail(err, errlen, "%s: unknown setting type", from);
 }
 
 static const setting_t *setting_by_flag(const char *name, size_t len)
@@ -380,197 +378,17 @@ static const setting_t *setting_by_field(const char *name)
 }
 
 /* A growing, capped, NULL-terminated token list. */
-struct tokens {
-	char **v;
-	size_t n;
-};
-
-static bool token_valid(const char *t, size_t n)
-{
-	if (n < 1 || n > TOKEN_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (t[i] < 0x21 || t[i] > 0x7e)
-			return false;
-	return true;
-}
-
-/* Trims blanks (space, tab, CR) from both ends of [*s, *s + *n). */
-static void trim(const char **s, size_t *n)
-{
-	while (*n > 0 && (**s == ' ' || **s == '\t' || **s == '\r')) {
-		(*s)++;
-		(*n)--;
-	}
-	while (*n > 0 && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t' ||
-	                  (*s)[*n - 1] == '\r'))
-		(*n)--;
-}
-
-/* Adds one valid token; 0, or OD_ETOOBIG when TOKENS_MAX are there, or
- * -ENOMEM. */
-static int tokens_add(struct tokens *t, const char *s, size_t n)
-{
-	if (t->n >= TOKENS_MAX)
-		return OD_ETOOBIG;
-	char **nv = realloc(t->v, (t->n + 2) * sizeof *nv);
-	if (!nv)
-		return -ENOMEM;
-	t->v = nv;
-	t->v[t->n] = strndup(s, n);
-	if (!t->v[t->n])
-		return -ENOMEM;
-	t->n++;
-	t->v[t->n] = NULL;
-	return 0;
-}
-
-static int tokens_add_fail(int rc, const char *from, char *err, size_t errlen)
-{
-	if (rc == OD_ETOOBIG)
-		return fail(err, errlen, "%s: more than %d tokens", from,
-		            TOKENS_MAX);
-	return fail(err, errlen, "%s: out of memory", from);
-}
-
-static int tokens_from_list(struct tokens *t, const char *list,
-                            const char *from, char *err, size_t errlen)
-{
-	size_t entry = 0;
-	const char *p = list;
-	for (;;) {
-		const char *comma = strchr(p, ',');
-		size_t n = comma ? (size_t)(comma - p) : strlen(p);
-		const char *s = p;
-		entry++;
-		trim(&s, &n);
-		if (n > 0) {
-			if (!token_valid(s, n))
-				return fail(
-				    err, errlen,
-				    "%s: entry %zu is not a valid token "
-				    "(must be 1..%d printable ASCII "
-				    "characters without spaces)",
-				    from, entry, TOKEN_MAX);
-			int rc = tokens_add(t, s, n);
-			if (rc)
-				return tokens_add_fail(rc, from, err, errlen);
-		}
-		if (!comma)
-			break;
-		p = comma + 1;
-	}
-	return 0;
-}
-
-static int tokens_from_file(struct tokens *t, const char *path,
-                            const char *from, char *err, size_t errlen)
-{
-	int rc = 0;
-	char *buf = NULL;
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return fail(err, errlen, "%s: cannot read \"%s\": %s", from,
-		            path, strerror(errno));
-	buf = malloc(TOKENS_FILE_MAX + 1);
-	if (!buf) {
-		rc = fail(err, errlen, "%s: out of memory", from);
-		goto close_file;
-	}
-	size_t len = fread(buf, 1, TOKENS_FILE_MAX + 1, f);
-	if (ferror(f)) {
-		rc = fail(err, errlen, "%s: cannot read \"%s\": %s", from, path,
-		          strerror(errno ? errno : EIO));
-		goto free_buf;
-	}
-	if (len > TOKENS_FILE_MAX) {
-		rc = fail(err, errlen, "%s: \"%s\" is larger than %d bytes",
-		          from, path, TOKENS_FILE_MAX);
-		goto free_buf;
-	}
-	buf[len] = '\0';
-	if (memchr(buf, '\0', len)) {
-		rc = fail(err, errlen, "%s: \"%s\" contains a NUL byte", from,
-		          path);
-		goto free_buf;
-	}
-	size_t line = 0;
-	const char *p = buf;
-	while (*p) {
-		const char *nl = strchr(p, '\n');
-		size_t n = nl ? (size_t)(nl - p) : strlen(p);
-		const char *s = p;
-		line++;
-		trim(&s, &n);
-		if (n > 0 && s[0] != '#') {
-			if (!token_valid(s, n)) {
-				rc =
-				    fail(err, errlen,
-				         "%s: line %zu of \"%s\" is not a "
-				         "valid token (must be 1..%d printable "
-				         "ASCII characters without spaces)",
-				         from, line, path, TOKEN_MAX);
-				goto free_buf;
-			}
-			rc = tokens_add(t, s, n);
-			if (rc) {
-				rc = tokens_add_fail(rc, from, err, errlen);
-				goto free_buf;
-			}
-		}
-		if (!nl)
-			break;
-		p = nl + 1;
-	}
-free_buf:
-	free(buf);
-close_file:
-	fclose(f);
-	return rc;
-}
-
 static int load_tokens(config_t *c, const bool *from_flag, char *err,
                        size_t errlen)
 {
-	struct tokens t = {0};
-	char from[64];
-	int rc = 0;
+	char list_from[64] = "", file_from[64] = "";
 	const setting_t *ls = setting_by_field("api_tokens");
 	const setting_t *fs = setting_by_field("api_tokens_file");
-	if (c->api_tokens && c->api_tokens[0]) {
-		source_name(ls, from_flag[ls - settings], from, sizeof from);
-		rc = tokens_from_list(&t, c->api_tokens, from, err, errlen);
-		if (rc)
-			goto free_tokens;
-		if (t.n == 0) {
-			/* Fail closed: a non-empty setting that yields no
-			 * token must not silently turn authentication off. */
-			rc =
-			    fail(err, errlen, "%s: no token in the list", from);
-			goto free_tokens;
-		}
-	}
-	if (c->api_tokens_file && c->api_tokens_file[0]) {
-		size_t before = t.n;
-		source_name(fs, from_flag[fs - settings], from, sizeof from);
-		rc =
-		    tokens_from_file(&t, c->api_tokens_file, from, err, errlen);
-		if (rc)
-			goto free_tokens;
-		if (t.n == before) {
-			rc = fail(err, errlen, "%s: no token in \"%s\"", from,
-			          c->api_tokens_file);
-			goto free_tokens;
-		}
-	}
-	c->tokens = t.v; /* NULL when no token is configured: no auth */
-	return 0;
-
-free_tokens:
-	for (size_t i = 0; i < t.n; i++)
-		free(t.v[i]);
-	free(t.v);
-	return rc;
+	source_name(ls, from_flag[ls - settings], list_from, sizeof list_from);
+	source_name(fs, from_flag[fs - settings], file_from, sizeof file_from);
+	/* NULL when no token is configured: no auth. */
+	return config_tokens_load(c->api_tokens, list_from, c->api_tokens_file,
+	                          file_from, &c->tokens, err, errlen);
 }
 
 static int cross_check(const config_t *c, const bool *from_flag, char *err,
@@ -592,8 +410,9 @@ static int cross_check(const config_t *c, const bool *from_flag, char *err,
 		char ln[64], hn[64];
 		source_name(lo, from_flag[lo - settings], ln, sizeof ln);
 		source_name(hi, from_flag[hi - settings], hn, sizeof hn);
-		return fail(err, errlen, "%s (%lld) must be <= %s (%lld)", ln,
-		            (long long)a, hn, (long long)b);
+		return config_fail(err, errlen,
+		                   "%s (%lld) must be <= %s (%lld)", ln,
+		                   (long long)a, hn, (long long)b);
 	}
 	return 0;
 }
@@ -625,23 +444,25 @@ static int parse_argv(int argc, char **argv, const char **flag_val,
 			continue;
 		}
 		if (strncmp(a, "--", 2) != 0 || !a[2])
-			return fail(err, errlen,
-			            "unexpected argument \"%.*s\" (see --help)",
-			            SHOW_MAX, a);
+			return config_fail(
+			    err, errlen,
+			    "unexpected argument \"%.*s\" (see --help)",
+			    SHOW_MAX, a);
 		const char *name = a + 2;
 		const char *eq = strchr(name, '=');
 		size_t len = eq ? (size_t)(eq - name) : strlen(name);
 		const setting_t *s = setting_by_flag(name, len);
 		if (!s)
-			return fail(
+			return config_fail(
 			    err, errlen, "unknown flag \"--%.*s\" (see --help)",
 			    (int)(len > SHOW_MAX ? SHOW_MAX : len), name);
 		if (eq) {
 			flag_val[s - settings] = eq + 1;
 		} else {
 			if (i + 1 >= argc)
-				return fail(err, errlen, "--%s: missing value",
-				            s->flag);
+				return config_fail(err, errlen,
+				                   "--%s: missing value",
+				                   s->flag);
 			flag_val[s - settings] = argv[++i];
 		}
 	}

@@ -1,0 +1,25 @@
+/*
+ * config_int: what the daemon's settings files share (config.c, the table
+ * and its loading; config_tokens.c, the API tokens). Nothing outside
+ * src/orderd/ includes this header.
+ */
+#ifndef ORDERD_ORDERD_CONFIG_INT_H
+#define ORDERD_ORDERD_CONFIG_INT_H
+
+#include <stddef.h>
+
+/* Formats a message into err[errlen] (when given) and returns OD_ECONFIG. */
+int config_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * The API tokens of list (comma-separated) and the file named by file, in
+ * that order; list_from and file_from name where each setting came from in
+ * messages. *ret_tokens is a NULL-terminated malloc'd array, or NULL when
+ * neither setting is given (no auth).
+ */
+int config_tokens_load(const char *list, const char *list_from,
+                       const char *file, const char *file_from,
+                       char ***ret_tokens, char *err, size_t errlen);
+
+#endif
