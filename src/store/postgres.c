@@ -117,6 +117,21 @@ int pgb_conn(pgb_store_t *b, pgc_t **ret)
 	return pgp_get(b->pool, pgp_wait_ms(b->pool), ret);
 }
 
+int pgb_query(pgb_store_t *b, const pgp_stmt_t *stmt, const char *const *p,
+              pgb_outcome_t lost, PGresult **ret_res)
+{
+	pgc_t *c;
+	*ret_res = NULL;
+	int rc = pgb_conn(b, &c);
+	if (rc < 0)
+		return rc;
+	rc = pgc_exec(c, stmt, p, ret_res);
+	if (rc < 0 && lost == PGB_LOST_UNKNOWN && c->lost)
+		rc = OD_EUNKNOWN;
+	pgp_put(b->pool, c);
+	return rc;
+}
+
 void pgb_fmt_i64(char *buf, size_t cap, int64_t v)
 {
 	snprintf(buf, cap, "%lld", (long long)v);

@@ -72,6 +72,23 @@ bool pgb_get_str(const PGresult *res, int row, int col, char *dst, size_t cap);
 /* Checks out a connection for an ordinary call. */
 int pgb_conn(pgb_store_t *b, pgc_t **ret);
 
+/* What a statement whose connection broke in flight returns. */
+typedef enum pgb_outcome {
+	/* OD_ESTORE: a read, or a write that is harmless to repeat or undo
+	 * itself (a claim's leases expire, a reap runs again). */
+	PGB_LOST_RETRY,
+	/* OD_EUNKNOWN: a write that may have committed; the caller reads
+	 * back before it believes either way. */
+	PGB_LOST_UNKNOWN,
+} pgb_outcome_t;
+/*
+ * The one-statement call: checks out a connection, runs stmt with p in
+ * autocommit and returns the connection. *ret_res is the result (the
+ * caller PQclears it; NULL on error); it outlives the connection.
+ */
+int pgb_query(pgb_store_t *b, const pgp_stmt_t *stmt, const char *const *p,
+              pgb_outcome_t lost, PGresult **ret_res);
+
 /* Order rows have PGB_ORDER_COLS first: 11 columns. */
 #define PGB_N_ORDER_COLS 11
 

@@ -52,15 +52,11 @@ int pgb_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
 	pgb_fmt_i64(lbuf, sizeof lbuf, lease_ms);
 	pgb_fmt_i64(mbuf, sizeof mbuf, (int64_t)max);
 	const char *p[3] = {owner, lbuf, mbuf};
-	pgc_t *c;
-	int rc = pgb_conn(b, &c);
-	if (rc < 0)
-		return rc;
-	PGresult *res = NULL;
+	PGresult *res;
 	size_t n = 0;
 	/* A claim lost in flight is OD_ESTORE, not OD_EUNKNOWN: orders it
 	 * may have taken come back when their lease expires (G6). */
-	rc = pgc_exec(c, &stmt_claim, p, &res);
+	int rc = pgb_query(b, &stmt_claim, p, PGB_LOST_RETRY, &res);
 	if (rc < 0)
 		goto out;
 	size_t rows = (size_t)PQntuples(res);
@@ -86,7 +82,6 @@ out:
 	if (rc < 0)
 		store_claims_clear(ret_claims, n);
 	PQclear(res);
-	pgp_put(b->pool, c);
 	return rc;
 }
 
@@ -488,22 +483,13 @@ int pgb_retry(void *h, const char *id, int64_t fence, int max_attempts,
 	pgb_fmt_i64(mbuf, sizeof mbuf, max_attempts);
 	pgb_fmt_i64(dbuf, sizeof dbuf, delay_ms);
 	const char *p[5] = {id, fbuf, mbuf, dbuf, error};
-	pgc_t *c;
-	int rc = pgb_conn(b, &c);
-	if (rc < 0)
-		return rc;
-	PGresult *res = NULL;
-	rc = pgc_exec(c, &stmt_retry, p, &res);
-	if (rc < 0) {
-		if (c->lost)
-			rc = OD_EUNKNOWN;
-	} else if (PQntuples(res) == 0) {
+	PGresult *res;
+	int rc = pgb_query(b, &stmt_retry, p, PGB_LOST_UNKNOWN, &res);
+	if (rc == 0 && PQntuples(res) == 0)
 		rc = OD_EFENCE;
-	} else if (ret_failed) {
+	else if (rc == 0 && ret_failed)
 		*ret_failed = strcmp(PQgetvalue(res, 0, 0), "failed") == 0;
-	}
 	PQclear(res);
-	pgp_put(b->pool, c);
 	return rc;
 }
 
@@ -529,20 +515,11 @@ int pgb_release(void *h, const char *id, int64_t fence)
 	char fbuf[24];
 	pgb_fmt_i64(fbuf, sizeof fbuf, fence);
 	const char *p[2] = {id, fbuf};
-	pgc_t *c;
-	int rc = pgb_conn(b, &c);
-	if (rc < 0)
-		return rc;
-	PGresult *res = NULL;
-	rc = pgc_exec(c, &stmt_release, p, &res);
-	if (rc < 0) {
-		if (c->lost)
-			rc = OD_EUNKNOWN;
-	} else if (PQntuples(res) == 0) {
+	PGresult *res;
+	int rc = pgb_query(b, &stmt_release, p, PGB_LOST_UNKNOWN, &res);
+	if (rc == 0 && PQntuples(res) == 0)
 		rc = OD_EFENCE;
-	}
 	PQclear(res);
-	pgp_put(b->pool, c);
 	return rc;
 }
 
@@ -580,19 +557,14 @@ int pgb_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
 	pgb_fmt_i64(mbuf, sizeof mbuf, max_attempts);
 	pgb_fmt_i64(lbuf, sizeof lbuf, (int64_t)limit);
 	const char *p[2] = {mbuf, lbuf};
-	pgc_t *c;
-	int rc = pgb_conn(b, &c);
-	if (rc < 0)
-		return rc;
-	PGresult *res = NULL;
+	PGresult *res;
 	int64_t n = 0;
 	/* A reap lost in flight is harmless to repeat: OD_ESTORE. */
-	rc = pgc_exec(c, &stmt_reap, p, &res);
+	int rc = pgb_query(b, &stmt_reap, p, PGB_LOST_RETRY, &res);
 	if (rc == 0 && (PQntuples(res) != 1 || !pgb_get_i64(res, 0, 0, &n)))
 		rc = OD_EINTERNAL;
 	if (rc == 0)
 		*ret_n = (size_t)n;
 	PQclear(res);
-	pgp_put(b->pool, c);
 	return rc;
 }

@@ -31,22 +31,15 @@ static int lock_stmt(pgb_store_t *b, const pgp_stmt_t *stmt,
                      const char *const *p, bool write, store_lock_t *ret,
                      bool *ret_found)
 {
-	pgc_t *c;
-	int rc = pgb_conn(b, &c);
-	if (rc < 0)
-		return rc;
-	PGresult *res = NULL;
-	rc = pgc_exec(c, stmt, p, &res);
-	if (rc < 0) {
-		if (write && c->lost)
-			rc = OD_EUNKNOWN;
-	} else {
+	PGresult *res;
+	int rc = pgb_query(b, stmt, p,
+	                   write ? PGB_LOST_UNKNOWN : PGB_LOST_RETRY, &res);
+	if (rc == 0) {
 		*ret_found = PQntuples(res) > 0;
 		if (*ret_found && ret)
 			rc = row_lock(res, 0, ret);
 	}
 	PQclear(res);
-	pgp_put(b->pool, c);
 	return rc;
 }
 

@@ -153,17 +153,14 @@ static int submit_read_back(pgb_store_t *b, const order_t *const *orders,
 	if (missing.n == 0)
 		return 0;
 	const char *p[1] = {pgb_array_text(&missing)};
-	pgc_t *c = NULL;
 	PGresult *rd = NULL;
 	id_row_t *rx = NULL;
 	int rc = -ENOMEM;
 	if (!p[0])
 		goto out;
-	if ((rc = pgb_conn(b, &c)) < 0)
-		goto out;
 	rc = failpoint_hit("pg_submit_readback_fail")
 	         ? OD_ESTORE
-	         : pgc_exec(c, &stmt_submit_read, p, &rd);
+	         : pgb_query(b, &stmt_submit_read, p, PGB_LOST_RETRY, &rd);
 	if (rc < 0)
 		goto out;
 	rc = -ENOMEM;
@@ -196,8 +193,6 @@ out:
 	PQclear(rd);
 	free(rx);
 	pgb_array_free(&missing);
-	if (c)
-		pgp_put(b->pool, c);
 	return rc;
 }
 
@@ -288,24 +283,16 @@ static const pgp_stmt_t stmt_get = {
 static int one_order(pgb_store_t *b, const pgp_stmt_t *stmt, const char *id,
                      bool write, order_t *ret, bool *ret_found)
 {
-	pgc_t *c;
-	int rc = pgb_conn(b, &c);
-	if (rc < 0)
-		return rc;
-	PGresult *res = NULL;
+	PGresult *res;
 	const char *p[1] = {id};
-	rc = pgc_exec(c, stmt, p, &res);
-	if (rc < 0) {
-		if (write && c->lost)
-			rc = OD_EUNKNOWN;
-		goto out;
+	int rc = pgb_query(b, stmt, p,
+	                   write ? PGB_LOST_UNKNOWN : PGB_LOST_RETRY, &res);
+	if (rc == 0) {
+		*ret_found = PQntuples(res) > 0;
+		if (*ret_found && ret)
+			rc = pgb_row_order(res, 0, ret);
 	}
-	*ret_found = PQntuples(res) > 0;
-	if (*ret_found && ret)
-		rc = pgb_row_order(res, 0, ret);
-out:
 	PQclear(res);
-	pgp_put(b->pool, c);
 	return rc;
 }
 
@@ -332,14 +319,9 @@ static const pgp_stmt_t stmt_order_fence = {
 int pgb_order_fence(void *h, const char *id, order_status_t *ret_status,
                     int64_t *ret_fence)
 {
-	pgb_store_t *b = h;
-	pgc_t *c;
-	int rc = pgb_conn(b, &c);
-	if (rc < 0)
-		return rc;
-	PGresult *res = NULL;
+	PGresult *res;
 	const char *p[1] = {id};
-	rc = pgc_exec(c, &stmt_order_fence, p, &res);
+	int rc = pgb_query(h, &stmt_order_fence, p, PGB_LOST_RETRY, &res);
 	if (rc == 0) {
 		order_status_t st;
 		if (PQntuples(res) == 0)
@@ -352,7 +334,6 @@ int pgb_order_fence(void *h, const char *id, order_status_t *ret_status,
 		}
 	}
 	PQclear(res);
-	pgp_put(b->pool, c);
 	return rc;
 }
 
@@ -380,14 +361,8 @@ int pgb_orders_terminal(void *h, const char *const *ids, size_t n,
 		pgb_array_free(&a);
 		return -ENOMEM;
 	}
-	pgc_t *c;
-	int rc = pgb_conn(b, &c);
-	if (rc < 0) {
-		pgb_array_free(&a);
-		return rc;
-	}
-	PGresult *res = NULL;
-	rc = pgc_exec(c, &stmt_orders_status, p, &res);
+	PGresult *res;
+	int rc = pgb_query(b, &stmt_orders_status, p, PGB_LOST_RETRY, &res);
 	if (rc == 0) {
 		/* Unknown ids stay "terminal": the full read answers 404. */
 		for (size_t i = 0; i < n; i++)
@@ -403,7 +378,6 @@ int pgb_orders_terminal(void *h, const char *const *ids, size_t n,
 		}
 	}
 	PQclear(res);
-	pgp_put(b->pool, c);
 	pgb_array_free(&a);
 	return rc;
 }
@@ -426,14 +400,10 @@ int pgb_order_list(void *h, int status, int64_t after_seq, size_t limit,
 	const char *p[3] = {seqbuf, NULL, limbuf};
 	if (status >= 0)
 		p[1] = order_status_name((order_status_t)status);
-	pgc_t *c;
-	int rc = pgb_conn(b, &c);
-	if (rc < 0)
-		return rc;
-	PGresult *res = NULL;
+	PGresult *res;
 	order_t *orders = NULL;
 	size_t n = 0;
-	rc = pgc_exec(c, &stmt_list, p, &res);
+	int rc = pgb_query(b, &stmt_list, p, PGB_LOST_RETRY, &res);
 	if (rc < 0)
 		goto out;
 	size_t rows = (size_t)PQntuples(res);
@@ -455,7 +425,6 @@ int pgb_order_list(void *h, int status, int64_t after_seq, size_t limit,
 out:
 	store_orders_free(orders, n);
 	PQclear(res);
-	pgp_put(b->pool, c);
 	return rc;
 }
 

@@ -110,18 +110,13 @@ static const pgp_stmt_t stmt_product_get = {
 int pgb_product_get(void *h, const char *sku, product_t *ret)
 {
 	pgb_store_t *b = h;
-	pgc_t *c;
-	int rc = pgb_conn(b, &c);
-	if (rc < 0)
-		return rc;
-	PGresult *res = NULL;
+	PGresult *res;
 	const char *p[1] = {sku};
-	rc = pgc_exec(c, &stmt_product_get, p, &res);
+	int rc = pgb_query(b, &stmt_product_get, p, PGB_LOST_RETRY, &res);
 	if (rc == 0)
 		rc = PQntuples(res) == 1 ? row_product(res, 0, ret)
 		                         : OD_ENOTFOUND;
 	PQclear(res);
-	pgp_put(b->pool, c);
 	return rc;
 }
 
@@ -139,13 +134,9 @@ int pgb_product_list(void *h, const char *after_sku, size_t limit,
 	char limbuf[24];
 	pgb_fmt_i64(limbuf, sizeof limbuf, (int64_t)limit + 1);
 	const char *p[2] = {after_sku ? after_sku : "", limbuf};
-	pgc_t *c;
-	int rc = pgb_conn(b, &c);
-	if (rc < 0)
-		return rc;
-	PGresult *res = NULL;
+	PGresult *res;
 	product_t *ps = NULL;
-	rc = pgc_exec(c, &stmt_product_list, p, &res);
+	int rc = pgb_query(b, &stmt_product_list, p, PGB_LOST_RETRY, &res);
 	if (rc < 0)
 		goto out;
 	size_t rows = (size_t)PQntuples(res);
@@ -167,6 +158,5 @@ int pgb_product_list(void *h, const char *after_sku, size_t limit,
 out:
 	free(ps);
 	PQclear(res);
-	pgp_put(b->pool, c);
 	return rc;
 }

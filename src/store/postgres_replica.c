@@ -21,16 +21,11 @@ static const pgp_stmt_t stmt_replica_beat = {
 
 int pgb_replica_beat(void *h, const char *replica)
 {
-	pgb_store_t *b = h;
-	pgc_t *c;
-	int rc = pgb_conn(b, &c);
-	if (rc < 0)
-		return rc;
 	const char *p[1] = {replica};
-	PGresult *res = NULL;
-	rc = pgc_exec(c, &stmt_replica_beat, p, &res);
+	PGresult *res;
+	/* A beat lost in flight is harmless: the next one comes soon. */
+	int rc = pgb_query(h, &stmt_replica_beat, p, PGB_LOST_RETRY, &res);
 	PQclear(res);
-	pgp_put(b->pool, c);
 	return rc;
 }
 
@@ -44,16 +39,11 @@ static const pgp_stmt_t stmt_replicas_list = {
 int pgb_replicas_list(void *h, int64_t window_ms, char (*ret_ids)[ID_MAX + 1],
                       size_t max, size_t *ret_n)
 {
-	pgb_store_t *b = h;
-	pgc_t *c;
-	int rc = pgb_conn(b, &c);
-	if (rc < 0)
-		return rc;
 	char win[24];
 	pgb_fmt_i64(win, sizeof win, window_ms);
 	const char *p[1] = {win};
-	PGresult *res = NULL;
-	rc = pgc_exec(c, &stmt_replicas_list, p, &res);
+	PGresult *res;
+	int rc = pgb_query(h, &stmt_replicas_list, p, PGB_LOST_RETRY, &res);
 	if (rc == 0) {
 		size_t n = (size_t)PQntuples(res);
 		for (size_t i = 0; i < n && i < max; i++)
@@ -62,6 +52,5 @@ int pgb_replicas_list(void *h, int64_t window_ms, char (*ret_ids)[ID_MAX + 1],
 		*ret_n = n;
 	}
 	PQclear(res);
-	pgp_put(b->pool, c);
 	return rc;
 }
