@@ -147,11 +147,13 @@ typedef struct store_claim {
 } store_claim_t;
 
 /*
- * Claims up to max claimable orders (pending and due), oldest first, for
- * owner with a lease of lease_ms on the store's clock and a fresh fence
- * (strictly larger than any fence granted before), in one statement.
- * ret_claims must have room for max entries; *ret_n is how many were
- * claimed (0 is success). Claims are cleared with store_claims_clear().
+ * Claims up to max claimable orders (pending, and due: next_at <= now),
+ * in the order (next_at, seq), so the order claimable longest goes first,
+ * for owner with a lease of lease_ms on the store's clock and a fresh fence
+ * (strictly larger than any fence granted before), in one statement; the
+ * claims come back in that order. ret_claims must have room for max
+ * entries; *ret_n is how many were claimed (0 is success). Claims are
+ * cleared with store_claims_clear().
  */
 int store_claim(store_t *s, const char *owner, int64_t lease_ms, size_t max,
                 store_claim_t *ret_claims, size_t *ret_n);
@@ -178,8 +180,11 @@ typedef struct store_process_result {
 /*
  * Processes claims[0..n) in ONE transaction: for each order whose fence is
  * still current, reserves every item (one reservation row per (order, sku),
- * unique) and completes it, or reserves nothing and rejects it. Orders whose
- * fence is stale are skipped as PROCESS_FENCED. results[i] for every i.
+ * unique) and completes it, or reserves nothing and rejects it, deciding in
+ * array order against the stock left. Orders whose fence is stale are
+ * skipped as PROCESS_FENCED; an order that already holds a reservation is
+ * failed as PROCESS_BREACH. Leaving processing clears the order's lease
+ * (lease_owner NULL, lease_until 0). results[i] for every i.
  * On error (OD_ESTORE, OD_EUNKNOWN) nothing is known to have been written.
  */
 int store_process(store_t *s, const store_claim_t *claims, size_t n,
@@ -208,8 +213,9 @@ int store_order_fence(store_t *s, const char *id, order_status_t *ret_status,
 int store_release(store_t *s, const char *id, int64_t fence);
 
 /*
- * Returns up to limit orders whose lease has expired to pending (or to failed
- * with reason "lease expired" when they have no attempts left).
+ * Returns up to limit orders whose lease has expired (lease_until <= now: a
+ * lease is valid strictly before its deadline) to pending, or to failed
+ * with reason "lease expired" when they have no attempts left.
  * *ret_n is how many were reaped.
  */
 int store_reap(store_t *s, int max_attempts, size_t limit, size_t *ret_n);
