@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +284,51 @@ static void test_stale_hand_back_is_counted(void **state)
 	assert_verify_clean(f->store);
 }
 
+/* The backstop, end to end: an order that already holds a reservation
+ * (a damaged store) is failed, counted and logged once, never looped;
+ * the other orders of its batch complete. */
+static void test_breach_is_counted_once(void **state)
+{
+	fixture_t *f = *state;
+	product_t p;
+	assert_int_equal(store_product_set(f->store, "S0", 100, &p), 0);
+	submit(f->store, 3, 1); /* o-0, o-1, o-2 for 1, 2, 3 of S0 */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	assert_int_equal(
+	    sqlite3_exec(db,
+	                 "UPDATE products SET stock = stock - 2;"
+	                 "INSERT INTO reservations (order_id, sku, qty, fence,"
+	                 " created_at) VALUES ('o-1', 'S0', 2, 0, 0)",
+	                 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	metric_t *breaches = metrics_child1(
+	    metrics_family(METRIC_COUNTER, "orderd_invariant_breaches_total",
+	                   "", (const char *const[]){"kind", NULL}, NULL, 0),
+	    "duplicate_reservation");
+	double before = metrics_value(breaches);
+	workers_t *w;
+	workers_options_t o = options();
+	assert_int_equal(workers_new(f->store, &o, &w), 0);
+	wait_done(f->store, 3, 20000);
+	clock_sleep_ms(200); /* time to loop, if it did */
+	workers_free(w);
+	assert_int_equal(metrics_value(breaches) - before, 1);
+	order_t ord;
+	assert_int_equal(store_order_get(f->store, "o-1", &ord), 0);
+	assert_int_equal(ord.status, ORDER_FAILED);
+	assert_string_equal(ord.reason, "duplicate_reservation");
+	assert_int_equal(ord.attempts, 1);
+	order_clear(&ord);
+	assert_int_equal(store_order_get(f->store, "o-2", &ord), 0);
+	assert_int_equal(ord.status, ORDER_COMPLETED);
+	order_clear(&ord);
+	assert_int_equal(store_product_get(f->store, "S0", &p), 0);
+	assert_int_equal(p.stock, 100 - 2 - 1 - 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -298,6 +344,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_hand_back_is_counted,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_breach_is_counted_once, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
