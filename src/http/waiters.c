@@ -100,9 +100,10 @@ static bool client_gone(http_req_t *r)
 }
 
 /*
- * One store round trip for every order wait of the job: only the orders
- * that became terminal are then read in full and answered. If the check
- * fails, nobody is polled this time except at a deadline.
+ * One store round trip for every order wait of the job (one per
+ * STORE_LIST_MAX of them): only the orders that became terminal are then
+ * read in full and answered. Where the check fails, nobody is polled this
+ * time except at a deadline.
  */
 static void mark_ready(waiters_t *ws, poll_job_t *j)
 {
@@ -116,8 +117,14 @@ static void mark_ready(waiters_t *ws, poll_job_t *j)
 		for (size_t i = 0; i < j->n; i++)
 			if (j->w[i]->order_wait)
 				ids[n++] = j->w[i]->r->param;
-		if (n > 0 && store_orders_terminal(ws->store, ids, n, term) < 0)
-			memset(term, 0, n * sizeof *term);
+		/* At most STORE_LIST_MAX ids per round trip. */
+		for (size_t at = 0; at < n; at += STORE_LIST_MAX) {
+			size_t k =
+			    n - at < STORE_LIST_MAX ? n - at : STORE_LIST_MAX;
+			if (store_orders_terminal(ws->store, ids + at, k,
+			                          term + at) < 0)
+				memset(term + at, 0, k * sizeof *term);
+		}
 		n = 0;
 		for (size_t i = 0; i < j->n; i++)
 			if (j->w[i]->order_wait)

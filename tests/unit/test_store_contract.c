@@ -226,6 +226,10 @@ static void test_list_get_terminal(void **state)
 	assert_true(term[3]);
 	assert_false(term[4]);
 	assert_int_equal(store_orders_terminal(f->s, ids, 0, term), 0);
+	/* Callers with more ids split them (waiters.c does). */
+	assert_int_equal(
+	    store_orders_terminal(f->s, ids, STORE_LIST_MAX + 1, term),
+	    OD_EINVAL);
 
 	order_status_t st;
 	int64_t fence = 99;
