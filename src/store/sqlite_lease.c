@@ -124,17 +124,27 @@ static int process_finish(sqb_conn_t *c, const store_claim_t *cl,
 	return rc == 1 ? 0 : OD_EINTERNAL;
 }
 
-/* 1 when the order is still processing under cl->fence, 0 when fenced. */
+/* What process_check found. */
+enum { CLAIM_FENCED = 0, CLAIM_LIVE = 1, CLAIM_BREACH = 2 };
+
+/* CLAIM_LIVE when the order is still processing under cl->fence,
+ * CLAIM_FENCED when not, CLAIM_BREACH when it is ours but already holds a
+ * reservation (the backstop of G3, checked before the stock is looked at,
+ * as on postgres); or a negative error. */
 static int process_check(sqb_conn_t *c, const store_claim_t *cl)
 {
 	const sqb_param_t p[] = {SQB_TEXT(cl->order.id), SQB_INT(cl->fence)};
 	sqlite3_stmt *st;
 	int rc = sqb_row(c, SQB_PROCESS_CHECK,
-	                 "SELECT 1 FROM orders WHERE id = ?1 AND fence = ?2"
+	                 "SELECT EXISTS (SELECT 1 FROM reservations"
+	                 " WHERE order_id = ?1) FROM orders"
+	                 " WHERE id = ?1 AND fence = ?2"
 	                 " AND status = 'processing'",
 	                 p, SQB_NPARAMS(p), &st);
-	if (rc == 1)
+	if (rc == 1) {
+		rc = sqlite3_column_int(st, 0) ? CLAIM_BREACH : CLAIM_LIVE;
 		sqlite3_reset(st);
+	}
 	return rc;
 }
 
@@ -207,7 +217,7 @@ static int process_reserve(sqb_conn_t *c, const store_claim_t *cl, int64_t now)
 		sqlite3_reset(st);
 		if (rc < 0)
 			return rc;
-		if ((src & 0xff) == SQLITE_CONSTRAINT)
+		if (src == SQLITE_CONSTRAINT_PRIMARYKEY)
 			return 1;
 		if (src != SQLITE_DONE)
 			return sqb_err(src);
@@ -221,24 +231,30 @@ static int process_one(sqb_conn_t *c, int64_t now, const store_claim_t *cl,
 	int rc = sqb_run(c, SQB_SAVEPOINT, "SAVEPOINT process_order");
 	if (rc < 0)
 		return rc;
-	rc = process_check(c, cl);
-	if (rc <= 0) {
+	int found = process_check(c, cl);
+	if (found <= CLAIM_FENCED) {
+		rc = found;
 		r->outcome = PROCESS_FENCED;
 		r->reason = NULL;
 		goto release;
 	}
 	const char *reason = NULL;
+	process_outcome_t outcome = PROCESS_BREACH;
+	if (found == CLAIM_BREACH) {
+		/* Neither reserved twice nor claimed again: failed. */
+		reason = "duplicate_reservation";
+		goto finish;
+	}
 	rc = process_decide(c, &cl->order, &reason);
 	if (rc < 0)
 		goto release;
-	process_outcome_t outcome =
-	    reason ? PROCESS_REJECTED : PROCESS_COMPLETED;
+	outcome = reason ? PROCESS_REJECTED : PROCESS_COMPLETED;
 	if (!reason) {
 		rc = process_reserve(c, cl, now);
 		if (rc == 1) {
-			/* The unique reservation caught what the fence should
-			 * have: undo this order's writes and fail it, so it
-			 * is neither reserved twice nor claimed again. */
+			/* The unique reservation caught what the check above
+			 * should have (a second line of defence): undo this
+			 * order's writes and fail it. */
 			rc = sqb_run(c, SQB_SAVEPOINT_ROLLBACK,
 			             "ROLLBACK TO process_order");
 			outcome = PROCESS_BREACH;
@@ -247,6 +263,7 @@ static int process_one(sqb_conn_t *c, int64_t now, const store_claim_t *cl,
 		if (rc < 0)
 			goto release;
 	}
+finish:;
 	static const char *const status[] = {
 	    [PROCESS_COMPLETED] = "completed",
 	    [PROCESS_REJECTED] = "rejected",

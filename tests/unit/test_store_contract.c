@@ -1,8 +1,9 @@
 /*
  * test_store_contract: the one contract of store.h, run unchanged against
  * each backend (store_fixture.h says how): submit, reads and client
- * transitions, products, stats, replicas, named locks, argument checks and
- * the audit. Processing under leases is test_store_leases.c.
+ * transitions, products, stats, replicas, named locks, argument checks, and
+ * a damaged store (the duplicate-reservation backstop, the audit). Processing
+ * under leases is test_store_leases.c.
  */
 #include "store_fixture.h"
 
@@ -563,6 +564,95 @@ static void test_arguments(void **state)
 	assert_int_equal(raw_int("SELECT COUNT(*) FROM locks"), 0);
 }
 
+/* ---- a damaged store: the backstop ---- */
+
+/*
+ * The backstop: a reservation already exists for an order that is being
+ * processed under a current fence (only a bug or a damaged store gets
+ * here). The order must not take stock a second time, must not loop
+ * between claim and reap, and must not take its neighbours down: it ends
+ * failed with reason "duplicate_reservation", reported as PROCESS_BREACH,
+ * while the rest of the batch is processed as usual. The backstop comes
+ * before the stock is looked at: the usual shape of a double processing
+ * is an order whose first reservation took the stock it would need again,
+ * and that order must not end "rejected" while holding stock.
+ */
+static void test_process_duplicate_reservation(void **state)
+{
+	fixture_t *f = *state;
+	set_stock(f->s, "A", 10);
+	assert_int_equal(submit1(f->s, "n1", "A:1"), SUBMIT_CREATED);
+	assert_int_equal(submit1(f->s, "dup", "A:2"), SUBMIT_CREATED);
+	assert_int_equal(submit1(f->s, "n2", "A:3"), SUBMIT_CREATED);
+	/* The damage: dup already holds its stock. */
+	raw_exec("UPDATE products SET stock = stock - 2 WHERE sku = 'A'");
+	raw_exec("INSERT INTO reservations (order_id, sku, qty, fence,"
+	         " created_at) VALUES ('dup', 'A', 2, 0, 0)");
+
+	store_claim_t c[3];
+	size_t n;
+	assert_int_equal(store_claim(f->s, "w", 30000, 3, c, &n), 0);
+	assert_int_equal(n, 3);
+	store_process_result_t r[3];
+	assert_int_equal(store_process(f->s, c, n, r), 0);
+	assert_int_equal(r[0].outcome, PROCESS_COMPLETED);
+	assert_int_equal(r[1].outcome, PROCESS_BREACH);
+	assert_string_equal(r[1].reason, "duplicate_reservation");
+	assert_int_equal(r[2].outcome, PROCESS_COMPLETED);
+	store_claims_clear(c, n);
+
+	/* Stock taken once for dup (by the damage), once for n1 and n2. */
+	assert_int_equal(stock_of(f->s, "A"), 10 - 2 - 1 - 3);
+	order_t o = get(f->s, "dup");
+	assert_int_equal(o.status, ORDER_FAILED);
+	assert_string_equal(o.reason, "duplicate_reservation");
+	assert_true(o.finished_at > 0);
+	order_clear(&o);
+	assert_lease_cleared("dup");
+	assert_int_equal(reservations_of("dup"), 1);
+	/* Nothing left to claim or reap: no loop. */
+	assert_int_equal(claim_none(f->s), 0);
+	size_t reaped = 99;
+	assert_int_equal(store_reap(f->s, 5, 100, &reaped), 0);
+	assert_int_equal(reaped, 0);
+	/* The audit still sees the damage. */
+	violations_t v = {0};
+	assert_int_equal(verify(f->s, &v), 1);
+	assert_string_equal(v.lines[0], "order 'dup': reservation of sku 'A'"
+	                                " but order status is failed");
+}
+
+/* The same when the stock is gone (it went to the first reservation), and
+ * when the reservation held is of a sku that is none of the items. */
+static void test_process_duplicate_reservation_no_stock(void **state)
+{
+	fixture_t *f = *state;
+	set_stock(f->s, "A", 2);
+	set_stock(f->s, "B", 5);
+	assert_int_equal(submit1(f->s, "dup", "A:2"), SUBMIT_CREATED);
+	assert_int_equal(submit1(f->s, "odd", "B:1"), SUBMIT_CREATED);
+	raw_exec("UPDATE products SET stock = 0 WHERE sku = 'A'");
+	raw_exec("INSERT INTO reservations (order_id, sku, qty, fence,"
+	         " created_at) VALUES ('dup', 'A', 2, 0, 0)");
+	raw_exec("INSERT INTO reservations (order_id, sku, qty, fence,"
+	         " created_at) VALUES ('odd', 'A', 1, 0, 0)");
+	store_claim_t c[2];
+	size_t n;
+	assert_int_equal(store_claim(f->s, "w", 30000, 2, c, &n), 0);
+	assert_int_equal(n, 2);
+	store_process_result_t r[2];
+	assert_int_equal(store_process(f->s, c, n, r), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(r[i].outcome, PROCESS_BREACH);
+		assert_string_equal(r[i].reason, "duplicate_reservation");
+		assert_int_equal(status_of(f->s, c[i].order.id), ORDER_FAILED);
+	}
+	store_claims_clear(c, n);
+	assert_int_equal(stock_of(f->s, "A"), 0);
+	assert_int_equal(stock_of(f->s, "B"), 5);
+	assert_int_equal(reservations_of("odd"), 1);
+}
+
 /* ---- the audit: one list of invariants, the same words on both ---- */
 
 static void expect_violations(store_t *s, const char *const *want, size_t n)
@@ -683,6 +773,8 @@ int main(void)
 	    T(test_locks),
 	    T(test_lock_race),
 	    T(test_arguments),
+	    T(test_process_duplicate_reservation),
+	    T(test_process_duplicate_reservation_no_stock),
 	    T(test_verify_each_violation),
 	};
 	const char *be = getenv("ORDERD_TEST_BACKEND");

@@ -1,7 +1,7 @@
 /*
  * test_store_leases: the store contract for processing under leases, run
  * unchanged against each backend (store_fixture.h says how): claim,
- * process, retry, release, reap, the backstop, the interleavings of a
+ * process, retry, release, reap, the interleavings of a
  * stale holder, a concurrent run, and every transition checked against
  * core/state.c's table.
  *
@@ -207,59 +207,6 @@ static void test_process_complete_and_reject(void **state)
 	store_claims_clear(c, n);
 	assert_int_equal(stock_of(f->s, "A"), 0);
 	assert_int_equal(verify(f->s, NULL), 0);
-}
-
-/*
- * The backstop: a reservation already exists for an order that is being
- * processed under a current fence (only a bug or a damaged store gets
- * here). The order must not take stock a second time, must not loop
- * between claim and reap, and must not take its neighbours down: it ends
- * failed with reason "duplicate_reservation", reported as PROCESS_BREACH,
- * while the rest of the batch is processed as usual.
- */
-static void test_process_duplicate_reservation(void **state)
-{
-	fixture_t *f = *state;
-	set_stock(f->s, "A", 10);
-	assert_int_equal(submit1(f->s, "n1", "A:1"), SUBMIT_CREATED);
-	assert_int_equal(submit1(f->s, "dup", "A:2"), SUBMIT_CREATED);
-	assert_int_equal(submit1(f->s, "n2", "A:3"), SUBMIT_CREATED);
-	/* The damage: dup already holds its stock. */
-	raw_exec("UPDATE products SET stock = stock - 2 WHERE sku = 'A'");
-	raw_exec("INSERT INTO reservations (order_id, sku, qty, fence,"
-	         " created_at) VALUES ('dup', 'A', 2, 0, 0)");
-
-	store_claim_t c[3];
-	size_t n;
-	assert_int_equal(store_claim(f->s, "w", 30000, 3, c, &n), 0);
-	assert_int_equal(n, 3);
-	store_process_result_t r[3];
-	assert_int_equal(store_process(f->s, c, n, r), 0);
-	assert_int_equal(r[0].outcome, PROCESS_COMPLETED);
-	assert_int_equal(r[1].outcome, PROCESS_BREACH);
-	assert_string_equal(r[1].reason, "duplicate_reservation");
-	assert_int_equal(r[2].outcome, PROCESS_COMPLETED);
-	store_claims_clear(c, n);
-
-	/* Stock taken once for dup (by the damage), once for n1 and n2. */
-	assert_int_equal(stock_of(f->s, "A"), 10 - 2 - 1 - 3);
-	order_t o = get(f->s, "dup");
-	assert_int_equal(o.status, ORDER_FAILED);
-	assert_string_equal(o.reason, "duplicate_reservation");
-	assert_true(o.finished_at > 0);
-	order_clear(&o);
-	assert_lease_cleared("dup");
-	assert_int_equal(reservations_of("dup"), 1);
-	/* Nothing left to claim or reap: no loop. */
-	assert_int_equal(claim_none(f->s), 0);
-	size_t reaped = 99;
-	assert_int_equal(store_reap(f->s, 5, 100, &reaped), 0);
-	assert_int_equal(reaped, 0);
-	/* The audit still sees the damage. */
-	violations_t v = {0};
-	assert_int_equal(verify(f->s, &v), 1);
-	assert_string_equal(v.lines[0], "order 'dup': reservation of sku 'A'"
-	                                " but order status is failed");
 }
 
 /* ---- retries, release, reap ---- */
@@ -784,7 +731,6 @@ int main(void)
 	    T(test_claim_due_boundary),
 	    T(test_claim_by_due_time),
 	    T(test_process_complete_and_reject),
-	    T(test_process_duplicate_reservation),
 	    T(test_retry_until_failed),
 	    T(test_release),
 	    T(test_reap_boundary),
