@@ -85,19 +85,25 @@ static const pgp_stmt_t stmt_submit_read = {
     .nparams = 1,
 };
 
+/* On an error of submit_insert: what is known to be stored. */
+typedef enum stored {
+	STORED_NONE,  /* the statement failed: nothing */
+	STORED_MAYBE, /* lost in flight: it may have committed */
+	STORED_ALL,   /* it committed; reading its result failed after */
+} stored_t;
+
 /*
  * The insert of the whole batch, one statement in autocommit, on one
  * connection. The entries it created get their results and created[i];
  * the rest (stored before, or a later duplicate in the batch) are left for
- * submit_read_back. *ret_lost: the connection broke while the statement
- * was in flight (outcome unknown).
+ * submit_read_back. On an error, *ret_stored says what was stored.
  */
 static int submit_insert(pgb_store_t *b, const order_t *const *orders, size_t n,
                          const char *const *arrays, store_submit_result_t *res,
-                         bool *created, bool *ret_lost)
+                         bool *created, stored_t *ret_stored)
 {
 	pgc_t *c;
-	*ret_lost = false;
+	*ret_stored = STORED_NONE;
 	int rc = pgb_conn(b, &c);
 	if (rc < 0)
 		return rc;
@@ -105,7 +111,13 @@ static int submit_insert(pgb_store_t *b, const order_t *const *orders, size_t n,
 	id_row_t *ix = NULL;
 	rc = pgc_exec(c, &stmt_submit, arrays, &ins);
 	if (rc < 0) {
-		*ret_lost = c->lost;
+		if (c->lost)
+			*ret_stored = STORED_MAYBE;
+		goto out;
+	}
+	*ret_stored = STORED_ALL;
+	if (failpoint_hit("pg_submit_result_fail")) {
+		rc = OD_EINTERNAL;
 		goto out;
 	}
 	/* The first entry with an id owns the inserted row; a later
@@ -201,11 +213,11 @@ out:
  * are one statement, atomic on its own in autocommit, and the read-back
  * needs no transaction (stored content never changes). BEGIN and COMMIT
  * would add two round trips to every group commit for nothing. What
- * matters is what an error means: before the insert's result is known,
- * nothing was stored (or, lost in flight, maybe everything: resolved by
- * submitting again, which reads back); after it, the created orders ARE
- * stored, so a failed read-back is retried on a fresh connection and, if
- * that fails too, the answer is OD_EUNKNOWN, never "nothing stored".
+ * matters is what an error means: if the insert failed, nothing was
+ * stored; lost in flight, maybe everything (resolved by submitting again,
+ * which reads back); once it succeeded, the created orders ARE stored, so
+ * a failure after that (reading its result, or the read-back, retried once
+ * on a fresh connection) is OD_EUNKNOWN, never "nothing stored".
  */
 int pgb_submit(void *h, const order_t *const *orders, size_t n,
                store_submit_result_t *results)
@@ -237,9 +249,9 @@ int pgb_submit(void *h, const order_t *const *orders, size_t n,
 	if (rc < 0)
 		goto out;
 	memset(results, 0, n * sizeof *results);
-	bool lost;
-	rc = submit_insert(b, orders, n, p, results, created, &lost);
-	if (rc < 0 && lost) {
+	stored_t stored;
+	rc = submit_insert(b, orders, n, p, results, created, &stored);
+	if (rc < 0 && stored == STORED_MAYBE) {
 		/* The connection broke with the statement in flight: it may
 		 * have committed. Submitting again on a fresh connection is
 		 * the read-back: rows that did commit come back as replays of
@@ -247,14 +259,19 @@ int pgb_submit(void *h, const order_t *const *orders, size_t n,
 		 * the rest are created now. */
 		results_clear(results, n);
 		memset(created, 0, n * sizeof *created);
-		rc = submit_insert(b, orders, n, p, results, created, &lost);
+		rc = submit_insert(b, orders, n, p, results, created, &stored);
 		if (rc < 0) {
 			rc = OD_EUNKNOWN;
 			goto clear;
 		}
 	}
-	if (rc < 0)
-		goto clear; /* nothing stored */
+	if (rc < 0) {
+		/* Nothing stored, or (the insert's own result could not be
+		 * read) everything: the caller reads back. */
+		if (stored == STORED_ALL)
+			rc = OD_EUNKNOWN;
+		goto clear;
+	}
 	/* From here on the created orders are stored. */
 	rc = submit_read_back(b, orders, n, results, created);
 	if (rc < 0)

@@ -15,6 +15,10 @@
  *                      cannot be encoded (as if out of memory)
  *   fail_scrape_stats=P  the store stats query behind a /metrics scrape
  *                      fails
+ *   pg_submit_result_fail=P  PostgreSQL submit: reading the committed
+ *                      insert's result fails (as if out of memory)
+ *   pg_submit_readback_fail=P  PostgreSQL submit: the read-back that tells
+ *                      replays from conflicts fails (each attempt)
  */
 #ifndef ORDERD_UTIL_FAILPOINT_H
 #define ORDERD_UTIL_FAILPOINT_H

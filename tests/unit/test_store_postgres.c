@@ -314,6 +314,17 @@ static void test_submit_read_back_failure(void **state)
 	assert_int_equal(r[1].outcome, SUBMIT_REPLAYED);
 	order_clear(&r[0].order);
 	order_clear(&r[1].order);
+	/* 4. The same when reading the insert's own result fails: the order
+	 *    was stored by then, so the answer is unknown, not "not stored". */
+	order_t third = make_order("rb-third", "c", "X:1");
+	const order_t *one[1] = {&third};
+	assert_int_equal(failpoint_init("pg_submit_result_fail=1"), 0);
+	rc = store_submit(s, one, 1, r);
+	assert_int_equal(failpoint_init(NULL), 0);
+	assert_int_equal(rc, OD_EUNKNOWN);
+	assert_int_equal(store_order_get(s, "rb-third", &got), 0);
+	order_clear(&got);
+	order_clear(&third);
 	order_clear(&old);
 	order_clear(&fresh);
 	store_free(s);
