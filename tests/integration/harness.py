@@ -160,6 +160,37 @@ class Database:
         self.drop()
 
 
+class StoreBlocker:
+    """Holds the store's write path from outside orderd, as a context
+    manager: on SQLite the write lock (BEGIN IMMEDIATE), on PostgreSQL an
+    EXCLUSIVE lock on the given tables."""
+
+    def __init__(self, db, tables="orders"):
+        self.db = db
+        self.tables = tables
+        self.conn = None
+
+    def __enter__(self):
+        if BACKEND == "postgres":
+            import psycopg2
+            self.conn = psycopg2.connect(self.db.uri)
+            cur = self.conn.cursor()
+            cur.execute("LOCK TABLE %s IN EXCLUSIVE MODE" % self.tables)
+        else:
+            import sqlite3
+            self.conn = sqlite3.connect(self.db.path, isolation_level=None,
+                                        timeout=10)
+            self.conn.execute("BEGIN IMMEDIATE")
+        return self
+
+    def __exit__(self, *exc):
+        if BACKEND == "postgres":
+            self.conn.rollback()
+        else:
+            self.conn.execute("ROLLBACK")
+        self.conn.close()
+
+
 # ---------------------------------------------------------------- client
 
 class Client:

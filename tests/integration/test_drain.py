@@ -18,35 +18,6 @@ import harness as H  # noqa: E402
 DRAIN_MS = 6000
 
 
-class StoreBlocker:
-    """Holds the store's write path from outside orderd (SQLite: the write
-    lock; PostgreSQL: the orders and locks tables)."""
-
-    def __init__(self, db):
-        self.db = db
-        self.conn = None
-
-    def __enter__(self):
-        if H.BACKEND == "postgres":
-            import psycopg2
-            self.conn = psycopg2.connect(self.db.uri)
-            cur = self.conn.cursor()
-            cur.execute("LOCK TABLE orders, locks IN EXCLUSIVE MODE")
-        else:
-            import sqlite3
-            self.conn = sqlite3.connect(self.db.path, isolation_level=None,
-                                        timeout=10)
-            self.conn.execute("BEGIN IMMEDIATE")
-        return self
-
-    def __exit__(self, *exc):
-        if H.BACKEND == "postgres":
-            self.conn.rollback()
-        else:
-            self.conn.execute("ROLLBACK")
-        self.conn.close()
-
-
 class DrainTest(unittest.TestCase):
     def setUp(self):
         self.db = H.Database("drain")
@@ -242,7 +213,7 @@ class DrainTest(unittest.TestCase):
         for t in threads:
             t.start()
         time.sleep(0.5)  # both suspended in their waits
-        blocker = StoreBlocker(self.db).__enter__()
+        blocker = H.StoreBlocker(self.db, tables="orders, locks").__enter__()
         try:
             time.sleep(0.5)  # the next lock poll is stuck in the store
             t0 = time.time()

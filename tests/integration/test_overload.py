@@ -7,7 +7,6 @@ without bound, never hung. Once the store is free again every submission
 that was accepted is answered 201 and stored, and nothing refused is."""
 
 import os
-import sqlite3
 import sys
 import threading
 import time
@@ -19,35 +18,6 @@ import harness as H  # noqa: E402
 QUEUE = 4          # ORDERD_SUBMIT_QUEUE: orders that may wait for a commit
 HOLD_S = 1.5       # how long the store's write path stays blocked
 SUBMITTERS = 12
-
-
-class StoreBlocker:
-    """Holds the store's write path from outside orderd (on PostgreSQL,
-    writes to the given tables)."""
-
-    def __init__(self, db, tables="orders"):
-        self.db = db
-        self.tables = tables
-        self.conn = None
-
-    def __enter__(self):
-        if H.BACKEND == "postgres":
-            import psycopg2
-            self.conn = psycopg2.connect(self.db.uri.replace("postgres://", "postgresql://", 1))
-            cur = self.conn.cursor()
-            cur.execute("LOCK TABLE %s IN EXCLUSIVE MODE" % self.tables)
-        else:
-            self.conn = sqlite3.connect(self.db.path, isolation_level=None,
-                                        timeout=10)
-            self.conn.execute("BEGIN IMMEDIATE")
-        return self
-
-    def __exit__(self, *exc):
-        if H.BACKEND == "postgres":
-            self.conn.rollback()
-        else:
-            self.conn.execute("ROLLBACK")
-        self.conn.close()
 
 
 class OverloadTest(unittest.TestCase):
@@ -75,7 +45,7 @@ class OverloadTest(unittest.TestCase):
                 with lock:
                     results[o["id"]] = (st, hdr, body, time.time() - t0)
 
-            with StoreBlocker(db):
+            with H.StoreBlocker(db):
                 threads = [threading.Thread(target=submit, args=(i,))
                            for i in range(SUBMITTERS)]
                 for t in threads:
@@ -132,7 +102,7 @@ class OverloadTest(unittest.TestCase):
                     timeout=30)
                 done.append(st)
 
-            with StoreBlocker(db):
+            with H.StoreBlocker(db):
                 threads = [threading.Thread(target=put, args=(i,))
                            for i in range(16)]
                 for t in threads:
@@ -180,7 +150,7 @@ class OverloadTest(unittest.TestCase):
                 with lock:
                     res.append((st, hdr, body, time.time() - t0))
 
-            with StoreBlocker(db, tables="products"):
+            with H.StoreBlocker(db, tables="products"):
                 first = threading.Thread(target=put, args=(0,))
                 first.start()
                 time.sleep(0.3)  # the one handler thread is in the store
