@@ -179,10 +179,12 @@ static int process_decide(sqb_conn_t *c, const order_t *o,
 	return 0;
 }
 
-/* Takes the stock and writes the reservation for every item. 0, 1 when the
- * backstop fired (a reservation of the order already exists), or a
- * negative error. Stock short after process_decide saw enough, in the same
- * transaction on the one writer, is impossible: OD_EINTERNAL. */
+/* Takes the stock and writes the reservation for every item: 0 or a
+ * negative error. Both checks here are backstops of what process_check and
+ * process_decide saw in the same transaction on the one writer, so stock
+ * short or a reservation there already is impossible: OD_EINTERNAL (the
+ * unique key makes a second reservation fail; workers.c then isolates the
+ * batch's orders). */
 static int process_reserve(sqb_conn_t *c, const store_claim_t *cl, int64_t now)
 {
 	const order_t *o = &cl->order;
@@ -199,31 +201,31 @@ static int process_reserve(sqb_conn_t *c, const store_claim_t *cl, int64_t now)
 			return rc;
 		if (rc != 1)
 			return OD_EINTERNAL;
-		sqlite3_stmt *st;
-		rc = sqb_stmt(c, SQB_RESERVATION_INSERT,
+		const sqb_param_t res[] = {
+		    SQB_TEXT(o->id), SQB_TEXT(o->items[i].sku),
+		    SQB_INT(o->items[i].qty), SQB_INT(cl->fence), SQB_INT(now)};
+		rc = sqb_exec(c, SQB_RESERVATION_INSERT,
 		              "INSERT INTO reservations (order_id, sku, qty,"
 		              " fence, created_at)"
 		              " VALUES (?1, ?2, ?3, ?4, ?5)",
-		              &st);
+		              res, SQB_NPARAMS(res));
 		if (rc < 0)
 			return rc;
-		int src = SQLITE_OK;
-		if ((rc = sqb_bind_text(st, 1, o->id)) == 0 &&
-		    (rc = sqb_bind_text(st, 2, o->items[i].sku)) == 0 &&
-		    (rc = sqb_bind_int(st, 3, o->items[i].qty)) == 0 &&
-		    (rc = sqb_bind_int(st, 4, cl->fence)) == 0 &&
-		    (rc = sqb_bind_int(st, 5, now)) == 0)
-			src = sqlite3_step(st);
-		sqlite3_reset(st);
-		if (rc < 0)
-			return rc;
-		if (src == SQLITE_CONSTRAINT_PRIMARYKEY)
-			return 1;
-		if (src != SQLITE_DONE)
-			return sqb_err(src);
 	}
 	return 0;
 }
+
+/* What each outcome writes: the status and the event (core/state.c). */
+static const char *const outcome_status[] = {
+    [PROCESS_COMPLETED] = "completed",
+    [PROCESS_REJECTED] = "rejected",
+    [PROCESS_BREACH] = "failed",
+};
+static const order_event_t outcome_event[] = {
+    [PROCESS_COMPLETED] = EV_COMPLETE,
+    [PROCESS_REJECTED] = EV_REJECT,
+    [PROCESS_BREACH] = EV_FAIL,
+};
 
 static int process_one(sqb_conn_t *c, int64_t now, const store_claim_t *cl,
                        store_process_result_t *r)
@@ -238,47 +240,24 @@ static int process_one(sqb_conn_t *c, int64_t now, const store_claim_t *cl,
 		r->reason = NULL;
 		goto release;
 	}
-	const char *reason = NULL;
+	/* An order that holds a reservation already is neither reserved
+	 * again nor claimed again: it is failed. */
 	process_outcome_t outcome = PROCESS_BREACH;
-	if (found == CLAIM_BREACH) {
-		/* Neither reserved twice nor claimed again: failed. */
-		reason = "duplicate_reservation";
-		goto finish;
-	}
-	rc = process_decide(c, &cl->order, &reason);
-	if (rc < 0)
-		goto release;
-	outcome = reason ? PROCESS_REJECTED : PROCESS_COMPLETED;
-	if (!reason) {
-		rc = process_reserve(c, cl, now);
-		if (rc == 1) {
-			/* The unique reservation caught what the check above
-			 * should have (a second line of defence): undo this
-			 * order's writes and fail it. */
-			rc = sqb_run(c, SQB_SAVEPOINT_ROLLBACK,
-			             "ROLLBACK TO process_order");
-			outcome = PROCESS_BREACH;
-			reason = "duplicate_reservation";
-		}
+	const char *reason = "duplicate_reservation";
+	if (found == CLAIM_LIVE) {
+		rc = process_decide(c, &cl->order, &reason);
 		if (rc < 0)
 			goto release;
+		outcome = reason ? PROCESS_REJECTED : PROCESS_COMPLETED;
+		if (!reason && (rc = process_reserve(c, cl, now)) < 0)
+			goto release;
 	}
-finish:;
-	static const char *const status[] = {
-	    [PROCESS_COMPLETED] = "completed",
-	    [PROCESS_REJECTED] = "rejected",
-	    [PROCESS_BREACH] = "failed",
-	};
-	static const order_event_t event[] = {
-	    [PROCESS_COMPLETED] = EV_COMPLETE,
-	    [PROCESS_REJECTED] = EV_REJECT,
-	    [PROCESS_BREACH] = EV_FAIL,
-	};
-	rc = process_finish(c, cl, status[outcome], reason, now);
+	rc = process_finish(c, cl, outcome_status[outcome], reason, now);
 	if (rc < 0)
 		goto release;
-	rc = sqb_event_add(c, cl->order.id, state_event_name(event[outcome]),
-	                   cl->fence, now);
+	rc = sqb_event_add(c, cl->order.id,
+	                   state_event_name(outcome_event[outcome]), cl->fence,
+	                   now);
 	if (rc < 0)
 		goto release;
 	r->outcome = outcome;

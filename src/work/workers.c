@@ -14,8 +14,8 @@
  * it). Guessing either way would miscount or, worse, double-process.
  *
  * Locking: mu protects stopping, deadline, kicks and the handed-back
- * count; cv wakes idle workers
- * and the reaper. Threads share nothing else; the store is thread-safe.
+ * count; cv wakes idle workers and the reaper. Threads share nothing else;
+ * the store is thread-safe.
  */
 #include "work/workers.h"
 
@@ -223,10 +223,10 @@ static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
 	             ? OD_ESTORE
 	             : store_process(w->store, claims, n, results);
 	if (rc == OD_EINTERNAL && n > 1) {
-		/* Something in the batch broke an invariant the store checks
-		 * (a backstop fired). Process one order at a time so a single
-		 * poison order costs only its own attempts, not its
-		 * neighbours'. */
+		/* The store met an impossible state it could not pin on one
+		 * order (the backstop it can pin is PROCESS_BREACH). Process
+		 * one order at a time so a single poison order costs only its
+		 * own attempts, not its neighbours'. */
 		log_warn("processing batch failed, isolating", "error",
 		         err_str(rc), "first_order_id", claims[0].order.id,
 		         NULL);
