@@ -20,7 +20,7 @@ static char pg_base[512]; /* a URI of the cluster's maintenance database */
 
 static fixture_t *cur; /* the running test's fixture, for raw SQL */
 
-static const store_options_t opts = {
+const store_options_t fixture_opts = {
     .replica_id = "contract",
     .busy_timeout_ms = 5000,
     .statement_timeout_ms = 10000,
@@ -28,7 +28,7 @@ static const store_options_t opts = {
     .readers = 4,
 };
 
-static void pg_exec_on(const char *uri, const char *sql)
+void pg_exec_on(const char *uri, const char *sql)
 {
 	PGconn *c = PQconnectdb(uri);
 	if (PQstatus(c) != CONNECTION_OK)
@@ -63,26 +63,33 @@ int setup_all(void **state)
 	return 0;
 }
 
-static int open_store(fixture_t *f, store_t **ret)
+void pg_new_db(char *uri, size_t cap, char *name, size_t ncap)
 {
-	return store_open(f->uri, &opts, ret);
+	static int k;
+	snprintf(name, ncap, "orderd_test_%d_%d", (int)getpid(), k++);
+	char sql[128];
+	snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+	pg_exec_on(pg_base, sql);
+	const char *slash = strrchr(pg_base, '/');
+	const char *q = strchr(slash, '?');
+	snprintf(uri, cap, "%.*s/%s%s", (int)(slash - pg_base), pg_base, name,
+	         q ? q : "");
+}
+
+void pg_drop_db(const char *name)
+{
+	char sql[160];
+	snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)",
+	         name);
+	pg_exec_on(pg_base, sql);
 }
 
 int setup(void **state)
 {
-	static int k;
 	fixture_t *f = calloc(1, sizeof *f);
 	assert_non_null(f);
 	if (is_pg) {
-		snprintf(f->db, sizeof f->db, "orderd_contract_%d_%d",
-		         (int)getpid(), k++);
-		char sql[128];
-		snprintf(sql, sizeof sql, "CREATE DATABASE %s", f->db);
-		pg_exec_on(pg_base, sql);
-		const char *slash = strrchr(pg_base, '/');
-		const char *q = strchr(slash, '?');
-		snprintf(f->uri, sizeof f->uri, "%.*s/%s%s",
-		         (int)(slash - pg_base), pg_base, f->db, q ? q : "");
+		pg_new_db(f->uri, sizeof f->uri, f->db, sizeof f->db);
 	} else {
 		snprintf(f->path, sizeof f->path,
 		         "/tmp/orderd-contract-XXXXXX");
@@ -91,7 +98,7 @@ int setup(void **state)
 		close(fd); /* an empty file is an empty database */
 		snprintf(f->uri, sizeof f->uri, "sqlite:%s", f->path);
 	}
-	assert_int_equal(open_store(f, &f->s), 0);
+	assert_int_equal(store_open(f->uri, &fixture_opts, &f->s), 0);
 	assert_string_equal(store_backend_name(f->s),
 	                    is_pg ? "postgres" : "sqlite");
 	cur = f;
@@ -104,10 +111,7 @@ int teardown(void **state)
 	fixture_t *f = *state;
 	store_free(f->s);
 	if (is_pg) {
-		char sql[160];
-		snprintf(sql, sizeof sql,
-		         "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->db);
-		pg_exec_on(pg_base, sql);
+		pg_drop_db(f->db);
 	} else {
 		char p[160];
 		unlink(f->path);

@@ -29,6 +29,8 @@ typedef struct fixture {
 } fixture_t;
 
 extern bool is_pg; /* the backend under test is postgres */
+/* The options every fixture store is opened with. */
+extern const store_options_t fixture_opts;
 
 /* cmocka group setup, and per-test setup and teardown (*state is the
  * fixture_t). */
@@ -41,6 +43,13 @@ int teardown(void **state);
 void raw_exec(const char *sql);
 int64_t raw_int(const char *sql);
 const char *now_sql(void);
+
+/* postgres only: sql on a direct connection to uri (fails the test on an
+ * error); a fresh empty database on the cluster, its URI and name into
+ * uri and name; dropping one. */
+void pg_exec_on(const char *uri, const char *sql);
+void pg_new_db(char *uri, size_t cap, char *name, size_t ncap);
+void pg_drop_db(const char *name);
 
 /* A canonical order from "SKU:QTY,SKU:QTY" (any order, as a client would
  * send it) through the same validation the API uses. */
