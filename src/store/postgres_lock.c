@@ -85,16 +85,14 @@ int pgb_lock_acquire(void *h, const char *name, const char *owner,
 		if (rc < 0)
 			return rc;
 		if (found) {
-			if (ret)
-				*ret = l;
+			*ret = l;
 			return 0;
 		}
 		rc = lock_stmt(h, &stmt_lock_read, pn, false, &l, &found);
 		if (rc < 0)
 			return rc;
 		if (found) {
-			if (ret)
-				*ret = l;
+			*ret = l;
 			return OD_ELOCKHELD;
 		}
 	}
@@ -125,8 +123,7 @@ int pgb_lock_renew(void *h, const char *name, const char *owner, int64_t fence,
 		return rc;
 	if (!found)
 		return OD_ELOCKLOST;
-	if (ret)
-		*ret = l;
+	*ret = l;
 	return 0;
 }
 

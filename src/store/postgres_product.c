@@ -133,7 +133,7 @@ int pgb_product_list(void *h, const char *after_sku, size_t limit,
 	pgb_store_t *b = h;
 	char limbuf[24];
 	pgb_fmt_i64(limbuf, sizeof limbuf, (int64_t)limit + 1);
-	const char *p[2] = {after_sku ? after_sku : "", limbuf};
+	const char *p[2] = {after_sku, limbuf};
 	PGresult *res;
 	product_t *ps = NULL;
 	int rc = pgb_query(b, &stmt_product_list, p, PGB_LOST_RETRY, &res);

@@ -51,8 +51,7 @@ int sqb_lock_acquire(void *b, const char *name, const char *owner,
 	}
 	if (rc == OD_ELOCKHELD) {
 		sqb_write_rollback(s);
-		if (ret)
-			*ret = held;
+		*ret = held;
 		return rc;
 	}
 	if (rc < 0)
@@ -77,8 +76,7 @@ int sqb_lock_acquire(void *b, const char *name, const char *owner,
 		return rc;
 	memcpy(l.name, name, strlen(name) + 1);
 	memcpy(l.owner, owner, strlen(owner) + 1);
-	if (ret)
-		*ret = l;
+	*ret = l;
 	return 0;
 rollback:
 	sqb_write_rollback(s);
@@ -108,14 +106,12 @@ int sqb_lock_renew(void *b, const char *name, const char *owner, int64_t fence,
 	rc = sqb_write_commit(s);
 	if (rc < 0)
 		return rc;
-	if (ret) {
-		store_lock_t l = {0};
-		memcpy(l.name, name, strlen(name) + 1);
-		memcpy(l.owner, owner, strlen(owner) + 1);
-		l.fence = fence;
-		l.expires_at = now + ttl_ms;
-		*ret = l;
-	}
+	store_lock_t l = {0};
+	memcpy(l.name, name, strlen(name) + 1);
+	memcpy(l.owner, owner, strlen(owner) + 1);
+	l.fence = fence;
+	l.expires_at = now + ttl_ms;
+	*ret = l;
 	return 0;
 rollback:
 	sqb_write_rollback(s);

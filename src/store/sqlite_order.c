@@ -201,9 +201,12 @@ int sqb_order_list(void *b, int status, int64_t after_seq, size_t limit,
                    order_t **ret_orders, size_t *ret_n, bool *ret_more)
 {
 	sqb_store_t *s = b;
-	order_t *orders = NULL;
-	size_t n = 0, cap = 0;
+	/* A page is at most STORE_LIST_MAX rows (store.c): room for all. */
+	order_t *orders = calloc(limit, sizeof *orders);
+	size_t n = 0;
 	bool more = false;
+	if (!orders)
+		return -ENOMEM;
 	sqb_conn_t *c = sqb_reader_get(s);
 	sqlite3_stmt *st;
 	int rc;
@@ -232,16 +235,6 @@ int sqb_order_list(void *b, int status, int64_t after_seq, size_t limit,
 			more = true;
 			break;
 		}
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : (limit < 64 ? limit : 64);
-			order_t *no = realloc(orders, ncap * sizeof *no);
-			if (!no) {
-				rc = -ENOMEM;
-				break;
-			}
-			orders = no;
-			cap = ncap;
-		}
 		rc = sqb_row_order(st, &orders[n]);
 		if (rc < 0)
 			break;
@@ -257,8 +250,7 @@ put:
 	}
 	*ret_orders = orders;
 	*ret_n = n;
-	if (ret_more)
-		*ret_more = more;
+	*ret_more = more;
 	return 0;
 }
 

@@ -94,9 +94,12 @@ int sqb_product_list(void *b, const char *after_sku, size_t limit,
                      product_t **ret_products, size_t *ret_n, bool *ret_more)
 {
 	sqb_store_t *s = b;
-	product_t *ps = NULL;
-	size_t n = 0, cap = 0;
+	/* A page is at most STORE_LIST_MAX rows (store.c): room for all. */
+	product_t *ps = calloc(limit, sizeof *ps);
+	size_t n = 0;
 	bool more = false;
+	if (!ps)
+		return -ENOMEM;
 	sqb_conn_t *c = sqb_reader_get(s);
 	sqlite3_stmt *st;
 	int rc = sqb_stmt(c, SQB_PRODUCT_LIST,
@@ -105,7 +108,7 @@ int sqb_product_list(void *b, const char *after_sku, size_t limit,
 	                  &st);
 	if (rc < 0)
 		goto put;
-	if ((rc = sqb_bind_text(st, 1, after_sku ? after_sku : "")) < 0 ||
+	if ((rc = sqb_bind_text(st, 1, after_sku)) < 0 ||
 	    (rc = sqb_bind_int(st, 2, (int64_t)limit + 1)) < 0)
 		goto reset;
 	while ((rc = sqb_step(st)) == 1) {
@@ -113,17 +116,6 @@ int sqb_product_list(void *b, const char *after_sku, size_t limit,
 			more = true;
 			break;
 		}
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : (limit < 64 ? limit : 64);
-			product_t *np = realloc(ps, ncap * sizeof *np);
-			if (!np) {
-				rc = -ENOMEM;
-				break;
-			}
-			ps = np;
-			cap = ncap;
-		}
-		memset(&ps[n], 0, sizeof ps[n]);
 		rc = sqb_col_ident(st, 0, ps[n].sku);
 		if (rc < 0)
 			break;
@@ -141,7 +133,6 @@ put:
 	}
 	*ret_products = ps;
 	*ret_n = n;
-	if (ret_more)
-		*ret_more = more;
+	*ret_more = more;
 	return 0;
 }
