@@ -158,39 +158,39 @@ static void process_decide(const store_claim_t *claims, size_t n,
 static const pgp_stmt_t stmt_process_apply = {
     .name = "process_apply",
     .sql = "WITH pu AS (UPDATE products p SET stock = p.stock - d.qty,"
-           " updated_at = $12::bigint FROM unnest($10::text[],"
+           " updated_at = $13::bigint FROM unnest($10::text[],"
            " $11::bigint[]) AS d(sku, qty) WHERE p.sku = d.sku"
            " RETURNING p.sku),"
            " ri AS (INSERT INTO reservations (order_id, sku, qty, fence,"
-           " created_at) SELECT r.o, r.s, r.q, r.f, $12::bigint"
+           " created_at) SELECT r.o, r.s, r.q, r.f, $13::bigint"
            " FROM unnest($6::text[], $7::text[], $8::bigint[],"
            " $9::bigint[]) AS r(o, s, q, f) RETURNING 1),"
            " oc AS (UPDATE orders o SET status = 'completed',"
-           " reason = NULL, finished_at = $12::bigint,"
-           " updated_at = $12::bigint, " PGB_LEASE_CLEAR
+           " reason = NULL, finished_at = $13::bigint,"
+           " updated_at = $13::bigint, " PGB_LEASE_CLEAR
            " FROM unnest($1::text[], $2::bigint[]) AS c(id, fence)"
            " WHERE o.id = c.id AND o.fence = c.fence"
            " AND o.status = 'processing' RETURNING o.id, o.fence),"
            /* Finished without stock: rejected, or failed when the
             * backstop fired (PROCESS_BREACH). */
            " orj AS (UPDATE orders o SET status = c.status,"
-           " reason = c.reason, finished_at = $12::bigint,"
-           " updated_at = $12::bigint, " PGB_LEASE_CLEAR
+           " reason = c.reason, finished_at = $13::bigint,"
+           " updated_at = $13::bigint, " PGB_LEASE_CLEAR
            " FROM unnest($3::text[], $4::bigint[], $5::text[],"
-           " $13::text[]) AS c(id, fence, reason, status)"
+           " $12::text[]) AS c(id, fence, reason, status)"
            " WHERE o.id = c.id AND o.fence = c.fence"
            " AND o.status = 'processing'"
            " RETURNING o.id, o.fence, o.status),"
            " ev AS (INSERT INTO order_events (order_id, event, fence, at)"
-           " SELECT id, 'complete', fence, $12::bigint FROM oc UNION ALL"
+           " SELECT id, 'complete', fence, $13::bigint FROM oc UNION ALL"
            " SELECT id, CASE status WHEN 'rejected' THEN 'reject'"
-           " ELSE 'fail' END, fence, $12::bigint FROM orj)"
+           " ELSE 'fail' END, fence, $13::bigint FROM orj)"
            " SELECT (SELECT count(*) FROM pu), (SELECT count(*) FROM ri),"
            " (SELECT count(*) FROM oc), (SELECT count(*) FROM orj)",
     .nparams = 13,
 };
 
-/* The arrays of stmt_process_apply, $1..$11, then $13 (A_RSTATUS). */
+/* The arrays of stmt_process_apply, $1..$12; $13 is the time. */
 enum {
 	A_CID,
 	A_CFENCE,
@@ -253,12 +253,12 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 		    pgb_array_add_i64(&a[A_PQTY], sk[k].before - sk[k].now) < 0)
 			rc = -ENOMEM;
 	}
-	const char *p[13];
+	const char *p[N_APPLY_ARRAYS + 1];
 	char nowbuf[24];
 	pgb_fmt_i64(nowbuf, sizeof nowbuf, now);
-	p[11] = nowbuf;
+	p[N_APPLY_ARRAYS] = nowbuf;
 	for (int k = 0; k < N_APPLY_ARRAYS && rc == 0; k++)
-		if (!(p[k < A_RSTATUS ? k : 12] = pgb_array_text(&a[k])))
+		if (!(p[k] = pgb_array_text(&a[k])))
 			rc = -ENOMEM;
 	PGresult *res = NULL;
 	if (rc == 0)
