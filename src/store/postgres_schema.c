@@ -78,6 +78,14 @@ static const char *const migrations[] = {
     "CREATE TABLE replicas ("
     " id text PRIMARY KEY,"
     " last_seen bigint NOT NULL);",
+    /* 3: the confirm step and dead-letter groups. held is true while the
+     * order's reservations are taken but not yet confirmed (status pending
+     * between confirm attempts, or processing); fingerprint is the group
+     * of a failed order's reason (core/failure.h), NULL otherwise. */
+    "ALTER TABLE orders ADD COLUMN held boolean NOT NULL DEFAULT false;"
+    "ALTER TABLE orders ADD COLUMN fingerprint text COLLATE \"C\";"
+    "CREATE INDEX orders_failed ON orders (fingerprint, seq)"
+    " WHERE status = 'failed';",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])

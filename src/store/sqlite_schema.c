@@ -97,6 +97,14 @@ static const char *const migrations[] = {
     "UPDATE order_events SET fence = 0 WHERE fence IS NULL;"
     "CREATE INDEX orders_due ON orders (next_at, seq)"
     " WHERE status = 'pending';",
+    /* 4: the confirm step and dead-letter groups. held is 1 while the
+     * order's reservations are taken but not yet confirmed (status pending
+     * between confirm attempts, or processing); fingerprint is the group
+     * of a failed order's reason (core/failure.h), NULL otherwise. */
+    "ALTER TABLE orders ADD COLUMN held INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE orders ADD COLUMN fingerprint TEXT;"
+    "CREATE INDEX orders_failed ON orders (fingerprint, seq)"
+    " WHERE status = 'failed';",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
