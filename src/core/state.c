@@ -26,6 +26,7 @@ static const struct transition {
     {ORDER_PROCESSING, EV_EXPIRE, ORDER_PENDING},
     {ORDER_PROCESSING, EV_RELEASE, ORDER_PENDING},
     {ORDER_FAILED, EV_REQUEUE, ORDER_PENDING},
+    {ORDER_PROCESSING, EV_RESERVE, ORDER_PROCESSING},
 };
 
 int state_next(order_status_t from, order_event_t ev, order_status_t *ret_next)
@@ -61,6 +62,8 @@ const char *state_event_name(order_event_t ev)
 		return "requeue";
 	case EV_CANCEL:
 		return "cancel";
+	case EV_RESERVE:
+		return "reserve";
 	case ORDER_EVENT_COUNT:
 		break;
 	}

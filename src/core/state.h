@@ -11,6 +11,8 @@
  *                         |  --retry/expire/release--> pending
  *                         |  --fail--> failed --requeue--> pending
  *   pending --cancel--> cancelled
+ *   processing --reserve--> processing   (confirm step: stock held; the
+ *       order then completes, rejects, or retries holding its stock)
  */
 #ifndef ORDERD_CORE_STATE_H
 #define ORDERD_CORE_STATE_H
@@ -27,6 +29,7 @@ typedef enum order_event {
 	EV_RELEASE,   /* handed back on drain: back to pending */
 	EV_REQUEUE,   /* operator: failed goes back to pending */
 	EV_CANCEL,    /* client: pending becomes cancelled */
+	EV_RESERVE,   /* confirm step: stock held, awaiting confirmation */
 	ORDER_EVENT_COUNT
 } order_event_t;
 

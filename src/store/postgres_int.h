@@ -117,8 +117,19 @@ int pgb_stats(void *h, bool terminal, store_stats_t *ret);
 /* Processing under leases, in postgres_lease.c. */
 int pgb_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
               store_claim_t *ret_claims, size_t *ret_n);
-int pgb_process(void *h, const store_claim_t *claims, size_t n,
+int pgb_process(void *h, const store_claim_t *claims, size_t n, bool hold,
                 store_process_result_t *results);
+
+/* The confirm step, in postgres_confirm.c. */
+int pgb_finish(void *h, const store_finish_t *f, size_t n, bool *ret_fenced);
+int pgb_renew(void *h, const char *const *ids, const int64_t *fences, size_t n,
+              int64_t lease_ms, int64_t *ret_until);
+/* In c's open transaction: returns the stock of every reservation of the
+ * orders in ids (a text[] literal) and deletes them. */
+int pgb_release_held(pgc_t *c, const char *ids, int64_t now);
+/* Runs body(c, arg) in a transaction on a pooled connection: COMMIT when
+ * it returns 0 (OD_EUNKNOWN when the COMMIT is lost), ROLLBACK when not. */
+int pgb_tx(pgb_store_t *b, int (*body)(pgc_t *c, void *arg), void *arg);
 int pgb_retry(void *h, const char *id, int64_t fence, int max_attempts,
               int64_t delay_ms, const char *error, bool *ret_failed);
 int pgb_release(void *h, const char *id, int64_t fence);

@@ -108,11 +108,12 @@ static sku_stock_t *sku_find(sku_stock_t *v, size_t n, const char *sku)
 typedef enum claim_state {
 	CLAIM_FENCED = 0, /* no longer processing under this fence */
 	CLAIM_LIVE,       /* ours: decide it against the stock */
-	CLAIM_BREACH,     /* ours, but it already holds a reservation */
+	CLAIM_BREACH,     /* ours, with reservations it does not hold */
+	CLAIM_HELD,       /* ours, holding its stock from an earlier attempt */
 } claim_state_t;
 
 /* Decides every live order against the locked stock, in array order. */
-static void process_decide(const store_claim_t *claims, size_t n,
+static void process_decide(const store_claim_t *claims, size_t n, bool hold,
                            const uint8_t *state, sku_stock_t *sk, size_t n_sk,
                            store_process_result_t *results)
 {
@@ -126,6 +127,13 @@ static void process_decide(const store_claim_t *claims, size_t n,
 		if (state[i] == CLAIM_BREACH) {
 			results[i].outcome = PROCESS_BREACH;
 			results[i].reason = "duplicate_reservation";
+			continue;
+		}
+		if (state[i] == CLAIM_HELD) {
+			/* Its stock is taken: confirm it again, or (confirm
+			 * step off) complete it as it stands. */
+			results[i].outcome =
+			    hold ? PROCESS_RESERVED : PROCESS_COMPLETED;
 			continue;
 		}
 		const char *reason = NULL;
@@ -147,14 +155,16 @@ static void process_decide(const store_claim_t *claims, size_t n,
 		for (size_t k = 0; k < o->n_items; k++)
 			sku_find(sk, n_sk, o->items[k].sku)->now -=
 			    o->items[k].qty;
-		results[i].outcome = PROCESS_COMPLETED;
+		results[i].outcome =
+		    hold ? PROCESS_RESERVED : PROCESS_COMPLETED;
 	}
 }
 
 /* Every write of the batch in one statement; each is conditional on
  * the fence, and the counts let the caller check nothing slipped.
- * Events complete (processing --> completed), reject (--> rejected) and,
- * when the backstop fired, fail (--> failed). */
+ * Events complete (processing --> completed), reject (--> rejected),
+ * reserve (stock now held, awaiting confirmation) and, when the backstop
+ * fired, fail (--> failed). */
 static const pgp_stmt_t stmt_process_apply = {
     .name = "process_apply",
     .sql = "WITH pu AS (UPDATE products p SET stock = p.stock - d.qty,"
@@ -166,7 +176,7 @@ static const pgp_stmt_t stmt_process_apply = {
            " FROM unnest($6::text[], $7::text[], $8::bigint[],"
            " $9::bigint[]) AS r(o, s, q, f) RETURNING 1),"
            " oc AS (UPDATE orders o SET status = 'completed',"
-           " reason = NULL, finished_at = $13::bigint,"
+           " reason = NULL, finished_at = $13::bigint, held = false,"
            " updated_at = $13::bigint, " PGB_LEASE_CLEAR
            " FROM unnest($1::text[], $2::bigint[]) AS c(id, fence)"
            " WHERE o.id = c.id AND o.fence = c.fence"
@@ -181,16 +191,24 @@ static const pgp_stmt_t stmt_process_apply = {
            " WHERE o.id = c.id AND o.fence = c.fence"
            " AND o.status = 'processing'"
            " RETURNING o.id, o.fence, o.status),"
+           " oh AS (UPDATE orders o SET held = true,"
+           " updated_at = $13::bigint"
+           " FROM unnest($14::text[], $15::bigint[]) AS h(id, fence)"
+           " WHERE o.id = h.id AND o.fence = h.fence"
+           " AND o.status = 'processing' RETURNING o.id, o.fence),"
            " ev AS (INSERT INTO order_events (order_id, event, fence, at)"
            " SELECT id, 'complete', fence, $13::bigint FROM oc UNION ALL"
            " SELECT id, CASE status WHEN 'rejected' THEN 'reject'"
-           " ELSE 'fail' END, fence, $13::bigint FROM orj)"
+           " ELSE 'fail' END, fence, $13::bigint FROM orj UNION ALL"
+           " SELECT id, 'reserve', fence, $13::bigint FROM oh)"
            " SELECT (SELECT count(*) FROM pu), (SELECT count(*) FROM ri),"
-           " (SELECT count(*) FROM oc), (SELECT count(*) FROM orj)",
-    .nparams = 13,
+           " (SELECT count(*) FROM oc), (SELECT count(*) FROM orj),"
+           " (SELECT count(*) FROM oh)",
+    .nparams = 15,
 };
 
-/* The arrays of stmt_process_apply, $1..$12; $13 is the time. */
+/* The arrays of stmt_process_apply, $1..$12 and $14, $15 (A_HID,
+ * A_HFENCE); $13 is the time. */
 enum {
 	A_CID,
 	A_CFENCE,
@@ -204,11 +222,16 @@ enum {
 	A_PSKU,
 	A_PQTY,
 	A_RSTATUS,
+	A_HID,
+	A_HFENCE,
 	N_APPLY_ARRAYS
 };
+/* Array k is parameter $(k + 1), skipping $13 (the time). */
+#define APPLY_PARAM(k) ((k) < A_HID ? (k) : (k) + 1)
 
 static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
-                         size_t n, const store_process_result_t *results,
+                         size_t n, const uint8_t *state,
+                         const store_process_result_t *results,
                          const sku_stock_t *sk, size_t n_sk, int64_t now)
 {
 	pgb_array_t a[N_APPLY_ARRAYS];
@@ -227,12 +250,22 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 			        0 ||
 			    pgb_array_add(&a[A_RSTATUS], status) < 0)
 				rc = -ENOMEM;
-		} else if (results[i].outcome == PROCESS_COMPLETED) {
-			if (pgb_array_add(&a[A_CID], cl->order.id) < 0 ||
-			    pgb_array_add_i64(&a[A_CFENCE], cl->fence) < 0)
+		} else if (out == PROCESS_COMPLETED ||
+		           out == PROCESS_RESERVED) {
+			/* A held order has its reservations already; a
+			 * fresh one gets them now, and is marked held when
+			 * it awaits confirmation. */
+			bool fresh = state[i] == CLAIM_LIVE;
+			if (out == PROCESS_COMPLETED &&
+			    (pgb_array_add(&a[A_CID], cl->order.id) < 0 ||
+			     pgb_array_add_i64(&a[A_CFENCE], cl->fence) < 0))
 				rc = -ENOMEM;
-			for (size_t k = 0; k < cl->order.n_items && rc == 0;
-			     k++)
+			if (out == PROCESS_RESERVED && fresh &&
+			    (pgb_array_add(&a[A_HID], cl->order.id) < 0 ||
+			     pgb_array_add_i64(&a[A_HFENCE], cl->fence) < 0))
+				rc = -ENOMEM;
+			for (size_t k = 0;
+			     fresh && k < cl->order.n_items && rc == 0; k++)
 				if (pgb_array_add(&a[A_ROID], cl->order.id) <
 				        0 ||
 				    pgb_array_add(&a[A_RSKU],
@@ -256,22 +289,23 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 	const char *p[N_APPLY_ARRAYS + 1];
 	char nowbuf[24];
 	pgb_fmt_i64(nowbuf, sizeof nowbuf, now);
-	p[N_APPLY_ARRAYS] = nowbuf;
+	p[A_HID] = nowbuf;
 	for (int k = 0; k < N_APPLY_ARRAYS && rc == 0; k++)
-		if (!(p[k] = pgb_array_text(&a[k])))
+		if (!(p[APPLY_PARAM(k)] = pgb_array_text(&a[k])))
 			rc = -ENOMEM;
 	PGresult *res = NULL;
 	if (rc == 0)
 		rc = pgc_exec(c, &stmt_process_apply, p, &res);
 	if (rc == 0) {
 		/* We hold every row we write; any shortfall is a bug. */
-		int64_t pu, ri, oc, orj;
+		int64_t pu, ri, oc, orj, oh;
 		if (PQntuples(res) != 1 || !pgb_get_i64(res, 0, 0, &pu) ||
 		    !pgb_get_i64(res, 0, 1, &ri) ||
 		    !pgb_get_i64(res, 0, 2, &oc) ||
-		    !pgb_get_i64(res, 0, 3, &orj) || (size_t)pu != n_changed ||
+		    !pgb_get_i64(res, 0, 3, &orj) ||
+		    !pgb_get_i64(res, 0, 4, &oh) || (size_t)pu != n_changed ||
 		    (size_t)ri != a[A_ROID].n || (size_t)oc != a[A_CID].n ||
-		    (size_t)orj != a[A_RID].n)
+		    (size_t)orj != a[A_RID].n || (size_t)oh != a[A_HID].n)
 			rc = OD_EINTERNAL;
 	}
 	PQclear(res);
@@ -287,7 +321,7 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 static const pgp_stmt_t stmt_process_orders = {
     .name = "process_orders",
     .sql = "SELECT o.id, " PGB_NOW_MS ", EXISTS (SELECT 1 FROM"
-           " reservations r WHERE r.order_id = o.id) FROM orders o"
+           " reservations r WHERE r.order_id = o.id), o.held FROM orders o"
            " JOIN unnest($1::text[], $2::bigint[])"
            " AS x(id, fence) ON o.id = x.id"
            " AND o.fence = x.fence"
@@ -309,7 +343,8 @@ static const pgp_stmt_t stmt_process_products = {
 /* A row of stmt_process_orders, sorted by id. */
 typedef struct live_row {
 	const char *id;
-	bool held; /* a reservation exists */
+	bool reserved; /* a reservation exists */
+	bool held;     /* orders.held */
 } live_row_t;
 
 static int cmp_live(const void *a, const void *b)
@@ -351,18 +386,20 @@ static int process_lock(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 	int64_t now = 0;
 	for (size_t r = 0; r < rows; r++)
 		live[r] = (live_row_t){PQgetvalue(res, (int)r, 0),
-		                       PQgetvalue(res, (int)r, 2)[0] == 't'};
+		                       PQgetvalue(res, (int)r, 2)[0] == 't',
+		                       PQgetvalue(res, (int)r, 3)[0] == 't'};
 	rc = OD_EINTERNAL;
 	if (rows > 0 && !pgb_get_i64(res, 0, 1, &now))
 		goto out;
 	qsort(live, rows, sizeof *live, cmp_live);
 	for (size_t i = 0; i < n; i++) {
-		live_row_t key = {claims[i].order.id, false};
+		live_row_t key = {claims[i].order.id, false, false};
 		const live_row_t *hit =
 		    bsearch(&key, live, rows, sizeof *live, cmp_live);
-		state[i] = !hit        ? CLAIM_FENCED
-		           : hit->held ? CLAIM_BREACH
-		                       : CLAIM_LIVE;
+		state[i] = !hit                         ? CLAIM_FENCED
+		           : hit->reserved != hit->held ? CLAIM_BREACH
+		           : hit->held                  ? CLAIM_HELD
+		                                        : CLAIM_LIVE;
 		for (size_t k = 0;
 		     state[i] == CLAIM_LIVE && k < claims[i].order.n_items; k++)
 			sk[n_sk++].sku = claims[i].order.items[k].sku;
@@ -413,7 +450,7 @@ out:
 	return rc;
 }
 
-int pgb_process(void *h, const store_claim_t *claims, size_t n,
+int pgb_process(void *h, const store_claim_t *claims, size_t n, bool hold,
                 store_process_result_t *results)
 {
 	pgb_store_t *b = h;
@@ -433,12 +470,16 @@ int pgb_process(void *h, const store_claim_t *claims, size_t n,
 	rc = process_lock(b, c, claims, n, state, &sk, &n_sk, &now);
 	if (rc < 0)
 		goto rollback;
-	process_decide(claims, n, state, sk, n_sk, results);
+	process_decide(claims, n, hold, state, sk, n_sk, results);
+	/* Only fenced orders, or held ones awaiting confirmation again:
+	 * nothing to write. */
 	bool any = false;
 	for (size_t i = 0; i < n; i++)
-		any = any || state[i] != CLAIM_FENCED;
+		any = any || (state[i] != CLAIM_FENCED &&
+		              !(state[i] == CLAIM_HELD && hold));
 	if (any) {
-		rc = process_apply(b, c, claims, n, results, sk, n_sk, now);
+		rc = process_apply(b, c, claims, n, state, results, sk, n_sk,
+		                   now);
 		if (rc < 0)
 			goto rollback;
 	}
@@ -464,32 +505,60 @@ static const pgp_stmt_t stmt_retry = {
     " END, reason = $5::text, next_at = " PGB_NOW " + $4::bigint,"
     " updated_at = " PGB_NOW ", finished_at = CASE"
     " WHEN attempts < $3::int THEN 0 ELSE " PGB_NOW " END, " PGB_LEASE_CLEAR
+    ", held = held AND attempts < $3::int"
     " WHERE id = $1 AND fence = $2::bigint"
     " AND status = 'processing'"
     " RETURNING id, status, fence, updated_at),"
     " ev AS (INSERT INTO order_events (order_id, event, fence,"
     " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
     " ELSE 'retry' END, fence, updated_at FROM u)"
-    " SELECT status FROM u",
+    " SELECT status, updated_at FROM u",
     .nparams = 5,
 };
+
+typedef struct retry_arg {
+	const char *const *p;
+	bool failed;
+} retry_arg_t;
+
+/* The retry, and when it failed the order, the release of the stock it
+ * held (a failed order holds nothing), in one transaction. */
+static int retry_body(pgc_t *c, void *arg)
+{
+	retry_arg_t *ra = arg;
+	PGresult *res = NULL;
+	int rc = pgc_exec(c, &stmt_retry, ra->p, &res);
+	int64_t now = 0;
+	if (rc == 0 && PQntuples(res) == 0)
+		rc = OD_EFENCE;
+	else if (rc == 0 && !pgb_get_i64(res, 0, 1, &now))
+		rc = OD_EINTERNAL;
+	if (rc == 0)
+		ra->failed = strcmp(PQgetvalue(res, 0, 0), "failed") == 0;
+	PQclear(res);
+	if (rc == 0 && ra->failed) {
+		pgb_array_t ids = {0};
+		const char *text = pgb_array_add(&ids, ra->p[0]) == 0
+		                       ? pgb_array_text(&ids)
+		                       : NULL;
+		rc = text ? pgb_release_held(c, text, now) : -ENOMEM;
+		pgb_array_free(&ids);
+	}
+	return rc;
+}
 
 int pgb_retry(void *h, const char *id, int64_t fence, int max_attempts,
               int64_t delay_ms, const char *error, bool *ret_failed)
 {
-	pgb_store_t *b = h;
 	char fbuf[24], mbuf[24], dbuf[24];
 	pgb_fmt_i64(fbuf, sizeof fbuf, fence);
 	pgb_fmt_i64(mbuf, sizeof mbuf, max_attempts);
 	pgb_fmt_i64(dbuf, sizeof dbuf, delay_ms);
 	const char *p[5] = {id, fbuf, mbuf, dbuf, error};
-	PGresult *res;
-	int rc = pgb_query(b, &stmt_retry, p, PGB_LOST_UNKNOWN, &res);
-	if (rc == 0 && PQntuples(res) == 0)
-		rc = OD_EFENCE;
-	else if (rc == 0 && ret_failed)
-		*ret_failed = strcmp(PQgetvalue(res, 0, 0), "failed") == 0;
-	PQclear(res);
+	retry_arg_t ra = {p, false};
+	int rc = pgb_tx(h, retry_body, &ra);
+	if (rc == 0 && ret_failed)
+		*ret_failed = ra.failed;
 	return rc;
 }
 
@@ -540,31 +609,61 @@ static const pgp_stmt_t stmt_reap = {
                      " THEN o.reason ELSE 'lease expired' END,"
                      " finished_at = CASE WHEN o.attempts < $1::int THEN 0"
                      " ELSE " PGB_NOW " END, next_at = " PGB_NOW ","
+                     " held = o.held AND o.attempts < $1::int,"
                      " updated_at = " PGB_NOW ", lease_owner = NULL,"
                      " lease_until = 0 FROM c WHERE o.seq = c.seq"
                      " RETURNING o.id, o.status, o.fence, o.updated_at),"
                      " ev AS (INSERT INTO order_events (order_id, event, fence,"
                      " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
                      " ELSE 'expire' END, fence, updated_at FROM u)"
-                     " SELECT count(*) FROM u",
+                     " SELECT id, status, updated_at FROM u",
     .nparams = 2,
 };
 
+typedef struct reap_arg {
+	const char *const *p;
+	size_t n;
+} reap_arg_t;
+
+/* The reap, and the release of the stock held by orders it failed, in
+ * one transaction. */
+static int reap_body(pgc_t *c, void *arg)
+{
+	reap_arg_t *ra = arg;
+	PGresult *res = NULL;
+	pgb_array_t failed = {0};
+	int64_t now = 0;
+	int rc = pgc_exec(c, &stmt_reap, ra->p, &res);
+	for (int r = 0; rc == 0 && r < PQntuples(res); r++) {
+		if (!pgb_get_i64(res, r, 2, &now))
+			rc = OD_EINTERNAL;
+		else if (strcmp(PQgetvalue(res, r, 1), "failed") == 0 &&
+		         pgb_array_add(&failed, PQgetvalue(res, r, 0)) < 0)
+			rc = -ENOMEM;
+	}
+	if (rc == 0)
+		ra->n = (size_t)PQntuples(res);
+	PQclear(res);
+	if (rc == 0 && failed.n > 0) {
+		const char *ids = pgb_array_text(&failed);
+		rc = ids ? pgb_release_held(c, ids, now) : -ENOMEM;
+	}
+	pgb_array_free(&failed);
+	return rc;
+}
+
 int pgb_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
 {
-	pgb_store_t *b = h;
 	char mbuf[24], lbuf[24];
 	pgb_fmt_i64(mbuf, sizeof mbuf, max_attempts);
 	pgb_fmt_i64(lbuf, sizeof lbuf, (int64_t)limit);
 	const char *p[2] = {mbuf, lbuf};
-	PGresult *res;
-	int64_t n = 0;
-	/* A reap lost in flight is harmless to repeat: OD_ESTORE. */
-	int rc = pgb_query(b, &stmt_reap, p, PGB_LOST_RETRY, &res);
-	if (rc == 0 && (PQntuples(res) != 1 || !pgb_get_i64(res, 0, 0, &n)))
-		rc = OD_EINTERNAL;
+	reap_arg_t ra = {p, 0};
+	int rc = pgb_tx(h, reap_body, &ra);
+	/* A reap lost in flight is harmless to repeat. */
+	if (rc == OD_EUNKNOWN)
+		rc = OD_ESTORE;
 	if (rc == 0)
-		*ret_n = (size_t)n;
-	PQclear(res);
+		*ret_n = ra.n;
 	return rc;
 }

@@ -483,13 +483,14 @@ static const pgp_stmt_t stmt_requeue = {
     .nparams = 1,
 };
 
-/* Event cancel: pending --> cancelled. */
+/* Event cancel: pending --> cancelled, unless the order holds stock
+ * awaiting a confirm retry (store.h). */
 static const pgp_stmt_t stmt_cancel = {
     .name = "cancel",
     .sql = PGB_WITH_NOW ", u AS (UPDATE orders SET status = 'cancelled',"
                         " updated_at = " PGB_NOW ", finished_at = " PGB_NOW
                         " WHERE id = $1 AND status = 'pending'"
-                        " RETURNING " PGB_ORDER_COLS ", fence),"
+                        " AND NOT held RETURNING " PGB_ORDER_COLS ", fence),"
                         " ev AS (INSERT INTO order_events (order_id, event,"
                         " fence, at) SELECT id, 'cancel', fence, updated_at"
                         " FROM u) SELECT " PGB_ORDER_COLS " FROM u",

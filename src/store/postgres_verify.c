@@ -45,7 +45,8 @@ static const check_t checks[CHECK_COUNT_] = {
         {{.name = "verify_reserved_status",
           .sql = "SELECT r.order_id, r.sku, o.status FROM reservations r"
                  " JOIN orders o ON o.id = r.order_id"
-                 " WHERE o.status <> 'completed'"
+                 " WHERE o.status <> 'completed' AND NOT (o.held"
+                 "  AND o.status IN ('pending', 'processing'))"
                  " ORDER BY r.order_id, r.sku"},
          3,
          0},
@@ -61,8 +62,8 @@ static const check_t checks[CHECK_COUNT_] = {
         {{.name = "verify_item_reserved",
           .sql =
               "SELECT o.id, " ITEM_SKU ", " ITEM_QTY " FROM orders o, " ITEMS(
-                  "o") " WHERE o.status ="
-                       " 'completed' AND NOT EXISTS (SELECT 1"
+                  "o") " WHERE (o.status ="
+                       " 'completed' OR o.held) AND NOT EXISTS (SELECT 1"
                        "  FROM reservations r WHERE r.order_id = o.id"
                        "  AND r.sku = " ITEM_SKU " AND r.qty = " ITEM_QTY ")"
                        " ORDER BY o.seq, 2"},
@@ -72,7 +73,8 @@ static const check_t checks[CHECK_COUNT_] = {
         {{.name = "verify_reservation_item",
           .sql = "SELECT r.order_id, r.sku, r.qty FROM reservations r"
                  " JOIN orders o ON o.id = r.order_id"
-                 " WHERE o.status = 'completed' AND NOT EXISTS ("
+                 " WHERE (o.status = 'completed' OR o.held)"
+                 " AND NOT EXISTS ("
                  "  SELECT 1 FROM " ITEMS("o") " WHERE " ITEM_SKU
                                                "  = r.sku AND " ITEM_QTY
                                                " = r.qty)"

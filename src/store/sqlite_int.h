@@ -70,6 +70,11 @@ enum sqb_stmt_id {
 	SQB_PROCESS_TAKE,
 	SQB_RESERVATION_INSERT,
 	SQB_PROCESS_FINISH,
+	SQB_PROCESS_HOLD,
+	SQB_FINISH,
+	SQB_RENEW,
+	SQB_HELD_RETURN,
+	SQB_HELD_DELETE,
 	SQB_RETRY,
 	SQB_RELEASE,
 	SQB_REAP,
@@ -232,8 +237,14 @@ int sqb_stats(void *b, bool terminal, store_stats_t *ret);
 /* Processing under leases, in sqlite_lease.c. */
 int sqb_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
               store_claim_t *ret_claims, size_t *ret_n);
-int sqb_process(void *b, const store_claim_t *claims, size_t n,
+int sqb_process(void *b, const store_claim_t *claims, size_t n, bool hold,
                 store_process_result_t *results);
+int sqb_finish(void *b, const store_finish_t *f, size_t n, bool *ret_fenced);
+int sqb_renew(void *b, const char *const *ids, const int64_t *fences, size_t n,
+              int64_t lease_ms, int64_t *ret_until);
+/* In the writer's open transaction: returns the stock of every
+ * reservation of order id and deletes them (sqlite_confirm.c). */
+int sqb_release_held(sqb_conn_t *c, const char *id, int64_t now);
 int sqb_retry(void *b, const char *id, int64_t fence, int max_attempts,
               int64_t delay_ms, const char *error, bool *ret_failed);
 int sqb_release(void *b, const char *id, int64_t fence);

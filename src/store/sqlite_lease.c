@@ -114,7 +114,7 @@ static int process_finish(sqb_conn_t *c, const store_claim_t *cl,
 	                         SQB_INT(now)};
 	int rc = sqb_exec(c, SQB_PROCESS_FINISH,
 	                  "UPDATE orders SET status = ?3, reason = ?4,"
-	                  " finished_at = ?5, updated_at = ?5,"
+	                  " finished_at = ?5, updated_at = ?5, held = 0,"
 	                  " lease_owner = NULL, lease_until = 0"
 	                  " WHERE id = ?1 AND fence = ?2"
 	                  " AND status = 'processing'",
@@ -125,27 +125,56 @@ static int process_finish(sqb_conn_t *c, const store_claim_t *cl,
 }
 
 /* What process_check found. */
-enum { CLAIM_FENCED = 0, CLAIM_LIVE = 1, CLAIM_BREACH = 2 };
+enum {
+	CLAIM_FENCED = 0,
+	CLAIM_LIVE = 1,   /* ours, holding nothing: decide it */
+	CLAIM_BREACH = 2, /* ours, with reservations it does not hold */
+	CLAIM_HELD = 3,   /* ours, holding its stock from an earlier attempt */
+};
 
 /* CLAIM_LIVE when the order is still processing under cl->fence,
- * CLAIM_FENCED when not, CLAIM_BREACH when it is ours but already holds a
- * reservation (the backstop of G3, checked before the stock is looked at,
- * as on postgres); or a negative error. */
+ * CLAIM_FENCED when not, CLAIM_HELD when it holds its stock (held and
+ * reserved), CLAIM_BREACH when reservations and held disagree (the backstop
+ * of G3, checked before the stock is looked at, as on postgres); or a
+ * negative error. */
 static int process_check(sqb_conn_t *c, const store_claim_t *cl)
 {
 	const sqb_param_t p[] = {SQB_TEXT(cl->order.id), SQB_INT(cl->fence)};
 	sqlite3_stmt *st;
 	int rc = sqb_row(c, SQB_PROCESS_CHECK,
 	                 "SELECT EXISTS (SELECT 1 FROM reservations"
-	                 " WHERE order_id = ?1) FROM orders"
+	                 " WHERE order_id = ?1), held FROM orders"
 	                 " WHERE id = ?1 AND fence = ?2"
 	                 " AND status = 'processing'",
 	                 p, SQB_NPARAMS(p), &st);
 	if (rc == 1) {
-		rc = sqlite3_column_int(st, 0) ? CLAIM_BREACH : CLAIM_LIVE;
+		bool reserved = sqlite3_column_int(st, 0) != 0;
+		bool held = sqlite3_column_int(st, 1) != 0;
+		rc = reserved != held ? CLAIM_BREACH
+		     : held           ? CLAIM_HELD
+		                      : CLAIM_LIVE;
 		sqlite3_reset(st);
 	}
 	return rc;
+}
+
+/* Marks a freshly reserved order held; it stays processing under its
+ * lease. Event reserve (processing --> processing). */
+static int process_hold(sqb_conn_t *c, const store_claim_t *cl, int64_t now)
+{
+	const sqb_param_t p[] = {SQB_TEXT(cl->order.id), SQB_INT(cl->fence),
+	                         SQB_INT(now)};
+	int rc = sqb_exec(c, SQB_PROCESS_HOLD,
+	                  "UPDATE orders SET held = 1, updated_at = ?3"
+	                  " WHERE id = ?1 AND fence = ?2"
+	                  " AND status = 'processing'",
+	                  p, SQB_NPARAMS(p));
+	if (rc < 0)
+		return rc;
+	if (rc != 1)
+		return OD_EINTERNAL;
+	return sqb_event_add(c, cl->order.id, state_event_name(EV_RESERVE),
+	                     cl->fence, now);
 }
 
 /* Decides the outcome: NULL (all in stock) or the rejection reason. */
@@ -227,8 +256,8 @@ static const order_event_t outcome_event[] = {
     [PROCESS_BREACH] = EV_FAIL,
 };
 
-static int process_one(sqb_conn_t *c, int64_t now, const store_claim_t *cl,
-                       store_process_result_t *r)
+static int process_one(sqb_conn_t *c, int64_t now, bool hold,
+                       const store_claim_t *cl, store_process_result_t *r)
 {
 	int rc = sqb_run(c, SQB_SAVEPOINT, "SAVEPOINT process_order");
 	if (rc < 0)
@@ -240,17 +269,31 @@ static int process_one(sqb_conn_t *c, int64_t now, const store_claim_t *cl,
 		r->reason = NULL;
 		goto release;
 	}
-	/* An order that holds a reservation already is neither reserved
-	 * again nor claimed again: it is failed. */
+	/* An order that holds a reservation it should not is neither
+	 * reserved again nor claimed again: it is failed. */
 	process_outcome_t outcome = PROCESS_BREACH;
 	const char *reason = "duplicate_reservation";
-	if (found == CLAIM_LIVE) {
+	if (found == CLAIM_HELD) {
+		/* Its stock is taken: confirm it again, or (confirm step
+		 * off) complete it as it stands. */
+		reason = NULL;
+		outcome = hold ? PROCESS_RESERVED : PROCESS_COMPLETED;
+		if (hold)
+			goto done;
+	} else if (found == CLAIM_LIVE) {
 		rc = process_decide(c, &cl->order, &reason);
 		if (rc < 0)
 			goto release;
-		outcome = reason ? PROCESS_REJECTED : PROCESS_COMPLETED;
+		outcome = reason ? PROCESS_REJECTED
+		          : hold ? PROCESS_RESERVED
+		                 : PROCESS_COMPLETED;
 		if (!reason && (rc = process_reserve(c, cl, now)) < 0)
 			goto release;
+		if (outcome == PROCESS_RESERVED) {
+			if ((rc = process_hold(c, cl, now)) < 0)
+				goto release;
+			goto done;
+		}
 	}
 	rc = process_finish(c, cl, outcome_status[outcome], reason, now);
 	if (rc < 0)
@@ -260,6 +303,7 @@ static int process_one(sqb_conn_t *c, int64_t now, const store_claim_t *cl,
 	                   now);
 	if (rc < 0)
 		goto release;
+done:
 	r->outcome = outcome;
 	r->reason = reason;
 release:;
@@ -270,7 +314,7 @@ release:;
 	return rel < 0 ? rel : 0;
 }
 
-int sqb_process(void *b, const store_claim_t *claims, size_t n,
+int sqb_process(void *b, const store_claim_t *claims, size_t n, bool hold,
                 store_process_result_t *results)
 {
 	sqb_store_t *s = b;
@@ -280,7 +324,7 @@ int sqb_process(void *b, const store_claim_t *claims, size_t n,
 	if (rc < 0)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
-		rc = process_one(c, now, &claims[i], &results[i]);
+		rc = process_one(c, now, hold, &claims[i], &results[i]);
 		if (rc < 0) {
 			sqb_write_rollback(s);
 			return rc;
@@ -312,6 +356,7 @@ int sqb_retry(void *b, const char *id, int64_t fence, int max_attempts,
 	             " lease_owner = NULL, lease_until = 0,"
 	             " finished_at = CASE WHEN attempts < ?3 THEN 0"
 	             " ELSE ?5 END,"
+	             " held = CASE WHEN attempts < ?3 THEN held ELSE 0 END,"
 	             " reason = ?4, next_at = ?5 + ?6, updated_at = ?5"
 	             " WHERE id = ?1 AND fence = ?2"
 	             " AND status = 'processing' RETURNING status",
@@ -329,6 +374,8 @@ int sqb_retry(void *b, const char *id, int64_t fence, int max_attempts,
 		goto rollback;
 	rc = sqb_event_add(c, id, state_event_name(failed ? EV_FAIL : EV_RETRY),
 	                   fence, now);
+	if (rc == 0 && failed)
+		rc = sqb_release_held(c, id, now);
 	if (rc < 0)
 		goto rollback;
 	rc = sqb_write_commit(s);
@@ -392,6 +439,7 @@ int sqb_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 	              " THEN 'lease expired' ELSE reason END,"
 	              " finished_at = CASE WHEN attempts >= ?1 THEN ?2"
 	              " ELSE 0 END, lease_owner = NULL, lease_until = 0,"
+	              " held = CASE WHEN attempts >= ?1 THEN 0 ELSE held END,"
 	              " next_at = ?2, updated_at = ?2"
 	              " WHERE seq IN (SELECT seq FROM orders"
 	              " INDEXED BY orders_leased"
@@ -417,6 +465,8 @@ int sqb_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 		rc = sqb_event_add(
 		    c, id, state_event_name(failed ? EV_FAIL : EV_EXPIRE),
 		    sqlite3_column_int64(st, 1), now);
+		if (rc == 0 && failed)
+			rc = sqb_release_held(c, id, now);
 		if (rc < 0)
 			break;
 		n++;

@@ -318,14 +318,15 @@ int sqb_order_requeue(void *b, const char *id, order_t *ret)
 	    id, state_event_name(EV_REQUEUE), ret);
 }
 
-/* Event cancel: pending --> cancelled. */
+/* Event cancel: pending --> cancelled, unless the order holds stock
+ * awaiting a confirm retry (store.h). */
 int sqb_order_cancel(void *b, const char *id, order_t *ret)
 {
 	return client_transition(
 	    b, SQB_ORDER_CANCEL,
 	    "UPDATE orders SET status = 'cancelled', finished_at = ?2,"
 	    " updated_at = ?2 WHERE id = ?1 AND status = 'pending'"
-	    " RETURNING " SQB_ORDER_COLS ", fence",
+	    " AND held = 0 RETURNING " SQB_ORDER_COLS ", fence",
 	    id, state_event_name(EV_CANCEL), ret);
 }
 

@@ -35,7 +35,9 @@ static const check_t checks[CHECK_COUNT_] = {
     [CHECK_RESERVED_NOT_COMPLETED] =
         {"SELECT r.order_id, r.sku, o.status FROM reservations r"
          " JOIN orders o ON o.id = r.order_id"
-         " WHERE o.status != 'completed' ORDER BY r.order_id, r.sku",
+         " WHERE o.status != 'completed' AND NOT (o.held = 1"
+         "  AND o.status IN ('pending', 'processing'))"
+         " ORDER BY r.order_id, r.sku",
          3, 0},
     [CHECK_RESERVED_NO_ORDER] =
         {"SELECT r.order_id, r.sku FROM reservations r"
@@ -45,7 +47,7 @@ static const check_t checks[CHECK_COUNT_] = {
     [CHECK_ITEM_NOT_RESERVED] =
         {"SELECT o.id, " ITEM_SKU ", " ITEM_QTY
          " FROM orders o, json_each(o.items) j"
-         " WHERE o.status = 'completed' AND NOT EXISTS ("
+         " WHERE (o.status = 'completed' OR o.held = 1) AND NOT EXISTS ("
          "  SELECT 1 FROM reservations r WHERE r.order_id = o.id"
          "  AND r.sku = " ITEM_SKU " AND r.qty = " ITEM_QTY ")"
          " ORDER BY o.seq, 2",
@@ -53,7 +55,7 @@ static const check_t checks[CHECK_COUNT_] = {
     [CHECK_RESERVATION_NOT_ITEM] =
         {"SELECT r.order_id, r.sku, r.qty FROM reservations r"
          " JOIN orders o ON o.id = r.order_id"
-         " WHERE o.status = 'completed' AND NOT EXISTS ("
+         " WHERE (o.status = 'completed' OR o.held = 1) AND NOT EXISTS ("
          "  SELECT 1 FROM json_each(o.items) j"
          "  WHERE " ITEM_SKU " = r.sku AND " ITEM_QTY " = r.qty)"
          " ORDER BY r.order_id, r.sku",

@@ -233,7 +233,44 @@ int store_process(store_t *s, const store_claim_t *claims, size_t n,
 		return 0;
 	if (!claims || !results)
 		return OD_EINVAL;
-	return s->be->process(s->b, claims, n, results);
+	return s->be->process(s->b, claims, n, false, results);
+}
+
+int store_reserve(store_t *s, const store_claim_t *claims, size_t n,
+                  store_process_result_t *results)
+{
+	if (n == 0)
+		return 0;
+	if (!claims || !results)
+		return OD_EINVAL;
+	return s->be->process(s->b, claims, n, true, results);
+}
+
+int store_finish(store_t *s, const store_finish_t *f, size_t n,
+                 bool *ret_fenced)
+{
+	if (n == 0)
+		return 0;
+	if (!f || !ret_fenced || n > STORE_LIST_MAX)
+		return OD_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!ident_ok(f[i].id) || (!f[i].complete && !f[i].reason))
+			return OD_EINVAL;
+	return s->be->finish(s->b, f, n, ret_fenced);
+}
+
+int store_renew(store_t *s, const char *const *ids, const int64_t *fences,
+                size_t n, int64_t lease_ms, int64_t *ret_until)
+{
+	if (n == 0)
+		return 0;
+	if (!ids || !fences || !ret_until || n > STORE_LIST_MAX ||
+	    lease_ms < 1 || lease_ms > STORE_LEASE_MAX_MS)
+		return OD_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!ident_ok(ids[i]))
+			return OD_EINVAL;
+	return s->be->renew(s->b, ids, fences, n, lease_ms, ret_until);
 }
 
 int store_retry(store_t *s, const char *id, int64_t fence, int max_attempts,

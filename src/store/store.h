@@ -102,7 +102,9 @@ int store_orders_terminal(store_t *s, const char *const *ids, size_t n,
                           bool *ret_terminal);
 /* failed -> pending with attempts 0; OD_ESTATE otherwise, OD_ENOTFOUND. */
 int store_order_requeue(store_t *s, const char *id, order_t *ret);
-/* pending -> cancelled; OD_ESTATE otherwise, OD_ENOTFOUND. */
+/* pending -> cancelled; OD_ESTATE otherwise (also for a pending order
+ * that holds stock awaiting a confirm retry: its confirmation may have
+ * gone through), OD_ENOTFOUND. */
 int store_order_cancel(store_t *s, const char *id, order_t *ret);
 
 /*
@@ -169,6 +171,10 @@ typedef enum process_outcome {
 	 * "duplicate_reservation" so it cannot loop, and the caller counts
 	 * and logs it as an invariant breach. Its neighbours are unaffected. */
 	PROCESS_BREACH,
+	/* store_reserve only: the order's stock is held (reserved now, or
+	 * already held from an earlier attempt) and it stays processing
+	 * under the same lease, awaiting its confirmation (store_finish). */
+	PROCESS_RESERVED,
 } process_outcome_t;
 
 typedef struct store_process_result {
@@ -191,11 +197,52 @@ int store_process(store_t *s, const store_claim_t *claims, size_t n,
                   store_process_result_t *results);
 
 /*
+ * The confirm step's half of store_process, same transaction rules: for
+ * each order whose fence is still current, reserves every item and marks
+ * the order held (it stays processing, lease unchanged): PROCESS_RESERVED;
+ * or reserves nothing and rejects it as store_process would. An order that
+ * already holds its stock from an earlier attempt (held) is
+ * PROCESS_RESERVED with nothing written. Outcomes otherwise as above.
+ * store_process on a held order completes it without reserving again
+ * (the confirm step was switched off meanwhile).
+ */
+int store_reserve(store_t *s, const store_claim_t *claims, size_t n,
+                  store_process_result_t *results);
+
+/* The confirm step's answer for one held order. */
+typedef struct store_finish {
+	const char *id;
+	int64_t fence;
+	bool complete;      /* true: completed, the stock stays taken;
+	                       false: rejected, the stock is released */
+	const char *reason; /* rejection reason; NULL when complete */
+} store_finish_t;
+
+/*
+ * Writes confirm outcomes in ONE transaction: each held order still
+ * processing under its fence is completed or rejected (its reservations
+ * released, stock returned); ret_fenced[i] is true for an order whose
+ * fence is stale (nothing written for it).
+ */
+int store_finish(store_t *s, const store_finish_t *f, size_t n,
+                 bool *ret_fenced);
+
+/*
+ * Extends the unexpired leases of ids[i] held under fences[i] to lease_ms
+ * from now (store clock), in one statement. ret_until[i] is the new
+ * deadline, or 0 when the lease is no longer ours (expired or another
+ * fence): the caller abandons that order.
+ */
+int store_renew(store_t *s, const char *const *ids, const int64_t *fences,
+                size_t n, int64_t lease_ms, int64_t *ret_until);
+
+/*
  * After a transient failure: if the order has attempts left (attempts <
- * max_attempts) it returns to pending, claimable after delay_ms; otherwise
- * it becomes failed. error is kept as its reason either way. Conditional on
- * fence: OD_EFENCE when the lease is no longer ours. *ret_failed (may be
- * NULL) tells which happened.
+ * max_attempts) it returns to pending, claimable after delay_ms, keeping
+ * any stock it holds for its next confirm attempt; otherwise it becomes
+ * failed and held stock is released. error is kept as its reason either
+ * way. Conditional on fence: OD_EFENCE when the lease is no longer ours.
+ * *ret_failed (may be NULL) tells which happened.
  */
 int store_retry(store_t *s, const char *id, int64_t fence, int max_attempts,
                 int64_t delay_ms, const char *error, bool *ret_failed);
@@ -214,8 +261,9 @@ int store_release(store_t *s, const char *id, int64_t fence);
 
 /*
  * Returns up to limit orders whose lease has expired (lease_until <= now: a
- * lease is valid strictly before its deadline) to pending, or to failed
- * with reason "lease expired" when they have no attempts left.
+ * lease is valid strictly before its deadline) to pending (held stock stays
+ * held), or to failed with reason "lease expired" and held stock released
+ * when they have no attempts left.
  * *ret_n is how many were reaped.
  */
 int store_reap(store_t *s, int max_attempts, size_t limit, size_t *ret_n);
@@ -264,10 +312,12 @@ typedef void (*store_violation_fn)(void *arg, const char *what);
  * the same list and the same words on every backend (store_verify.c):
  *   1. no product has negative stock;
  *   2. per product, stock == sum(adjustments) - sum(reserved quantities);
- *   3. only completed orders hold reservations;
+ *   3. only completed orders, and held orders (pending or processing,
+ *      awaiting confirmation), hold reservations;
  *   4. every reservation belongs to an order that exists;
- *   5. every item of a completed order has its reservation (sku and qty);
- *   6. every reservation of a completed order is one of its items;
+ *   5. every item of a completed or held order has its reservation (sku
+ *      and qty);
+ *   6. every reservation of a completed or held order is one of its items;
  *   7. an order reaches a final outcome (complete, reject) at most once in
  *      the event log;
  *   8. a completed order has its completion in the event log;

@@ -57,8 +57,13 @@ typedef struct store_backend {
 	                    bool *ret_more);
 	int (*claim)(void *b, const char *owner, int64_t lease_ms, size_t max,
 	             store_claim_t *ret_claims, size_t *ret_n);
+	/* hold: store_reserve (true) or store_process (false). */
 	int (*process)(void *b, const store_claim_t *claims, size_t n,
-	               store_process_result_t *results);
+	               bool hold, store_process_result_t *results);
+	int (*finish)(void *b, const store_finish_t *f, size_t n,
+	              bool *ret_fenced);
+	int (*renew)(void *b, const char *const *ids, const int64_t *fences,
+	             size_t n, int64_t lease_ms, int64_t *ret_until);
 	int (*retry)(void *b, const char *id, int64_t fence, int max_attempts,
 	             int64_t delay_ms, const char *error, bool *ret_failed);
 	int (*release)(void *b, const char *id, int64_t fence);

@@ -44,7 +44,8 @@ static void describe(int check, const store_check_row_t *r, char *line,
 		return;
 	case CHECK_ITEM_NOT_RESERVED:
 		snprintf(line, len,
-		         "order '%s': completed but item sku '%s' qty %lld has"
+		         "order '%s': completed or held but item sku '%s' qty "
+		         "%lld has"
 		         " no matching reservation",
 		         t0, t1, n0);
 		return;

@@ -25,6 +25,7 @@ static const struct {
     {ORDER_PROCESSING, EV_EXPIRE, ORDER_PENDING},
     {ORDER_PROCESSING, EV_RELEASE, ORDER_PENDING},
     {ORDER_FAILED, EV_REQUEUE, ORDER_PENDING},
+    {ORDER_PROCESSING, EV_RESERVE, ORDER_PROCESSING},
 };
 
 static void test_every_pair(void **state)
@@ -62,7 +63,7 @@ static void test_every_pair(void **state)
 			}
 		}
 	}
-	assert_int_equal(n_allowed, 9);
+	assert_int_equal(n_allowed, 10);
 }
 
 static void test_terminal_states_are_final(void **state)
@@ -102,7 +103,7 @@ static void test_event_names(void **state)
 {
 	(void)state;
 	const char *names[] = {"claim",  "complete", "reject",  "retry", "fail",
-	                       "expire", "release",  "requeue", "cancel"};
+	                       "expire", "release",  "requeue", "cancel", "reserve"};
 	for (int e = 0; e < ORDER_EVENT_COUNT; e++)
 		assert_string_equal(state_event_name((order_event_t)e),
 		                    names[e]);

@@ -628,8 +628,8 @@ static void test_events_follow_state_table(void **state)
 	fixture_t *f = *state;
 	/* Each order is submitted just before its steps: claims take the
 	 * earliest due, and the ones before are no longer pending. */
-	static const char *const ids[] = {"done",    "rej", "reaped", "dup",
-	                                  "retried", "can", "pend"};
+	static const char *const ids[] = {"done", "rej",  "reaped", "dup",
+	                                  "retried", "can", "pend", "held"};
 	store_claim_t c;
 	bool failed;
 	set_stock(f->s, "A", 10);
@@ -675,6 +675,25 @@ static void test_events_follow_state_table(void **state)
 	assert_int_equal(store_release(f->s, "retried", c.fence), 0);
 	store_claims_clear(&c, 1);
 	c = claim1(f->s, "w", 30000, "retried");
+	/* the confirm step: reserve, retry holding the stock, reserve
+	 * again (nothing written), complete. */
+	assert_int_equal(submit1(f->s, "held", "A:1"), SUBMIT_CREATED);
+	for (int round = 0; round < 2; round++) {
+		store_claim_t h = claim1(f->s, "w", 30000, "held");
+		store_process_result_t r;
+		assert_int_equal(store_reserve(f->s, &h, 1, &r), 0);
+		assert_int_equal(r.outcome, PROCESS_RESERVED);
+		bool fenced = true;
+		store_finish_t fin = {"held", h.fence, true, NULL};
+		if (round == 0)
+			assert_int_equal(store_retry(f->s, "held", h.fence, 5,
+			                             0, "e", &failed),
+			                 0);
+		else
+			assert_int_equal(store_finish(f->s, &fin, 1, &fenced),
+			                 0);
+		store_claims_clear(&h, 1);
+	}
 	/* cancel; and one left pending. */
 	assert_int_equal(submit1(f->s, "can", "A:1"), SUBMIT_CREATED);
 	assert_int_equal(store_order_cancel(f->s, "can", NULL), 0);
