@@ -68,6 +68,7 @@ static const char *check_listen(const char *v);
 static const char *check_database(const char *v);
 static const char *check_replica(const char *v);
 static const char *check_log_level(const char *v);
+static const char *check_url(const char *v);
 static void config_print_help(FILE *f);
 
 #define OFF(field) offsetof(config_t, field)
@@ -137,10 +138,29 @@ static const setting_t settings[] = {
         "orders claimed per store round trip"),
     INT(poll_ms, "poll-ms", "ORDERD_POLL_MS", "100", 1, 10000,
         "idle workers poll for work this often, in milliseconds"),
-    INT(retry_base_ms, "retry-base-ms", "ORDERD_RETRY_BASE_MS", "100", 1,
+    INT(retry_base_ms, "retry-base-ms", "ORDERD_RETRY_BASE_MS", "200", 1,
         3600000, "first retry backoff in milliseconds (full jitter)"),
-    INT(retry_cap_ms, "retry-cap-ms", "ORDERD_RETRY_CAP_MS", "30000", 1,
-        86400000, "longest retry backoff in milliseconds"),
+    INT(retry_max_ms, "retry-max-ms", "ORDERD_RETRY_MAX_MS", "60000", 1,
+        86400000,
+        "longest retry backoff in milliseconds; also the most of a "
+        "confirm service's `Retry-After` that is honoured"),
+    STR(confirm_url, "confirm-url", "ORDERD_CONFIRM_URL", NULL, 0, 4096,
+        check_url, false, "`http://...` or `https://...`",
+        "the confirm step: after reserving an order's stock, POST it here "
+        "and complete (2xx), reject as `declined` (other 4xx but 408 and "
+        "429) or retry (anything else); unset: orders complete as soon as "
+        "their stock is reserved"),
+    INT(confirm_connect_timeout_ms, "confirm-connect-timeout-ms",
+        "ORDERD_CONFIRM_CONNECT_TIMEOUT_MS", "2000", 1, 600000,
+        "connect timeout of a confirm call, in milliseconds"),
+    INT(confirm_timeout_ms, "confirm-timeout-ms", "ORDERD_CONFIRM_TIMEOUT_MS",
+        "5000", 1, 600000,
+        "a confirm call that takes longer is abandoned and retried, in "
+        "milliseconds"),
+    INT(confirm_concurrency, "confirm-concurrency",
+        "ORDERD_CONFIRM_CONCURRENCY", "64", 1, 4096,
+        "confirm calls in flight at once; workers claim no more orders "
+        "than can be confirmed"),
     INT(reap_ms, "reap-ms", "ORDERD_REAP_MS", "1000", 10, 60000,
         "expired leases are reaped this often, in milliseconds"),
     INT(max_waiters, "max-waiters", "ORDERD_MAX_WAITERS", "4096", 1, 1000000,
@@ -203,6 +223,14 @@ static const char *check_replica(const char *v)
 	if (!order_ident_valid(v, ID_MAX))
 		return "must be 1..64 characters from [A-Za-z0-9._:-]";
 	return NULL;
+}
+
+static const char *check_url(const char *v)
+{
+	if ((strncmp(v, "http://", 7) == 0 && v[7]) ||
+	    (strncmp(v, "https://", 8) == 0 && v[8]))
+		return NULL;
+	return "must be an http:// or https:// URL";
 }
 
 static const char *check_log_level(const char *v)
@@ -397,7 +425,7 @@ static int cross_check(const config_t *c, const bool *from_flag, char *err,
 	static const struct {
 		const char *lo, *hi;
 	} rules[] = {
-	    {"retry_base_ms", "retry_cap_ms"},
+	    {"retry_base_ms", "retry_max_ms"},
 	    {"body_max", "batch_body_max"},
 	};
 	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
@@ -622,7 +650,7 @@ void config_print_markdown(FILE *f)
 	      "flag, stops\n"
 	      "the daemon with a message naming the flag or variable, and "
 	      "exit code 78.\n"
-	      "Also: `retry_base_ms` <= `retry_cap_ms`, and `body_max` <= "
+	      "Also: `retry_base_ms` <= `retry_max_ms`, and `body_max` <= "
 	      "`batch_body_max`.\n"
 	      "`--help`, `--version` and `--config-doc` print and exit.\n"
 	      "\n"

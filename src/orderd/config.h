@@ -33,8 +33,12 @@ typedef struct config {
 	int64_t claim_batch;  /* orders per claim */
 	int64_t poll_ms;
 	int64_t retry_base_ms;
-	int64_t retry_cap_ms;
+	int64_t retry_max_ms;
 	int64_t reap_ms;
+	char *confirm_url; /* NULL: no confirm step */
+	int64_t confirm_connect_timeout_ms;
+	int64_t confirm_timeout_ms;
+	int64_t confirm_concurrency;
 	int64_t max_waiters;      /* suspended wait_ms / lock waits */
 	int64_t handler_queue_ms; /* longest wait for a handler thread */
 	int64_t busy_timeout_ms;

@@ -8,6 +8,7 @@
  * Exit codes (sysexits): 0 clean stop, 78 bad configuration, 69 the store
  * or the listen address is unavailable at start, 70 internal error.
  */
+#include <curl/curl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -103,6 +104,13 @@ int main(int argc, char **argv)
 		log_warn("fault injection enabled", "failpoints",
 		         getenv("ORDERD_FAILPOINTS"), NULL);
 
+	/* Before any thread starts: libcurl's global set-up is not
+	 * thread-safe. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		log_error("cannot initialise libcurl", NULL);
+		config_free(&cfg);
+		return EX_SOFTWARE;
+	}
 	sigset_t stop_signals;
 	block_signals(&stop_signals);
 	register_build_info();
@@ -150,9 +158,23 @@ int main(int argc, char **argv)
 	    .max_attempts = (int)cfg.max_attempts,
 	    .poll_ms = cfg.poll_ms,
 	    .retry_base_ms = cfg.retry_base_ms,
-	    .retry_cap_ms = cfg.retry_cap_ms,
+	    .retry_max_ms = cfg.retry_max_ms,
 	    .reap_ms = cfg.reap_ms,
+	    .alerts = alerts,
 	};
+	confirm_options_t copt = {
+	    .url = cfg.confirm_url,
+	    .connect_timeout_ms = cfg.confirm_connect_timeout_ms,
+	    .timeout_ms = cfg.confirm_timeout_ms,
+	    .concurrency = (size_t)cfg.confirm_concurrency,
+	    .lease_ms = cfg.lease_ms,
+	    .max_attempts = (int)cfg.max_attempts,
+	    .retry_base_ms = cfg.retry_base_ms,
+	    .retry_max_ms = cfg.retry_max_ms,
+	    .alerts = alerts,
+	};
+	if (cfg.confirm_url)
+		wopt.confirm = &copt;
 	rc = workers_new(store, &wopt, &workers);
 	if (rc < 0)
 		goto internal;
@@ -194,7 +216,8 @@ int main(int argc, char **argv)
 	snprintf(nworkers, sizeof nworkers, "%lld", (long long)cfg.workers);
 	log_info("orderd started", "version", ORDERD_VERSION, "listen",
 	         cfg.listen, "backend", store_backend_name(store), "workers",
-	         nworkers, NULL);
+	         nworkers, "confirm_url",
+	         cfg.confirm_url ? cfg.confirm_url : "", NULL);
 
 	int sig = 0;
 	sigwait(&stop_signals, &sig);
@@ -232,6 +255,7 @@ out:
 	store_free(store);
 	config_free(&cfg);
 	metrics_reset();
+	curl_global_cleanup();
 	if (status == 0)
 		log_info("stopped", NULL);
 	return status;

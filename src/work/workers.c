@@ -40,6 +40,7 @@ struct workers {
 	int n_threads;
 	pthread_t reaper;
 	bool reaper_started;
+	confirm_t *confirm; /* NULL without a confirm step */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;  /* CLOCK_MONOTONIC */
@@ -127,6 +128,10 @@ static void record_outcome(workers_t *w, const store_claim_t *c,
                            metric_t *outcome)
 {
 	metrics_inc(outcome);
+	/* A failure was counted where it happened (retry_batch, the
+	 * backstop); a decided order is a successful attempt. */
+	if (w->opt.alerts && outcome != w->m_failed)
+		alerts_record(w->opt.alerts, false);
 	int64_t secs_ms = clock_wall_ms() - c->order.created_at;
 	metrics_observe(w->m_latency, secs_ms > 0 ? secs_ms / 1000.0 : 0);
 }
@@ -167,7 +172,7 @@ static bool resolve_unknown(workers_t *w, const store_claim_t *c,
 /* A transient failure hit the whole batch: reschedule or fail each order. */
 static void retry_batch(workers_t *w, store_claim_t *claims, size_t n, int err)
 {
-	backoff_t b = {w->opt.retry_base_ms, w->opt.retry_cap_ms};
+	backoff_t b = {w->opt.retry_base_ms, w->opt.retry_max_ms};
 	for (size_t i = 0; i < n; i++) {
 		store_claim_t *c = &claims[i];
 		bool retry = true;
@@ -179,6 +184,9 @@ static void retry_batch(workers_t *w, store_claim_t *claims, size_t n, int err)
 		}
 		if (!retry)
 			continue;
+		/* A failed processing attempt is an error event. */
+		if (w->opt.alerts)
+			alerts_record(w->opt.alerts, true);
 		int64_t delay =
 		    backoff_delay_ms(&b, c->order.attempts, clock_rand());
 		bool failed = false;
@@ -206,8 +214,10 @@ static void retry_batch(workers_t *w, store_claim_t *claims, size_t n, int err)
 	}
 }
 
-static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
-                          store_process_result_t *results)
+/* Processes a claimed batch; returns how many orders went on to the
+ * confirm step (each took one of the slots the caller reserved). */
+static size_t process_batch(workers_t *w, store_claim_t *claims, size_t n,
+                            store_process_result_t *results)
 {
 	int64_t slow = (int64_t)failpoint_value("slow_process_ms", 0);
 	if (slow > 0)
@@ -216,12 +226,13 @@ static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
 	int64_t deadline;
 	if (is_stopping(w, &deadline) && clock_mono_ms() >= deadline) {
 		hand_back(w, claims, n);
-		return;
+		return 0;
 	}
 
-	int rc = failpoint_hit("fail_process")
-	             ? OD_ESTORE
-	             : store_process(w->store, claims, n, results);
+	confirm_t *confirm = w->confirm;
+	int rc = failpoint_hit("fail_process") ? OD_ESTORE
+	         : confirm ? store_reserve(w->store, claims, n, results)
+	                   : store_process(w->store, claims, n, results);
 	if (rc == OD_EINTERNAL && n > 1) {
 		/* The store met an impossible state it could not pin on one
 		 * order (the backstop it can pin is PROCESS_BREACH). Process
@@ -230,19 +241,25 @@ static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
 		log_warn("processing batch failed, isolating", "error",
 		         err_str(rc), "first_order_id", claims[0].order.id,
 		         NULL);
+		size_t sent = 0;
 		for (size_t i = 0; i < n; i++)
-			process_batch(w, &claims[i], 1, &results[i]);
-		return;
+			sent += process_batch(w, &claims[i], 1, &results[i]);
+		return sent;
 	}
 	if (rc < 0) {
 		metrics_inc(w->m_process_err);
 		log_warn("processing batch failed", "error", err_str(rc),
 		         "first_order_id", claims[0].order.id, NULL);
 		retry_batch(w, claims, n, rc);
-		return;
+		return 0;
 	}
+	size_t sent = 0;
 	for (size_t i = 0; i < n; i++) {
 		switch (results[i].outcome) {
+		case PROCESS_RESERVED:
+			confirm_submit(confirm, &claims[i]);
+			sent++;
+			break;
 		case PROCESS_COMPLETED:
 			record_outcome(w, &claims[i], w->m_completed);
 			break;
@@ -256,6 +273,8 @@ static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
 			/* Nothing was reserved twice and the order is failed,
 			 * so this is logged once, never again for the order. */
 			metrics_inc(w->m_breaches);
+			if (w->opt.alerts)
+				alerts_record(w->opt.alerts, true);
 			log_error("invariant breach: order already holds a"
 			          " reservation, failed without reserving",
 			          "order_id", claims[i].order.id, "reason",
@@ -264,6 +283,7 @@ static void process_batch(workers_t *w, store_claim_t *claims, size_t n,
 			break;
 		}
 	}
+	return sent;
 }
 
 static void *worker_main(void *arg)
@@ -280,9 +300,22 @@ static void *worker_main(void *arg)
 	int64_t idle = 1;
 	uint64_t seen = 0;
 	while (!is_stopping(w, NULL)) {
-		size_t n = 0;
+		size_t n = 0, slots = max;
+		/* With a confirm step, claim only what can be confirmed now:
+		 * a claimed order never waits for a free call. Freed slots
+		 * kick the workers. */
+		if (w->confirm &&
+		    (slots = confirm_slots(w->confirm, max)) == 0) {
+			idle_wait(w, w->opt.poll_ms, &seen);
+			continue;
+		}
 		int rc = store_claim(w->store, w->replica_id, w->opt.lease_ms,
-		                     max, claims, &n);
+		                     slots, claims, &n);
+		size_t sent = 0;
+		if (rc == 0 && n > 0)
+			sent = process_batch(w, claims, n, results);
+		if (w->confirm)
+			confirm_unslot(w->confirm, slots - sent);
 		if (rc < 0) {
 			metrics_inc(w->m_claim_err);
 			log_warn("claim failed", "error", err_str(rc), NULL);
@@ -305,7 +338,6 @@ static void *worker_main(void *arg)
 			continue;
 		}
 		idle = 1;
-		process_batch(w, claims, n, results);
 		store_claims_clear(claims, n);
 	}
 out:
@@ -358,6 +390,11 @@ static void *reaper_main(void *arg)
 		idle_wait(w, w->opt.reap_ms, &seen);
 	}
 	return NULL;
+}
+
+static void kick(void *arg)
+{
+	workers_kick(arg);
 }
 
 int workers_new(store_t *store, const workers_options_t *opt, workers_t **ret)
@@ -420,6 +457,14 @@ int workers_new(store_t *store, const workers_options_t *opt, workers_t **ret)
 	w->m_failed = metrics_child1(processed, "failed");
 
 	int rc = 0;
+	w->opt.confirm = NULL;
+	if (opt->confirm) {
+		confirm_options_t copt = *opt->confirm;
+		copt.on_free = kick;
+		copt.arg = w;
+		if ((rc = confirm_new(store, &copt, &w->confirm)) < 0)
+			goto fail;
+	}
 	w->threads = calloc((size_t)opt->threads, sizeof *w->threads);
 	if (!w->threads) {
 		rc = -ENOMEM;
@@ -464,13 +509,17 @@ size_t workers_drain(workers_t *w, int64_t deadline_mono_ms)
 	for (int i = 0; i < w->n_threads; i++)
 		pthread_join(w->threads[i], NULL);
 	w->n_threads = 0;
+	/* No worker submits any more: the confirm calls finish or are
+	 * handed back by the same deadline. */
+	size_t confirms =
+	    w->confirm ? confirm_drain(w->confirm, deadline_mono_ms) : 0;
 	if (w->reaper_started)
 		pthread_join(w->reaper, NULL);
 	w->reaper_started = false;
 	pthread_mutex_lock(&w->mu);
 	size_t n = w->handed_back;
 	pthread_mutex_unlock(&w->mu);
-	return n;
+	return n + confirms;
 }
 
 void workers_free(workers_t *w)
@@ -478,6 +527,7 @@ void workers_free(workers_t *w)
 	if (!w)
 		return;
 	workers_drain(w, clock_mono_ms());
+	confirm_free(w->confirm);
 	pthread_cond_destroy(&w->cv);
 	pthread_mutex_destroy(&w->mu);
 	free(w->threads);

@@ -17,7 +17,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "obs/alerts.h"
 #include "store/store.h"
+#include "work/confirm.h"
 
 typedef struct workers workers_t;
 
@@ -29,8 +31,14 @@ typedef struct workers_options {
 	int max_attempts;
 	int64_t poll_ms;       /* longest idle sleep between claims */
 	int64_t retry_base_ms; /* backoff base */
-	int64_t retry_cap_ms;  /* backoff cap */
+	int64_t retry_max_ms;  /* backoff cap */
 	int64_t reap_ms;       /* reaper period */
+	/* The confirm step (may be NULL: orders complete as soon as their
+	 * stock is reserved). The workers run it (its on_free is theirs):
+	 * they reserve (store_reserve), hand the held orders to it, and
+	 * drain it with themselves. */
+	const confirm_options_t *confirm;
+	alerts_t *alerts; /* may be NULL: each processing attempt an event */
 } workers_options_t;
 
 /* How recent a replica's heartbeat must be for it to count as seen: a few
@@ -44,9 +52,10 @@ int workers_new(store_t *store, const workers_options_t *opt, workers_t **ret);
 /* Hint: new orders may be due now. Cheap; callable from any thread. */
 void workers_kick(workers_t *w);
 /*
- * Stops claiming; lets in-flight batches finish until deadline (monotonic
- * ms), then hands back (store_release) whatever is still held. Returns the
- * number of orders handed back. Threads are joined.
+ * Stops claiming; lets in-flight batches and confirm calls finish until
+ * deadline (monotonic ms), then hands back (store_release) whatever is
+ * still held. Returns the number of orders handed back. Threads are
+ * joined.
  */
 size_t workers_drain(workers_t *w, int64_t deadline_mono_ms);
 void workers_free(workers_t *w);

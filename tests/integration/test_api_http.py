@@ -349,7 +349,7 @@ class StuckTest(Base):
     stay pending: cancel works, and ?wait_ms times out."""
     env = {"ORDERD_WORKERS": "1", "ORDERD_FAILPOINTS": "fail_process=1",
            "ORDERD_MAX_ATTEMPTS": "8", "ORDERD_RETRY_BASE_MS": "60000",
-           "ORDERD_RETRY_CAP_MS": "60000"}
+           "ORDERD_RETRY_MAX_MS": "60000"}
 
     def pending_after_attempt(self, oid):
         deadline = time.time() + 20
@@ -432,7 +432,7 @@ class RetryTest(unittest.TestCase):
         d = H.Daemon(db.uri, name="retry", env={
             "ORDERD_WORKERS": "1", "ORDERD_FAILPOINTS": "fail_process=1",
             "ORDERD_MAX_ATTEMPTS": "3", "ORDERD_RETRY_BASE_MS": "20",
-            "ORDERD_RETRY_CAP_MS": "200"})
+            "ORDERD_RETRY_MAX_MS": "200"})
         try:
             d.start()
             c = d.client

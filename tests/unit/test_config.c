@@ -42,7 +42,11 @@ static const char *const all_env[] = {
     "ORDERD_CLAIM_BATCH",
     "ORDERD_POLL_MS",
     "ORDERD_RETRY_BASE_MS",
-    "ORDERD_RETRY_CAP_MS",
+    "ORDERD_RETRY_MAX_MS",
+    "ORDERD_CONFIRM_URL",
+    "ORDERD_CONFIRM_CONNECT_TIMEOUT_MS",
+    "ORDERD_CONFIRM_TIMEOUT_MS",
+    "ORDERD_CONFIRM_CONCURRENCY",
     "ORDERD_REAP_MS",
     "ORDERD_MAX_WAITERS",
     "ORDERD_HANDLER_QUEUE_MS",
@@ -108,8 +112,12 @@ static void test_defaults(void **state)
 	assert_int_equal(c.commit_batch, 2000);
 	assert_int_equal(c.claim_batch, 256);
 	assert_int_equal(c.poll_ms, 100);
-	assert_int_equal(c.retry_base_ms, 100);
-	assert_int_equal(c.retry_cap_ms, 30000);
+	assert_int_equal(c.retry_base_ms, 200);
+	assert_int_equal(c.retry_max_ms, 60000);
+	assert_null(c.confirm_url);
+	assert_int_equal(c.confirm_connect_timeout_ms, 2000);
+	assert_int_equal(c.confirm_timeout_ms, 5000);
+	assert_int_equal(c.confirm_concurrency, 64);
 	assert_int_equal(c.reap_ms, 1000);
 	assert_int_equal(c.max_waiters, 4096);
 	assert_int_equal(c.busy_timeout_ms, 5000);
@@ -192,7 +200,7 @@ static const struct {
     {"claim-batch", "ORDERD_CLAIM_BATCH", 1, 1000},
     {"poll-ms", "ORDERD_POLL_MS", 1, 10000},
     {"retry-base-ms", "ORDERD_RETRY_BASE_MS", 1, 3600000},
-    {"retry-cap-ms", "ORDERD_RETRY_CAP_MS", 1, 86400000},
+    {"retry-max-ms", "ORDERD_RETRY_MAX_MS", 1, 86400000},
     {"reap-ms", "ORDERD_REAP_MS", 10, 60000},
     {"max-waiters", "ORDERD_MAX_WAITERS", 1, 1000000},
     {"busy-timeout-ms", "ORDERD_BUSY_TIMEOUT_MS", 1, 600000},
@@ -239,7 +247,7 @@ static void test_int_bounds(void **state)
 			 * every extreme; arg comes last, so it wins. */
 			int rc =
 			    load(&c, &exit_now, "--retry-base-ms=1",
-			         "--retry-cap-ms=86400000", "--body-max=1024",
+			         "--retry-max-ms=86400000", "--body-max=1024",
 			         "--batch-body-max=268435456", arg, NULL);
 			if (rc)
 				fail_msg("%s: %s", arg, err);
@@ -313,11 +321,11 @@ static void test_other_bad_values(void **state)
 	             NULL);
 	expect_error("--listen: missing value", "--listen", NULL);
 	/* Cross-field rules name both sources. */
-	setenv("ORDERD_RETRY_CAP_MS", "50", 1);
-	expect_error("ORDERD_RETRY_BASE_MS (100) must be <= "
-	             "ORDERD_RETRY_CAP_MS (50)",
+	setenv("ORDERD_RETRY_MAX_MS", "50", 1);
+	expect_error("ORDERD_RETRY_BASE_MS (200) must be <= "
+	             "ORDERD_RETRY_MAX_MS (50)",
 	             NULL);
-	unsetenv("ORDERD_RETRY_CAP_MS");
+	unsetenv("ORDERD_RETRY_MAX_MS");
 	expect_error("--body-max (70000) must be <= --batch-body-max (65536)",
 	             "--body-max=70000", "--batch-body-max=65536", NULL);
 }

@@ -69,7 +69,7 @@ static workers_options_t options(void)
 	    .max_attempts = 3,
 	    .poll_ms = 5,
 	    .retry_base_ms = 1,
-	    .retry_cap_ms = 5,
+	    .retry_max_ms = 5,
 	    .reap_ms = 20,
 	};
 }
