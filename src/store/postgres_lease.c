@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/failure.h"
 #include "store/postgres_int.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -174,10 +175,11 @@ static const pgp_stmt_t stmt_process_apply = {
            /* Finished without stock: rejected, or failed when the
             * backstop fired (PROCESS_BREACH). */
            " orj AS (UPDATE orders o SET status = c.status,"
-           " reason = c.reason, finished_at = $13::bigint,"
+           " reason = c.reason, fingerprint = NULLIF(c.fp, ''),"
+           " finished_at = $13::bigint,"
            " updated_at = $13::bigint, " PGB_LEASE_CLEAR
            " FROM unnest($3::text[], $4::bigint[], $5::text[],"
-           " $12::text[]) AS c(id, fence, reason, status)"
+           " $12::text[], $14::text[]) AS c(id, fence, reason, status, fp)"
            " WHERE o.id = c.id AND o.fence = c.fence"
            " AND o.status = 'processing'"
            " RETURNING o.id, o.fence, o.status),"
@@ -187,10 +189,11 @@ static const pgp_stmt_t stmt_process_apply = {
            " ELSE 'fail' END, fence, $13::bigint FROM orj)"
            " SELECT (SELECT count(*) FROM pu), (SELECT count(*) FROM ri),"
            " (SELECT count(*) FROM oc), (SELECT count(*) FROM orj)",
-    .nparams = 13,
+    .nparams = 14,
 };
 
-/* The arrays of stmt_process_apply, $1..$12; $13 is the time. */
+/* The arrays of stmt_process_apply, $1..$12; $13 is the time; $14 the
+ * fingerprints of the orders of A_RID ('' for a rejection: NULL). */
 enum {
 	A_CID,
 	A_CFENCE,
@@ -211,7 +214,7 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
                          size_t n, const store_process_result_t *results,
                          const sku_stock_t *sk, size_t n_sk, int64_t now)
 {
-	pgb_array_t a[N_APPLY_ARRAYS];
+	pgb_array_t a[N_APPLY_ARRAYS], fps = {0};
 	memset(a, 0, sizeof a);
 	int rc = 0;
 	size_t n_changed = 0;
@@ -226,6 +229,12 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 			    pgb_array_add(&a[A_RREASON], results[i].reason) <
 			        0 ||
 			    pgb_array_add(&a[A_RSTATUS], status) < 0)
+				rc = -ENOMEM;
+			/* A failed order gets its dead-letter group. */
+			char fp[FAILURE_FP_LEN + 1] = "";
+			if (out == PROCESS_BREACH)
+				failure_fingerprint(results[i].reason, fp);
+			if (rc == 0 && pgb_array_add(&fps, fp) < 0)
 				rc = -ENOMEM;
 		} else if (results[i].outcome == PROCESS_COMPLETED) {
 			if (pgb_array_add(&a[A_CID], cl->order.id) < 0 ||
@@ -253,10 +262,12 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 		    pgb_array_add_i64(&a[A_PQTY], sk[k].before - sk[k].now) < 0)
 			rc = -ENOMEM;
 	}
-	const char *p[N_APPLY_ARRAYS + 1];
+	const char *p[N_APPLY_ARRAYS + 2];
 	char nowbuf[24];
 	pgb_fmt_i64(nowbuf, sizeof nowbuf, now);
 	p[N_APPLY_ARRAYS] = nowbuf;
+	if (rc == 0 && !(p[N_APPLY_ARRAYS + 1] = pgb_array_text(&fps)))
+		rc = -ENOMEM;
 	for (int k = 0; k < N_APPLY_ARRAYS && rc == 0; k++)
 		if (!(p[k] = pgb_array_text(&a[k])))
 			rc = -ENOMEM;
@@ -277,6 +288,7 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 	PQclear(res);
 	for (int k = 0; k < N_APPLY_ARRAYS; k++)
 		pgb_array_free(&a[k]);
+	pgb_array_free(&fps);
 	return rc;
 }
 
@@ -461,7 +473,9 @@ static const pgp_stmt_t stmt_retry = {
     .sql = PGB_WITH_NOW
     ", u AS (UPDATE orders SET status = CASE"
     " WHEN attempts < $3::int THEN 'pending' ELSE 'failed'"
-    " END, reason = $5::text, next_at = " PGB_NOW " + $4::bigint,"
+    " END, reason = $5::text, fingerprint = CASE"
+    " WHEN attempts < $3::int THEN NULL ELSE $6::text END,"
+    " next_at = " PGB_NOW " + $4::bigint,"
     " updated_at = " PGB_NOW ", finished_at = CASE"
     " WHEN attempts < $3::int THEN 0 ELSE " PGB_NOW " END, " PGB_LEASE_CLEAR
     " WHERE id = $1 AND fence = $2::bigint"
@@ -471,7 +485,7 @@ static const pgp_stmt_t stmt_retry = {
     " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
     " ELSE 'retry' END, fence, updated_at FROM u)"
     " SELECT status FROM u",
-    .nparams = 5,
+    .nparams = 6,
 };
 
 int pgb_retry(void *h, const char *id, int64_t fence, int max_attempts,
@@ -482,7 +496,9 @@ int pgb_retry(void *h, const char *id, int64_t fence, int max_attempts,
 	pgb_fmt_i64(fbuf, sizeof fbuf, fence);
 	pgb_fmt_i64(mbuf, sizeof mbuf, max_attempts);
 	pgb_fmt_i64(dbuf, sizeof dbuf, delay_ms);
-	const char *p[5] = {id, fbuf, mbuf, dbuf, error};
+	char fp[FAILURE_FP_LEN + 1];
+	failure_fingerprint(error, fp);
+	const char *p[6] = {id, fbuf, mbuf, dbuf, error, fp};
 	PGresult *res;
 	int rc = pgb_query(b, &stmt_retry, p, PGB_LOST_UNKNOWN, &res);
 	if (rc == 0 && PQntuples(res) == 0)
@@ -538,6 +554,8 @@ static const pgp_stmt_t stmt_reap = {
                      " WHEN o.attempts < $1::int THEN 'pending' ELSE 'failed'"
                      " END, reason = CASE WHEN o.attempts < $1::int"
                      " THEN o.reason ELSE 'lease expired' END,"
+                     " fingerprint = CASE WHEN o.attempts < $1::int"
+                     " THEN NULL ELSE $3::text END,"
                      " finished_at = CASE WHEN o.attempts < $1::int THEN 0"
                      " ELSE " PGB_NOW " END, next_at = " PGB_NOW ","
                      " updated_at = " PGB_NOW ", lease_owner = NULL,"
@@ -547,7 +565,7 @@ static const pgp_stmt_t stmt_reap = {
                      " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
                      " ELSE 'expire' END, fence, updated_at FROM u)"
                      " SELECT count(*) FROM u",
-    .nparams = 2,
+    .nparams = 3,
 };
 
 int pgb_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
@@ -556,7 +574,9 @@ int pgb_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
 	char mbuf[24], lbuf[24];
 	pgb_fmt_i64(mbuf, sizeof mbuf, max_attempts);
 	pgb_fmt_i64(lbuf, sizeof lbuf, (int64_t)limit);
-	const char *p[2] = {mbuf, lbuf};
+	char fp[FAILURE_FP_LEN + 1];
+	failure_fingerprint("lease expired", fp);
+	const char *p[3] = {mbuf, lbuf, fp};
 	PGresult *res;
 	int64_t n = 0;
 	/* A reap lost in flight is harmless to repeat: OD_ESTORE. */
