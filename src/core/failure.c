@@ -38,10 +38,14 @@ static void put(char *out, size_t len, size_t *pos, const char *s, size_t n)
 
 void failure_normalise(const char *reason, char *out, size_t len)
 {
-	const char *s = reason ? reason : "";
+	const char *start = reason ? reason : "", *s = start;
 	size_t pos = 0;
 	while (*s && pos + 1 < len) {
-		if (*s == '\'' || *s == '"') {
+		/* A quote opens quoted text only where a word could start: the
+		 * apostrophe of "can't" is part of the text around it, or it
+		 * would swallow everything up to the next quote. */
+		if ((*s == '\'' || *s == '"') &&
+		    (s == start || !order_ident_char(s[-1]))) {
 			const char *end = strchr(s + 1, *s);
 			if (end) {
 				put(out, len, &pos, "'*'", 3);

@@ -1,7 +1,8 @@
 /*
  * failure: dead-letter groups. A failed order's reason is normalised (every
  * word that holds a digit, such as an id, a count, an address or a status
- * code, becomes "#"; quoted text becomes "'*'") and the normalised text is
+ * code, becomes "#"; quoted text, opened by a quote at the start of a word,
+ * becomes "'*'") and the normalised text is
  * hashed to a short fingerprint, so "confirm: HTTP 503 after 2000 ms" and
  * "confirm: HTTP 500 after 31 ms" are one group an operator can requeue
  * after one fix. Pure code.

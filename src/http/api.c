@@ -2,7 +2,7 @@
  * api: the route table, path matching and the helpers every handler uses
  * to build answers (JSON bodies, the one error shape, store error mapping,
  * strict body and query parsing). The handlers are in api_orders.c,
- * api_locks.c and api_ops.c.
+ * api_failures.c, api_locks.c and api_ops.c.
  *
  * Path identifiers ({id}, {sku}, {name}) that are not valid identifiers
  * answer 400 invalid_request on every route, reads and writes alike: the
@@ -38,6 +38,9 @@ static const api_route_t routes[] = {
      false, true},
     {"/v1/orders/{id}/cancel", "POST", api_orders_cancel, true, false, false,
      false, true},
+    {"/v1/failures", "GET", api_failures_list, true, false, false, false, true},
+    {"/v1/failures/{fingerprint}/requeue", "POST", api_failures_requeue, true,
+     false, false, false, true},
     {"/v1/products", "GET", api_products_list, true, false, false, false, true},
     {"/v1/products/{sku}", "GET", api_products_get, true, false, false, false,
      true},
@@ -264,6 +267,21 @@ int api_body(http_req_t *r, json_t **ret)
 		return -1;
 	}
 	return 0;
+}
+
+int api_empty_body(http_req_t *r)
+{
+	static const char *const none[] = {NULL};
+	json_t *body = NULL;
+	int rc;
+
+	if (r->body.len == 0)
+		return 0;
+	if (api_body(r, &body) != 0)
+		return -1;
+	rc = api_only_fields(r, body, none);
+	json_decref(body);
+	return rc;
 }
 
 int api_only_fields(http_req_t *r, json_t *obj, const char *const *allowed)

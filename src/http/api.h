@@ -1,6 +1,7 @@
 /*
  * api: the route table and the helpers every route handler uses (api.c),
- * and the handlers themselves (api_orders.c, api_locks.c, api_ops.c). The
+ * and the handlers themselves (api_orders.c, api_failures.c, api_locks.c,
+ * api_ops.c). The
  * request context and suspend/resume belong to the server (server_int.h).
  * Nothing outside src/http/ includes this header.
  */
@@ -47,6 +48,9 @@ json_t *api_error_obj(const char *code, const char *msg);
 /* Parses the body as one strict JSON object; answers 400 itself and
  * returns non-zero on failure. */
 int api_body(http_req_t *r, json_t **ret);
+/* For routes that take no body: none, or {}; answers 400 itself and
+ * returns non-zero otherwise. */
+int api_empty_body(http_req_t *r);
 /* Answers 400 when obj has a key not in the NULL-terminated allowed list. */
 int api_only_fields(http_req_t *r, json_t *obj, const char *const *allowed);
 /* Answers 400 unless the path parameter is a valid identifier. */
@@ -86,6 +90,8 @@ void api_orders_get(http_req_t *r);
 void api_orders_list(http_req_t *r);
 void api_orders_requeue(http_req_t *r);
 void api_orders_cancel(http_req_t *r);
+void api_failures_list(http_req_t *r);
+void api_failures_requeue(http_req_t *r);
 void api_products_put(http_req_t *r);
 void api_products_get(http_req_t *r);
 void api_products_list(http_req_t *r);

@@ -375,28 +375,13 @@ void api_orders_list(http_req_t *r)
 	         json_pack("{s:o,s:o}", "orders", arr, "next_cursor", next));
 }
 
-/* requeue and cancel take no body; one that is sent must be {}. */
-static int empty_body(http_req_t *r)
-{
-	static const char *const none[] = {NULL};
-	json_t *body = NULL;
-	int rc;
-
-	if (r->body.len == 0)
-		return 0;
-	if (api_body(r, &body) != 0)
-		return -1;
-	rc = api_only_fields(r, body, none);
-	json_decref(body);
-	return rc;
-}
-
 static void transition(http_req_t *r, bool requeue)
 {
 	order_t o = {0};
 	int rc;
 
-	if (api_param(r, "order id") != 0 || empty_body(r) != 0)
+	/* requeue and cancel take no body; one that is sent must be {}. */
+	if (api_param(r, "order id") != 0 || api_empty_body(r) != 0)
 		return;
 	rc = requeue ? store_order_requeue(r->srv->deps.store, r->param, &o)
 	             : store_order_cancel(r->srv->deps.store, r->param, &o);
@@ -409,6 +394,10 @@ static void transition(http_req_t *r, bool requeue)
 		api_store_error(r, rc);
 		return;
 	}
+	/* A requeued order is due now: wake a worker rather than wait for
+	 * its next poll. */
+	if (requeue && r->srv->deps.workers != NULL)
+		workers_kick(r->srv->deps.workers);
 	api_json(r, 200, order_to_json(&o));
 	order_clear(&o);
 }

@@ -20,6 +20,7 @@
 #include "obs/alerts.h"
 #include "store/store.h"
 #include "work/batcher.h"
+#include "work/workers.h"
 
 typedef struct http_server http_server_t;
 
@@ -44,12 +45,13 @@ typedef struct http_options {
 	int64_t replica_window_ms;
 } http_options_t;
 
-/* The modules the server calls; they must outlive the server. alerts may
- * be NULL. */
+/* The modules the server calls; they must outlive the server. alerts and
+ * workers may be NULL (workers: kicked after a requeue, a hint only). */
 typedef struct http_deps {
 	store_t *store;
 	batcher_t *batcher;
 	alerts_t *alerts;
+	workers_t *workers;
 } http_deps_t;
 
 /* Binds opt->listen and starts serving. */

@@ -150,6 +150,7 @@ int cmd_requeue(ctl_t *ctl, int argc, char **argv);
 int cmd_cancel(ctl_t *ctl, int argc, char **argv);
 int cmd_stock(ctl_t *ctl, int argc, char **argv);
 int cmd_lock(ctl_t *ctl, int argc, char **argv);
+int cmd_failures(ctl_t *ctl, int argc, char **argv);
 int cmd_stats(ctl_t *ctl, int argc, char **argv);
 int cmd_alerts(ctl_t *ctl, int argc, char **argv);
 int cmd_verify(ctl_t *ctl, int argc, char **argv);

@@ -40,6 +40,11 @@ static const ctl_command_t commands[] = {
      "lock release NAME --owner O --fence F\n"
      "lock get NAME",
      "Named locks (leases with fencing tokens)."},
+    {"failures", cmd_failures, "failures [--limit N]\nfailures requeue FP",
+     "Dead letters: lists the groups of failed orders (fingerprint, count,\n"
+     "first and last seen, a sample reason), the largest first; `requeue`\n"
+     "puts every failed order of group FP back to pending and prints how\n"
+     "many."},
     {"stats", cmd_stats, "stats", "Shows the server's summary."},
     {"alerts", cmd_alerts, "alerts", "Shows the alert states."},
     {"verify", cmd_verify, "verify [--database URI]",

@@ -205,6 +205,7 @@ int main(int argc, char **argv)
 	    .store = store,
 	    .batcher = batcher,
 	    .alerts = alerts,
+	    .workers = workers,
 	};
 	rc = http_server_new(&hopt, &deps, &http);
 	if (rc < 0) {

@@ -9,7 +9,8 @@
  * postgres_order.c (submit, order reads, requeue, cancel, stats),
  * postgres_lease.c (claim, process, retry, release, reap),
  * postgres_product.c, postgres_lock.c (named locks), postgres_replica.c
- * (replica heartbeats) and postgres_verify.c (the audit). The SQLite
+ * (replica heartbeats), postgres_failure.c (dead-letter groups) and
+ * postgres_verify.c (the audit). The SQLite
  * backend has the same files under the same names.
  *
  * Time and fences: see postgres_int.h.
@@ -189,6 +190,9 @@ static int pgb_open(const char *uri, const store_options_t *opt, void **ret)
 	pgp_put(b->pool, c);
 	if (rc < 0)
 		goto fail_conn;
+	rc = pgb_failures_backfill(b);
+	if (rc < 0)
+		goto fail_conn;
 	*ret = b;
 	return 0;
 fail_conn:
@@ -234,6 +238,8 @@ const store_backend_t store_postgres_backend = {
     .order_fence = pgb_order_fence,
     .orders_terminal = pgb_orders_terminal,
     .order_cancel = pgb_order_cancel,
+    .failures_list = pgb_failures_list,
+    .failures_requeue = pgb_failures_requeue,
     .stats = pgb_stats,
     .product_set = pgb_product_set,
     .product_get = pgb_product_get,

@@ -2,7 +2,8 @@
  * postgres_int: module-private to the postgres store backend, shared by its
  * files: postgres.c (the backend table, open, free, ping and the helpers
  * declared here), postgres_order.c, postgres_lease.c, postgres_product.c,
- * postgres_lock.c, postgres_replica.c and postgres_verify.c. It holds the
+ * postgres_lock.c, postgres_replica.c, postgres_failure.c and
+ * postgres_verify.c. It holds the
  * backend handle, the SQL fragments every file's statements use, the
  * helpers for parameters and rows, and the operations with the backend
  * table's signatures. Statements are not declared here: each file defines
@@ -134,6 +135,13 @@ int pgb_retry(void *h, const char *id, int64_t fence, int max_attempts,
               int64_t delay_ms, const char *error, bool *ret_failed);
 int pgb_release(void *h, const char *id, int64_t fence);
 int pgb_reap(void *h, int max_attempts, size_t limit, size_t *ret_n);
+
+/* Dead-letter groups, in postgres_failure.c; the backfill runs once at
+ * open (postgres.c), after the migrations. */
+int pgb_failures_list(void *h, size_t limit, store_failure_t **ret,
+                      size_t *ret_n);
+int pgb_failures_requeue(void *h, const char *fingerprint, int64_t *ret_n);
+int pgb_failures_backfill(pgb_store_t *b);
 
 /* Products, in postgres_product.c. */
 int pgb_product_set(void *h, const char *sku, int64_t stock, product_t *ret);

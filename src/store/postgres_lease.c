@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/failure.h"
 #include "store/postgres_int.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -184,10 +185,11 @@ static const pgp_stmt_t stmt_process_apply = {
            /* Finished without stock: rejected, or failed when the
             * backstop fired (PROCESS_BREACH). */
            " orj AS (UPDATE orders o SET status = c.status,"
-           " reason = c.reason, finished_at = $13::bigint,"
+           " reason = c.reason, fingerprint = NULLIF(c.fp, ''),"
+           " finished_at = $13::bigint,"
            " updated_at = $13::bigint, " PGB_LEASE_CLEAR
            " FROM unnest($3::text[], $4::bigint[], $5::text[],"
-           " $12::text[]) AS c(id, fence, reason, status)"
+           " $12::text[], $16::text[]) AS c(id, fence, reason, status, fp)"
            " WHERE o.id = c.id AND o.fence = c.fence"
            " AND o.status = 'processing'"
            " RETURNING o.id, o.fence, o.status),"
@@ -204,11 +206,12 @@ static const pgp_stmt_t stmt_process_apply = {
            " SELECT (SELECT count(*) FROM pu), (SELECT count(*) FROM ri),"
            " (SELECT count(*) FROM oc), (SELECT count(*) FROM orj),"
            " (SELECT count(*) FROM oh)",
-    .nparams = 15,
+    .nparams = 16,
 };
 
-/* The arrays of stmt_process_apply, $1..$12 and $14, $15 (A_HID,
- * A_HFENCE); $13 is the time. */
+/* The arrays of stmt_process_apply, $1..$12 and $14..$16 (A_HID,
+ * A_HFENCE, A_RFP: the fingerprints of the orders of A_RID, '' for a
+ * rejection: NULL); $13 is the time. */
 enum {
 	A_CID,
 	A_CFENCE,
@@ -224,6 +227,7 @@ enum {
 	A_RSTATUS,
 	A_HID,
 	A_HFENCE,
+	A_RFP,
 	N_APPLY_ARRAYS
 };
 /* Array k is parameter $(k + 1), skipping $13 (the time). */
@@ -249,6 +253,12 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 			    pgb_array_add(&a[A_RREASON], results[i].reason) <
 			        0 ||
 			    pgb_array_add(&a[A_RSTATUS], status) < 0)
+				rc = -ENOMEM;
+			/* A failed order gets its dead-letter group. */
+			char fp[FAILURE_FP_LEN + 1] = "";
+			if (out == PROCESS_BREACH)
+				failure_fingerprint(results[i].reason, fp);
+			if (rc == 0 && pgb_array_add(&a[A_RFP], fp) < 0)
 				rc = -ENOMEM;
 		} else if (out == PROCESS_COMPLETED ||
 		           out == PROCESS_RESERVED) {
@@ -502,7 +512,9 @@ static const pgp_stmt_t stmt_retry = {
     .sql = PGB_WITH_NOW
     ", u AS (UPDATE orders SET status = CASE"
     " WHEN attempts < $3::int THEN 'pending' ELSE 'failed'"
-    " END, reason = $5::text, next_at = " PGB_NOW " + $4::bigint,"
+    " END, reason = $5::text, fingerprint = CASE"
+    " WHEN attempts < $3::int THEN NULL ELSE $6::text END,"
+    " next_at = " PGB_NOW " + $4::bigint,"
     " updated_at = " PGB_NOW ", finished_at = CASE"
     " WHEN attempts < $3::int THEN 0 ELSE " PGB_NOW " END, " PGB_LEASE_CLEAR
     ", held = held AND attempts < $3::int"
@@ -513,7 +525,7 @@ static const pgp_stmt_t stmt_retry = {
     " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
     " ELSE 'retry' END, fence, updated_at FROM u)"
     " SELECT status, updated_at FROM u",
-    .nparams = 5,
+    .nparams = 6,
 };
 
 typedef struct retry_arg {
@@ -554,7 +566,9 @@ int pgb_retry(void *h, const char *id, int64_t fence, int max_attempts,
 	pgb_fmt_i64(fbuf, sizeof fbuf, fence);
 	pgb_fmt_i64(mbuf, sizeof mbuf, max_attempts);
 	pgb_fmt_i64(dbuf, sizeof dbuf, delay_ms);
-	const char *p[5] = {id, fbuf, mbuf, dbuf, error};
+	char fp[FAILURE_FP_LEN + 1];
+	failure_fingerprint(error, fp);
+	const char *p[6] = {id, fbuf, mbuf, dbuf, error, fp};
 	retry_arg_t ra = {p, false};
 	int rc = pgb_tx(h, retry_body, &ra);
 	if (rc == 0 && ret_failed)
@@ -607,6 +621,8 @@ static const pgp_stmt_t stmt_reap = {
                      " WHEN o.attempts < $1::int THEN 'pending' ELSE 'failed'"
                      " END, reason = CASE WHEN o.attempts < $1::int"
                      " THEN o.reason ELSE 'lease expired' END,"
+                     " fingerprint = CASE WHEN o.attempts < $1::int"
+                     " THEN NULL ELSE $3::text END,"
                      " finished_at = CASE WHEN o.attempts < $1::int THEN 0"
                      " ELSE " PGB_NOW " END, next_at = " PGB_NOW ","
                      " held = o.held AND o.attempts < $1::int,"
@@ -617,7 +633,7 @@ static const pgp_stmt_t stmt_reap = {
                      " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
                      " ELSE 'expire' END, fence, updated_at FROM u)"
                      " SELECT id, status, updated_at FROM u",
-    .nparams = 2,
+    .nparams = 3,
 };
 
 typedef struct reap_arg {
@@ -657,7 +673,9 @@ int pgb_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
 	char mbuf[24], lbuf[24];
 	pgb_fmt_i64(mbuf, sizeof mbuf, max_attempts);
 	pgb_fmt_i64(lbuf, sizeof lbuf, (int64_t)limit);
-	const char *p[2] = {mbuf, lbuf};
+	char fp[FAILURE_FP_LEN + 1];
+	failure_fingerprint("lease expired", fp);
+	const char *p[3] = {mbuf, lbuf, fp};
 	reap_arg_t ra = {p, 0};
 	int rc = pgb_tx(h, reap_body, &ra);
 	/* A reap lost in flight is harmless to repeat. */

@@ -472,7 +472,8 @@ static int transition(pgb_store_t *b, const pgp_stmt_t *stmt, const char *id,
 static const pgp_stmt_t stmt_requeue = {
     .name = "requeue",
     .sql = PGB_WITH_NOW ", u AS (UPDATE orders SET status = 'pending',"
-                        " attempts = 0, reason = NULL, next_at = " PGB_NOW ","
+                        " attempts = 0, reason = NULL, fingerprint = NULL,"
+                        " next_at = " PGB_NOW ","
                         " updated_at = " PGB_NOW ","
                         " finished_at = 0, " PGB_LEASE_CLEAR
                         " WHERE id = $1 AND status = 'failed'"

@@ -5,7 +5,8 @@
  * noun, each file with its SQL at the call site: sqlite_order.c (submit,
  * order reads, requeue, cancel, stats), sqlite_lease.c (claim, process,
  * retry, release, reap), sqlite_product.c, sqlite_lock.c (named locks),
- * sqlite_replica.c (replica heartbeats) and sqlite_verify.c (the audit);
+ * sqlite_replica.c (replica heartbeats), sqlite_failure.c (dead-letter
+ * groups) and sqlite_verify.c (the audit);
  * sqlite_conn.c owns connections, the statement cache and transactions,
  * sqlite_schema.c the schema and its migrations. The PostgreSQL backend
  * has the same files under the same names.
@@ -150,6 +151,11 @@ static int sqb_open(const char *uri, const store_options_t *opt, void **ret)
 	int rc = sqb_store_open(uri + 7, opt, &s);
 	if (rc < 0)
 		return rc;
+	rc = sqb_failures_backfill(s);
+	if (rc < 0) {
+		sqb_store_free(s);
+		return rc;
+	}
 	*ret = s;
 	return 0;
 }
@@ -185,6 +191,8 @@ const store_backend_t store_sqlite_backend = {
     .order_list = sqb_order_list,
     .order_requeue = sqb_order_requeue,
     .order_cancel = sqb_order_cancel,
+    .failures_list = sqb_failures_list,
+    .failures_requeue = sqb_failures_requeue,
     .stats = sqb_stats,
     .product_set = sqb_product_set,
     .product_get = sqb_product_get,

@@ -4,7 +4,8 @@
  * transactions), sqlite_schema.c (the schema and its migrations), sqlite.c
  * (the backend table, open, free, ping and the shared row helpers), and
  * the operations by noun: sqlite_order.c, sqlite_lease.c, sqlite_product.c,
- * sqlite_lock.c, sqlite_replica.c and sqlite_verify.c (the audit). Nothing
+ * sqlite_lock.c, sqlite_replica.c, sqlite_failure.c (dead-letter groups)
+ * and sqlite_verify.c (the audit). Nothing
  * outside src/store/sqlite* includes this header.
  *
  * Names: the backend's symbols carry the prefix sqb_ (SQB_ for macros and
@@ -60,6 +61,12 @@ enum sqb_stmt_id {
 	SQB_STATS_COUNT,
 	SQB_STATS_LIVE,
 	SQB_STATS_OLDEST,
+	/* sqlite_failure.c */
+	SQB_FAILURES_LIST,
+	SQB_FAILURES_BOUND,
+	SQB_FAILURES_REQUEUE,
+	SQB_FAILURES_UNPRINTED,
+	SQB_FAILURES_PRINT,
 	/* sqlite_lease.c */
 	SQB_CLAIM,
 	SQB_SAVEPOINT,
@@ -249,6 +256,13 @@ int sqb_retry(void *b, const char *id, int64_t fence, int max_attempts,
               int64_t delay_ms, const char *error, bool *ret_failed);
 int sqb_release(void *b, const char *id, int64_t fence);
 int sqb_reap(void *b, int max_attempts, size_t limit, size_t *ret_n);
+
+/* Dead-letter groups, in sqlite_failure.c; the backfill runs once at open
+ * (sqlite.c), after the migrations. */
+int sqb_failures_list(void *b, size_t limit, store_failure_t **ret,
+                      size_t *ret_n);
+int sqb_failures_requeue(void *b, const char *fingerprint, int64_t *ret_n);
+int sqb_failures_backfill(sqb_store_t *s);
 
 /* Products, in sqlite_product.c. */
 int sqb_product_set(void *b, const char *sku, int64_t stock, product_t *ret);

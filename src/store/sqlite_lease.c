@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/failure.h"
 #include "core/state.h"
 #include "store/sqlite_int.h"
 #include "util/err.h"
@@ -109,12 +110,19 @@ clear:
 static int process_finish(sqb_conn_t *c, const store_claim_t *cl,
                           const char *status, const char *reason, int64_t now)
 {
-	const sqb_param_t p[] = {SQB_TEXT(cl->order.id), SQB_INT(cl->fence),
-	                         SQB_TEXT(status), SQB_TEXT(reason),
-	                         SQB_INT(now)};
+	/* A failed order gets its dead-letter group (store.h). */
+	char fp[FAILURE_FP_LEN + 1];
+	bool failed = strcmp(status, "failed") == 0;
+	if (failed)
+		failure_fingerprint(reason, fp);
+	const sqb_param_t p[] = {
+	    SQB_TEXT(cl->order.id), SQB_INT(cl->fence),
+	    SQB_TEXT(status),       SQB_TEXT(reason),
+	    SQB_INT(now),           SQB_TEXT(failed ? fp : NULL)};
 	int rc = sqb_exec(c, SQB_PROCESS_FINISH,
 	                  "UPDATE orders SET status = ?3, reason = ?4,"
 	                  " finished_at = ?5, updated_at = ?5, held = 0,"
+	                  " fingerprint = ?6,"
 	                  " lease_owner = NULL, lease_until = 0"
 	                  " WHERE id = ?1 AND fence = ?2"
 	                  " AND status = 'processing'",
@@ -342,9 +350,12 @@ int sqb_retry(void *b, const char *id, int64_t fence, int max_attempts,
 	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
+	char fp[FAILURE_FP_LEN + 1];
+	failure_fingerprint(error, fp);
 	const sqb_param_t p[] = {SQB_TEXT(id),          SQB_INT(fence),
 	                         SQB_INT(max_attempts), SQB_TEXT(error),
-	                         SQB_INT(now),          SQB_INT(delay_ms)};
+	                         SQB_INT(now),          SQB_INT(delay_ms),
+	                         SQB_TEXT(fp)};
 	sqlite3_stmt *st;
 	bool failed = false;
 	/* Event retry (processing --> pending), or fail (--> failed) when
@@ -357,6 +368,8 @@ int sqb_retry(void *b, const char *id, int64_t fence, int max_attempts,
 	             " finished_at = CASE WHEN attempts < ?3 THEN 0"
 	             " ELSE ?5 END,"
 	             " held = CASE WHEN attempts < ?3 THEN held ELSE 0 END,"
+	             " fingerprint = CASE WHEN attempts < ?3 THEN NULL"
+	             " ELSE ?7 END,"
 	             " reason = ?4, next_at = ?5 + ?6, updated_at = ?5"
 	             " WHERE id = ?1 AND fence = ?2"
 	             " AND status = 'processing' RETURNING status",
@@ -425,6 +438,8 @@ int sqb_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 	sqb_conn_t *c;
 	int64_t now;
 	size_t n = 0;
+	char fp[FAILURE_FP_LEN + 1];
+	failure_fingerprint("lease expired", fp);
 	int rc = sqb_write_begin(s, SQB_LAZY, &c, &now);
 	if (rc < 0)
 		return rc;
@@ -437,6 +452,8 @@ int sqb_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 	              " ELSE 'pending' END,"
 	              " reason = CASE WHEN attempts >= ?1"
 	              " THEN 'lease expired' ELSE reason END,"
+	              " fingerprint = CASE WHEN attempts >= ?1 THEN ?4"
+	              " ELSE NULL END,"
 	              " finished_at = CASE WHEN attempts >= ?1 THEN ?2"
 	              " ELSE 0 END, lease_owner = NULL, lease_until = 0,"
 	              " held = CASE WHEN attempts >= ?1 THEN 0 ELSE held END,"
@@ -451,7 +468,8 @@ int sqb_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 		goto rollback;
 	if ((rc = sqb_bind_int(st, 1, max_attempts)) < 0 ||
 	    (rc = sqb_bind_int(st, 2, now)) < 0 ||
-	    (rc = sqb_bind_int(st, 3, (int64_t)limit)) < 0)
+	    (rc = sqb_bind_int(st, 3, (int64_t)limit)) < 0 ||
+	    (rc = sqb_bind_text(st, 4, fp)) < 0)
 		goto reset;
 	while ((rc = sqb_step(st)) == 1) {
 		const char *id = (const char *)sqlite3_column_text(st, 0);

@@ -312,7 +312,7 @@ int sqb_order_requeue(void *b, const char *id, order_t *ret)
 	return client_transition(
 	    b, SQB_ORDER_REQUEUE,
 	    "UPDATE orders SET status = 'pending', attempts = 0,"
-	    " reason = NULL, finished_at = 0, next_at = ?2,"
+	    " reason = NULL, fingerprint = NULL, finished_at = 0, next_at = ?2,"
 	    " updated_at = ?2 WHERE id = ?1 AND status = 'failed'"
 	    " RETURNING " SQB_ORDER_COLS ", fence",
 	    id, state_event_name(EV_REQUEUE), ret);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/failure.h"
 #include "core/order.h"
 #include "store/store_backend.h"
 #include "util/clock.h"
@@ -136,6 +137,28 @@ int store_order_requeue(store_t *s, const char *id, order_t *ret)
 	if (!ident_ok(id))
 		return OD_EINVAL;
 	return s->be->order_requeue(s->b, id, ret);
+}
+
+int store_failures_list(store_t *s, size_t limit, store_failure_t **ret,
+                        size_t *ret_n)
+{
+	if (limit == 0 || limit > STORE_LIST_MAX || !ret || !ret_n)
+		return OD_EINVAL;
+	return s->be->failures_list(s->b, limit, ret, ret_n);
+}
+
+void store_failures_free(store_failure_t *f, size_t n)
+{
+	for (size_t i = 0; i < n && f; i++)
+		free(f[i].sample_reason);
+	free(f);
+}
+
+int store_failures_requeue(store_t *s, const char *fingerprint, int64_t *ret_n)
+{
+	if (!failure_fingerprint_valid(fingerprint) || !ret_n)
+		return OD_EINVAL;
+	return s->be->failures_requeue(s->b, fingerprint, ret_n);
 }
 
 int store_order_cancel(store_t *s, const char *id, order_t *ret)

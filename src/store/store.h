@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/failure.h"
 #include "core/order.h"
 
 typedef struct store store_t;
@@ -100,12 +101,58 @@ void store_orders_free(order_t *orders, size_t n);
  */
 int store_orders_terminal(store_t *s, const char *const *ids, size_t n,
                           bool *ret_terminal);
-/* failed -> pending with attempts 0; OD_ESTATE otherwise, OD_ENOTFOUND. */
+/* failed -> pending with attempts 0 (reason and fingerprint cleared);
+ * OD_ESTATE otherwise, OD_ENOTFOUND. */
 int store_order_requeue(store_t *s, const char *id, order_t *ret);
 /* pending -> cancelled; OD_ESTATE otherwise (also for a pending order
  * that holds stock awaiting a confirm retry: its confirmation may have
  * gone through), OD_ENOTFOUND. */
 int store_order_cancel(store_t *s, const char *id, order_t *ret);
+
+/* ---- dead letters: failed orders grouped by fingerprint ---- */
+
+/*
+ * Every order that becomes failed gets the fingerprint of its reason
+ * (core/failure.h) in the same statement that writes status 'failed'
+ * (retry and reap out of attempts, the duplicate_reservation backstop);
+ * leaving failed clears it. Failed orders stored before fingerprints
+ * existed get theirs at store_open.
+ */
+typedef struct store_failure {
+	char fingerprint[FAILURE_FP_LEN + 1];
+	char *sample_reason; /* the reason of the group's latest order (the
+	                        highest seq); owned, NULL when it has none */
+	int64_t count;       /* failed orders in the group */
+	int64_t first_seen;  /* min(finished_at), store clock ms */
+	int64_t last_seen;   /* max(finished_at) */
+} store_failure_t;
+
+/*
+ * Up to limit (1..STORE_LIST_MAX) groups of failed orders, the largest
+ * first (count descending, then last_seen descending, then fingerprint).
+ * *ret is a malloc'd array of *ret_n groups the caller frees with
+ * store_failures_free(). A read; it scans the failed orders (their partial
+ * index), not the whole table.
+ */
+int store_failures_list(store_t *s, size_t limit, store_failure_t **ret,
+                        size_t *ret_n);
+void store_failures_free(store_failure_t *f, size_t n);
+
+/* Orders per transaction of store_failures_requeue. */
+#define STORE_REQUEUE_CHUNK 500
+
+/*
+ * Requeues every order that is failed in group fingerprint, as
+ * store_order_requeue does one (pending, attempts 0, due now, reason and
+ * fingerprint cleared, an EV_REQUEUE event each), STORE_REQUEUE_CHUNK
+ * orders per transaction in seq order, up to the group's highest seq at
+ * the start (an order that fails again meanwhile is not requeued twice).
+ * An order that left failed meanwhile is not touched. *ret_n is how many
+ * were requeued; an unknown or empty group is 0. A fingerprint that is not
+ * one (failure_fingerprint_valid) is OD_EINVAL. On an error the chunks
+ * before it stay requeued; calling again requeues the rest.
+ */
+int store_failures_requeue(store_t *s, const char *fingerprint, int64_t *ret_n);
 
 /*
  * Order counts. pending and processing are exact at the time of the call

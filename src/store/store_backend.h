@@ -46,6 +46,10 @@ typedef struct store_backend {
 	                       bool *ret_terminal);
 	int (*order_requeue)(void *b, const char *id, order_t *ret);
 	int (*order_cancel)(void *b, const char *id, order_t *ret);
+	int (*failures_list)(void *b, size_t limit, store_failure_t **ret,
+	                     size_t *ret_n);
+	int (*failures_requeue)(void *b, const char *fingerprint,
+	                        int64_t *ret_n);
 	/* With terminal false only pending and processing are counted (and
 	 * the oldest pending age); store.c caches the terminal counts. */
 	int (*stats)(void *b, bool terminal, store_stats_t *ret);
