@@ -20,6 +20,7 @@
 #include "obs/alerts.h"
 #include "store/store.h"
 #include "work/batcher.h"
+#include "work/notifier.h"
 
 typedef struct http_server http_server_t;
 
@@ -50,6 +51,7 @@ typedef struct http_deps {
 	store_t *store;
 	batcher_t *batcher;
 	alerts_t *alerts;
+	notifier_t *notifier; /* NULL when notifications are off */
 } http_deps_t;
 
 /* Binds opt->listen and starts serving. */

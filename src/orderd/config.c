@@ -68,6 +68,7 @@ static const char *check_listen(const char *v);
 static const char *check_database(const char *v);
 static const char *check_replica(const char *v);
 static const char *check_log_level(const char *v);
+static const char *check_notify_url(const char *v);
 static void config_print_help(FILE *f);
 
 #define OFF(field) offsetof(config_t, field)
@@ -169,6 +170,45 @@ static const setting_t settings[] = {
     INT(alert_min_requests, "alert-min-requests", "ORDERD_ALERT_MIN_REQUESTS",
         "20", 1, 1000000000,
         "requests in the window before the alert may fire"),
+    STR(notify_url, "notify-url", "ORDERD_NOTIFY_URL", NULL, 0, 8192,
+        check_notify_url, false,
+        "1..8 comma-separated `http://` or `https://` URLs",
+        "endpoints every terminal order event is POSTed to (signed, at "
+        "least once); none: no notifications and no outbox writes"),
+    STR(notify_secret, "notify-secret", "ORDERD_NOTIFY_SECRET", NULL, 0, 4096,
+        NULL, true, "16..4096 bytes",
+        "HMAC-SHA256 key of the `Orderd-Signature` header; required with "
+        "`notify_url` (or `notify_secret_file`)"),
+    STR(notify_secret_file, "notify-secret-file", "ORDERD_NOTIFY_SECRET_FILE",
+        NULL, 0, 4096, NULL, false, "a readable file",
+        "file with the signing secret on its first line and, during a "
+        "rotation, the previous one on its second"),
+    STR(notify_secret_previous, "notify-secret-previous",
+        "ORDERD_NOTIFY_SECRET_PREVIOUS", NULL, 0, 4096, NULL, true,
+        "16..4096 bytes",
+        "during a key rotation: the old secret; deliveries carry a "
+        "signature with each"),
+    INT(notify_max_attempts, "notify-max-attempts",
+        "ORDERD_NOTIFY_MAX_ATTEMPTS", "12", 1, 1000,
+        "counted delivery attempts before a notification is `dead` (sends "
+        "skipped or probing while an endpoint's circuit is open do not "
+        "count)"),
+    INT(notify_retention_s, "notify-retention-s", "ORDERD_NOTIFY_RETENTION_S",
+        "604800", 1, 315360000,
+        "delivered notifications are deleted this many seconds after "
+        "delivery (pending and dead ones never)"),
+    INT(notify_timeout_ms, "notify-timeout-ms", "ORDERD_NOTIFY_TIMEOUT_MS",
+        "10000", 100, 600000,
+        "total time for one notification request, in milliseconds"),
+    INT(notify_concurrency, "notify-concurrency", "ORDERD_NOTIFY_CONCURRENCY",
+        "16", 1, 1024, "notification requests in flight per replica"),
+    INT(notify_breaker_failures, "notify-breaker-failures",
+        "ORDERD_NOTIFY_BREAKER_FAILURES", "5", 1, 1000,
+        "consecutive failures that open an endpoint's circuit"),
+    INT(notify_breaker_cooldown_ms, "notify-breaker-cooldown-ms",
+        "ORDERD_NOTIFY_BREAKER_COOLDOWN_MS", "10000", 10, 3600000,
+        "how long an open circuit sends nothing before one probe, in "
+        "milliseconds"),
 };
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
@@ -203,6 +243,11 @@ static const char *check_replica(const char *v)
 	if (!order_ident_valid(v, ID_MAX))
 		return "must be 1..64 characters from [A-Za-z0-9._:-]";
 	return NULL;
+}
+
+static const char *check_notify_url(const char *v)
+{
+	return config_notify_url_check(v);
 }
 
 static const char *check_log_level(const char *v)
@@ -538,6 +583,9 @@ int config_load(config_t *c, int argc, char **argv, int *ret_exit_now,
 	if (rc)
 		goto fail_load;
 	rc = load_tokens(c, from_flag, err, errlen);
+	if (rc)
+		goto fail_load;
+	rc = config_notify_load(c, err, errlen);
 	if (rc)
 		goto fail_load;
 	*ret_exit_now = 0;
