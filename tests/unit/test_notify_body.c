@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,10 +37,10 @@ static void test_body_deterministic(void **state)
 	store_notification_t n;
 	memset(&n, 0, sizeof n);
 	n.seq = 7;
-	strcpy(n.type, "order.completed");
+	snprintf(n.type, sizeof n.type, "order.completed");
 	n.created_at = 1764547200123LL;
-	strcpy(n.order.id, "o1");
-	strcpy(n.order.customer, "c1");
+	snprintf(n.order.id, sizeof n.order.id, "o1");
+	snprintf(n.order.customer, sizeof n.order.customer, "c1");
 	order_item_t items[2] = {{"A", 2}, {"B", 1}};
 	n.order.items = items;
 	n.order.n_items = 2;
