@@ -4,7 +4,7 @@
 # Usage: scripts/deps.sh [run|test]
 set -eu
 want="cmake make gcc pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev
-libcurl4-openssl-dev libpq-dev"
+libcurl4-openssl-dev libpq-dev libssl-dev"
 if [ "${1:-run}" = test ]; then
   want="$want libcmocka-dev python3 python3-requests python3-psycopg2
 postgresql-15 postgresql-client-15 iproute2 clang libclang-rt-14-dev sqlite3

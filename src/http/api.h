@@ -1,7 +1,7 @@
 /*
  * api: the route table and the helpers every route handler uses (api.c),
  * and the handlers themselves (api_orders.c, api_failures.c, api_locks.c,
- * api_ops.c). The
+ * api_ops.c, api_notifications.c). The
  * request context and suspend/resume belong to the server (server_int.h).
  * Nothing outside src/http/ includes this header.
  */
@@ -104,6 +104,8 @@ void api_ops_readyz(http_req_t *r);
 void api_ops_metrics(http_req_t *r);
 void api_ops_stats(http_req_t *r);
 void api_ops_alerts(http_req_t *r);
+void api_notifications_list(http_req_t *r);
+void api_notifications_redeliver(http_req_t *r);
 
 /* Frees what the async submission state holds (any thread). */
 void api_req_release(http_req_t *r);

@@ -21,6 +21,7 @@
 #include "store/store.h"
 #include "work/batcher.h"
 #include "work/workers.h"
+#include "work/notifier.h"
 
 typedef struct http_server http_server_t;
 
@@ -52,6 +53,7 @@ typedef struct http_deps {
 	batcher_t *batcher;
 	alerts_t *alerts;
 	workers_t *workers;
+	notifier_t *notifier; /* NULL when notifications are off */
 } http_deps_t;
 
 /* Binds opt->listen and starts serving. */

@@ -46,6 +46,16 @@ typedef struct config {
 	double alert_error_rate; /* 5xx share that fires the alert */
 	int64_t alert_window_s;
 	int64_t alert_min_requests;
+	char *notify_url;             /* comma-separated endpoints */
+	char *notify_secret;          /* never logged */
+	char *notify_secret_file;     /* line 1 secret, line 2 previous */
+	char *notify_secret_previous; /* never logged */
+	int64_t notify_max_attempts;
+	int64_t notify_retention_s;
+	int64_t notify_timeout_ms;
+	int64_t notify_concurrency;
+	int64_t notify_breaker_failures;
+	int64_t notify_breaker_cooldown_ms;
 	/* Derived at load: the parsed token list (NULL-terminated). */
 	char **tokens;
 } config_t;

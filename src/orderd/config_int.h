@@ -22,4 +22,14 @@ int config_tokens_load(const char *list, const char *list_from,
                        const char *file, const char *file_from,
                        char ***ret_tokens, char *err, size_t errlen);
 
+struct config;
+/*
+ * The notification settings' cross rules (config_notify.c): the URL list,
+ * the secrets from the environment or the secret file (which fills
+ * notify_secret and notify_secret_previous), and "a URL needs a secret".
+ */
+int config_notify_load(struct config *c, char *err, size_t errlen);
+/* NULL when v is a valid ORDERD_NOTIFY_URL list, else the rule. */
+const char *config_notify_url_check(const char *v);
+
 #endif

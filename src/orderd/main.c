@@ -5,6 +5,9 @@
  * and answer what is queued, finish or hand back every claimed order, exit 0
  * within the drain timeout.
  *
+ * With ORDERD_NOTIFY_URL it enables the outbox and starts the
+ * notification dispatcher (work/notifier.h), drained after the workers.
+ *
  * Exit codes (sysexits): 0 clean stop, 78 bad configuration, 69 the store
  * or the listen address is unavailable at start, 70 internal error.
  */
@@ -27,6 +30,7 @@
 #include "util/err.h"
 #include "util/failpoint.h"
 #include "work/batcher.h"
+#include "work/notifier.h"
 #include "work/workers.h"
 
 /*
@@ -120,6 +124,7 @@ int main(int argc, char **argv)
 	alerts_t *alerts = NULL;
 	batcher_t *batcher = NULL;
 	workers_t *workers = NULL;
+	notifier_t *notifier = NULL;
 	http_server_t *http = NULL;
 
 	store_options_t sopt = {
@@ -178,6 +183,34 @@ int main(int argc, char **argv)
 	rc = workers_new(store, &wopt, &workers);
 	if (rc < 0)
 		goto internal;
+	if (cfg.notify_url) {
+		/* The outbox trigger lives in the database: from now on every
+		 * replica's terminal transitions write events. */
+		rc = store_outbox_enable(store);
+		if (rc < 0) {
+			log_error("cannot enable the notification outbox",
+			          "error", err_str(rc), NULL);
+			goto out;
+		}
+		notifier_options_t nopt = {
+		    .replica_id = cfg.replica_id,
+		    .urls = cfg.notify_url,
+		    .secret = cfg.notify_secret,
+		    .secret_previous = cfg.notify_secret_previous,
+		    .max_attempts = (int)cfg.notify_max_attempts,
+		    .timeout_ms = cfg.notify_timeout_ms,
+		    .concurrency = (int)cfg.notify_concurrency,
+		    .retry_base_ms = cfg.retry_base_ms,
+		    .retry_max_ms = cfg.retry_max_ms,
+		    .retention_ms = cfg.notify_retention_s * 1000,
+		    .poll_ms = cfg.poll_ms,
+		    .breaker_failures = (int)cfg.notify_breaker_failures,
+		    .breaker_cooldown_ms = cfg.notify_breaker_cooldown_ms,
+		};
+		rc = notifier_new(store, &nopt, &notifier);
+		if (rc < 0)
+			goto internal;
+	}
 	batcher_options_t bopt = {
 	    .max_batch = (size_t)cfg.commit_batch,
 	    .max_queued = (size_t)cfg.submit_queue,
@@ -206,6 +239,7 @@ int main(int argc, char **argv)
 	    .batcher = batcher,
 	    .alerts = alerts,
 	    .workers = workers,
+	    .notifier = notifier,
 	};
 	rc = http_server_new(&hopt, &deps, &http);
 	if (rc < 0) {
@@ -238,9 +272,13 @@ int main(int argc, char **argv)
 	/* Leave a margin of the drain time for handing back and shutdown. */
 	int64_t margin = cfg.drain_ms / 10 < 1000 ? cfg.drain_ms / 10 : 1000;
 	size_t back = workers_drain(workers, deadline - margin);
-	char nback[24];
+	/* After the workers: their last transitions wrote events too. */
+	size_t nback_notes = notifier_drain(notifier, deadline - margin);
+	char nback[24], nnotes[24];
 	snprintf(nback, sizeof nback, "%zu", back);
-	log_info("drained", "handed_back", nback, NULL);
+	snprintf(nnotes, sizeof nnotes, "%zu", nback_notes);
+	log_info("drained", "handed_back", nback, "notifications_handed_back",
+	         nnotes, NULL);
 	status = 0;
 	goto out;
 
@@ -252,6 +290,7 @@ out:
 	http_server_free(http);
 	batcher_free(batcher);
 	workers_free(workers);
+	notifier_free(notifier);
 	alerts_free(alerts);
 	store_free(store);
 	config_free(&cfg);

@@ -9,8 +9,9 @@
  * postgres_order.c (submit, order reads, requeue, cancel, stats),
  * postgres_lease.c (claim, process, retry, release, reap),
  * postgres_product.c, postgres_lock.c (named locks), postgres_replica.c
- * (replica heartbeats), postgres_failure.c (dead-letter groups) and
- * postgres_verify.c (the audit). The SQLite
+ * (replica heartbeats), postgres_failure.c (dead-letter groups),
+ * postgres_notify.c (the outbox of notifications) and postgres_verify.c
+ * (the audit). The SQLite
  * backend has the same files under the same names.
  *
  * Time and fences: see postgres_int.h.
@@ -257,5 +258,15 @@ const store_backend_t store_postgres_backend = {
     .lock_get = pgb_lock_get,
     .replica_beat = pgb_replica_beat,
     .replicas_list = pgb_replicas_list,
+    .outbox_enable = pgb_outbox_enable,
+    .notify_claim = pgb_notify_claim,
+    .notify_delivered = pgb_notify_delivered,
+    .notify_retry = pgb_notify_retry,
+    .notify_release = pgb_notify_release,
+    .notify_get = pgb_notify_get,
+    .notify_list = pgb_notify_list,
+    .notify_redeliver = pgb_notify_redeliver,
+    .notify_prune = pgb_notify_prune,
+    .notify_stats = pgb_notify_stats,
     .verify = pgb_verify,
 };

@@ -2,7 +2,8 @@
  * postgres_int: module-private to the postgres store backend, shared by its
  * files: postgres.c (the backend table, open, free, ping and the helpers
  * declared here), postgres_order.c, postgres_lease.c, postgres_product.c,
- * postgres_lock.c, postgres_replica.c, postgres_failure.c and
+ * postgres_lock.c, postgres_replica.c, postgres_failure.c,
+ * postgres_notify.c and
  * postgres_verify.c. It holds the
  * backend handle, the SQL fragments every file's statements use, the
  * helpers for parameters and rows, and the operations with the backend
@@ -162,6 +163,25 @@ int pgb_lock_get(void *h, const char *name, store_lock_t *ret);
 int pgb_replica_beat(void *h, const char *replica);
 int pgb_replicas_list(void *h, int64_t window_ms, char (*ret_ids)[ID_MAX + 1],
                       size_t max, size_t *ret_n);
+
+/* Notifications (the outbox), in postgres_notify.c. */
+int pgb_outbox_enable(void *h);
+int pgb_notify_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
+                     store_notification_t *ret, size_t *ret_n);
+int pgb_notify_delivered(void *h, int64_t seq, int64_t fence,
+                         const char *acked);
+int pgb_notify_retry(void *h, int64_t seq, int64_t fence, int max_attempts,
+                     int64_t delay_ms, const char *error, const char *acked,
+                     bool *ret_dead);
+int pgb_notify_release(void *h, int64_t seq, int64_t fence, int64_t delay_ms,
+                       const char *error, const char *acked);
+int pgb_notify_get(void *h, int64_t seq, store_notification_t *ret);
+int pgb_notify_list(void *h, int status, int64_t after_seq, size_t limit,
+                    store_notification_t **ret, size_t *ret_n, bool *ret_more);
+int pgb_notify_redeliver(void *h, int64_t seq, store_notification_t *ret);
+int pgb_notify_prune(void *h, int64_t older_than_ms, size_t limit,
+                     size_t *ret_n);
+int pgb_notify_stats(void *h, store_notify_stats_t *ret);
 
 /* The audit (store_verify), in postgres_verify.c. */
 int pgb_verify(void *h, store_check_fn fn, void *arg);

@@ -38,7 +38,7 @@ typedef struct pgp_stmt {
 } pgp_stmt_t;
 
 /* At most this many distinct statements are prepared on one connection. */
-#define PGP_MAX_STMTS 64
+#define PGP_MAX_STMTS 128 /* the backend defines about 60 */
 
 typedef struct pgp pgp_t;
 

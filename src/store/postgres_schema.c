@@ -86,6 +86,44 @@ static const char *const migrations[] = {
     "ALTER TABLE orders ADD COLUMN fingerprint text COLLATE \"C\";"
     "CREATE INDEX orders_failed ON orders (fingerprint, seq)"
     " WHERE status = 'failed';",
+    /* 4: the outbox of notifications (G9), as SQLite's migration 5: one
+     * row per terminal transition with the order's snapshot, then its
+     * delivery state. The trigger function is defined here; the trigger
+     * that calls it is created by store_outbox_enable
+     * (postgres_notify.c), only when notifications are configured. */
+    "CREATE TABLE notifications ("
+    " seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " order_id text COLLATE \"C\" NOT NULL,"
+    " type text NOT NULL,"
+    " order_status text NOT NULL,"
+    " order_reason text,"
+    " order_attempts integer NOT NULL,"
+    " order_updated_at bigint NOT NULL,"
+    " order_finished_at bigint NOT NULL,"
+    " created_at bigint NOT NULL,"
+    " status text NOT NULL DEFAULT 'pending'"
+    "  CHECK (status IN ('pending', 'delivered', 'dead')),"
+    " attempts integer NOT NULL DEFAULT 0,"
+    " next_at bigint NOT NULL,"
+    " lease_owner text,"
+    " lease_until bigint NOT NULL DEFAULT 0,"
+    " fence bigint NOT NULL DEFAULT 0,"
+    " last_error text,"
+    " delivered_at bigint NOT NULL DEFAULT 0,"
+    " acked text NOT NULL DEFAULT '');"
+    "CREATE INDEX notifications_due ON notifications (next_at, seq)"
+    " WHERE status = 'pending';"
+    "CREATE INDEX notifications_status ON notifications (status, seq);"
+    "CREATE INDEX notifications_delivered ON notifications (delivered_at)"
+    " WHERE status = 'delivered';"
+    "CREATE FUNCTION orders_outbox() RETURNS trigger LANGUAGE plpgsql"
+    " AS $f$ DECLARE now_ms bigint :="
+    " (extract(epoch from clock_timestamp()) * 1000)::bigint;"
+    " BEGIN INSERT INTO notifications (order_id, type, order_status,"
+    " order_reason, order_attempts, order_updated_at, order_finished_at,"
+    " created_at, next_at) VALUES (NEW.id, 'order.' || NEW.status,"
+    " NEW.status, NEW.reason, NEW.attempts, NEW.updated_at,"
+    " NEW.finished_at, now_ms, now_ms); RETURN NULL; END $f$;",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
@@ -171,4 +209,29 @@ int pgs_migrate(pgc_t *c, int *ret_version)
 	}
 	*ret_version = version;
 	return 0;
+}
+
+int pgs_outbox_enable(pgc_t *c)
+{
+	int rc = exec_cmd(c, "BEGIN");
+	if (rc < 0)
+		return rc;
+	rc = exec_cmd(c, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")");
+	/* One row per transition into a terminal status, whatever
+	 * statement made it, in that statement's transaction (migration 4
+	 * has the function). UPDATE OF status: every transition sets it. */
+	if (rc == 0)
+		rc =
+		    exec_cmd(c, "CREATE OR REPLACE TRIGGER orders_outbox"
+		                " AFTER UPDATE OF status ON orders FOR EACH ROW"
+		                " WHEN (NEW.status IN ('completed', 'rejected',"
+		                " 'failed', 'cancelled')"
+		                " AND NEW.status IS DISTINCT FROM OLD.status)"
+		                " EXECUTE FUNCTION orders_outbox()");
+	if (rc < 0) {
+		pgc_rollback(c);
+		return rc;
+	}
+	rc = pgc_commit(c);
+	return rc == OD_EUNKNOWN ? OD_ESTORE : rc;
 }

@@ -13,5 +13,11 @@
  * is newer than this binary; OD_ESTORE on transient failures.
  */
 int pgs_migrate(pgc_t *c, int *ret_version);
+/*
+ * Creates (or replaces, identically) the outbox trigger on orders, in its
+ * own transaction under the migrations' advisory lock, so replicas that
+ * start together do not race on the catalog. c is idle.
+ */
+int pgs_outbox_enable(pgc_t *c);
 
 #endif

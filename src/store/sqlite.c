@@ -6,7 +6,8 @@
  * order reads, requeue, cancel, stats), sqlite_lease.c (claim, process,
  * retry, release, reap), sqlite_product.c, sqlite_lock.c (named locks),
  * sqlite_replica.c (replica heartbeats), sqlite_failure.c (dead-letter
- * groups) and sqlite_verify.c (the audit);
+ * groups), sqlite_notify.c (the outbox of notifications) and
+ * sqlite_verify.c (the audit);
  * sqlite_conn.c owns connections, the statement cache and transactions,
  * sqlite_schema.c the schema and its migrations. The PostgreSQL backend
  * has the same files under the same names.
@@ -210,5 +211,15 @@ const store_backend_t store_sqlite_backend = {
     .lock_get = sqb_lock_get,
     .replica_beat = sqb_replica_beat,
     .replicas_list = sqb_replicas_list,
+    .outbox_enable = sqb_outbox_enable,
+    .notify_claim = sqb_notify_claim,
+    .notify_delivered = sqb_notify_delivered,
+    .notify_retry = sqb_notify_retry,
+    .notify_release = sqb_notify_release,
+    .notify_get = sqb_notify_get,
+    .notify_list = sqb_notify_list,
+    .notify_redeliver = sqb_notify_redeliver,
+    .notify_prune = sqb_notify_prune,
+    .notify_stats = sqb_notify_stats,
     .verify = sqb_verify,
 };

@@ -100,6 +100,19 @@ enum sqb_stmt_id {
 	SQB_REPLICA_BEAT,
 	SQB_REPLICA_FORGET,
 	SQB_REPLICA_LIST,
+	/* sqlite_notify.c */
+	SQB_NOTIFY_CLAIM,
+	SQB_NOTIFY_BY_SEQ,
+	SQB_NOTIFY_DELIVERED,
+	SQB_NOTIFY_RETRY,
+	SQB_NOTIFY_RELEASE,
+	SQB_NOTIFY_LIST_ALL,
+	SQB_NOTIFY_LIST_STATUS,
+	SQB_NOTIFY_REDELIVER,
+	SQB_NOTIFY_STATE,
+	SQB_NOTIFY_PRUNE,
+	SQB_NOTIFY_COUNT,
+	SQB_NOTIFY_OLDEST,
 	SQB_STMT_COUNT
 };
 
@@ -283,6 +296,25 @@ int sqb_lock_get(void *b, const char *name, store_lock_t *ret);
 int sqb_replica_beat(void *b, const char *replica);
 int sqb_replicas_list(void *b, int64_t window_ms, char (*ret_ids)[ID_MAX + 1],
                       size_t max, size_t *ret_n);
+
+/* Notifications (the outbox), in sqlite_notify.c. */
+int sqb_outbox_enable(void *b);
+int sqb_notify_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
+                     store_notification_t *ret, size_t *ret_n);
+int sqb_notify_delivered(void *b, int64_t seq, int64_t fence,
+                         const char *acked);
+int sqb_notify_retry(void *b, int64_t seq, int64_t fence, int max_attempts,
+                     int64_t delay_ms, const char *error, const char *acked,
+                     bool *ret_dead);
+int sqb_notify_release(void *b, int64_t seq, int64_t fence, int64_t delay_ms,
+                       const char *error, const char *acked);
+int sqb_notify_get(void *b, int64_t seq, store_notification_t *ret);
+int sqb_notify_list(void *b, int status, int64_t after_seq, size_t limit,
+                    store_notification_t **ret, size_t *ret_n, bool *ret_more);
+int sqb_notify_redeliver(void *b, int64_t seq, store_notification_t *ret);
+int sqb_notify_prune(void *b, int64_t older_than_ms, size_t limit,
+                     size_t *ret_n);
+int sqb_notify_stats(void *b, store_notify_stats_t *ret);
 
 /* The audit (store_verify), in sqlite_verify.c. */
 int sqb_verify(void *b, store_check_fn fn, void *arg);

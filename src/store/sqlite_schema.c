@@ -105,6 +105,40 @@ static const char *const migrations[] = {
     "ALTER TABLE orders ADD COLUMN fingerprint TEXT;"
     "CREATE INDEX orders_failed ON orders (fingerprint, seq)"
     " WHERE status = 'failed';",
+    /* 5: the outbox of notifications (G9). One row per terminal
+     * transition, written by the trigger orders_outbox in the same
+     * transaction as the transition; the trigger itself is created by
+     * store_outbox_enable (sqlite_notify.c), only when notifications are
+     * configured. The order_* columns are the order's snapshot at the
+     * transition (its content is immutable and read from orders), so the
+     * body is the same on every redelivery. The rest is delivery state:
+     * pending rows are claimed under a lease with a fence from the shared
+     * sequence, like orders; acked lists the endpoints that took it. */
+    "CREATE TABLE notifications ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " order_id TEXT NOT NULL,"
+    " type TEXT NOT NULL,"
+    " order_status TEXT NOT NULL,"
+    " order_reason TEXT,"
+    " order_attempts INTEGER NOT NULL,"
+    " order_updated_at INTEGER NOT NULL,"
+    " order_finished_at INTEGER NOT NULL,"
+    " created_at INTEGER NOT NULL,"
+    " status TEXT NOT NULL DEFAULT 'pending'"
+    "  CHECK (status IN ('pending', 'delivered', 'dead')),"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_at INTEGER NOT NULL,"
+    " lease_owner TEXT,"
+    " lease_until INTEGER NOT NULL DEFAULT 0,"
+    " fence INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT,"
+    " delivered_at INTEGER NOT NULL DEFAULT 0,"
+    " acked TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX notifications_due ON notifications (next_at, seq)"
+    " WHERE status = 'pending';"
+    "CREATE INDEX notifications_status ON notifications (status, seq);"
+    "CREATE INDEX notifications_delivered ON notifications (delivered_at)"
+    " WHERE status = 'delivered';",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))

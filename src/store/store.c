@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -387,4 +388,162 @@ int store_verify(store_t *s, store_violation_fn fn, void *arg,
 	if (!fn && !ret_violations)
 		return OD_EINVAL;
 	return store_verify_audit(s->be, s->b, fn, arg, ret_violations);
+}
+
+/* ---- notifications ---- */
+
+static const char *const notify_status_names[NOTIFY_STATUS_COUNT] = {
+    [NOTIFY_PENDING] = "pending",
+    [NOTIFY_DELIVERED] = "delivered",
+    [NOTIFY_DEAD] = "dead",
+};
+
+const char *store_notify_status_name(notify_status_t st)
+{
+	return st >= 0 && st < NOTIFY_STATUS_COUNT ? notify_status_names[st]
+	                                           : "unknown";
+}
+
+int store_notify_status_parse(const char *name, notify_status_t *ret)
+{
+	for (int i = 0; name && i < NOTIFY_STATUS_COUNT; i++) {
+		if (strcmp(name, notify_status_names[i]) == 0) {
+			*ret = (notify_status_t)i;
+			return 0;
+		}
+	}
+	return OD_EINVAL;
+}
+
+void store_notify_id(int64_t seq, char buf[STORE_NOTIFY_ID_MAX + 1])
+{
+	snprintf(buf, STORE_NOTIFY_ID_MAX + 1, "ev_%lld", (long long)seq);
+}
+
+int store_notify_id_parse(const char *id, int64_t *ret_seq)
+{
+	if (!id || strncmp(id, "ev_", 3) != 0 || !id[3] || strlen(id) > 22)
+		return OD_EINVAL;
+	int64_t v = 0;
+	for (const char *p = id + 3; *p; p++) {
+		if (*p < '0' || *p > '9' || v > (INT64_MAX - 9) / 10)
+			return OD_EINVAL;
+		v = v * 10 + (*p - '0');
+	}
+	if (v <= 0 || (id[3] == '0'))
+		return OD_EINVAL;
+	*ret_seq = v;
+	return 0;
+}
+
+void store_notifications_clear(store_notification_t *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++) {
+		order_clear(&v[i].order);
+		free(v[i].last_error);
+		free(v[i].acked);
+		v[i].last_error = NULL;
+		v[i].acked = NULL;
+	}
+}
+
+void store_notifications_free(store_notification_t *v, size_t n)
+{
+	store_notifications_clear(v, n);
+	free(v);
+}
+
+int store_outbox_enable(store_t *s)
+{
+	return s->be->outbox_enable(s->b);
+}
+
+static bool acked_ok(const char *acked)
+{
+	return acked && strlen(acked) <= STORE_NOTIFY_ACKED_MAX;
+}
+
+int store_notify_claim(store_t *s, const char *owner, int64_t lease_ms,
+                       size_t max, store_notification_t *ret, size_t *ret_n)
+{
+	if (!ident_ok(owner) || !ms_ok(lease_ms, STORE_LEASE_MAX_MS) ||
+	    !ret_n || (max > 0 && !ret) || max > STORE_LIST_MAX)
+		return OD_EINVAL;
+	if (max == 0) {
+		*ret_n = 0;
+		return 0;
+	}
+	return s->be->notify_claim(s->b, owner, lease_ms, max, ret, ret_n);
+}
+
+int store_notify_delivered(store_t *s, int64_t seq, int64_t fence,
+                           const char *acked)
+{
+	if (seq <= 0 || !acked_ok(acked))
+		return OD_EINVAL;
+	return s->be->notify_delivered(s->b, seq, fence, acked);
+}
+
+int store_notify_retry(store_t *s, int64_t seq, int64_t fence, int max_attempts,
+                       int64_t delay_ms, const char *error, const char *acked,
+                       bool *ret_dead)
+{
+	if (seq <= 0 || max_attempts < 1 || delay_ms < 0 ||
+	    delay_ms > STORE_DELAY_MAX_MS || !error || !acked_ok(acked))
+		return OD_EINVAL;
+	return s->be->notify_retry(s->b, seq, fence, max_attempts, delay_ms,
+	                           error, acked, ret_dead);
+}
+
+int store_notify_release(store_t *s, int64_t seq, int64_t fence,
+                         int64_t delay_ms, const char *error, const char *acked)
+{
+	if (seq <= 0 || delay_ms < 0 || delay_ms > STORE_DELAY_MAX_MS ||
+	    !acked_ok(acked))
+		return OD_EINVAL;
+	return s->be->notify_release(s->b, seq, fence, delay_ms, error, acked);
+}
+
+int store_notify_get(store_t *s, int64_t seq, store_notification_t *ret)
+{
+	if (seq <= 0 || !ret)
+		return OD_EINVAL;
+	return s->be->notify_get(s->b, seq, ret);
+}
+
+int store_notify_list(store_t *s, int status, int64_t after_seq, size_t limit,
+                      store_notification_t **ret, size_t *ret_n, bool *ret_more)
+{
+	if (status >= NOTIFY_STATUS_COUNT || limit == 0 ||
+	    limit > STORE_LIST_MAX || !ret || !ret_n || !ret_more)
+		return OD_EINVAL;
+	return s->be->notify_list(s->b, status, after_seq, limit, ret, ret_n,
+	                          ret_more);
+}
+
+int store_notify_redeliver(store_t *s, int64_t seq, store_notification_t *ret)
+{
+	if (seq <= 0)
+		return OD_EINVAL;
+	return s->be->notify_redeliver(s->b, seq, ret);
+}
+
+int store_notify_prune(store_t *s, int64_t older_than_ms, size_t limit,
+                       size_t *ret_n)
+{
+	if (older_than_ms < 0 || older_than_ms > INT64_MAX / 4 || !ret_n ||
+	    limit > STORE_LIST_MAX)
+		return OD_EINVAL;
+	if (limit == 0) {
+		*ret_n = 0;
+		return 0;
+	}
+	return s->be->notify_prune(s->b, older_than_ms, limit, ret_n);
+}
+
+int store_notify_stats(store_t *s, store_notify_stats_t *ret)
+{
+	if (!ret)
+		return OD_EINVAL;
+	return s->be->notify_stats(s->b, ret);
 }

@@ -350,6 +350,119 @@ int store_lock_release(store_t *s, const char *name, const char *owner,
 /* The current unexpired holder, or OD_ENOTFOUND. */
 int store_lock_get(store_t *s, const char *name, store_lock_t *ret);
 
+/* ---- notifications: the outbox (G9) ---- */
+
+/*
+ * Every terminal transition of an order (completed, rejected, failed,
+ * cancelled; by whatever path) writes one notification row in the same
+ * transaction, once the outbox is enabled: a trigger on orders, one place
+ * per backend that no transition path can forget. The trigger is installed
+ * in the database, so once any process enabled it, every process's
+ * transitions write events. Without it the table stays empty and
+ * transitions cost nothing more.
+ */
+int store_outbox_enable(store_t *s);
+
+typedef enum notify_status {
+	NOTIFY_PENDING = 0, /* to be delivered (possibly leased right now) */
+	NOTIFY_DELIVERED,   /* every endpoint acknowledged it */
+	NOTIFY_DEAD,        /* out of attempts; redeliver by hand */
+	NOTIFY_STATUS_COUNT
+} notify_status_t;
+
+const char *store_notify_status_name(notify_status_t st);
+/* 0, or OD_EINVAL for a name that is not a notification status. */
+int store_notify_status_parse(const char *name, notify_status_t *ret);
+
+#define STORE_NOTIFY_ID_MAX 24     /* "ev_" and up to 20 digits */
+#define STORE_NOTIFY_ERROR_MAX 512 /* bytes of last_error kept */
+#define STORE_NOTIFY_ACKED_MAX 8192
+
+/* Writes "ev_<seq>", the event id (the Idempotency-Key), into buf. */
+void store_notify_id(int64_t seq, char buf[STORE_NOTIFY_ID_MAX + 1]);
+/* Parses an event id; OD_EINVAL when id is not one. */
+int store_notify_id_parse(const char *id, int64_t *ret_seq);
+
+typedef struct store_notification {
+	int64_t seq;   /* the event id is "ev_<seq>" */
+	char type[32]; /* "order.completed" | ".rejected" | ".failed" | ... */
+	/* The order at the transition: its content from the order, status,
+	 * reason, attempts, updated_at and finished_at from the snapshot. */
+	order_t order;
+	notify_status_t status;
+	int attempts;         /* delivery attempts counted so far */
+	int64_t created_at;   /* the transition, store clock */
+	int64_t next_at;      /* pending: when it is due */
+	int64_t delivered_at; /* 0 unless delivered */
+	char *last_error;     /* owned; NULL when none */
+	char *acked;   /* owned, never NULL: endpoints that acknowledged it,
+	                  separated by spaces ("" for none) */
+	int64_t fence; /* of the last claim: writes must carry it */
+	int64_t lease_until; /* of the last claim; 0 when none */
+} store_notification_t;
+
+/* Frees the owned fields of v[0..n) (not v itself). */
+void store_notifications_clear(store_notification_t *v, size_t n);
+/* Clears v[0..n) and frees v. */
+void store_notifications_free(store_notification_t *v, size_t n);
+
+/*
+ * Claims up to max due pending notifications (next_at <= now), in the
+ * order (next_at, seq), for owner with a lease of lease_ms and a fresh
+ * fence, in one statement; attempts is incremented. A claim also moves
+ * next_at to the lease's deadline, so an event whose holder died is due
+ * again when its lease runs out: no reaper needed. ret must have room for
+ * max entries; clear them with store_notifications_clear.
+ */
+int store_notify_claim(store_t *s, const char *owner, int64_t lease_ms,
+                       size_t max, store_notification_t *ret, size_t *ret_n);
+/*
+ * The outcome of a delivery, each conditional on (seq, fence, pending):
+ * OD_EFENCE when the claim is no longer current (nothing written).
+ * acked is the full list of endpoints that acknowledged it so far (at
+ * most STORE_NOTIFY_ACKED_MAX bytes).
+ *   delivered: status delivered, delivered_at now, the lease cleared.
+ *   retry: attempts < max_attempts: pending again, due after delay_ms;
+ *     else dead. error is kept as last_error (cut to
+ *     STORE_NOTIFY_ERROR_MAX). *ret_dead (may be NULL) says which.
+ *   release: handed back without counting the attempt (drain, or an
+ *     endpoint whose circuit is open): pending, due after delay_ms;
+ *     error (may be NULL) replaces last_error when given.
+ */
+int store_notify_delivered(store_t *s, int64_t seq, int64_t fence,
+                           const char *acked);
+int store_notify_retry(store_t *s, int64_t seq, int64_t fence, int max_attempts,
+                       int64_t delay_ms, const char *error, const char *acked,
+                       bool *ret_dead);
+int store_notify_release(store_t *s, int64_t seq, int64_t fence,
+                         int64_t delay_ms, const char *error,
+                         const char *acked);
+/* One notification; OD_ENOTFOUND. Clear *ret with
+ * store_notifications_clear(ret, 1). */
+int store_notify_get(store_t *s, int64_t seq, store_notification_t *ret);
+/*
+ * Up to limit notifications with seq > after_seq, oldest first, only those
+ * with status (status < 0: any). *ret is a malloc'd array of *ret_n the
+ * caller frees with store_notifications_free; *ret_more as order_list.
+ */
+int store_notify_list(store_t *s, int status, int64_t after_seq, size_t limit,
+                      store_notification_t **ret, size_t *ret_n,
+                      bool *ret_more);
+/* dead or delivered -> pending: attempts 0, due now, delivered_at 0 and
+ * acked "" (every endpoint gets it again). OD_ESTATE when pending,
+ * OD_ENOTFOUND. *ret (may be NULL) is the notification after it. */
+int store_notify_redeliver(store_t *s, int64_t seq, store_notification_t *ret);
+/* Deletes up to limit delivered notifications delivered at least
+ * older_than_ms ago; never a pending or dead one. *ret_n how many. */
+int store_notify_prune(store_t *s, int64_t older_than_ms, size_t limit,
+                       size_t *ret_n);
+
+typedef struct store_notify_stats {
+	int64_t count[NOTIFY_STATUS_COUNT];
+	int64_t oldest_pending_ms; /* age of the oldest pending; 0 if none */
+} store_notify_stats_t;
+int store_notify_stats(store_t *s, store_notify_stats_t *ret);
+
 /* ---- audit ---- */
 
 /* Called once per violation with a one-line description. */

@@ -85,6 +85,28 @@ typedef struct store_backend {
 	int (*lock_release)(void *b, const char *name, const char *owner,
 	                    int64_t fence);
 	int (*lock_get)(void *b, const char *name, store_lock_t *ret);
+	int (*outbox_enable)(void *b);
+	int (*notify_claim)(void *b, const char *owner, int64_t lease_ms,
+	                    size_t max, store_notification_t *ret,
+	                    size_t *ret_n);
+	int (*notify_delivered)(void *b, int64_t seq, int64_t fence,
+	                        const char *acked);
+	int (*notify_retry)(void *b, int64_t seq, int64_t fence,
+	                    int max_attempts, int64_t delay_ms,
+	                    const char *error, const char *acked,
+	                    bool *ret_dead);
+	int (*notify_release)(void *b, int64_t seq, int64_t fence,
+	                      int64_t delay_ms, const char *error,
+	                      const char *acked);
+	int (*notify_get)(void *b, int64_t seq, store_notification_t *ret);
+	int (*notify_list)(void *b, int status, int64_t after_seq, size_t limit,
+	                   store_notification_t **ret, size_t *ret_n,
+	                   bool *ret_more);
+	int (*notify_redeliver)(void *b, int64_t seq,
+	                        store_notification_t *ret);
+	int (*notify_prune)(void *b, int64_t older_than_ms, size_t limit,
+	                    size_t *ret_n);
+	int (*notify_stats)(void *b, store_notify_stats_t *ret);
 	/* Runs every check of store_check_t in one snapshot, in order, and
 	 * calls fn once per offending row. */
 	int (*verify)(void *b, store_check_fn fn, void *arg);

@@ -46,7 +46,7 @@ class FailuresTest(unittest.TestCase):
                        env=dict(base, ORDERD_FAILPOINTS="fail_process=1",
                                 ORDERD_MAX_ATTEMPTS="2",
                                 ORDERD_RETRY_BASE_MS="1",
-                                ORDERD_RETRY_CAP_MS="5")).start()
+                                ORDERD_RETRY_MAX_MS="5")).start()
         c = cls.d.client
         set_stock(c, SKU, 1000)
         p = "tr-" + rand_suffix(4)

@@ -102,8 +102,9 @@ static void test_out_of_range(void **state)
 static void test_event_names(void **state)
 {
 	(void)state;
-	const char *names[] = {"claim",  "complete", "reject",  "retry", "fail",
-	                       "expire", "release",  "requeue", "cancel", "reserve"};
+	const char *names[] = {"claim",  "complete", "reject",  "retry",
+	                       "fail",   "expire",   "release", "requeue",
+	                       "cancel", "reserve"};
 	for (int e = 0; e < ORDER_EVENT_COUNT; e++)
 		assert_string_equal(state_event_name((order_event_t)e),
 		                    names[e]);

@@ -733,7 +733,8 @@ static void test_verify_each_violation(void **state)
 	raw_exec("INSERT INTO order_events (order_id, event, fence, at)"
 	         " VALUES ('o1', 'complete', 99, 0)");
 	static const char *const v5[] = {
-	    "order 'o1': completed or held but item sku 'A' qty 2 has no matching"
+	    "order 'o1': completed or held but item sku 'A' qty 2 has no "
+	    "matching"
 	    " reservation",
 	    "order 'o1': reservation of sku 'A' qty 1 matches no item",
 	    "order 'o1': reservation of sku 'GHOST' qty 1 matches no item",

@@ -628,8 +628,8 @@ static void test_events_follow_state_table(void **state)
 	fixture_t *f = *state;
 	/* Each order is submitted just before its steps: claims take the
 	 * earliest due, and the ones before are no longer pending. */
-	static const char *const ids[] = {"done", "rej",  "reaped", "dup",
-	                                  "retried", "can", "pend", "held"};
+	static const char *const ids[] = {"done",    "rej", "reaped", "dup",
+	                                  "retried", "can", "pend",   "held"};
 	store_claim_t c;
 	bool failed;
 	set_stock(f->s, "A", 10);
