@@ -3,10 +3,22 @@
  * postgres_pool.h. One mutex guards the free list and the reconnect
  * backoff; connecting, preparing and running statements happen outside it,
  * on a connection that only the thread that checked it out touches.
+ *
+ * All I/O with the server goes through two functions, await_result (a
+ * statement) and slot_connect (a connection), which wait in poll() against
+ * the checkout's deadline: see postgres_pool.h. On a deadline hit the
+ * connection is only closed, never cancelled: libpq 15's PQcancel opens a
+ * new connection and waits for the server to close it, with no timeout,
+ * so against a frozen server it would hang the very caller the deadline
+ * protects. A statement abandoned this way runs on until it ends by itself
+ * (statement_timeout, lock_timeout), the server notices the closed socket
+ * (client_connection_check_interval, set where the server has it) or, in
+ * a transaction, the server reads our Terminate and rolls back.
  */
 #include "store/postgres_pool.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -29,10 +41,12 @@ struct pgp {
 	char app[ID_MAX + 1];
 	char connect_timeout[16];
 	char tcp_user_timeout[16];
-	char setup_sql[256]; /* session settings run after each connect */
+	char setup_sql[320]; /* session settings run after each connect */
 	int64_t wait_ms;
+	int64_t deadline_ms; /* of every checkout */
 
 	_Atomic int64_t resets; /* connections closed as broken in pgp_put */
+	_Atomic int64_t deadline_hits; /* checkouts out of their deadline */
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* signalled when a slot returns to the list */
 	pgc_t *slots;      /* n slots; a slot's fields belong to its holder */
@@ -57,6 +71,7 @@ int pgp_new(const char *uri, const store_options_t *opt, pgp_t **ret)
 	                  : 30000;
 	int lock_ms =
 	    opt && opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 5000;
+	int deadline_ms = opt && opt->deadline_ms > 0 ? opt->deadline_ms : 5000;
 	const char *app = opt && opt->replica_id && *opt->replica_id
 	                      ? opt->replica_id
 	                      : "orderd";
@@ -75,8 +90,10 @@ int pgp_new(const char *uri, const store_options_t *opt, pgp_t **ret)
 		return -ENOMEM;
 	}
 	p->n = (size_t)pool;
-	for (size_t i = 0; i < p->n; i++)
+	for (size_t i = 0; i < p->n; i++) {
+		p->slots[i].pool = p;
 		p->free_list[i] = &p->slots[i];
+	}
 	p->n_free = p->n;
 	snprintf(p->app, sizeof p->app, "%s", app);
 	/* libpq takes whole seconds and treats values below 2 as 2. */
@@ -96,6 +113,7 @@ int pgp_new(const char *uri, const store_options_t *opt, pgp_t **ret)
 	    "SET synchronous_commit = on; SET client_min_messages = warning",
 	    stmt_ms, lock_ms, idle_ms);
 	p->wait_ms = (int64_t)stmt_ms + connect_ms;
+	p->deadline_ms = deadline_ms;
 
 	/* Our defaults first and the URI last: libpq lets later keywords
 	 * win, so an operator can still override any of them in the URI. */
@@ -135,6 +153,130 @@ void pgp_free(pgp_t *p)
 int64_t pgp_wait_ms(const pgp_t *p)
 {
 	return p->wait_ms;
+}
+
+int64_t pgp_deadline_hits(const pgp_t *p)
+{
+	return p->deadline_hits;
+}
+
+void pgc_extend(pgc_t *c, int64_t ms)
+{
+	c->deadline_ms = clock_mono_ms() + ms;
+}
+
+/* ---- waiting on the server, against the deadline ---- */
+
+/* Counts c's checkout as out of its deadline, once. */
+static void deadline_hit(pgc_t *c)
+{
+	if (!c->timed_out)
+		c->pool->deadline_hits++;
+	c->timed_out = true;
+}
+
+/*
+ * Waits until c's socket has one of events (POLLIN, POLLOUT) or c's
+ * deadline passes: 1 ready, 0 deadline, OD_ESTORE when there is no socket
+ * to wait on or poll fails.
+ */
+static int sock_wait(pgc_t *c, short events)
+{
+	int fd = PQsocket(c->conn);
+	if (fd < 0)
+		return OD_ESTORE;
+	for (;;) {
+		int64_t left = c->deadline_ms - clock_mono_ms();
+		if (left <= 0)
+			return 0;
+		struct pollfd pfd = {.fd = fd, .events = events};
+		int n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+		if (n > 0)
+			return 1;
+		if (n < 0 && errno != EINTR)
+			return OD_ESTORE;
+	}
+}
+
+/*
+ * Before anything is sent on c: OD_ESTORE when c is unusable or its
+ * deadline has passed already. Nothing reached the server then, so it is a
+ * definite "nothing happened", and c is not marked lost for it.
+ */
+static int may_send(pgc_t *c)
+{
+	if (!c->conn || c->lost)
+		return OD_ESTORE;
+	if (clock_mono_ms() >= c->deadline_ms) {
+		deadline_hit(c);
+		return OD_ESTORE;
+	}
+	return 0;
+}
+
+/*
+ * After a PQsend* call that returned sent: writes out what libpq buffered
+ * and reads every result, waiting only in sock_wait. Returns the last
+ * result (the error, if a statement failed; NULL when the connection broke
+ * before any), like PQexec. At the deadline it returns NULL with c lost and
+ * timed out: the statement may be running or even committing, and c is
+ * mid-protocol, so it can only be closed.
+ */
+static PGresult *await_result(pgc_t *c, int sent)
+{
+	PGresult *last = NULL;
+	int rc;
+	if (!sent)
+		return NULL;
+	for (;;) {
+		int f = PQflush(c->conn);
+		if (f == 0)
+			break;
+		if (f < 0)
+			return NULL;
+		rc = sock_wait(c, POLLOUT | POLLIN);
+		if (rc == 0)
+			goto expired;
+		/* Read what the server says meanwhile (an early error) so
+		 * neither side waits on a full buffer. */
+		if (rc < 0 || PQconsumeInput(c->conn) == 0)
+			return NULL;
+	}
+	for (;;) {
+		while (PQisBusy(c->conn)) {
+			rc = sock_wait(c, POLLIN);
+			if (rc == 0)
+				goto expired;
+			if (rc < 0 || PQconsumeInput(c->conn) == 0)
+				return last; /* broken: the caller sees it */
+		}
+		PGresult *res = PQgetResult(c->conn);
+		if (!res)
+			return last;
+		PQclear(last);
+		last = res;
+	}
+expired:
+	PQclear(last);
+	c->lost = true;
+	c->sqlstate[0] = '\0';
+	deadline_hit(c);
+	return NULL;
+}
+
+/* The status check after await_result: 0 with *ret set, or the error. */
+static int finish(pgc_t *c, PGresult *res, PGresult **ret)
+{
+	ExecStatusType status = PQresultStatus(res);
+	if (c->timed_out && !res)
+		return OD_ESTORE;
+	if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+		*ret = res;
+		return 0;
+	}
+	int rc = pgc_error(c, res);
+	PQclear(res);
+	return rc;
 }
 
 static void slot_close(pgc_t *c)
@@ -188,11 +330,35 @@ static int slot_connect(pgp_t *p, pgc_t *c)
 		return OD_ESTORE; /* backing off: fail fast, the caller retries
 		                   */
 
-	c->conn = PQconnectdbParams(p->kw, p->val, 1);
-	if (!c->conn || PQstatus(c->conn) != CONNECTION_OK)
+	/* libpq's blocking connect would bound each host by connect_timeout
+	 * in whole seconds; polled, the call's deadline bounds it all. */
+	c->conn = PQconnectStartParams(p->kw, p->val, 1);
+	if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD)
 		goto fail;
+	PostgresPollingStatusType poll_st = PGRES_POLLING_WRITING;
+	while (poll_st != PGRES_POLLING_OK) {
+		if (poll_st == PGRES_POLLING_FAILED)
+			goto fail;
+		int rc = sock_wait(
+		    c, poll_st == PGRES_POLLING_READING ? POLLIN : POLLOUT);
+		if (rc == 0)
+			deadline_hit(c);
+		if (rc <= 0)
+			goto fail;
+		poll_st = PQconnectPoll(c->conn);
+	}
 	PQsetNoticeProcessor(c->conn, ignore_notice, NULL);
-	PGresult *res = PQexec(c->conn, p->setup_sql);
+	if (PQsetnonblocking(c->conn, 1) != 0)
+		goto fail;
+	char setup[sizeof p->setup_sql + 64];
+	/* PostgreSQL 14 and later notice a closed client while a statement
+	 * runs, so one abandoned at the deadline stops soon; an older server
+	 * or another engine without the setting just does not get it. */
+	snprintf(setup, sizeof setup, "%s%s", p->setup_sql,
+	         PQserverVersion(c->conn) >= 140000
+	             ? "; SET client_connection_check_interval = 1000"
+	             : "");
+	PGresult *res = await_result(c, PQsendQuery(c->conn, setup));
 	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 	PQclear(res);
 	if (!ok)
@@ -229,12 +395,16 @@ int64_t pgp_resets(const pgp_t *p)
 
 int pgp_get(pgp_t *p, int64_t wait_ms, pgc_t **ret)
 {
-	int64_t until = clock_mono_ms() + wait_ms;
+	int64_t now = clock_mono_ms();
+	int64_t deadline = now + p->deadline_ms;
+	int64_t until = now + wait_ms < deadline ? now + wait_ms : deadline;
 	struct timespec ts = clock_mono_timespec(until);
 	pthread_mutex_lock(&p->mu);
 	while (p->n_free == 0) {
 		if (clock_mono_ms() >= until) {
 			pthread_mutex_unlock(&p->mu);
+			if (until == deadline)
+				p->deadline_hits++;
 			return OD_ESTORE;
 		}
 		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
@@ -243,6 +413,8 @@ int pgp_get(pgp_t *p, int64_t wait_ms, pgc_t **ret)
 	pthread_mutex_unlock(&p->mu);
 
 	c->lost = false;
+	c->timed_out = false;
+	c->deadline_ms = deadline;
 	c->sqlstate[0] = '\0';
 	if (!slot_alive(c)) {
 		slot_close(c);
@@ -324,39 +496,43 @@ int pgc_exec(pgc_t *c, const pgp_stmt_t *st, const char *const *vals,
              PGresult **ret)
 {
 	PGresult *res;
+	int rc;
 	size_t slot = prepared_slot(c, st);
 	if (!c->prepared[slot]) {
 		if (c->n_prepared >= PGP_MAX_STMTS)
 			return OD_EINTERNAL;
-		res = PQprepare(c->conn, st->name, st->sql, st->nparams, NULL);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			int rc = pgc_error(c, res);
-			PQclear(res);
+		if ((rc = may_send(c)) < 0)
 			return rc;
-		}
+		res = await_result(c, PQsendPrepare(c->conn, st->name, st->sql,
+		                                    st->nparams, NULL));
+		if ((rc = finish(c, res, &res)) < 0)
+			return rc;
 		PQclear(res);
 		c->prepared[slot] = st;
 		c->n_prepared++;
 	}
+	if ((rc = may_send(c)) < 0)
+		return rc;
 	res =
-	    PQexecPrepared(c->conn, st->name, st->nparams, vals, NULL, NULL, 0);
-	ExecStatusType status = PQresultStatus(res);
-	if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
-		*ret = res;
-		return 0;
-	}
-	int rc = pgc_error(c, res);
-	PQclear(res);
-	return rc;
+	    await_result(c, PQsendQueryPrepared(c->conn, st->name, st->nparams,
+	                                        vals, NULL, NULL, 0));
+	return finish(c, res, ret);
+}
+
+int pgc_sql(pgc_t *c, const char *sql, PGresult **ret)
+{
+	int rc = may_send(c);
+	if (rc < 0)
+		return rc;
+	return finish(c, await_result(c, PQsendQuery(c->conn, sql)), ret);
 }
 
 int pgc_cmd(pgc_t *c, const char *sql)
 {
-	PGresult *res = PQexec(c->conn, sql);
-	int rc = 0;
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		rc = pgc_error(c, res);
-	PQclear(res);
+	PGresult *res;
+	int rc = pgc_sql(c, sql, &res);
+	if (rc == 0)
+		PQclear(res);
 	return rc;
 }
 
@@ -372,16 +548,15 @@ void pgc_rollback(pgc_t *c)
 
 int pgc_commit(pgc_t *c)
 {
-	PGresult *res = PQexec(c->conn, "COMMIT");
-	int rc = 0;
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		rc = pgc_error(c, res);
-		if (c->lost)
-			rc = OD_EUNKNOWN;
-	} else if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+	PGresult *res;
+	int rc = pgc_sql(c, "COMMIT", &res);
+	if (rc < 0)
+		/* Lost in flight, or past the deadline with COMMIT sent: it
+		 * may have committed. Refused before sending: it did not. */
+		return c->lost ? OD_EUNKNOWN : rc;
+	if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
 		/* COMMIT of an aborted transaction answers ROLLBACK. */
 		rc = OD_ESTORE;
-	}
 	PQclear(res);
 	return rc;
 }
