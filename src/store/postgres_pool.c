@@ -44,6 +44,13 @@ struct pgp {
 	char setup_sql[320]; /* session settings run after each connect */
 	int64_t wait_ms;
 	int64_t deadline_ms; /* of every checkout */
+	/* The URI's host, hostaddr and port lists when it names several hosts
+	 * (NULL: not given, or one value for all), so a connect can start at
+	 * any of them; see slot_connect. */
+	char *hosts[3];
+	size_t n_hosts; /* 1: nothing to rotate */
+	size_t
+	    first_host; /* mu: where connects start: the last that answered */
 
 	_Atomic int64_t resets; /* connections closed as broken in pgp_put */
 	_Atomic int64_t deadline_hits; /* checkouts out of their deadline */
@@ -56,6 +63,42 @@ struct pgp {
 	int failures;        /* mu: consecutive failed connects */
 	int64_t next_try_ms; /* mu: monotonic time before which no connect */
 };
+
+static const char *const host_kw[3] = {"host", "hostaddr", "port"};
+
+static size_t list_len(const char *s)
+{
+	size_t n = 1;
+	for (; *s; s++)
+		n += *s == ',';
+	return n;
+}
+
+/* Fills p's host lists from uri (see struct pgp); 0 or -ENOMEM. */
+static int parse_hosts(pgp_t *p, const char *uri)
+{
+	PQconninfoOption *ci = PQconninfoParse(uri, NULL);
+	int rc = 0;
+	p->n_hosts = 1;
+	for (PQconninfoOption *o = ci; o && o->keyword; o++)
+		for (int i = 0; i < 3; i++)
+			if (o->val && *o->val &&
+			    strcmp(o->keyword, host_kw[i]) == 0 &&
+			    !(p->hosts[i] = strdup(o->val)))
+				rc = -ENOMEM;
+	PQconninfoFree(ci);
+	if (p->hosts[0])
+		p->n_hosts = list_len(p->hosts[0]);
+	else if (p->hosts[1])
+		p->n_hosts = list_len(p->hosts[1]);
+	for (int i = 0; i < 3; i++)
+		if (p->hosts[i] &&
+		    (p->n_hosts == 1 || list_len(p->hosts[i]) != p->n_hosts)) {
+			free(p->hosts[i]);
+			p->hosts[i] = NULL;
+		}
+	return rc;
+}
 
 static const backoff_t reconnect_backoff = {.base_ms = 50, .cap_ms = 5000};
 
@@ -131,6 +174,10 @@ int pgp_new(const char *uri, const store_options_t *opt, pgp_t **ret)
 
 	pthread_mutex_init(&p->mu, NULL);
 	clock_cond_init(&p->cv);
+	if (parse_hosts(p, uri) < 0) {
+		pgp_free(p);
+		return -ENOMEM;
+	}
 	*ret = p;
 	return 0;
 }
@@ -144,6 +191,8 @@ void pgp_free(pgp_t *p)
 			PQfinish(p->slots[i].conn);
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->mu);
+	for (int i = 0; i < 3; i++)
+		free(p->hosts[i]);
 	free(p->free_list);
 	free(p->slots);
 	free(p->uri);
@@ -176,17 +225,17 @@ static void deadline_hit(pgc_t *c)
 }
 
 /*
- * Waits until c's socket has one of events (POLLIN, POLLOUT) or c's
- * deadline passes: 1 ready, 0 deadline, OD_ESTORE when there is no socket
- * to wait on or poll fails.
+ * Waits until c's socket has one of events (POLLIN, POLLOUT) or until
+ * (monotonic ms; c's deadline, or a connect's share of it) passes: 1 ready, 0
+ * deadline, OD_ESTORE when there is no socket to wait on or poll fails.
  */
-static int sock_wait(pgc_t *c, short events)
+static int sock_wait(pgc_t *c, short events, int64_t until)
 {
 	int fd = PQsocket(c->conn);
 	if (fd < 0)
 		return OD_ESTORE;
 	for (;;) {
-		int64_t left = c->deadline_ms - clock_mono_ms();
+		int64_t left = until - clock_mono_ms();
 		if (left <= 0)
 			return 0;
 		struct pollfd pfd = {.fd = fd, .events = events};
@@ -234,7 +283,7 @@ static PGresult *await_result(pgc_t *c, int sent)
 			break;
 		if (f < 0)
 			return NULL;
-		rc = sock_wait(c, POLLOUT | POLLIN);
+		rc = sock_wait(c, POLLOUT | POLLIN, c->deadline_ms);
 		if (rc == 0)
 			goto expired;
 		/* Read what the server says meanwhile (an early error) so
@@ -244,7 +293,7 @@ static PGresult *await_result(pgc_t *c, int sent)
 	}
 	for (;;) {
 		while (PQisBusy(c->conn)) {
-			rc = sock_wait(c, POLLIN);
+			rc = sock_wait(c, POLLIN, c->deadline_ms);
 			if (rc == 0)
 				goto expired;
 			if (rc < 0 || PQconsumeInput(c->conn) == 0)
@@ -321,6 +370,60 @@ static void connect_failed(pgp_t *p)
 	pthread_mutex_unlock(&p->mu);
 }
 
+/* The comma-separated list (of list_len elements) from element k on,
+ * then the ones before it; malloc'd, NULL when out of memory. */
+static char *list_rotated(const char *list, size_t k)
+{
+	const char *from = list;
+	for (size_t i = 0; i < k; i++)
+		from = strchr(from, ',') + 1;
+	size_t head = (size_t)(from - list), tail = strlen(from);
+	char *out = malloc(head + tail + 1);
+	if (!out)
+		return NULL;
+	memcpy(out, from, tail);
+	if (head > 0) {
+		out[tail] = ',';
+		memcpy(out + tail + 1, list, head - 1);
+	}
+	out[head + tail] = '\0';
+	return out;
+}
+
+/*
+ * Starts c's connection with the URI's host list beginning at host k, and
+ * polls it until connected (0), until passes (1), or it fails (OD_ESTORE).
+ * The rotated lists go after the URI: libpq's later keywords win.
+ */
+static int connect_host(pgp_t *p, pgc_t *c, size_t k, int64_t until)
+{
+	const char *kw[N_KW + 4], *val[N_KW + 4];
+	char *rot[3] = {NULL, NULL, NULL};
+	size_t n = 0;
+	for (; p->kw[n]; n++)
+		kw[n] = p->kw[n], val[n] = p->val[n];
+	for (int i = 0; i < 3 && k > 0; i++)
+		if (p->hosts[i] && (rot[i] = list_rotated(p->hosts[i], k)))
+			kw[n] = host_kw[i], val[n++] = rot[i];
+	kw[n] = val[n] = NULL;
+	c->conn = PQconnectStartParams(kw, val, 1);
+	for (int i = 0; i < 3; i++)
+		free(rot[i]);
+	if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD)
+		return OD_ESTORE;
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	while (st != PGRES_POLLING_OK) {
+		if (st == PGRES_POLLING_FAILED)
+			return OD_ESTORE;
+		int rc = sock_wait(
+		    c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, until);
+		if (rc <= 0)
+			return rc == 0 ? 1 : rc;
+		st = PQconnectPoll(c->conn);
+	}
+	return 0;
+}
+
 static int slot_connect(pgp_t *p, pgc_t *c)
 {
 	pthread_mutex_lock(&p->mu);
@@ -330,23 +433,38 @@ static int slot_connect(pgp_t *p, pgc_t *c)
 		return OD_ESTORE; /* backing off: fail fast, the caller retries
 		                   */
 
-	/* libpq's blocking connect would bound each host by connect_timeout
-	 * in whole seconds; polled, the call's deadline bounds it all. */
-	c->conn = PQconnectStartParams(p->kw, p->val, 1);
-	if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD)
-		goto fail;
-	PostgresPollingStatusType poll_st = PGRES_POLLING_WRITING;
-	while (poll_st != PGRES_POLLING_OK) {
-		if (poll_st == PGRES_POLLING_FAILED)
-			goto fail;
-		int rc = sock_wait(
-		    c, poll_st == PGRES_POLLING_READING ? POLLIN : POLLOUT);
-		if (rc == 0)
-			deadline_hit(c);
-		if (rc <= 0)
-			goto fail;
-		poll_st = PQconnectPoll(c->conn);
+	/*
+	 * libpq's blocking connect bounds each host by connect_timeout; its
+	 * polled connect bounds nothing, and a silent host (frozen, packets
+	 * dropped) would hold it, and every later connect, forever, never
+	 * trying the next host. So each host of the list gets an equal share
+	 * of what is left of the deadline, starting at the one that answered
+	 * last; a host that refuses or errors is skipped by libpq at once.
+	 */
+	size_t n = p->n_hosts;
+	pthread_mutex_lock(&p->mu);
+	size_t first = p->first_host;
+	pthread_mutex_unlock(&p->mu);
+	int rc = OD_ESTORE;
+	for (size_t a = 0; a < n; a++) {
+		size_t k = (first + a) % n;
+		int64_t now = clock_mono_ms();
+		int64_t until = now + (c->deadline_ms - now) / (int64_t)(n - a);
+		rc = connect_host(p, c, k, until);
+		if (rc == 0) {
+			pthread_mutex_lock(&p->mu);
+			p->first_host = k;
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		slot_close(c);
+		if (rc != 1)
+			break; /* every host failed: libpq tried them all */
 	}
+	if (rc == 1)
+		deadline_hit(c);
+	if (rc != 0)
+		goto fail;
 	PQsetNoticeProcessor(c->conn, ignore_notice, NULL);
 	if (PQsetnonblocking(c->conn, 1) != 0)
 		goto fail;

@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -282,15 +283,22 @@ static void test_deadline_statement(void **state)
  * (the kernel does) but never speaks, like a frozen postmaster. libpq's
  * blocking connect would wait connect_timeout (3 s here, per host).
  */
-static void test_deadline_connect(void **state)
+static int silent_listener(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	assert_true(fd >= 0);
 	struct sockaddr_in a = {.sin_family = AF_INET};
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof a;
-	assert_int_equal(bind(fd, (struct sockaddr *)&a, len), 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
 	assert_int_equal(listen(fd, 16), 0);
+	return fd;
+}
+
+static void test_deadline_connect(void **state)
+{
+	int fd = silent_listener();
+	struct sockaddr_in a;
+	socklen_t len = sizeof a;
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
 	char uri[128];
 	snprintf(uri, sizeof uri,
@@ -304,6 +312,40 @@ static void test_deadline_connect(void **state)
 	close(fd);
 }
 
+/*
+ * And a silent host first in a list of several does not keep the pool from
+ * the next: each host gets a share of the deadline, and connects start at
+ * the host that answered last.
+ */
+static void test_deadline_silent_first_host(void **state)
+{
+	fixture_t *f = *state;
+	int fd = silent_listener();
+	struct sockaddr_in a;
+	socklen_t len = sizeof a;
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	/* postgres://user@HOST:PORT/db?... -> ...@127.0.0.1:SILENT,HOST:PORT/
+	 */
+	const char *at = strchr(strstr(f->uri, "://") + 3, '@');
+	assert_non_null(at);
+	char uri[1200];
+	snprintf(uri, sizeof uri, "%.*s127.0.0.1:%d,%s", (int)(at + 1 - f->uri),
+	         f->uri, ntohs(a.sin_port), at + 1);
+	store_options_t o = deadline_opts();
+	store_t *s = NULL;
+	int64_t t0 = clock_mono_ms();
+	assert_int_equal(store_open(uri, &o, &s), 0);
+	assert_true(clock_mono_ms() - t0 <= DEADLINE_MS + MARGIN_MS);
+	assert_int_equal(store_ping(s), 0);
+	/* Reconnecting now starts at the host that answered: no wait. */
+	terminate_others(f->uri);
+	t0 = clock_mono_ms();
+	RECOVERS(store_ping(s));
+	assert_true(clock_mono_ms() - t0 < DEADLINE_MS / 2);
+	store_free(s);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -312,6 +354,7 @@ int main(void)
 	    T(test_submit_read_back_failure),
 	    T(test_deadline_statement),
 	    T(test_deadline_connect),
+	    T(test_deadline_silent_first_host),
 	};
 	/* The fixture's backend, whatever the environment says. */
 	setenv("ORDERD_TEST_BACKEND", "postgres", 1);
