@@ -297,7 +297,7 @@ static PGresult *await_result(pgc_t *c, int sent)
 			if (rc == 0)
 				goto expired;
 			if (rc < 0 || PQconsumeInput(c->conn) == 0)
-				return last; /* broken: the caller sees it */
+				goto broken;
 		}
 		PGresult *res = PQgetResult(c->conn);
 		if (!res)
@@ -305,6 +305,19 @@ static PGresult *await_result(pgc_t *c, int sent)
 		PQclear(last);
 		last = res;
 	}
+broken:
+	/*
+	 * The connection broke before the server said it was done (its
+	 * ReadyForQuery). A success result already in hand proves nothing:
+	 * with the extended protocol an autocommit statement's CommandComplete
+	 * comes before its commit at Sync, so a crash in between must read as
+	 * "lost", never as success (PQexec reports it so too). An error result
+	 * (a FATAL before the close) is kept for its SQLSTATE.
+	 */
+	if (PQresultStatus(last) == PGRES_FATAL_ERROR)
+		return last;
+	PQclear(last);
+	return NULL;
 expired:
 	PQclear(last);
 	c->lost = true;
