@@ -44,6 +44,9 @@ static void finish_async(http_req_t *r)
 {
 	http_server_t *s = r->srv;
 
+	/* The timer's reference is ours to drop when it never fired. */
+	if (s->overdue != NULL && overdue_remove(s->overdue, &r->overdue))
+		http_server_req_put(r);
 	http_server_resume(r);
 	http_server_req_put(r);
 	http_server_inflight_end(s);
@@ -147,6 +150,27 @@ static void batch_done(void *arg, int err, store_submit_result_t *res, size_t n)
 	finish_async(r);
 }
 
+/*
+ * The store has not answered r's submission within the deadline (it may be
+ * stuck in a batch before r's, or in r's own): answer 503 now. The batch
+ * may still commit; its answer is then dropped, and a retry with the same
+ * id replays the stored order (200), so the client loses nothing.
+ */
+static void submit_overdue(overdue_entry_t *e)
+{
+	http_req_t *r =
+	    (http_req_t *)((char *)e - offsetof(http_req_t, overdue));
+	char msg[192];
+
+	snprintf(msg, sizeof(msg),
+	         "the store did not answer within %lld ms; the order may "
+	         "have been stored: retry with the same id",
+	         (long long)r->srv->opt.submit_deadline_ms);
+	if (http_server_abandon(r, msg))
+		metrics_inc(r->srv->m_submit_late);
+	http_server_req_put(r);
+}
+
 /* Suspends r and hands r->orders to the batcher. */
 static void submit_start(http_req_t *r, batcher_done_fn done)
 {
@@ -167,6 +191,11 @@ static void submit_start(http_req_t *r, batcher_done_fn done)
 	}
 	http_server_suspend(r);
 	http_server_req_hold(r); /* the batcher's, dropped in finish_async */
+	if (s->overdue != NULL) {
+		http_server_req_hold(r); /* the timer's */
+		r->overdue.fire = submit_overdue;
+		overdue_add(s->overdue, &r->overdue);
+	}
 	rc = batcher_submit(s->deps.batcher, r->order_ptrs, r->n_orders, done,
 	                    r);
 	if (rc != 0) {

@@ -583,6 +583,11 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	                 &s->waiters);
 	if (rc != 0)
 		goto fail;
+	if (opt->submit_deadline_ms > 0) {
+		rc = overdue_new(opt->submit_deadline_ms, &s->overdue);
+		if (rc != 0)
+			goto fail;
+	}
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(
@@ -607,6 +612,7 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 fail:
 	http_server_metrics_detach();
 	waiters_stop(s->waiters);
+	overdue_free(s->overdue);
 	handlers_free(s->handlers);
 	waiters_free(s->waiters);
 	alerts_window_free(s->submitted);
@@ -723,6 +729,11 @@ void http_server_free(http_server_t *h)
 			pthread_mutex_lock(&h->mu);
 		}
 	}
+	pthread_mutex_unlock(&h->mu);
+	/* No submission is in flight, so none is timed any more. */
+	overdue_free(h->overdue);
+	h->overdue = NULL;
+	pthread_mutex_lock(&h->mu);
 	wait_until(h, no_suspended, 1000);
 	/* What is left is held by a thread stuck in the store: answer it
 	 * 503 now, since MHD must not stop with a suspended connection. */

@@ -44,6 +44,10 @@ typedef struct http_options {
 	int64_t handler_queue_ms;
 	/* How recent a heartbeat must be for a replica to count as seen. */
 	int64_t replica_window_ms;
+	/* A submission not answered this long after it was queued for group
+	 * commit is answered 503 (Retry-After) whatever the store call it
+	 * waits for is doing; 0: never. The store's deadline, on PostgreSQL. */
+	int64_t submit_deadline_ms;
 } http_options_t;
 
 /* The modules the server calls; they must outlive the server. alerts and

@@ -37,6 +37,7 @@
 #include <stdint.h>
 
 #include "http/handlers.h"
+#include "http/overdue.h"
 #include "http/server.h"
 #include "http/waiters.h"
 #include "obs/metrics.h"
@@ -64,6 +65,7 @@ struct http_server {
 	struct MHD_Daemon *daemon;
 	waiters_t *waiters;
 	handlers_t *handlers;
+	overdue_t *overdue;         /* submissions' deadline; NULL when none */
 	alerts_window_t *submitted; /* 201s over the last 60 s (thread-safe) */
 	atomic_bool draining;
 	int64_t started_mono_ms;
@@ -97,6 +99,8 @@ struct http_server {
 	metric_t *m_resets;       /* orderd_store_connection_resets_total */
 	metric_t *m_stats_age;    /* orderd_store_stats_age_seconds */
 	metric_t *m_stats_errors; /* orderd_store_errors_total{kind="stats"} */
+	metric_t *m_deadline;     /* orderd_store_deadline_exceeded_total */
+	metric_t *m_submit_late;  /* orderd_submit_deadline_expired_total */
 	/* The last scrape whose store stats query succeeded; server.c's
 	 * collect_mu. */
 	int64_t stats_ok_mono_ms;
@@ -141,8 +145,9 @@ struct http_req {
 	order_t *orders; /* orders handed to the batcher */
 	size_t n_orders;
 	const order_t **order_ptrs;
-	json_t *results; /* batch: results array, slots prefilled */
-	size_t *slots;   /* batch: result slot of orders[i] */
+	json_t *results;         /* batch: results array, slots prefilled */
+	size_t *slots;           /* batch: result slot of orders[i] */
+	overdue_entry_t overdue; /* the submission's deadline (srv->overdue) */
 
 	/* Waits (?wait_ms, lock wait_ms). */
 	int64_t deadline_mono_ms;

@@ -61,6 +61,14 @@ static void collect(void *arg)
 		            (double)st.count[ORDER_PENDING] /
 		                (replicas >= 1 ? replicas : 1));
 	}
+	/* Kept in memory by the store: fresh even while it does not
+	 * answer, when the deadline is what is being hit. */
+	store_counters_t ctr;
+	store_counters(s->deps.store, &ctr);
+	double hits =
+	    (double)ctr.deadline_exceeded - metrics_value(s->m_deadline);
+	if (hits > 0)
+		metrics_add(s->m_deadline, hits);
 	metrics_set(s->m_stats_age,
 	            (double)(clock_mono_ms() - s->stats_ok_mono_ms) / 1000.0);
 unlock:
@@ -145,8 +153,20 @@ int http_server_metrics_register(http_server_t *s)
 	                   "Store operations that failed, by kind.",
 	                   (const char *const[]){"kind", NULL}, NULL, 0),
 	    "stats");
+	s->m_deadline = metrics_child0(metrics_family(
+	    METRIC_COUNTER, "orderd_store_deadline_exceeded_total",
+	    "Store calls that ran out of ORDERD_STORE_DEADLINE_MS (waiting for "
+	    "a connection, connecting or waiting for the server) and failed; "
+	    "their connection was discarded. PostgreSQL only.",
+	    NULL, NULL, 0));
+	s->m_submit_late = metrics_child0(metrics_family(
+	    METRIC_COUNTER, "orderd_submit_deadline_expired_total",
+	    "Submissions answered 503 because the store had not answered "
+	    "within ORDERD_STORE_DEADLINE_MS of their arrival.",
+	    NULL, NULL, 0));
 	if (s->m_stats_age == NULL || s->m_stats_errors == NULL ||
-	    s->m_queue_expired == NULL || s->m_resets == NULL)
+	    s->m_queue_expired == NULL || s->m_resets == NULL ||
+	    s->m_deadline == NULL || s->m_submit_late == NULL)
 		return -ENOMEM;
 	s->stats_ok_mono_ms = s->started_mono_ms;
 	/* All six statuses are always present, even before the first scrape

@@ -84,6 +84,8 @@ int cmd_verify(ctl_t *ctl, int argc, char **argv)
 	    .busy_timeout_ms = (int)(ctl->timeout_s * 1000),
 	    .statement_timeout_ms = (int)(ctl->timeout_s * 1000),
 	    .connect_timeout_ms = (int)(ctl->timeout_s * 1000),
+	    /* The audit reads every order: as long as the operator lets it. */
+	    .deadline_ms = (int)(ctl->timeout_s * 1000),
 	    .readers = 1,
 	};
 	const char *backend = strncmp(uri, "sqlite:", 7) == 0 ? "sqlite"

@@ -181,6 +181,17 @@ static const setting_t settings[] = {
         "ORDERD_STATEMENT_TIMEOUT_MS", "10000", 1, 3600000,
         "PostgreSQL `statement_timeout` in milliseconds (also bounds an idle "
         "transaction, at least 10 s); unused with SQLite"),
+    /* No 0 either: a store call without a deadline is what this setting
+     * exists to rule out. */
+    INT(store_deadline_ms, "store-deadline-ms", "ORDERD_STORE_DEADLINE_MS",
+        "5000", 100, 600000,
+        "client-side deadline of every PostgreSQL store call, in "
+        "milliseconds: waiting for a pooled connection, reconnecting and "
+        "every round trip end by then even when the server does not answer "
+        "(frozen, a stalled disk, a path that drops packets); the request "
+        "is answered `503` with `Retry-After` and a submission is answered "
+        "within it. Keep it above the slowest statement you expect; unused "
+        "with SQLite"),
     {"alert_error_rate", OFF(alert_error_rate), "alert-error-rate",
      "ORDERD_ALERT_ERROR_RATE", SET_DBL, DEF_VALUE, "0.05", 0, 0, 0, 1, NULL,
      false, NULL,

@@ -43,7 +43,8 @@ typedef struct config {
 	int64_t handler_queue_ms; /* longest wait for a handler thread */
 	int64_t busy_timeout_ms;
 	int64_t statement_timeout_ms;
-	double alert_error_rate; /* 5xx share that fires the alert */
+	int64_t store_deadline_ms; /* client-side bound on a store call */
+	double alert_error_rate;   /* 5xx share that fires the alert */
 	int64_t alert_window_s;
 	int64_t alert_min_requests;
 	char *notify_url;             /* comma-separated endpoints */

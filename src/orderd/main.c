@@ -132,6 +132,7 @@ int main(int argc, char **argv)
 	    .busy_timeout_ms = (int)cfg.busy_timeout_ms,
 	    .statement_timeout_ms = (int)cfg.statement_timeout_ms,
 	    .connect_timeout_ms = 5000,
+	    .deadline_ms = (int)cfg.store_deadline_ms,
 	    /* PostgreSQL: the pool size, one connection for every thread
 	     * that may hold one at once: the workers, the HTTP handler pool
 	     * (as many threads as the server; the server and waiter threads
@@ -233,6 +234,11 @@ int main(int argc, char **argv)
 	    .max_waiters = (size_t)cfg.max_waiters,
 	    .handler_queue_ms = cfg.handler_queue_ms,
 	    .replica_window_ms = workers_replica_window_ms(cfg.reap_ms),
+	    /* SQLite is a local file: no deadline (docs/design.md). */
+	    .submit_deadline_ms =
+	        strcmp(store_backend_name(store), "postgres") == 0
+	            ? cfg.store_deadline_ms
+	            : 0,
 	};
 	http_deps_t deps = {
 	    .store = store,

@@ -187,6 +187,10 @@ static int pgb_open(const char *uri, const store_options_t *opt, void **ret)
 	if (rc < 0)
 		goto fail_conn;
 	int version;
+	/* Not a request's call: an index build may take longer than a
+	 * request may wait. Bounded all the same, by the server's own
+	 * statement_timeout plus the connect timeout. */
+	pgc_extend(c, pgp_wait_ms(b->pool));
 	rc = pgs_migrate(c, &version);
 	pgp_put(b->pool, c);
 	if (rc < 0)
@@ -219,12 +223,16 @@ static int pgb_ping(void *h)
 	int rc = pgp_get(b->pool, 1000, &c);
 	if (rc < 0)
 		return rc;
-	PGresult *res = PQexec(c->conn, "SELECT 1");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK)
-		rc = pgc_error(c, res);
-	PQclear(res);
+	rc = pgc_cmd(c, "SELECT 1");
 	pgp_put(b->pool, c);
 	return rc;
+}
+
+static void pgb_counters(void *h, store_counters_t *ret)
+{
+	pgb_store_t *b = h;
+	ret->resets = pgp_resets(b->pool);
+	ret->deadline_exceeded = pgp_deadline_hits(b->pool);
 }
 
 const store_backend_t store_postgres_backend = {
@@ -232,6 +240,7 @@ const store_backend_t store_postgres_backend = {
     .open = pgb_open,
     .free = pgb_free,
     .ping = pgb_ping,
+    .counters = pgb_counters,
     .submit = pgb_submit,
     .order_get = pgb_order_get,
     .order_list = pgb_order_list,

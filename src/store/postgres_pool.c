@@ -3,10 +3,22 @@
  * postgres_pool.h. One mutex guards the free list and the reconnect
  * backoff; connecting, preparing and running statements happen outside it,
  * on a connection that only the thread that checked it out touches.
+ *
+ * All I/O with the server goes through two functions, await_result (a
+ * statement) and slot_connect (a connection), which wait in poll() against
+ * the checkout's deadline: see postgres_pool.h. On a deadline hit the
+ * connection is only closed, never cancelled: libpq 15's PQcancel opens a
+ * new connection and waits for the server to close it, with no timeout,
+ * so against a frozen server it would hang the very caller the deadline
+ * protects. A statement abandoned this way runs on until it ends by itself
+ * (statement_timeout, lock_timeout), the server notices the closed socket
+ * (client_connection_check_interval, set where the server has it) or, in
+ * a transaction, the server reads our Terminate and rolls back.
  */
 #include "store/postgres_pool.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -29,10 +41,19 @@ struct pgp {
 	char app[ID_MAX + 1];
 	char connect_timeout[16];
 	char tcp_user_timeout[16];
-	char setup_sql[256]; /* session settings run after each connect */
+	char setup_sql[320]; /* session settings run after each connect */
 	int64_t wait_ms;
+	int64_t deadline_ms; /* of every checkout */
+	/* The URI's host, hostaddr and port lists when it names several hosts
+	 * (NULL: not given, or one value for all), so a connect can start at
+	 * any of them; see slot_connect. */
+	char *hosts[3];
+	size_t n_hosts; /* 1: nothing to rotate */
+	size_t
+	    first_host; /* mu: where connects start: the last that answered */
 
 	_Atomic int64_t resets; /* connections closed as broken in pgp_put */
+	_Atomic int64_t deadline_hits; /* checkouts out of their deadline */
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* signalled when a slot returns to the list */
 	pgc_t *slots;      /* n slots; a slot's fields belong to its holder */
@@ -42,6 +63,42 @@ struct pgp {
 	int failures;        /* mu: consecutive failed connects */
 	int64_t next_try_ms; /* mu: monotonic time before which no connect */
 };
+
+static const char *const host_kw[3] = {"host", "hostaddr", "port"};
+
+static size_t list_len(const char *s)
+{
+	size_t n = 1;
+	for (; *s; s++)
+		n += *s == ',';
+	return n;
+}
+
+/* Fills p's host lists from uri (see struct pgp); 0 or -ENOMEM. */
+static int parse_hosts(pgp_t *p, const char *uri)
+{
+	PQconninfoOption *ci = PQconninfoParse(uri, NULL);
+	int rc = 0;
+	p->n_hosts = 1;
+	for (PQconninfoOption *o = ci; o && o->keyword; o++)
+		for (int i = 0; i < 3; i++)
+			if (o->val && *o->val &&
+			    strcmp(o->keyword, host_kw[i]) == 0 &&
+			    !(p->hosts[i] = strdup(o->val)))
+				rc = -ENOMEM;
+	PQconninfoFree(ci);
+	if (p->hosts[0])
+		p->n_hosts = list_len(p->hosts[0]);
+	else if (p->hosts[1])
+		p->n_hosts = list_len(p->hosts[1]);
+	for (int i = 0; i < 3; i++)
+		if (p->hosts[i] &&
+		    (p->n_hosts == 1 || list_len(p->hosts[i]) != p->n_hosts)) {
+			free(p->hosts[i]);
+			p->hosts[i] = NULL;
+		}
+	return rc;
+}
 
 static const backoff_t reconnect_backoff = {.base_ms = 50, .cap_ms = 5000};
 
@@ -57,6 +114,7 @@ int pgp_new(const char *uri, const store_options_t *opt, pgp_t **ret)
 	                  : 30000;
 	int lock_ms =
 	    opt && opt->busy_timeout_ms > 0 ? opt->busy_timeout_ms : 5000;
+	int deadline_ms = opt && opt->deadline_ms > 0 ? opt->deadline_ms : 5000;
 	const char *app = opt && opt->replica_id && *opt->replica_id
 	                      ? opt->replica_id
 	                      : "orderd";
@@ -75,8 +133,10 @@ int pgp_new(const char *uri, const store_options_t *opt, pgp_t **ret)
 		return -ENOMEM;
 	}
 	p->n = (size_t)pool;
-	for (size_t i = 0; i < p->n; i++)
+	for (size_t i = 0; i < p->n; i++) {
+		p->slots[i].pool = p;
 		p->free_list[i] = &p->slots[i];
+	}
 	p->n_free = p->n;
 	snprintf(p->app, sizeof p->app, "%s", app);
 	/* libpq takes whole seconds and treats values below 2 as 2. */
@@ -96,6 +156,7 @@ int pgp_new(const char *uri, const store_options_t *opt, pgp_t **ret)
 	    "SET synchronous_commit = on; SET client_min_messages = warning",
 	    stmt_ms, lock_ms, idle_ms);
 	p->wait_ms = (int64_t)stmt_ms + connect_ms;
+	p->deadline_ms = deadline_ms;
 
 	/* Our defaults first and the URI last: libpq lets later keywords
 	 * win, so an operator can still override any of them in the URI. */
@@ -113,6 +174,10 @@ int pgp_new(const char *uri, const store_options_t *opt, pgp_t **ret)
 
 	pthread_mutex_init(&p->mu, NULL);
 	clock_cond_init(&p->cv);
+	if (parse_hosts(p, uri) < 0) {
+		pgp_free(p);
+		return -ENOMEM;
+	}
 	*ret = p;
 	return 0;
 }
@@ -126,6 +191,8 @@ void pgp_free(pgp_t *p)
 			PQfinish(p->slots[i].conn);
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->mu);
+	for (int i = 0; i < 3; i++)
+		free(p->hosts[i]);
 	free(p->free_list);
 	free(p->slots);
 	free(p->uri);
@@ -135,6 +202,143 @@ void pgp_free(pgp_t *p)
 int64_t pgp_wait_ms(const pgp_t *p)
 {
 	return p->wait_ms;
+}
+
+int64_t pgp_deadline_hits(const pgp_t *p)
+{
+	return p->deadline_hits;
+}
+
+void pgc_extend(pgc_t *c, int64_t ms)
+{
+	c->deadline_ms = clock_mono_ms() + ms;
+}
+
+/* ---- waiting on the server, against the deadline ---- */
+
+/* Counts c's checkout as out of its deadline, once. */
+static void deadline_hit(pgc_t *c)
+{
+	if (!c->timed_out)
+		c->pool->deadline_hits++;
+	c->timed_out = true;
+}
+
+/*
+ * Waits until c's socket has one of events (POLLIN, POLLOUT) or until
+ * (monotonic ms; c's deadline, or a connect's share of it) passes: 1 ready, 0
+ * deadline, OD_ESTORE when there is no socket to wait on or poll fails.
+ */
+static int sock_wait(pgc_t *c, short events, int64_t until)
+{
+	int fd = PQsocket(c->conn);
+	if (fd < 0)
+		return OD_ESTORE;
+	for (;;) {
+		int64_t left = until - clock_mono_ms();
+		if (left <= 0)
+			return 0;
+		struct pollfd pfd = {.fd = fd, .events = events};
+		int n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+		if (n > 0)
+			return 1;
+		if (n < 0 && errno != EINTR)
+			return OD_ESTORE;
+	}
+}
+
+/*
+ * Before anything is sent on c: OD_ESTORE when c is unusable or its
+ * deadline has passed already. Nothing reached the server then, so it is a
+ * definite "nothing happened", and c is not marked lost for it.
+ */
+static int may_send(pgc_t *c)
+{
+	if (!c->conn || c->lost)
+		return OD_ESTORE;
+	if (clock_mono_ms() >= c->deadline_ms) {
+		deadline_hit(c);
+		return OD_ESTORE;
+	}
+	return 0;
+}
+
+/*
+ * After a PQsend* call that returned sent: writes out what libpq buffered
+ * and reads every result, waiting only in sock_wait. Returns the last
+ * result (the error, if a statement failed; NULL when the connection broke
+ * before any), like PQexec. At the deadline it returns NULL with c lost and
+ * timed out: the statement may be running or even committing, and c is
+ * mid-protocol, so it can only be closed.
+ */
+static PGresult *await_result(pgc_t *c, int sent)
+{
+	PGresult *last = NULL;
+	int rc;
+	if (!sent)
+		return NULL;
+	for (;;) {
+		int f = PQflush(c->conn);
+		if (f == 0)
+			break;
+		if (f < 0)
+			return NULL;
+		rc = sock_wait(c, POLLOUT | POLLIN, c->deadline_ms);
+		if (rc == 0)
+			goto expired;
+		/* Read what the server says meanwhile (an early error) so
+		 * neither side waits on a full buffer. */
+		if (rc < 0 || PQconsumeInput(c->conn) == 0)
+			return NULL;
+	}
+	for (;;) {
+		while (PQisBusy(c->conn)) {
+			rc = sock_wait(c, POLLIN, c->deadline_ms);
+			if (rc == 0)
+				goto expired;
+			if (rc < 0 || PQconsumeInput(c->conn) == 0)
+				goto broken;
+		}
+		PGresult *res = PQgetResult(c->conn);
+		if (!res)
+			return last;
+		PQclear(last);
+		last = res;
+	}
+broken:
+	/*
+	 * The connection broke before the server said it was done (its
+	 * ReadyForQuery). A success result already in hand proves nothing:
+	 * with the extended protocol an autocommit statement's CommandComplete
+	 * comes before its commit at Sync, so a crash in between must read as
+	 * "lost", never as success (PQexec reports it so too). An error result
+	 * (a FATAL before the close) is kept for its SQLSTATE.
+	 */
+	if (PQresultStatus(last) == PGRES_FATAL_ERROR)
+		return last;
+	PQclear(last);
+	return NULL;
+expired:
+	PQclear(last);
+	c->lost = true;
+	c->sqlstate[0] = '\0';
+	deadline_hit(c);
+	return NULL;
+}
+
+/* The status check after await_result: 0 with *ret set, or the error. */
+static int finish(pgc_t *c, PGresult *res, PGresult **ret)
+{
+	ExecStatusType status = PQresultStatus(res);
+	if (c->timed_out && !res)
+		return OD_ESTORE;
+	if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
+		*ret = res;
+		return 0;
+	}
+	int rc = pgc_error(c, res);
+	PQclear(res);
+	return rc;
 }
 
 static void slot_close(pgc_t *c)
@@ -179,6 +383,60 @@ static void connect_failed(pgp_t *p)
 	pthread_mutex_unlock(&p->mu);
 }
 
+/* The comma-separated list (of list_len elements) from element k on,
+ * then the ones before it; malloc'd, NULL when out of memory. */
+static char *list_rotated(const char *list, size_t k)
+{
+	const char *from = list;
+	for (size_t i = 0; i < k; i++)
+		from = strchr(from, ',') + 1;
+	size_t head = (size_t)(from - list), tail = strlen(from);
+	char *out = malloc(head + tail + 1);
+	if (!out)
+		return NULL;
+	memcpy(out, from, tail);
+	if (head > 0) {
+		out[tail] = ',';
+		memcpy(out + tail + 1, list, head - 1);
+	}
+	out[head + tail] = '\0';
+	return out;
+}
+
+/*
+ * Starts c's connection with the URI's host list beginning at host k, and
+ * polls it until connected (0), until passes (1), or it fails (OD_ESTORE).
+ * The rotated lists go after the URI: libpq's later keywords win.
+ */
+static int connect_host(pgp_t *p, pgc_t *c, size_t k, int64_t until)
+{
+	const char *kw[N_KW + 4], *val[N_KW + 4];
+	char *rot[3] = {NULL, NULL, NULL};
+	size_t n = 0;
+	for (; p->kw[n]; n++)
+		kw[n] = p->kw[n], val[n] = p->val[n];
+	for (int i = 0; i < 3 && k > 0; i++)
+		if (p->hosts[i] && (rot[i] = list_rotated(p->hosts[i], k)))
+			kw[n] = host_kw[i], val[n++] = rot[i];
+	kw[n] = val[n] = NULL;
+	c->conn = PQconnectStartParams(kw, val, 1);
+	for (int i = 0; i < 3; i++)
+		free(rot[i]);
+	if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD)
+		return OD_ESTORE;
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+	while (st != PGRES_POLLING_OK) {
+		if (st == PGRES_POLLING_FAILED)
+			return OD_ESTORE;
+		int rc = sock_wait(
+		    c, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, until);
+		if (rc <= 0)
+			return rc == 0 ? 1 : rc;
+		st = PQconnectPoll(c->conn);
+	}
+	return 0;
+}
+
 static int slot_connect(pgp_t *p, pgc_t *c)
 {
 	pthread_mutex_lock(&p->mu);
@@ -188,11 +446,50 @@ static int slot_connect(pgp_t *p, pgc_t *c)
 		return OD_ESTORE; /* backing off: fail fast, the caller retries
 		                   */
 
-	c->conn = PQconnectdbParams(p->kw, p->val, 1);
-	if (!c->conn || PQstatus(c->conn) != CONNECTION_OK)
+	/*
+	 * libpq's blocking connect bounds each host by connect_timeout; its
+	 * polled connect bounds nothing, and a silent host (frozen, packets
+	 * dropped) would hold it, and every later connect, forever, never
+	 * trying the next host. So each host of the list gets an equal share
+	 * of what is left of the deadline, starting at the one that answered
+	 * last; a host that refuses or errors is skipped by libpq at once.
+	 */
+	size_t n = p->n_hosts;
+	pthread_mutex_lock(&p->mu);
+	size_t first = p->first_host;
+	pthread_mutex_unlock(&p->mu);
+	int rc = OD_ESTORE;
+	for (size_t a = 0; a < n; a++) {
+		size_t k = (first + a) % n;
+		int64_t now = clock_mono_ms();
+		int64_t until = now + (c->deadline_ms - now) / (int64_t)(n - a);
+		rc = connect_host(p, c, k, until);
+		if (rc == 0) {
+			pthread_mutex_lock(&p->mu);
+			p->first_host = k;
+			pthread_mutex_unlock(&p->mu);
+			break;
+		}
+		slot_close(c);
+		if (rc != 1)
+			break; /* every host failed: libpq tried them all */
+	}
+	if (rc == 1)
+		deadline_hit(c);
+	if (rc != 0)
 		goto fail;
 	PQsetNoticeProcessor(c->conn, ignore_notice, NULL);
-	PGresult *res = PQexec(c->conn, p->setup_sql);
+	if (PQsetnonblocking(c->conn, 1) != 0)
+		goto fail;
+	char setup[sizeof p->setup_sql + 64];
+	/* PostgreSQL 14 and later notice a closed client while a statement
+	 * runs, so one abandoned at the deadline stops soon; an older server
+	 * or another engine without the setting just does not get it. */
+	snprintf(setup, sizeof setup, "%s%s", p->setup_sql,
+	         PQserverVersion(c->conn) >= 140000
+	             ? "; SET client_connection_check_interval = 1000"
+	             : "");
+	PGresult *res = await_result(c, PQsendQuery(c->conn, setup));
 	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 	PQclear(res);
 	if (!ok)
@@ -229,12 +526,16 @@ int64_t pgp_resets(const pgp_t *p)
 
 int pgp_get(pgp_t *p, int64_t wait_ms, pgc_t **ret)
 {
-	int64_t until = clock_mono_ms() + wait_ms;
+	int64_t now = clock_mono_ms();
+	int64_t deadline = now + p->deadline_ms;
+	int64_t until = now + wait_ms < deadline ? now + wait_ms : deadline;
 	struct timespec ts = clock_mono_timespec(until);
 	pthread_mutex_lock(&p->mu);
 	while (p->n_free == 0) {
 		if (clock_mono_ms() >= until) {
 			pthread_mutex_unlock(&p->mu);
+			if (until == deadline)
+				p->deadline_hits++;
 			return OD_ESTORE;
 		}
 		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
@@ -243,6 +544,8 @@ int pgp_get(pgp_t *p, int64_t wait_ms, pgc_t **ret)
 	pthread_mutex_unlock(&p->mu);
 
 	c->lost = false;
+	c->timed_out = false;
+	c->deadline_ms = deadline;
 	c->sqlstate[0] = '\0';
 	if (!slot_alive(c)) {
 		slot_close(c);
@@ -324,39 +627,43 @@ int pgc_exec(pgc_t *c, const pgp_stmt_t *st, const char *const *vals,
              PGresult **ret)
 {
 	PGresult *res;
+	int rc;
 	size_t slot = prepared_slot(c, st);
 	if (!c->prepared[slot]) {
 		if (c->n_prepared >= PGP_MAX_STMTS)
 			return OD_EINTERNAL;
-		res = PQprepare(c->conn, st->name, st->sql, st->nparams, NULL);
-		if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-			int rc = pgc_error(c, res);
-			PQclear(res);
+		if ((rc = may_send(c)) < 0)
 			return rc;
-		}
+		res = await_result(c, PQsendPrepare(c->conn, st->name, st->sql,
+		                                    st->nparams, NULL));
+		if ((rc = finish(c, res, &res)) < 0)
+			return rc;
 		PQclear(res);
 		c->prepared[slot] = st;
 		c->n_prepared++;
 	}
+	if ((rc = may_send(c)) < 0)
+		return rc;
 	res =
-	    PQexecPrepared(c->conn, st->name, st->nparams, vals, NULL, NULL, 0);
-	ExecStatusType status = PQresultStatus(res);
-	if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK) {
-		*ret = res;
-		return 0;
-	}
-	int rc = pgc_error(c, res);
-	PQclear(res);
-	return rc;
+	    await_result(c, PQsendQueryPrepared(c->conn, st->name, st->nparams,
+	                                        vals, NULL, NULL, 0));
+	return finish(c, res, ret);
+}
+
+int pgc_sql(pgc_t *c, const char *sql, PGresult **ret)
+{
+	int rc = may_send(c);
+	if (rc < 0)
+		return rc;
+	return finish(c, await_result(c, PQsendQuery(c->conn, sql)), ret);
 }
 
 int pgc_cmd(pgc_t *c, const char *sql)
 {
-	PGresult *res = PQexec(c->conn, sql);
-	int rc = 0;
-	if (PQresultStatus(res) != PGRES_COMMAND_OK)
-		rc = pgc_error(c, res);
-	PQclear(res);
+	PGresult *res;
+	int rc = pgc_sql(c, sql, &res);
+	if (rc == 0)
+		PQclear(res);
 	return rc;
 }
 
@@ -372,16 +679,15 @@ void pgc_rollback(pgc_t *c)
 
 int pgc_commit(pgc_t *c)
 {
-	PGresult *res = PQexec(c->conn, "COMMIT");
-	int rc = 0;
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		rc = pgc_error(c, res);
-		if (c->lost)
-			rc = OD_EUNKNOWN;
-	} else if (strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+	PGresult *res;
+	int rc = pgc_sql(c, "COMMIT", &res);
+	if (rc < 0)
+		/* Lost in flight, or past the deadline with COMMIT sent: it
+		 * may have committed. Refused before sending: it did not. */
+		return c->lost ? OD_EUNKNOWN : rc;
+	if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
 		/* COMMIT of an aborted transaction answers ROLLBACK. */
 		rc = OD_ESTORE;
-	}
 	PQclear(res);
 	return rc;
 }

@@ -14,6 +14,20 @@
  * A connection that breaks (connection-class SQLSTATE, admin shutdown,
  * read-only after failover, or a bad PQstatus) is closed at checkin and its
  * slot reconnects on a later checkout; the process never restarts for it.
+ *
+ * The deadline: a checkout is one store call, and the call has until
+ * opt->deadline_ms after pgp_get began, for the wait for a slot, a
+ * (re)connect and every statement it runs. Every wait on the server is a
+ * poll() on the connection's socket against that monotonic instant (libpq's
+ * asynchronous API, the connection in nonblocking mode), never a blocking
+ * libpq call: a server that stops answering without closing its sockets
+ * (frozen, a stalled disk, a path that drops packets) cannot hold a caller
+ * past it, which the server's own statement_timeout cannot promise. A
+ * statement still outstanding at the deadline marks the connection lost,
+ * exactly as a broken connection would, so callers map it the same way
+ * (OD_ESTORE, or OD_EUNKNOWN around a COMMIT) and it is closed at checkin,
+ * never reused mid-statement. A statement the deadline stops before it is
+ * sent is a plain OD_ESTORE: nothing reached the server.
  */
 #ifndef ORDERD_STORE_POSTGRES_POOL_H
 #define ORDERD_STORE_POSTGRES_POOL_H
@@ -44,13 +58,17 @@ typedef struct pgp pgp_t;
 
 /* A checked-out connection. */
 typedef struct pgc {
+	pgp_t *pool; /* the pool the slot belongs to */
 	PGconn *conn;
 	/* The statements prepared on conn: an open-addressed set of
 	 * descriptor addresses, emptied whenever conn is closed. */
 	const pgp_stmt_t *prepared[2 * PGP_MAX_STMTS];
 	size_t n_prepared;
-	bool lost;        /* the connection broke during this checkout */
-	char sqlstate[6]; /* of the last failure, "" if none */
+	bool lost;           /* the connection broke during this checkout */
+	char sqlstate[6];    /* of the last failure, "" if none */
+	int64_t deadline_ms; /* monotonic ms by which this checkout's call
+	                        must be done (set by pgp_get) */
+	bool timed_out;      /* this checkout ran out of its deadline */
 } pgc_t;
 
 /*
@@ -62,9 +80,15 @@ void pgp_free(pgp_t *p);
 
 /*
  * Checks out a live connection, waiting at most wait_ms for a free slot and
- * (re)connecting if needed. OD_ESTORE when none can be had now.
+ * (re)connecting if needed, and starts the call's deadline. OD_ESTORE when
+ * none can be had now, or not before the deadline.
  */
 int pgp_get(pgp_t *p, int64_t wait_ms, pgc_t **ret);
+/*
+ * Moves c's deadline to ms from now: only for work that is known to run
+ * long and is on no request's path (migrations at open).
+ */
+void pgc_extend(pgc_t *c, int64_t ms);
 /* Returns c to the pool; a broken or mid-transaction connection is closed. */
 void pgp_put(pgp_t *p, pgc_t *c);
 /* Connections closed by pgp_put because they were broken or left
@@ -72,6 +96,9 @@ void pgp_put(pgp_t *p, pgc_t *c);
 int64_t pgp_resets(const pgp_t *p);
 /* Default checkout wait (ms) for ordinary calls. */
 int64_t pgp_wait_ms(const pgp_t *p);
+/* Checkouts that ran out of their deadline (waiting for a slot, connecting
+ * or waiting for the server), since pgp_new. */
+int64_t pgp_deadline_hits(const pgp_t *p);
 
 /*
  * Runs statement st with text params vals[0..st->nparams) (NULL = SQL
@@ -83,6 +110,13 @@ int64_t pgp_wait_ms(const pgp_t *p);
  */
 int pgc_exec(pgc_t *c, const pgp_stmt_t *st, const char *const *vals,
              PGresult **ret);
+/*
+ * Runs sql, text that may hold several statements and no parameters, with
+ * the simple query protocol. On success *ret is the last statement's
+ * PGRES_TUPLES_OK/COMMAND_OK result, which the caller PQclear()s; errors as
+ * pgc_exec.
+ */
+int pgc_sql(pgc_t *c, const char *sql, PGresult **ret);
 /* Runs a parameterless command (BEGIN, COMMIT, ...) and discards the result. */
 int pgc_cmd(pgc_t *c, const char *sql);
 /* ROLLBACK if a transaction is open; never fails (drops the connection). */

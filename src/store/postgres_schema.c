@@ -128,32 +128,23 @@ static const char *const migrations[] = {
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
 
-static int exec_cmd(pgc_t *c, const char *sql)
-{
-	PGresult *res = PQexec(c->conn, sql);
-	ExecStatusType st = PQresultStatus(res);
-	int rc = 0;
-	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-		rc = pgc_error(c, res);
-	PQclear(res);
-	return rc;
-}
-
 /* Reads the version inside the locked transaction; creates the table. */
 static int read_version(pgc_t *c, int *ret)
 {
-	int rc = exec_cmd(c, "CREATE TABLE IF NOT EXISTS schema_version ("
-	                     " one integer PRIMARY KEY CHECK (one = 1),"
-	                     " version integer NOT NULL);"
-	                     "INSERT INTO schema_version VALUES (1, 0)"
-	                     " ON CONFLICT (one) DO NOTHING");
+	int rc = pgc_cmd(c, "CREATE TABLE IF NOT EXISTS schema_version ("
+	                    " one integer PRIMARY KEY CHECK (one = 1),"
+	                    " version integer NOT NULL);"
+	                    "INSERT INTO schema_version VALUES (1, 0)"
+	                    " ON CONFLICT (one) DO NOTHING");
 	if (rc < 0)
 		return rc;
-	PGresult *res = PQexec(c->conn, "SELECT version FROM schema_version");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-		rc = pgc_error(c, res);
-		PQclear(res);
+	PGresult *res;
+	rc = pgc_sql(c, "SELECT version FROM schema_version", &res);
+	if (rc < 0)
 		return rc;
+	if (PQntuples(res) != 1) {
+		PQclear(res);
+		return OD_ESCHEMA;
 	}
 	char *end;
 	long v = strtol(PQgetvalue(res, 0, 0), &end, 10);
@@ -169,12 +160,12 @@ int pgs_migrate(pgc_t *c, int *ret_version)
 {
 	int version = 0;
 	for (size_t i = 0;; i++) {
-		int rc = exec_cmd(c, "BEGIN");
+		int rc = pgc_cmd(c, "BEGIN");
 		if (rc < 0)
 			return rc;
 		/* Serializes concurrent openers; released at COMMIT. */
-		rc = exec_cmd(
-		    c, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")");
+		rc = pgc_cmd(c, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY
+		                ")");
 		if (rc == 0)
 			rc = read_version(c, &version);
 		if (rc == 0 && version > (int)N_MIGRATIONS)
@@ -189,13 +180,13 @@ int pgs_migrate(pgc_t *c, int *ret_version)
 		}
 		/* Another opener may have moved past step i meanwhile: apply
 		 * whatever step the database is actually at. */
-		rc = exec_cmd(c, migrations[version]);
+		rc = pgc_cmd(c, migrations[version]);
 		if (rc == 0) {
 			char sql[96];
 			snprintf(sql, sizeof sql,
 			         "UPDATE schema_version SET version = %d",
 			         version + 1);
-			rc = exec_cmd(c, sql);
+			rc = pgc_cmd(c, sql);
 		}
 		if (rc < 0) {
 			pgc_rollback(c);
@@ -213,16 +204,15 @@ int pgs_migrate(pgc_t *c, int *ret_version)
 
 int pgs_outbox_enable(pgc_t *c)
 {
-	int rc = exec_cmd(c, "BEGIN");
+	int rc = pgc_cmd(c, "BEGIN");
 	if (rc < 0)
 		return rc;
-	rc = exec_cmd(c, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")");
+	rc = pgc_cmd(c, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")");
 	/* One row per transition into a terminal status, whatever
 	 * statement made it, in that statement's transaction (migration 4
 	 * has the function). UPDATE OF status: every transition sets it. */
 	if (rc == 0)
-		rc =
-		    exec_cmd(c, "CREATE OR REPLACE TRIGGER orders_outbox"
+		rc = pgc_cmd(c, "CREATE OR REPLACE TRIGGER orders_outbox"
 		                " AFTER UPDATE OF status ON orders FOR EACH ROW"
 		                " WHEN (NEW.status IN ('completed', 'rejected',"
 		                " 'failed', 'cancelled')"

@@ -83,6 +83,12 @@ int store_ping(store_t *s)
 	return s->be->ping(s->b);
 }
 
+void store_counters(store_t *s, store_counters_t *ret)
+{
+	memset(ret, 0, sizeof *ret);
+	s->be->counters(s->b, ret);
+}
+
 int store_submit(store_t *s, const order_t *const *orders, size_t n,
                  store_submit_result_t *results)
 {

@@ -44,6 +44,13 @@ typedef struct store_options {
 	int statement_timeout_ms; /* pg statement_timeout */
 	int connect_timeout_ms;   /* pg connect_timeout */
 	int readers; /* read connections (sqlite) / pool size (pg) */
+	/* pg: the client-side deadline of every call, in ms (0: 5000): the
+	 * wait for a pooled connection, a reconnect and every round trip of
+	 * the call end by then, whether or not the server answers. Past it
+	 * the call fails as if its connection had broken (OD_ESTORE, or
+	 * OD_EUNKNOWN for a write that may have committed). Unused by
+	 * sqlite, a local file (busy_timeout_ms bounds its lock waits). */
+	int deadline_ms;
 } store_options_t;
 
 /*
@@ -55,8 +62,17 @@ int store_open(const char *uri, const store_options_t *opt, store_t **ret);
 void store_free(store_t *s);
 /* "sqlite" or "postgres". */
 const char *store_backend_name(const store_t *s);
-/* 0 when the store answers a trivial query now. */
+/* 0 when the store answers a trivial query now (within the deadline). */
 int store_ping(store_t *s);
+
+/* Counters this process keeps in memory since store_open; reading them
+ * never touches the database, so they move while it does not answer. */
+typedef struct store_counters {
+	int64_t resets; /* as store_stats_t.resets */
+	/* Calls that ran out of their deadline (store_options_t). */
+	int64_t deadline_exceeded;
+} store_counters_t;
+void store_counters(store_t *s, store_counters_t *ret);
 
 /* ---- submissions (group commit) ---- */
 

@@ -37,6 +37,8 @@ typedef struct store_backend {
 	int (*open)(const char *uri, const store_options_t *opt, void **ret);
 	void (*free)(void *b);
 	int (*ping)(void *b);
+	/* The in-memory counters of store_counters(); no I/O. */
+	void (*counters)(void *b, store_counters_t *ret);
 	int (*submit)(void *b, const order_t *const *orders, size_t n,
 	              store_submit_result_t *results);
 	int (*order_get)(void *b, const char *id, order_t *ret);

@@ -2,17 +2,25 @@
  * test_store_postgres: what only the postgres backend has, against a real,
  * throwaway PostgreSQL cluster (tests/pgcluster.py; CTest's pg fixture
  * starts it and sets ORDERD_TEST_PGDIR): migrations raced by replicas,
- * recovery from lost connections, and submit's read-back. The behaviour
+ * recovery from lost connections, submit's read-back, and the client-side
+ * deadline of every call. The behaviour
  * both backends share is the store contract (test_store_contract.c,
  * test_store_leases.c), whose fixture this suite borrows: a fresh
  * database per test.
  */
 #include "store_fixture.h"
 
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "util/clock.h"
 
 #include "util/err.h"
 #include "util/failpoint.h"
@@ -174,12 +182,179 @@ static void test_submit_read_back_failure(void **state)
 	order_clear(&fresh);
 }
 
+/* ---- the client-side deadline ---- */
+
+#define DEADLINE_MS 500
+#define MARGIN_MS 500 /* scheduling slack on a loaded 2-core machine */
+
+/* The fixture's options with a short deadline, and server-side timeouts
+ * far beyond it: only the client can end the calls below in time. */
+static store_options_t deadline_opts(void)
+{
+	store_options_t o = fixture_opts;
+	o.deadline_ms = DEADLINE_MS;
+	o.busy_timeout_ms = 60000;
+	o.statement_timeout_ms = 60000;
+	return o;
+}
+
+/* A session of its own that holds row locks until it is finished. */
+static PGconn *raw_lock(const char *uri, const char *sql)
+{
+	PGconn *c = PQconnectdb(uri);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	PGresult *r = PQexec(c, "BEGIN");
+	PQclear(r);
+	r = PQexec(c, sql);
+	assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+	assert_int_equal(PQntuples(r), 1);
+	PQclear(r);
+	return c;
+}
+
+#define ASSERT_TOOK(t0, rc_expr, want)                                         \
+	do {                                                                   \
+		int rc_ = (rc_expr);                                           \
+		int64_t took_ = clock_mono_ms() - (t0);                        \
+		assert_int_equal(rc_, (want));                                 \
+		assert_true(took_ >= DEADLINE_MS - 50);                        \
+		assert_true(took_ <= DEADLINE_MS + MARGIN_MS);                 \
+	} while (0)
+
+/*
+ * A server that does not answer (here: a statement waiting on a row lock
+ * with lock_timeout and statement_timeout a minute away; as far as the
+ * client can tell, the same as a frozen server) holds no call past the
+ * deadline. Before COMMIT it is OD_ESTORE (nothing happened); an
+ * autocommit write is OD_EUNKNOWN (it may still commit: the caller reads
+ * back). Either way the connection is discarded, never pooled
+ * mid-statement, the hit is counted, and the store serves again at once.
+ */
+static void test_deadline_statement(void **state)
+{
+	fixture_t *f = *state;
+	store_options_t o = deadline_opts();
+	store_t *s = NULL;
+	assert_int_equal(store_open(f->uri, &o, &s), 0);
+	set_stock(s, "DL", 10);
+	store_lock_t l;
+	assert_int_equal(store_lock_acquire(s, "dl", "a", 1, &l), 0);
+	store_counters_t c0, c1;
+	store_counters(s, &c0);
+	assert_int_equal(c0.deadline_exceeded, 0);
+
+	/* 1. In a transaction, before COMMIT: nothing happened. */
+	PGconn *raw = raw_lock(
+	    f->uri, "SELECT 1 FROM products WHERE sku = 'DL' FOR UPDATE");
+	int64_t t0 = clock_mono_ms();
+	product_t p;
+	ASSERT_TOOK(t0, store_product_set(s, "DL", 20, &p), OD_ESTORE);
+	store_counters(s, &c1);
+	assert_int_equal(c1.deadline_exceeded, 1);
+	assert_int_equal(c1.resets, c0.resets + 1);
+	/* Reads that need no lock are served meanwhile, on another
+	 * connection. */
+	assert_int_equal(store_product_get(s, "DL", &p), 0);
+	assert_int_equal(p.stock, 10);
+	PQfinish(raw);
+	assert_int_equal(stock_of(s, "DL"), 10);
+
+	/* 2. An autocommit write: its outcome is unknown. */
+	raw = raw_lock(f->uri,
+	               "SELECT 1 FROM locks WHERE name = 'dl' FOR UPDATE");
+	t0 = clock_mono_ms();
+	ASSERT_TOOK(t0, store_lock_acquire(s, "dl", "b", 30000, &l),
+	            OD_EUNKNOWN);
+	store_counters(s, &c1);
+	assert_int_equal(c1.deadline_exceeded, 2);
+	assert_int_equal(c1.resets, c0.resets + 2);
+	PQfinish(raw);
+
+	/* 3. The store answers again by itself. */
+	assert_int_equal(store_ping(s), 0);
+	assert_int_equal(store_product_set(s, "DL", 30, &p), 0);
+	assert_int_equal(stock_of(s, "DL"), 30);
+	assert_int_equal(verify(s, NULL), 0);
+	store_free(s);
+}
+
+/*
+ * Connecting is bounded by the deadline too: a listener that accepts TCP
+ * (the kernel does) but never speaks, like a frozen postmaster. libpq's
+ * blocking connect would wait connect_timeout (3 s here, per host).
+ */
+static int silent_listener(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	return fd;
+}
+
+static void test_deadline_connect(void **state)
+{
+	int fd = silent_listener();
+	struct sockaddr_in a;
+	socklen_t len = sizeof a;
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	char uri[128];
+	snprintf(uri, sizeof uri,
+	         "postgres://nobody@127.0.0.1:%d/none?sslmode=disable",
+	         ntohs(a.sin_port));
+	store_options_t o = deadline_opts();
+	store_t *s = NULL;
+	int64_t t0 = clock_mono_ms();
+	ASSERT_TOOK(t0, store_open(uri, &o, &s), OD_ESTORE);
+	assert_null(s);
+	close(fd);
+}
+
+/*
+ * And a silent host first in a list of several does not keep the pool from
+ * the next: each host gets a share of the deadline, and connects start at
+ * the host that answered last.
+ */
+static void test_deadline_silent_first_host(void **state)
+{
+	fixture_t *f = *state;
+	int fd = silent_listener();
+	struct sockaddr_in a;
+	socklen_t len = sizeof a;
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	/* postgres://user@HOST:PORT/db?... -> ...@127.0.0.1:SILENT,HOST:PORT/
+	 */
+	const char *at = strchr(strstr(f->uri, "://") + 3, '@');
+	assert_non_null(at);
+	char uri[1200];
+	snprintf(uri, sizeof uri, "%.*s127.0.0.1:%d,%s", (int)(at + 1 - f->uri),
+	         f->uri, ntohs(a.sin_port), at + 1);
+	store_options_t o = deadline_opts();
+	store_t *s = NULL;
+	int64_t t0 = clock_mono_ms();
+	assert_int_equal(store_open(uri, &o, &s), 0);
+	assert_true(clock_mono_ms() - t0 <= DEADLINE_MS + MARGIN_MS);
+	assert_int_equal(store_ping(s), 0);
+	/* Reconnecting now starts at the host that answered: no wait. */
+	terminate_others(f->uri);
+	t0 = clock_mono_ms();
+	RECOVERS(store_ping(s));
+	assert_true(clock_mono_ms() - t0 < DEADLINE_MS / 2);
+	store_free(s);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    T(test_migrations),
 	    T(test_connection_loss),
 	    T(test_submit_read_back_failure),
+	    T(test_deadline_statement),
+	    T(test_deadline_connect),
+	    T(test_deadline_silent_first_host),
 	};
 	/* The fixture's backend, whatever the environment says. */
 	setenv("ORDERD_TEST_BACKEND", "postgres", 1);
