@@ -39,9 +39,11 @@ typedef struct config {
 	int64_t handler_queue_ms; /* longest wait for a handler thread */
 	int64_t busy_timeout_ms;
 	int64_t statement_timeout_ms;
-	double alert_error_rate; /* 5xx share that fires the alert */
+	double alert_error_rate; /* HighErrorRate threshold */
 	int64_t alert_window_s;
-	int64_t alert_min_requests;
+	int64_t alert_min_events; /* formerly alert_min_requests */
+	int64_t alert_backlog_s;  /* BacklogTooOld threshold */
+	char *alert_webhook_url;  /* Alertmanager v2 alerts URL, or NULL */
 	/* Derived at load: the parsed token list (NULL-terminated). */
 	char **tokens;
 } config_t;
