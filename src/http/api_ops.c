@@ -79,8 +79,7 @@ static json_t *alerts_json(http_server_t *s, double *ret_error_rate)
 		n = alerts_list(s->deps.alerts, st, MAX_ALERTS);
 	for (size_t i = 0; i < n; i++) {
 		json_array_append_new(arr, alert_json(&st[i]));
-		if (ret_error_rate != NULL &&
-		    strcmp(st[i].name, "high_error_rate") == 0)
+		if (ret_error_rate != NULL && st[i].id == ALERT_HIGH_ERROR_RATE)
 			*ret_error_rate = st[i].value;
 	}
 	return arr;

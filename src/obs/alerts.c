@@ -1,12 +1,14 @@
 /*
- * alerts: the sliding event window and the built-in high_error_rate alert
- * (see alerts.h). Both count events in one-second slots of a ring keyed by
- * the monotonic second, so old slots are recognised by their stamp and
- * reused without a background timer.
+ * alerts: the sliding event window and the built-in alerts HighErrorRate
+ * and BacklogTooOld (see alerts.h). Windows count events in one-second
+ * slots of a ring keyed by the monotonic second, so old slots are
+ * recognised by their stamp and reused without a background timer.
  *
  * An alerts_window_t has its own mutex. An alerts_t embeds two bare rings
- * (requests and errors) under its single mutex, so no path ever holds two
- * locks; the state-change log line is written after the mutex is released.
+ * (events and errors) under its single mutex, so no path ever holds two
+ * locks; state-change log lines are written after the mutex is released.
+ * An alerts_t reads time through its injectable clocks (alerts_options_t),
+ * so the unit test can walk the window and the hysteresis second by second.
  */
 #include "obs/alerts.h"
 
@@ -125,108 +127,163 @@ int64_t alerts_window_sum(alerts_window_t *w)
 	return sum;
 }
 
-static const char alert_name[] = "high_error_rate";
+static const char *const alert_names[ALERT_COUNT] = {
+    [ALERT_HIGH_ERROR_RATE] = "HighErrorRate",
+    [ALERT_BACKLOG_TOO_OLD] = "BacklogTooOld",
+};
+
+static int64_t real_mono_ms(void *arg)
+{
+	return clock_mono_ms();
+}
+
+static int64_t real_wall_ms(void *arg)
+{
+	return clock_wall_ms();
+}
 
 struct alerts {
-	double threshold;     /* immutable */
-	int64_t min_requests; /* immutable */
-	metric_t *gauge;      /* immutable pointer; the value is atomic */
+	alerts_options_t opt;         /* immutable; clocks never NULL */
+	metric_t *gauge[ALERT_COUNT]; /* immutable pointers; atomic values */
 	pthread_mutex_t lock;
-	struct ring requests; /* lock */
-	struct ring errors;   /* lock */
-	alert_state_t state;  /* lock */
-	int64_t last_eval_s;  /* lock: second of the last evaluation */
+	struct ring events;               /* lock */
+	struct ring errors;               /* lock */
+	alert_state_t state[ALERT_COUNT]; /* lock */
+	int64_t last_eval_s; /* lock: second of the last evaluation */
+	/* lock: the monotonic second from which HighErrorRate's condition has
+	 * held no more, while it fires; -1 while the condition holds. */
+	int64_t clear_since_s;
+	int64_t backlog_ms; /* lock: the last age fed */
 };
 
-/* What a state change needs for its log line, taken under the lock. */
-struct change {
-	bool happened;
-	bool firing;
-	double value;
-	int64_t requests, errors;
+/* A state change, copied under the lock for its log line. */
+struct changes {
+	size_t n;
+	alert_state_t st[ALERT_COUNT];
 };
 
-static void evaluate_locked(alerts_t *a, int64_t s, struct change *ch)
+static void change_locked(alerts_t *a, alert_state_t *st, bool firing,
+                          struct changes *ch)
 {
-	int64_t req = ring_sum(&a->requests, s);
-	int64_t err = ring_sum(&a->errors, s);
-	double value = req > 0 ? (double)err / (double)req : 0;
-	bool firing = req >= a->min_requests && value > a->threshold;
-	a->last_eval_s = s;
-	a->state.value = value;
-	ch->happened = firing != a->state.firing;
-	if (!ch->happened)
-		return;
-	a->state.firing = firing;
-	a->state.since_ms = clock_wall_ms();
+	int64_t now = a->opt.wall_ms(a->opt.clock_arg);
+	st->firing = firing;
+	st->since_ms = now;
+	if (firing)
+		st->started_ms = now;
+	st->changes++;
 	/* Set under the lock so racing evaluations cannot leave the gauge
 	 * disagreeing with the state. */
-	metrics_set(a->gauge, firing ? 1 : 0);
-	ch->firing = firing;
-	ch->value = value;
-	ch->requests = req;
-	ch->errors = err;
+	metrics_set(a->gauge[st->id], firing ? 1 : 0);
+	ch->st[ch->n++] = *st;
 }
 
-static void log_change(const alerts_t *a, const struct change *ch)
+static void eval_error_rate_locked(alerts_t *a, int64_t s, struct changes *ch)
 {
-	if (!ch->happened)
+	alert_state_t *st = &a->state[ALERT_HIGH_ERROR_RATE];
+	int64_t ev = ring_sum(&a->events, s);
+	int64_t err = ring_sum(&a->errors, s);
+	double value = ev > 0 ? (double)err / (double)ev : 0;
+	bool breach = ev >= a->opt.min_events && value > a->opt.error_rate;
+	a->last_eval_s = s;
+	st->value = value;
+	st->events = ev;
+	st->errors = err;
+	if (!st->firing) {
+		if (breach) {
+			a->clear_since_s = -1;
+			change_locked(a, st, true, ch);
+		}
 		return;
-	char value[32], threshold[32], req[24], err[24];
-	snprintf(value, sizeof value, "%.4g", ch->value);
-	snprintf(threshold, sizeof threshold, "%g", a->threshold);
-	snprintf(req, sizeof req, "%lld", (long long)ch->requests);
-	snprintf(err, sizeof err, "%lld", (long long)ch->errors);
-	if (ch->firing)
-		log_warn("alert firing", "alert", alert_name, "value", value,
-		         "threshold", threshold, "requests", req, "errors", err,
-		         NULL);
-	else
-		log_info("alert resolved", "alert", alert_name, "value", value,
-		         "threshold", threshold, "requests", req, "errors", err,
-		         NULL);
+	}
+	if (breach) {
+		a->clear_since_s = -1;
+		return;
+	}
+	if (a->clear_since_s < 0)
+		a->clear_since_s = s;
+	if (s - a->clear_since_s >= a->opt.window_s)
+		change_locked(a, st, false, ch);
 }
 
-int alerts_new(double threshold, int window_s, int64_t min_requests,
-               alerts_t **ret)
+static void eval_backlog_locked(alerts_t *a, struct changes *ch)
 {
-	if (!isfinite(threshold) || threshold < 0 || threshold > 1 ||
-	    min_requests < 0)
+	alert_state_t *st = &a->state[ALERT_BACKLOG_TOO_OLD];
+	st->value = (double)a->backlog_ms / 1000.0;
+	bool firing = a->backlog_ms > a->opt.backlog_s * 1000;
+	if (firing != st->firing)
+		change_locked(a, st, firing, ch);
+}
+
+static void log_changes(const struct changes *ch)
+{
+	for (size_t i = 0; i < ch->n; i++) {
+		const alert_state_t *st = &ch->st[i];
+		char value[32], threshold[32], ev[24], err[24];
+		snprintf(value, sizeof value, "%.4g", st->value);
+		snprintf(threshold, sizeof threshold, "%g", st->threshold);
+		snprintf(ev, sizeof ev, "%lld", (long long)st->events);
+		snprintf(err, sizeof err, "%lld", (long long)st->errors);
+		log_level_t level = st->firing ? LOG_WARN : LOG_INFO;
+		const char *msg =
+		    st->firing ? "alert firing" : "alert resolved";
+		if (st->id == ALERT_HIGH_ERROR_RATE)
+			log_msg(level, msg, "alert", st->name, "value", value,
+			        "threshold", threshold, "events", ev, "errors",
+			        err, NULL);
+		else
+			log_msg(level, msg, "alert", st->name, "value", value,
+			        "threshold", threshold, NULL);
+	}
+}
+
+int alerts_new(const alerts_options_t *opt, alerts_t **ret)
+{
+	if (!isfinite(opt->error_rate) || opt->error_rate < 0 ||
+	    opt->error_rate > 1 || opt->min_events < 0 || opt->backlog_s < 1 ||
+	    opt->backlog_s > INT64_MAX / 1000)
 		return OD_EINVAL;
 	int rc;
 	alerts_t *a = calloc(1, sizeof *a);
 	if (!a)
 		return -ENOMEM;
-	rc = ring_init(&a->requests, window_s);
+	rc = ring_init(&a->events, opt->window_s);
 	if (rc)
 		goto free_alerts;
-	rc = ring_init(&a->errors, window_s);
+	rc = ring_init(&a->errors, opt->window_s);
 	if (rc)
-		goto fini_requests;
+		goto fini_events;
 	static const char *const labels[] = {"alert", NULL};
 	metric_family_t *f = metrics_family(
 	    METRIC_GAUGE, "orderd_alert_firing",
 	    "1 while the named built-in alert fires, else 0", labels, NULL, 0);
-	a->gauge = metrics_child1(f, alert_name);
-	if (!a->gauge) {
-		rc = -ENOMEM;
-		goto fini_errors;
+	for (int i = 0; i < ALERT_COUNT; i++) {
+		a->gauge[i] = metrics_child1(f, alert_names[i]);
+		if (!a->gauge[i]) {
+			rc = -ENOMEM;
+			goto fini_errors;
+		}
+		/* Explicitly 0 so the series is exported before any event. */
+		metrics_set(a->gauge[i], 0);
+		a->state[i].id = (alert_id_t)i;
+		a->state[i].name = alert_names[i];
 	}
-	/* Explicitly 0 so the series is exported before any traffic. */
-	metrics_set(a->gauge, 0);
-	a->threshold = threshold;
-	a->min_requests = min_requests;
-	a->state.name = alert_name;
-	a->state.threshold = threshold;
+	a->opt = *opt;
+	if (!a->opt.mono_ms)
+		a->opt.mono_ms = real_mono_ms;
+	if (!a->opt.wall_ms)
+		a->opt.wall_ms = real_wall_ms;
+	a->state[ALERT_HIGH_ERROR_RATE].threshold = opt->error_rate;
+	a->state[ALERT_BACKLOG_TOO_OLD].threshold = (double)opt->backlog_s;
 	a->last_eval_s = -1;
+	a->clear_since_s = -1;
 	pthread_mutex_init(&a->lock, NULL);
 	*ret = a;
 	return 0;
 
 fini_errors:
 	ring_fini(&a->errors);
-fini_requests:
-	ring_fini(&a->requests);
+fini_events:
+	ring_fini(&a->events);
 free_alerts:
 	free(a);
 	return rc;
@@ -237,36 +294,53 @@ void alerts_free(alerts_t *a)
 	if (!a)
 		return;
 	pthread_mutex_destroy(&a->lock);
-	ring_fini(&a->requests);
+	ring_fini(&a->events);
 	ring_fini(&a->errors);
 	free(a);
 }
 
+static int64_t alerts_now_s(const alerts_t *a)
+{
+	return a->opt.mono_ms(a->opt.clock_arg) / 1000;
+}
+
 void alerts_record(alerts_t *a, bool is_error)
 {
-	struct change ch = {0};
-	int64_t s = now_s();
+	struct changes ch = {0};
+	int64_t s = alerts_now_s(a);
 	pthread_mutex_lock(&a->lock);
-	ring_add(&a->requests, s, 1);
+	ring_add(&a->events, s, 1);
 	if (is_error)
 		ring_add(&a->errors, s, 1);
-	/* Re-evaluating costs a pass over the ring, so the request path does
+	/* Re-evaluating costs a pass over the ring, so the event path does
 	 * it at most once a second; alerts_list() always does. */
 	if (s != a->last_eval_s)
-		evaluate_locked(a, s, &ch);
+		eval_error_rate_locked(a, s, &ch);
 	pthread_mutex_unlock(&a->lock);
-	log_change(a, &ch);
+	log_changes(&ch);
+}
+
+void alerts_set_backlog(alerts_t *a, int64_t age_ms)
+{
+	struct changes ch = {0};
+	pthread_mutex_lock(&a->lock);
+	a->backlog_ms = age_ms > 0 ? age_ms : 0;
+	eval_backlog_locked(a, &ch);
+	pthread_mutex_unlock(&a->lock);
+	log_changes(&ch);
 }
 
 size_t alerts_list(alerts_t *a, alert_state_t *out, size_t max)
 {
-	struct change ch = {0};
-	int64_t s = now_s();
+	struct changes ch = {0};
+	int64_t s = alerts_now_s(a);
+	size_t n = max < ALERT_COUNT ? max : ALERT_COUNT;
 	pthread_mutex_lock(&a->lock);
-	evaluate_locked(a, s, &ch);
-	if (max > 0)
-		out[0] = a->state;
+	eval_error_rate_locked(a, s, &ch);
+	eval_backlog_locked(a, &ch);
+	for (size_t i = 0; i < n; i++)
+		out[i] = a->state[i];
 	pthread_mutex_unlock(&a->lock);
-	log_change(a, &ch);
-	return max > 0 ? 1 : 0;
+	log_changes(&ch);
+	return n;
 }

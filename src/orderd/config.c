@@ -68,7 +68,7 @@ static const char *check_listen(const char *v);
 static const char *check_database(const char *v);
 static const char *check_replica(const char *v);
 static const char *check_log_level(const char *v);
-static const char *check_url(const char *v);
+static const char *check_http_url(const char *v);
 static const char *check_notify_url(const char *v);
 static void config_print_help(FILE *f);
 
@@ -146,7 +146,7 @@ static const setting_t settings[] = {
         "longest retry backoff in milliseconds; also the most of a "
         "confirm service's `Retry-After` that is honoured"),
     STR(confirm_url, "confirm-url", "ORDERD_CONFIRM_URL", NULL, 0, 4096,
-        check_url, false, "`http://...` or `https://...`",
+        check_http_url, false, "`http://...` or `https://...`",
         "the confirm step: after reserving an order's stock, POST it here "
         "and complete (2xx), reject as `declined` (other 4xx but 408 and "
         "429) or retry (anything else); unset: orders complete as soon as "
@@ -195,12 +195,29 @@ static const setting_t settings[] = {
     {"alert_error_rate", OFF(alert_error_rate), "alert-error-rate",
      "ORDERD_ALERT_ERROR_RATE", SET_DBL, DEF_VALUE, "0.05", 0, 0, 0, 1, NULL,
      false, NULL,
-     "share of 5xx answers that fires the `high_error_rate` alert"},
+     "error rate (failed events / all events in the window: 5xx answers, "
+     "failed processing attempts, confirm failures) above which "
+     "`HighErrorRate` fires"},
     INT(alert_window_s, "alert-window-s", "ORDERD_ALERT_WINDOW_S", "60", 1,
-        3600, "error-rate window in seconds"),
-    INT(alert_min_requests, "alert-min-requests", "ORDERD_ALERT_MIN_REQUESTS",
-        "20", 1, 1000000000,
-        "requests in the window before the alert may fire"),
+        3600,
+        "error-rate window in seconds; `HighErrorRate` resolves after the "
+        "rate stayed at or below the threshold for this long"),
+    {"alert_min_events", OFF(alert_min_events), "alert-min-events",
+     "ORDERD_ALERT_MIN_EVENTS", SET_INT, DEF_VALUE, "20", 1, 1000000000, 0, 0,
+     NULL, false, NULL,
+     "events in the window before `HighErrorRate` may fire (deprecated "
+     "aliases, still read: `--alert-min-requests`, "
+     "`ORDERD_ALERT_MIN_REQUESTS`)"},
+    INT(alert_backlog_s, "alert-backlog-s", "ORDERD_ALERT_BACKLOG_S", "300", 1,
+        86400,
+        "`BacklogTooOld` fires while the oldest pending order is older than "
+        "this, in seconds"),
+    STR(alert_webhook_url, "alert-webhook-url", "ORDERD_ALERT_WEBHOOK_URL",
+        NULL, 0, 2048, check_http_url, false, "`http://...` or `https://...`",
+        "Alertmanager v2 alerts endpoint that every alert state change is "
+        "POSTed to, e.g. `http://alertmanager:9093/api/v2/alerts` (resent "
+        "every 30 s while firing); unset: only logs, `/v1/alerts` and "
+        "metrics"),
     STR(notify_url, "notify-url", "ORDERD_NOTIFY_URL", NULL, 0, 8192,
         check_notify_url, false,
         "1..8 comma-separated `http://` or `https://` URLs",
@@ -244,6 +261,26 @@ static const setting_t settings[] = {
 
 #define N_SETTINGS (sizeof settings / sizeof settings[0])
 
+/*
+ * Renamed settings: the old flag and variable are still read, with a
+ * warning, and the new names win over them. The help text of the setting
+ * names its aliases (so docs/config.md shows them).
+ */
+static const struct alias {
+	const char *field; /* the setting's config_t field */
+	const char *old_flag, *old_env;
+} aliases[] = {
+    {"alert_min_events", "alert-min-requests", "ORDERD_ALERT_MIN_REQUESTS"},
+};
+
+static const struct alias *alias_of(const char *field)
+{
+	for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
+		if (strcmp(aliases[i].field, field) == 0)
+			return &aliases[i];
+	return NULL;
+}
+
 static const char *check_listen(const char *v)
 {
 	static const char rule[] = "must be host:port with port 0..65535";
@@ -276,8 +313,10 @@ static const char *check_replica(const char *v)
 	return NULL;
 }
 
-static const char *check_url(const char *v)
+static const char *check_http_url(const char *v)
 {
+	if (!v[0])
+		return NULL; /* empty: unset */
 	if ((strncmp(v, "http://", 7) == 0 && v[7]) ||
 	    (strncmp(v, "https://", 8) == 0 && v[8]))
 		return NULL;
@@ -445,12 +484,29 @@ static int setting_apply(config_t *c, const setting_t *s, const char *v,
 	return config_fail(err, errlen, "%s: unknown setting type", from);
 }
 
-static const setting_t *setting_by_flag(const char *name, size_t len)
+static bool flag_is(const char *flag, const char *name, size_t len)
 {
-	for (size_t i = 0; i < N_SETTINGS; i++)
-		if (strlen(settings[i].flag) == len &&
-		    memcmp(settings[i].flag, name, len) == 0)
+	return strlen(flag) == len && memcmp(flag, name, len) == 0;
+}
+
+static const setting_t *setting_by_field(const char *name);
+
+/* The setting of flag name[len]; *ret_old says it was a deprecated one. */
+static const setting_t *setting_by_flag(const char *name, size_t len,
+                                        bool *ret_old)
+{
+	for (size_t i = 0; i < N_SETTINGS; i++) {
+		if (flag_is(settings[i].flag, name, len)) {
+			*ret_old = false;
 			return &settings[i];
+		}
+	}
+	for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++) {
+		if (flag_is(aliases[i].old_flag, name, len)) {
+			*ret_old = true;
+			return setting_by_field(aliases[i].field);
+		}
+	}
 	return NULL;
 }
 
@@ -509,10 +565,12 @@ typedef enum action {
 	ACT_CONFIG_DOC,
 } action_t;
 
-/* Collects flag values (the last occurrence wins) and the first action.
- */
+/* Collects flag values (the last occurrence wins; a current name over a
+ * deprecated one) and the first action. flag_old[i] says the value came
+ * from the deprecated flag. */
 static int parse_argv(int argc, char **argv, const char **flag_val,
-                      action_t *ret_action, char *err, size_t errlen)
+                      bool *flag_old, action_t *ret_action, char *err,
+                      size_t errlen)
 {
 	action_t action = ACT_NONE;
 	for (int i = 1; i < argc; i++) {
@@ -537,20 +595,28 @@ static int parse_argv(int argc, char **argv, const char **flag_val,
 		const char *name = a + 2;
 		const char *eq = strchr(name, '=');
 		size_t len = eq ? (size_t)(eq - name) : strlen(name);
-		const setting_t *s = setting_by_flag(name, len);
+		bool old = false;
+		const setting_t *s = setting_by_flag(name, len, &old);
 		if (!s)
 			return config_fail(
 			    err, errlen, "unknown flag \"--%.*s\" (see --help)",
 			    (int)(len > SHOW_MAX ? SHOW_MAX : len), name);
+		const char *v;
 		if (eq) {
-			flag_val[s - settings] = eq + 1;
+			v = eq + 1;
 		} else {
 			if (i + 1 >= argc)
-				return config_fail(err, errlen,
-				                   "--%s: missing value",
-				                   s->flag);
-			flag_val[s - settings] = argv[++i];
+				return config_fail(
+				    err, errlen, "--%s: missing value",
+				    old ? alias_of(s->name)->old_flag
+				        : s->flag);
+			v = argv[++i];
 		}
+		size_t k = (size_t)(s - settings);
+		if (old && flag_val[k] && !flag_old[k])
+			continue; /* the current name wins */
+		flag_val[k] = v;
+		flag_old[k] = old;
 	}
 	*ret_action = action;
 	return 0;
@@ -560,6 +626,7 @@ int config_load(config_t *c, int argc, char **argv, int *ret_exit_now,
                 char *err, size_t errlen)
 {
 	const char *flag_val[N_SETTINGS] = {0};
+	bool flag_old[N_SETTINGS] = {0};
 	bool from_flag[N_SETTINGS] = {0};
 	action_t action = ACT_NONE;
 	int rc;
@@ -567,7 +634,7 @@ int config_load(config_t *c, int argc, char **argv, int *ret_exit_now,
 	memset(c, 0, sizeof *c);
 	if (err && errlen > 0)
 		err[0] = '\0';
-	rc = parse_argv(argc, argv, flag_val, &action, err, errlen);
+	rc = parse_argv(argc, argv, flag_val, flag_old, &action, err, errlen);
 	if (rc)
 		return rc;
 	switch (action) {
@@ -590,13 +657,19 @@ int config_load(config_t *c, int argc, char **argv, int *ret_exit_now,
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		const setting_t *s = &settings[i];
 		const char *v = flag_val[i];
+		const struct alias *al = alias_of(s->name);
+		bool deprecated = flag_old[i];
 		char from[64];
 		char dflt[128];
 		from_flag[i] = v != NULL;
 		if (v) {
-			snprintf(from, sizeof from, "--%s", s->flag);
+			snprintf(from, sizeof from, "--%s",
+			         deprecated ? al->old_flag : s->flag);
 		} else if ((v = getenv(s->env)) != NULL) {
 			snprintf(from, sizeof from, "%s", s->env);
+		} else if (al && (v = getenv(al->old_env)) != NULL) {
+			snprintf(from, sizeof from, "%s", al->old_env);
+			deprecated = true;
 		} else {
 			snprintf(from, sizeof from, "default of %s", s->env);
 			switch (s->def) {
@@ -619,6 +692,15 @@ int config_load(config_t *c, int argc, char **argv, int *ret_exit_now,
 		rc = setting_apply(c, s, v, from, err, errlen);
 		if (rc)
 			goto fail_load;
+		if (deprecated) {
+			char use[64];
+			if (from[0] == '-')
+				snprintf(use, sizeof use, "--%s", s->flag);
+			else
+				snprintf(use, sizeof use, "%s", s->env);
+			log_warn("setting name is deprecated", "setting", from,
+			         "use", use, NULL);
+		}
 	}
 	rc = cross_check(c, from_flag, err, errlen);
 	if (rc)

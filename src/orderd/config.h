@@ -44,9 +44,11 @@ typedef struct config {
 	int64_t busy_timeout_ms;
 	int64_t statement_timeout_ms;
 	int64_t store_deadline_ms; /* client-side bound on a store call */
-	double alert_error_rate;   /* 5xx share that fires the alert */
+	double alert_error_rate;   /* HighErrorRate threshold */
 	int64_t alert_window_s;
-	int64_t alert_min_requests;
+	int64_t alert_min_events;     /* formerly alert_min_requests */
+	int64_t alert_backlog_s;      /* BacklogTooOld threshold */
+	char *alert_webhook_url;      /* Alertmanager v2 alerts URL, or NULL */
 	char *notify_url;             /* comma-separated endpoints */
 	char *notify_secret;          /* never logged */
 	char *notify_secret_file;     /* line 1 secret, line 2 previous */

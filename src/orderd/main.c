@@ -29,6 +29,7 @@
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/failpoint.h"
+#include "work/alertmanager.h"
 #include "work/batcher.h"
 #include "work/notifier.h"
 #include "work/workers.h"
@@ -122,6 +123,7 @@ int main(int argc, char **argv)
 	int status = EX_UNAVAILABLE;
 	store_t *store = NULL;
 	alerts_t *alerts = NULL;
+	alertmanager_t *alert_sender = NULL;
 	batcher_t *batcher = NULL;
 	workers_t *workers = NULL;
 	notifier_t *notifier = NULL;
@@ -151,8 +153,13 @@ int main(int argc, char **argv)
 			status = EX_CONFIG;
 		goto out;
 	}
-	rc = alerts_new(cfg.alert_error_rate, (int)cfg.alert_window_s,
-	                cfg.alert_min_requests, &alerts);
+	alerts_options_t aopt = {
+	    .error_rate = cfg.alert_error_rate,
+	    .window_s = (int)cfg.alert_window_s,
+	    .min_events = cfg.alert_min_events,
+	    .backlog_s = cfg.alert_backlog_s,
+	};
+	rc = alerts_new(&aopt, &alerts);
 	if (rc < 0)
 		goto internal;
 
@@ -253,6 +260,18 @@ int main(int argc, char **argv)
 		          err_str(rc), NULL);
 		goto out;
 	}
+	/* After the server: its address is known to be good for
+	 * generatorURL. The sender polls the backlog and evaluates the
+	 * alerts even without a webhook. */
+	alertmanager_options_t mopt = {
+	    .url = cfg.alert_webhook_url,
+	    .replica_id = cfg.replica_id,
+	    .listen = cfg.listen,
+	    .backlog_s = cfg.alert_backlog_s,
+	};
+	rc = alertmanager_new(&mopt, alerts, store, &alert_sender);
+	if (rc < 0)
+		goto internal;
 	char nworkers[24];
 	snprintf(nworkers, sizeof nworkers, "%lld", (long long)cfg.workers);
 	log_info("orderd started", "version", ORDERD_VERSION, "listen",
@@ -297,6 +316,7 @@ out:
 	batcher_free(batcher);
 	workers_free(workers);
 	notifier_free(notifier);
+	alertmanager_free(alert_sender);
 	alerts_free(alerts);
 	store_free(store);
 	config_free(&cfg);

@@ -120,7 +120,15 @@ REQUIRED_ALERTS = [
 	"OrderdHighErrorRate", "OrderdProcessingBacklog", "OrderdDeadLetters",
 	"OrderdLeaseExpirations", "OrderdFenceRejections", "OrderdStoreErrors",
 	"OrderdBuiltinAlertFiring", "OrderdDown",
+	"OrderdErrorBudgetBurn", "OrderdErrorBudgetBurnSlow",
+	"OrderdConfirmErrors", "OrderdNotificationBacklog",
+	"OrderdDeadNotifications",
 ]
+
+# A metric name in a rule: orderd_..., but not inside a recording rule's
+# level:metric:operation name (namespace:orderd_slo_errors:ratio_rate5m).
+METRIC_RE = re.compile(r"(?<![\w:])(orderd_[a-z_]+)(?![\w:])")
+RECORDED_RE = re.compile(r"\b([a-z_]+:[a-z_]+:[a-z0-9_]+)\b")
 
 
 def check_prometheus(promtool):
@@ -134,8 +142,10 @@ def check_prometheus(promtool):
 		check(r.returncode == 0, "promtool test rules deploy/prometheus/alerts_test.yml",
 		      (r.stdout + r.stderr).strip())
 
-	rules = [r for g in yaml.safe_load(read(alerts_yml))["groups"]
-		 for r in g["rules"] if "alert" in r]
+	all_rules = [r for g in yaml.safe_load(read(alerts_yml))["groups"]
+		     for r in g["rules"]]
+	rules = [r for r in all_rules if "alert" in r]
+	recorded = {r["record"] for r in all_rules if "record" in r}
 	names = [r["alert"] for r in rules]
 	missing = [a for a in REQUIRED_ALERTS if a not in names]
 	check(not missing, "alerts.yml defines the %d required alerts" % len(REQUIRED_ALERTS),
@@ -155,11 +165,21 @@ def check_prometheus(promtool):
 		m = re.match(r"docs/operations\.md#([\w-]+)$", ann.get("runbook_url", ""))
 		if not m or m.group(1) not in ops_anchors:
 			bad.append(r["alert"] + ": runbook_url is not a heading of docs/operations.md")
-		for metric in re.findall(r"\b(orderd_[a-z_]+)", r["expr"]):
+		for metric in METRIC_RE.findall(r["expr"]):
 			if metric not in metrics:
 				bad.append(r["alert"] + ": metric %s not in docs/operations.md" % metric)
+		for name in RECORDED_RE.findall(r["expr"]):
+			if name not in recorded:
+				bad.append(r["alert"] + ": reads %s, which no rule records" % name)
+	for r in all_rules:
+		if "record" not in r:
+			continue
+		for metric in METRIC_RE.findall(r["expr"]):
+			if metric not in metrics:
+				bad.append(r["record"] + ": metric %s not in docs/operations.md" % metric)
 	check(not bad, "every alert has severity, summary, description, a live runbook "
-	      "anchor, and reads documented metrics only", "; ".join(bad))
+	      "anchor, and reads documented metrics (or recorded rules) only",
+	      "; ".join(bad))
 
 	fired, quiet = set(), set()
 	for t in yaml.safe_load(read(tests_yml))["tests"]:
@@ -168,6 +188,13 @@ def check_prometheus(promtool):
 	untested = [a for a in names if a not in fired or a not in quiet]
 	check(not untested, "alerts_test.yml shows every alert both firing and not firing",
 	      "incomplete: " + ", ".join(untested))
+	tested_exprs = " ".join(e["expr"] for t in yaml.safe_load(read(tests_yml))["tests"]
+				for e in t.get("promql_expr_test", []))
+	used = " ".join(r["expr"] for r in rules)
+	unchecked = sorted(n for n in recorded
+			   if n not in tested_exprs and n not in used)
+	check(not unchecked, "every recording rule is read by an alert or checked "
+	      "by a promql_expr_test", "unchecked: " + ", ".join(unchecked))
 
 
 # --------------------------------------------------------------- kubernetes

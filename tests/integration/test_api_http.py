@@ -161,6 +161,12 @@ class HttpTest(Base):
             for k in ("name", "state", "value", "threshold", "since"):
                 self.assertIn(k, a, a)
             self.assertIn(a["state"], ("firing", "inactive"))
+        # API 1.1: exactly these names, as in orderd_alert_firing{alert}.
+        self.assertEqual([a["name"] for a in al["alerts"]],
+                         ["HighErrorRate", "BacklogTooOld"])
+        firing = {lab["alert"] for n, lab, _ in m1["samples"]
+                  if n == "orderd_alert_firing"}
+        self.assertEqual(firing, {"HighErrorRate", "BacklogTooOld"})
 
 
 class FaultAnswerTest(Base):

@@ -54,7 +54,10 @@ static const char *const all_env[] = {
     "ORDERD_STATEMENT_TIMEOUT_MS",
     "ORDERD_ALERT_ERROR_RATE",
     "ORDERD_ALERT_WINDOW_S",
+    "ORDERD_ALERT_MIN_EVENTS",
     "ORDERD_ALERT_MIN_REQUESTS",
+    "ORDERD_ALERT_BACKLOG_S",
+    "ORDERD_ALERT_WEBHOOK_URL",
     NULL,
 };
 
@@ -124,7 +127,9 @@ static void test_defaults(void **state)
 	assert_int_equal(c.statement_timeout_ms, 10000);
 	assert_true(c.alert_error_rate == 0.05);
 	assert_int_equal(c.alert_window_s, 60);
-	assert_int_equal(c.alert_min_requests, 20);
+	assert_int_equal(c.alert_min_events, 20);
+	assert_int_equal(c.alert_backlog_s, 300);
+	assert_null(c.alert_webhook_url);
 	assert_null(c.tokens);
 
 	/* replica_id: "<sanitised hostname>-<pid>", a valid identifier. */
@@ -206,7 +211,8 @@ static const struct {
     {"busy-timeout-ms", "ORDERD_BUSY_TIMEOUT_MS", 1, 600000},
     {"statement-timeout-ms", "ORDERD_STATEMENT_TIMEOUT_MS", 1, 3600000},
     {"alert-window-s", "ORDERD_ALERT_WINDOW_S", 1, 3600},
-    {"alert-min-requests", "ORDERD_ALERT_MIN_REQUESTS", 1, 1000000000},
+    {"alert-min-events", "ORDERD_ALERT_MIN_EVENTS", 1, 1000000000},
+    {"alert-backlog-s", "ORDERD_ALERT_BACKLOG_S", 1, 86400},
 };
 
 static void expect_error(const char *want, ...)
@@ -227,6 +233,44 @@ static void expect_error(const char *want, ...)
 	assert_int_equal(exit_now, -1);
 	assert_string_equal(err, want);
 	config_free(&c);
+}
+
+/*
+ * ORDERD_ALERT_MIN_REQUESTS was renamed ORDERD_ALERT_MIN_EVENTS: the old
+ * flag and variable still work, the new names win over them wherever
+ * they appear, and errors name the source actually used.
+ */
+static void test_deprecated_alias(void **state)
+{
+	config_t c;
+	int exit_now;
+	setenv("ORDERD_ALERT_MIN_REQUESTS", "7", 1);
+	assert_int_equal(load(&c, &exit_now, NULL), 0);
+	assert_int_equal(c.alert_min_events, 7);
+	config_free(&c);
+	setenv("ORDERD_ALERT_MIN_EVENTS", "8", 1);
+	assert_int_equal(load(&c, &exit_now, NULL), 0);
+	assert_int_equal(c.alert_min_events, 8);
+	config_free(&c);
+	assert_int_equal(load(&c, &exit_now, "--alert-min-requests=9", NULL),
+	                 0);
+	assert_int_equal(c.alert_min_events, 9); /* a flag beats the env */
+	config_free(&c);
+	assert_int_equal(load(&c, &exit_now, "--alert-min-events=10",
+	                      "--alert-min-requests", "11", NULL),
+	                 0);
+	assert_int_equal(c.alert_min_events, 10);
+	config_free(&c);
+	unsetenv("ORDERD_ALERT_MIN_EVENTS");
+	setenv("ORDERD_ALERT_MIN_REQUESTS", "0", 1);
+	expect_error("ORDERD_ALERT_MIN_REQUESTS: must be 1..1000000000, got "
+	             "\"0\"",
+	             NULL);
+	unsetenv("ORDERD_ALERT_MIN_REQUESTS");
+	expect_error("--alert-min-requests: must be 1..1000000000, got \"0\"",
+	             "--alert-min-requests=0", NULL);
+	expect_error("--alert-min-requests: missing value",
+	             "--alert-min-requests", NULL);
 }
 
 static void test_int_bounds(void **state)
@@ -320,6 +364,9 @@ static void test_other_bad_values(void **state)
 	expect_error("unexpected argument \"serve\" (see --help)", "serve",
 	             NULL);
 	expect_error("--listen: missing value", "--listen", NULL);
+	expect_error("--alert-webhook-url: must be an http:// or https:// "
+	             "URL, got \"alertmanager:9093\"",
+	             "--alert-webhook-url=alertmanager:9093", NULL);
 	/* Cross-field rules name both sources. */
 	setenv("ORDERD_RETRY_MAX_MS", "50", 1);
 	expect_error("ORDERD_RETRY_BASE_MS (200) must be <= "
@@ -541,6 +588,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup(test_defaults, clear_env),
 	    cmocka_unit_test_setup(test_precedence_and_syntax, clear_env),
+	    cmocka_unit_test_setup(test_deprecated_alias, clear_env),
 	    cmocka_unit_test_setup(test_int_bounds, clear_env),
 	    cmocka_unit_test_setup(test_other_bad_values, clear_env),
 	    cmocka_unit_test_setup(test_help_version_doc, clear_env),
