@@ -415,8 +415,19 @@ static void transition(http_req_t *r, bool requeue)
 	rc = requeue ? store_order_requeue(r->srv->deps.store, r->param, &o)
 	             : store_order_cancel(r->srv->deps.store, r->param, &o);
 	if (rc == OD_ESTATE) {
-		api_error(r, 409, "conflict", "order \"%s\" is not %s",
-		          r->param, requeue ? "failed" : "pending");
+		/* A pending order that refuses cancel holds its stock awaiting
+		 * a confirm retry: its confirmation may have gone through. */
+		if (!requeue &&
+		    store_order_get(r->srv->deps.store, r->param, &o) == 0 &&
+		    o.status == ORDER_PENDING)
+			api_error(r, 409, "conflict",
+			          "order \"%s\" holds its stock awaiting a "
+			          "confirm retry and cannot be cancelled",
+			          r->param);
+		else
+			api_error(r, 409, "conflict", "order \"%s\" is not %s",
+			          r->param, requeue ? "failed" : "pending");
+		order_clear(&o);
 		return;
 	}
 	if (rc != 0) {

@@ -48,6 +48,7 @@ typedef struct job {
 	            16];        /* V_ERROR: the error, as the order's reason */
 	int64_t retry_after_ms; /* V_ERROR: the server's Retry-After */
 	bool unknown;           /* a write of it was lost in flight */
+	int64_t failing_since;  /* monotonic ms of the first failed write */
 	bool retire;            /* written or abandoned: free it */
 } job_t;
 
@@ -203,16 +204,68 @@ static void record(confirm_t *c, const job_t *j, metric_t *outcome)
 }
 
 /*
- * After a lost write, whether it landed: the order left processing with
- * our fence still its last (nobody claimed it since). *ret_st is where it
- * went.
+ * After a lost write, whether it landed: the order is where this job's
+ * write puts it (completed, rejected; pending or failed after an error)
+ * with our fence still its last, so nobody claimed it since. A reap of
+ * our expired lease also leaves it pending under our fence: for an error
+ * that is the same outcome (pending again), for an answer it is not
+ * ours. *ret_st is the status found.
  */
 static bool landed(confirm_t *c, const job_t *j, order_status_t *ret_st)
 {
 	int64_t fence;
-	return store_order_fence(c->store, j->claim.order.id, ret_st, &fence) ==
-	           0 &&
-	       fence == j->claim.fence && *ret_st != ORDER_PROCESSING;
+	if (!j->unknown ||
+	    store_order_fence(c->store, j->claim.order.id, ret_st, &fence) !=
+	        0 ||
+	    fence != j->claim.fence)
+		return false;
+	switch (j->verdict) {
+	case V_CONFIRMED:
+		return *ret_st == ORDER_COMPLETED;
+	case V_DECLINED:
+		return *ret_st == ORDER_REJECTED;
+	case V_ERROR:
+		return *ret_st == ORDER_PENDING || *ret_st == ORDER_FAILED;
+	case V_PENDING:
+		break;
+	}
+	return false;
+}
+
+/* Counts what a job's landed write did. */
+static void record_landed(confirm_t *c, const job_t *j, order_status_t st)
+{
+	if (st == ORDER_PENDING)
+		metrics_inc(c->m_retries);
+	else
+		record(c, j,
+		       st == ORDER_COMPLETED  ? c->m_completed
+		       : st == ORDER_REJECTED ? c->m_rejected
+		                              : c->m_failed);
+}
+
+/*
+ * A write of j failed (rc). Keeps it for the next turn, its lease renewed
+ * meanwhile, for as long as one lease: a store that cannot take the write
+ * for that long is left to the lease (the order is handed on and confirmed
+ * again with the same key). true when the job is given up.
+ */
+static bool write_failed(confirm_t *c, job_t *j, int rc, const char *what)
+{
+	int64_t now = clock_mono_ms();
+	j->unknown = j->unknown || rc == OD_EUNKNOWN;
+	if (j->failing_since == 0)
+		j->failing_since = now;
+	metrics_inc(c->m_write_err);
+	if (now - j->failing_since > c->opt.lease_ms) {
+		log_error("confirm outcome not recorded, left to the lease",
+		          "order_id", j->claim.order.id, "write", what, "error",
+		          err_str(rc), NULL);
+		return true;
+	}
+	log_warn("confirm outcome not recorded, trying again", "order_id",
+	         j->claim.order.id, "write", what, "error", err_str(rc), NULL);
+	return false;
 }
 
 /* Writes a transient failure: retry later, or failed. true when done. */
@@ -230,21 +283,16 @@ static bool write_retry(confirm_t *c, job_t *j)
 	int rc = store_retry(c->store, j->claim.order.id, j->claim.fence,
 	                     c->opt.max_attempts, delay, j->reason, &failed);
 	order_status_t st;
-	if (rc == OD_EFENCE && j->unknown && landed(c, j, &st)) {
-		rc = 0; /* our lost write landed */
-		failed = st == ORDER_FAILED;
+	if (rc == OD_EFENCE && landed(c, j, &st)) {
+		record_landed(c, j, st);
+		return true;
 	}
 	if (rc == OD_EFENCE) {
 		fenced_out(c, j, "retry");
 		return true;
 	}
-	if (rc < 0) {
-		j->unknown = j->unknown || rc == OD_EUNKNOWN;
-		metrics_inc(c->m_write_err);
-		log_warn("confirm retry not recorded, trying again", "order_id",
-		         j->claim.order.id, "error", err_str(rc), NULL);
-		return false;
-	}
+	if (rc < 0)
+		return write_failed(c, j, rc, "retry");
 	if (failed) {
 		record(c, j, c->m_failed);
 		log_warn("order failed", "order_id", j->claim.order.id, "error",
@@ -285,27 +333,18 @@ static void write_outcomes(confirm_t *c)
 	if (n == 0)
 		return;
 	int rc = store_finish(c->store, f, n, fenced);
-	if (rc < 0) {
-		metrics_inc(c->m_write_err);
-		log_warn("confirm outcomes not recorded, trying again", "error",
-		         err_str(rc), "first_order_id", f[0].id, NULL);
-		for (size_t i = 0; i < n; i++)
-			batch[i]->unknown =
-			    batch[i]->unknown || rc == OD_EUNKNOWN;
-		return;
-	}
 	for (size_t i = 0; i < n; i++) {
 		job_t *j = batch[i];
 		order_status_t st = j->verdict == V_CONFIRMED ? ORDER_COMPLETED
 		                                              : ORDER_REJECTED;
-		if (fenced[i] && j->unknown && landed(c, j, &st))
-			fenced[i] = false;
-		if (fenced[i])
-			fenced_out(c, j, "finish");
+		if (rc < 0) {
+			j->retire = write_failed(c, j, rc, "finish");
+			continue;
+		}
+		if (!fenced[i] || landed(c, j, &st))
+			record_landed(c, j, st);
 		else
-			record(c, j,
-			       st == ORDER_COMPLETED ? c->m_completed
-			                             : c->m_rejected);
+			fenced_out(c, j, "finish");
 		j->retire = true;
 	}
 	retire_marked(c);
@@ -335,11 +374,18 @@ static void renew_all(confirm_t *c)
 			         NULL);
 			continue;
 		}
-		for (size_t i = 0; i < n; i++)
-			if (until[i] == 0) {
+		for (size_t i = 0; i < n; i++) {
+			order_status_t st;
+			if (until[i] != 0)
+				continue;
+			/* A lost write of ours may be why the lease is
+			 * gone: then it landed, and is no fence rejection. */
+			if (landed(c, js[i], &st))
+				record_landed(c, js[i], st);
+			else
 				fenced_out(c, js[i], "renew");
-				js[i]->retire = true;
-			}
+			js[i]->retire = true;
+		}
 	}
 	retire_marked(c);
 }
@@ -416,9 +462,12 @@ static void *confirm_main(void *arg)
 			c->renew_at = now + c->opt.lease_ms / 3;
 		}
 		metrics_set(c->m_in_flight, (double)c->n_active);
-		/* Short turns while writes are waiting to be retried. */
-		int wait = c->n_active > (size_t)running ? 200 : 1000;
-		curl_multi_poll(c->multi, NULL, 0, wait, NULL);
+		/* Short turns while writes are waiting to be retried, and
+		 * never past the next renewal. */
+		int64_t wait = c->n_active > (size_t)running ? 200 : 1000;
+		if (c->renew_at - now < wait)
+			wait = c->renew_at - now > 0 ? c->renew_at - now : 0;
+		curl_multi_poll(c->multi, NULL, 0, (int)wait, NULL);
 	}
 	hand_back_all(c);
 	metrics_set(c->m_in_flight, 0);

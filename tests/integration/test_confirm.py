@@ -165,6 +165,21 @@ class ConfirmTest(unittest.TestCase):
         d = self.daemon({"ORDERD_RETRY_BASE_MS": "10"})
         H.set_stock(d.client, "SKU-1", 10)
         self.submit(d.client, ["r1"])
+        # Between the attempts it is pending and holds its stock: a cancel
+        # is refused, its confirmation may have gone through.
+        deadline = time.monotonic() + 5
+        while not self.fc.calls_for("r1"):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)
+        while H.get_order(d.client, "r1")[2]["status"] != "pending":
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.02)
+        st, _, body = d.client.api("POST", "/v1/orders/r1/cancel")
+        self.assertEqual(st, 409, body)
+        self.assertEqual(body["error"]["code"], "conflict")
+        self.assertIn("awaiting a confirm retry", body["error"]["message"])
+        st, _, p = d.client.api("GET", "/v1/products/SKU-1")
+        self.assertEqual(p["stock"], 9)
         H.wait_terminal(d.client, ["r1"])
         calls = self.fc.calls_for("r1")
         self.assertEqual(len(calls), 2)
