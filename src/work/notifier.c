@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,7 +282,7 @@ static void event_start(notifier_t *n, event_t *ev)
 		if (!breaker_allow(&n->ep[i], now, &probe)) {
 			event_block(ev, &n->ep[i]);
 			snprintf(ev->error, sizeof ev->error,
-			         "circuit open for %s", n->ep[i].label);
+			         "circuit open for %.200s", n->ep[i].label);
 			continue;
 		}
 		if (!transfer_start(n, ev, i, probe, sig)) {
@@ -289,7 +290,7 @@ static void event_start(notifier_t *n, event_t *ev)
 				breaker_set(&n->ep[i], BREAKER_OPEN);
 			event_block(ev, &n->ep[i]);
 			snprintf(ev->error, sizeof ev->error,
-			         "cannot start a request to %s",
+			         "cannot start a request to %.200s",
 			         n->ep[i].label);
 		}
 	}
@@ -400,9 +401,9 @@ static void transfer_done(notifier_t *n, transfer_t *t, CURLcode res)
 			ev->retry_after_ms = (int64_t)ra * 1000;
 		if (res == CURLE_OK)
 			snprintf(ev->error, sizeof ev->error,
-			         "http %ld from %s", code, e->label);
+			         "http %ld from %.200s", code, e->label);
 		else
-			snprintf(ev->error, sizeof ev->error, "%s (%s)",
+			snprintf(ev->error, sizeof ev->error, "%.48s (%.200s)",
 			         curl_easy_strerror(res), e->label);
 	}
 	breaker_result(n, e, ok, t->probe);
@@ -422,7 +423,30 @@ static void transfer_done(notifier_t *n, transfer_t *t, CURLcode res)
 
 /* ---- the loop ---- */
 
-static size_t claim_some(notifier_t *n)
+/*
+ * How many events a claim may take now: all it has room for while some
+ * endpoint's circuit is closed; one (the probe) when the only way forward
+ * is an open circuit whose cool-down ended; none while every circuit is
+ * open or probing, so a long outage does not claim and hand back the
+ * whole backlog over and over. *ret_next is when to look again then.
+ */
+static size_t claim_limit(notifier_t *n, int64_t now, int64_t *ret_next)
+{
+	size_t limit = 0;
+	*ret_next = now + n->opt.poll_ms;
+	for (size_t i = 0; i < n->n_ep; i++) {
+		const endpoint_t *e = &n->ep[i];
+		if (e->state == BREAKER_CLOSED)
+			return SIZE_MAX;
+		if (e->state == BREAKER_OPEN && now >= e->open_until)
+			limit = 1;
+		else if (e->state == BREAKER_OPEN && e->open_until < *ret_next)
+			*ret_next = e->open_until;
+	}
+	return limit;
+}
+
+static size_t claim_some(notifier_t *n, size_t limit)
 {
 	size_t room = (size_t)n->opt.concurrency - n->transfers;
 	size_t max = room / n->n_ep;
@@ -430,6 +454,8 @@ static size_t claim_some(notifier_t *n)
 		max = 1;
 	if (max + n->n_events > (size_t)n->opt.concurrency)
 		max = (size_t)n->opt.concurrency - n->n_events;
+	if (max > limit)
+		max = limit;
 	if (max == 0)
 		return 0;
 	store_notification_t *v = calloc(max, sizeof *v);
@@ -546,7 +572,11 @@ static void *run(void *arg)
 		    n->n_events < (size_t)n->opt.concurrency) {
 			if (kicked)
 				idle = POLL_MIN_MS;
-			if (claim_some(n) > 0) {
+			int64_t retry_at;
+			size_t limit = claim_limit(n, now, &retry_at);
+			if (limit == 0) {
+				next_claim = retry_at;
+			} else if (claim_some(n, limit) > 0) {
 				idle = POLL_MIN_MS;
 				next_claim = now;
 			} else {

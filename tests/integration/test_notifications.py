@@ -233,8 +233,10 @@ class NotificationsTest(unittest.TestCase):
         self.assertEqual(st, 404)
         st, _, body = c.api("POST", "/v1/notifications/nope/redeliver")
         self.assertEqual(st, 404)
-        # A pending one cannot be redelivered: it will be anyway.
-        r.set_mode("down")
+        # A pending one cannot be redelivered: it will be anyway. A slow
+        # receiver keeps it pending (in flight, then retried) for seconds,
+        # so the poll below sees it whatever the machine's speed.
+        r.set_mode(("slow", 10))
         more = ["g-0"]
         self.submit(c, more, [{"sku": "BOOK", "qty": 1}])
         pend = poll(lambda: H.list_all(c, "/v1/notifications",
