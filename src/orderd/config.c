@@ -184,14 +184,15 @@ static const setting_t settings[] = {
     /* No 0 either: a store call without a deadline is what this setting
      * exists to rule out. */
     INT(store_deadline_ms, "store-deadline-ms", "ORDERD_STORE_DEADLINE_MS",
-        "5000", 100, 600000,
+        "7000", 100, 600000,
         "client-side deadline of every PostgreSQL store call, in "
         "milliseconds: waiting for a pooled connection, reconnecting and "
         "every round trip end by then even when the server does not answer "
         "(frozen, a stalled disk, a path that drops packets); the request "
         "is answered `503` with `Retry-After` and a submission is answered "
-        "within it. Keep it above the slowest statement you expect; unused "
-        "with SQLite"),
+        "within it. Keep it above the slowest statement you expect and above "
+        "`busy_timeout_ms` (a lock wait should end as a lock timeout, not "
+        "a reset connection); unused with SQLite"),
     {"alert_error_rate", OFF(alert_error_rate), "alert-error-rate",
      "ORDERD_ALERT_ERROR_RATE", SET_DBL, DEF_VALUE, "0.05", 0, 0, 0, 1, NULL,
      false, NULL,

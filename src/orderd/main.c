@@ -138,10 +138,11 @@ int main(int argc, char **argv)
 	    /* PostgreSQL: the pool size, one connection for every thread
 	     * that may hold one at once: the workers, the HTTP handler pool
 	     * (as many threads as the server; the server and waiter threads
-	     * never call the store), the committer and the reaper, plus two
-	     * spare (capped at 256). SQLite: the read connections (at most
-	     * 64); every write goes through the one writer connection. */
-	    .readers = (int)(cfg.workers + cfg.http_threads + 4),
+	     * never call the store), the committer, the reaper, the confirm
+	     * step, the notification dispatcher and the alert sender, plus
+	     * two spare (capped at 256). SQLite: the read connections (at
+	     * most 64); every write goes through the one writer connection. */
+	    .readers = (int)(cfg.workers + cfg.http_threads + 7),
 	};
 	int rc = store_open(cfg.database, &sopt, &store);
 	if (rc < 0) {
@@ -188,18 +189,21 @@ int main(int argc, char **argv)
 	};
 	if (cfg.confirm_url)
 		wopt.confirm = &copt;
-	rc = workers_new(store, &wopt, &workers);
-	if (rc < 0)
-		goto internal;
 	if (cfg.notify_url) {
-		/* The outbox trigger lives in the database: from now on every
-		 * replica's terminal transitions write events. */
+		/* Before any worker runs: the outbox trigger lives in the
+		 * database, and from now on every replica's terminal
+		 * transitions write events (G9), this one's first. */
 		rc = store_outbox_enable(store);
 		if (rc < 0) {
 			log_error("cannot enable the notification outbox",
 			          "error", err_str(rc), NULL);
 			goto out;
 		}
+	}
+	rc = workers_new(store, &wopt, &workers);
+	if (rc < 0)
+		goto internal;
+	if (cfg.notify_url) {
 		notifier_options_t nopt = {
 		    .replica_id = cfg.replica_id,
 		    .urls = cfg.notify_url,

@@ -210,14 +210,20 @@ int pgs_outbox_enable(pgc_t *c)
 	rc = pgc_cmd(c, "SELECT pg_advisory_xact_lock(" MIGRATE_LOCK_KEY ")");
 	/* One row per transition into a terminal status, whatever
 	 * statement made it, in that statement's transaction (migration 4
-	 * has the function). UPDATE OF status: every transition sets it. */
+	 * has the function). UPDATE OF status: every transition sets it.
+	 * Created only when missing: CREATE TRIGGER locks orders against
+	 * writes, and every replica start comes here. */
 	if (rc == 0)
-		rc = pgc_cmd(c, "CREATE OR REPLACE TRIGGER orders_outbox"
-		                " AFTER UPDATE OF status ON orders FOR EACH ROW"
-		                " WHEN (NEW.status IN ('completed', 'rejected',"
-		                " 'failed', 'cancelled')"
-		                " AND NEW.status IS DISTINCT FROM OLD.status)"
-		                " EXECUTE FUNCTION orders_outbox()");
+		rc = pgc_cmd(
+		    c, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger"
+		       " WHERE tgname = 'orders_outbox'"
+		       " AND tgrelid = 'orders'::regclass) THEN"
+		       " CREATE TRIGGER orders_outbox"
+		       " AFTER UPDATE OF status ON orders FOR EACH ROW"
+		       " WHEN (NEW.status IN ('completed', 'rejected',"
+		       " 'failed', 'cancelled')"
+		       " AND NEW.status IS DISTINCT FROM OLD.status)"
+		       " EXECUTE FUNCTION orders_outbox(); END IF; END $$");
 	if (rc < 0) {
 		pgc_rollback(c);
 		return rc;
