@@ -27,22 +27,6 @@
 	" n.acked, n.fence, n.lease_until"
 #define NOTIFY_JOIN " JOIN orders o ON o.id = n.order_id"
 
-/* Cuts error to STORE_NOTIFY_ERROR_MAX bytes at a UTF-8 boundary. */
-static const char *error_cut(const char *error, char *buf)
-{
-	if (!error)
-		return NULL;
-	size_t len = strlen(error);
-	if (len <= STORE_NOTIFY_ERROR_MAX)
-		return error;
-	len = STORE_NOTIFY_ERROR_MAX;
-	while (len > 0 && ((unsigned char)error[len] & 0xc0) == 0x80)
-		len--;
-	memcpy(buf, error, len);
-	buf[len] = '\0';
-	return buf;
-}
-
 static int row_notification(const PGresult *res, int row,
                             store_notification_t *ret)
 {
@@ -212,13 +196,11 @@ int pgb_notify_retry(void *h, int64_t seq, int64_t fence, int max_attempts,
                      bool *ret_dead)
 {
 	char sbuf[24], fbuf[24], mbuf[24], dbuf[24];
-	char cut[STORE_NOTIFY_ERROR_MAX + 1];
 	pgb_fmt_i64(sbuf, sizeof sbuf, seq);
 	pgb_fmt_i64(fbuf, sizeof fbuf, fence);
 	pgb_fmt_i64(mbuf, sizeof mbuf, max_attempts);
 	pgb_fmt_i64(dbuf, sizeof dbuf, delay_ms);
-	const char *p[6] = {sbuf, fbuf, mbuf, dbuf, error_cut(error, cut),
-	                    acked};
+	const char *p[6] = {sbuf, fbuf, mbuf, dbuf, error, acked};
 	bool dead = false;
 	int rc = outcome(h, &stmt_notify_retry, p, &dead);
 	if (rc == 0 && ret_dead)
@@ -230,11 +212,10 @@ int pgb_notify_release(void *h, int64_t seq, int64_t fence, int64_t delay_ms,
                        const char *error, const char *acked)
 {
 	char sbuf[24], fbuf[24], dbuf[24];
-	char cut[STORE_NOTIFY_ERROR_MAX + 1];
 	pgb_fmt_i64(sbuf, sizeof sbuf, seq);
 	pgb_fmt_i64(fbuf, sizeof fbuf, fence);
 	pgb_fmt_i64(dbuf, sizeof dbuf, delay_ms);
-	const char *p[5] = {sbuf, fbuf, dbuf, error_cut(error, cut), acked};
+	const char *p[5] = {sbuf, fbuf, dbuf, error, acked};
 	return outcome(h, &stmt_notify_release, p, NULL);
 }
 

@@ -24,23 +24,6 @@
 	" n.acked, n.fence, n.lease_until"
 #define NOTIFY_FROM " FROM notifications n JOIN orders o ON o.id = n.order_id"
 
-/* Cuts error to STORE_NOTIFY_ERROR_MAX bytes (at a UTF-8 boundary) into
- * buf, which has room for that plus the NUL. */
-static const char *error_cut(const char *error, char *buf)
-{
-	if (!error)
-		return NULL;
-	size_t len = strlen(error);
-	if (len <= STORE_NOTIFY_ERROR_MAX)
-		return error;
-	len = STORE_NOTIFY_ERROR_MAX;
-	while (len > 0 && ((unsigned char)error[len] & 0xc0) == 0x80)
-		len--;
-	memcpy(buf, error, len);
-	buf[len] = '\0';
-	return buf;
-}
-
 static int col_strdup(sqlite3_stmt *st, int col, bool null_ok, char **ret)
 {
 	if (sqlite3_column_type(st, col) == SQLITE_NULL) {
@@ -275,14 +258,10 @@ int sqb_notify_retry(void *b, int64_t seq, int64_t fence, int max_attempts,
                      int64_t delay_ms, const char *error, const char *acked,
                      bool *ret_dead)
 {
-	char cut[STORE_NOTIFY_ERROR_MAX + 1];
-	sqb_param_t p[] = {SQB_INT(seq),
-	                   SQB_INT(fence),
-	                   SQB_INT(max_attempts),
-	                   SQB_INT(delay_ms),
-	                   SQB_TEXT(error_cut(error, cut)),
-	                   SQB_TEXT(acked),
-	                   SQB_INT(0)};
+	sqb_param_t p[] = {
+	    SQB_INT(seq),      SQB_INT(fence),  SQB_INT(max_attempts),
+	    SQB_INT(delay_ms), SQB_TEXT(error), SQB_TEXT(acked),
+	    SQB_INT(0)};
 	bool dead = false;
 	int rc = outcome_write(
 	    b, SQB_NOTIFY_RETRY,
@@ -300,10 +279,8 @@ int sqb_notify_retry(void *b, int64_t seq, int64_t fence, int max_attempts,
 int sqb_notify_release(void *b, int64_t seq, int64_t fence, int64_t delay_ms,
                        const char *error, const char *acked)
 {
-	char cut[STORE_NOTIFY_ERROR_MAX + 1];
-	sqb_param_t p[] = {SQB_INT(seq),      SQB_INT(fence),
-	                   SQB_INT(delay_ms), SQB_TEXT(error_cut(error, cut)),
-	                   SQB_TEXT(acked),   SQB_INT(0)};
+	sqb_param_t p[] = {SQB_INT(seq),    SQB_INT(fence),  SQB_INT(delay_ms),
+	                   SQB_TEXT(error), SQB_TEXT(acked), SQB_INT(0)};
 	return outcome_write(
 	    b, SQB_NOTIFY_RELEASE,
 	    "UPDATE notifications SET attempts = MAX(attempts - 1, 0),"

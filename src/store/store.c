@@ -490,6 +490,23 @@ int store_notify_delivered(store_t *s, int64_t seq, int64_t fence,
 	return s->be->notify_delivered(s->b, seq, fence, acked);
 }
 
+/* Cuts error to STORE_NOTIFY_ERROR_MAX bytes at a UTF-8 boundary into buf,
+ * which has room for that plus the NUL: the backends store it as given. */
+static const char *error_cut(const char *error, char *buf)
+{
+	if (!error)
+		return NULL;
+	size_t len = strlen(error);
+	if (len <= STORE_NOTIFY_ERROR_MAX)
+		return error;
+	len = STORE_NOTIFY_ERROR_MAX;
+	while (len > 0 && ((unsigned char)error[len] & 0xc0) == 0x80)
+		len--;
+	memcpy(buf, error, len);
+	buf[len] = '\0';
+	return buf;
+}
+
 int store_notify_retry(store_t *s, int64_t seq, int64_t fence, int max_attempts,
                        int64_t delay_ms, const char *error, const char *acked,
                        bool *ret_dead)
@@ -497,8 +514,9 @@ int store_notify_retry(store_t *s, int64_t seq, int64_t fence, int max_attempts,
 	if (seq <= 0 || max_attempts < 1 || delay_ms < 0 ||
 	    delay_ms > STORE_DELAY_MAX_MS || !error || !acked_ok(acked))
 		return OD_EINVAL;
+	char cut[STORE_NOTIFY_ERROR_MAX + 1];
 	return s->be->notify_retry(s->b, seq, fence, max_attempts, delay_ms,
-	                           error, acked, ret_dead);
+	                           error_cut(error, cut), acked, ret_dead);
 }
 
 int store_notify_release(store_t *s, int64_t seq, int64_t fence,
@@ -507,7 +525,9 @@ int store_notify_release(store_t *s, int64_t seq, int64_t fence,
 	if (seq <= 0 || delay_ms < 0 || delay_ms > STORE_DELAY_MAX_MS ||
 	    !acked_ok(acked))
 		return OD_EINVAL;
-	return s->be->notify_release(s->b, seq, fence, delay_ms, error, acked);
+	char cut[STORE_NOTIFY_ERROR_MAX + 1];
+	return s->be->notify_release(s->b, seq, fence, delay_ms,
+	                             error_cut(error, cut), acked);
 }
 
 int store_notify_get(store_t *s, int64_t seq, store_notification_t *ret)
