@@ -64,12 +64,6 @@ typedef struct setting {
 	const char *help;
 } setting_t;
 
-static const char *check_listen(const char *v);
-static const char *check_database(const char *v);
-static const char *check_replica(const char *v);
-static const char *check_log_level(const char *v);
-static const char *check_http_url(const char *v);
-static const char *check_notify_url(const char *v);
 static void config_print_help(FILE *f);
 
 #define OFF(field) offsetof(config_t, field)
@@ -86,9 +80,10 @@ static void config_print_help(FILE *f);
 
 static const setting_t settings[] = {
     STR(listen, "listen", "ORDERD_LISTEN", "127.0.0.1:8080", 1, 255,
-        check_listen, false, "`host:port`", "address:port to serve HTTP on"),
+        config_check_listen, false, "`host:port`",
+        "address:port to serve HTTP on"),
     STR(database, "database", "ORDERD_DATABASE", "sqlite:orderd.db", 1, 4096,
-        check_database, false,
+        config_check_database, false,
         "`sqlite:PATH`, `postgres://...`, `postgresql://...`",
         "the store: `sqlite:PATH` (embedded) or a PostgreSQL URI (libpq "
         "syntax, several hosts allowed)"),
@@ -107,13 +102,13 @@ static const setting_t settings[] = {
         "file with one bearer token per line (blank lines and `#` "
         "comments ignored); merged with `api_tokens`"),
     {"replica_id", OFF(replica_id), "replica-id", "ORDERD_REPLICA_ID", SET_STR,
-     DEF_REPLICA, NULL, 1, ID_MAX, 0, 0, check_replica, false,
+     DEF_REPLICA, NULL, 1, ID_MAX, 0, 0, config_check_replica, false,
      "1..64 of `[A-Za-z0-9._:-]`",
      "this replica's name in leases, logs and metrics"},
     INT(drain_ms, "drain-ms", "ORDERD_DRAIN_MS", "20000", 0, 600000,
         "how long SIGTERM waits for in-flight work, in milliseconds"),
     STR(log_level, "log-level", "ORDERD_LOG_LEVEL", "info", 1, 16,
-        check_log_level, false, "`debug`, `info`, `warn`, `error`",
+        config_check_log_level, false, "`debug`, `info`, `warn`, `error`",
         "lowest level that is logged"),
     INT(http_threads, "http-threads", "ORDERD_HTTP_THREADS", "4", 1, 64,
         "HTTP server threads, and as many for the handlers that call the "
@@ -146,7 +141,7 @@ static const setting_t settings[] = {
         "longest retry backoff in milliseconds; also the most of a "
         "confirm service's `Retry-After` that is honoured"),
     STR(confirm_url, "confirm-url", "ORDERD_CONFIRM_URL", NULL, 0, 4096,
-        check_http_url, false, "`http://...` or `https://...`",
+        config_check_http_url, false, "`http://...` or `https://...`",
         "the confirm step: after reserving an order's stock, POST it here "
         "and complete (2xx), reject as `declined` (other 4xx but 408 and "
         "429) or retry (anything else); unset: orders complete as soon as "
@@ -214,13 +209,14 @@ static const setting_t settings[] = {
         "`BacklogTooOld` fires while the oldest pending order is older than "
         "this, in seconds"),
     STR(alert_webhook_url, "alert-webhook-url", "ORDERD_ALERT_WEBHOOK_URL",
-        NULL, 0, 2048, check_http_url, false, "`http://...` or `https://...`",
+        NULL, 0, 2048, config_check_http_url, false,
+        "`http://...` or `https://...`",
         "Alertmanager v2 alerts endpoint that every alert state change is "
         "POSTed to, e.g. `http://alertmanager:9093/api/v2/alerts` (resent "
         "every 30 s while firing); unset: only logs, `/v1/alerts` and "
         "metrics"),
     STR(notify_url, "notify-url", "ORDERD_NOTIFY_URL", NULL, 0, 8192,
-        check_notify_url, false,
+        config_notify_url_check, false,
         "1..8 comma-separated `http://` or `https://` URLs",
         "endpoints every terminal order event is POSTed to (signed, at "
         "least once); none: no notifications and no outbox writes"),
@@ -279,61 +275,6 @@ static const struct alias *alias_of(const char *field)
 	for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++)
 		if (strcmp(aliases[i].field, field) == 0)
 			return &aliases[i];
-	return NULL;
-}
-
-static const char *check_listen(const char *v)
-{
-	static const char rule[] = "must be host:port with port 0..65535";
-	const char *colon = strrchr(v, ':');
-	if (!colon || !colon[1] || strlen(colon + 1) > 5)
-		return rule;
-	long port = 0;
-	for (const char *p = colon + 1; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return rule;
-		port = port * 10 + (*p - '0');
-	}
-	return port <= 65535 ? NULL : rule;
-}
-
-static const char *check_database(const char *v)
-{
-	if (strncmp(v, "sqlite:", 7) == 0 && v[7])
-		return NULL;
-	if (strncmp(v, "postgres://", 11) == 0 ||
-	    strncmp(v, "postgresql://", 13) == 0)
-		return NULL;
-	return "must be sqlite:PATH, postgres://... or postgresql://...";
-}
-
-static const char *check_replica(const char *v)
-{
-	if (!order_ident_valid(v, ID_MAX))
-		return "must be 1..64 characters from [A-Za-z0-9._:-]";
-	return NULL;
-}
-
-static const char *check_http_url(const char *v)
-{
-	if (!v[0])
-		return NULL; /* empty: unset */
-	if ((strncmp(v, "http://", 7) == 0 && v[7]) ||
-	    (strncmp(v, "https://", 8) == 0 && v[8]))
-		return NULL;
-	return "must be an http:// or https:// URL";
-}
-
-static const char *check_notify_url(const char *v)
-{
-	return config_notify_url_check(v);
-}
-
-static const char *check_log_level(const char *v)
-{
-	log_level_t l;
-	if (log_level_parse(v, &l) != 0)
-		return "must be one of debug, info, warn, error";
 	return NULL;
 }
 

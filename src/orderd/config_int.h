@@ -1,6 +1,7 @@
 /*
  * config_int: what the daemon's settings files share (config.c, the table
- * and its loading; config_tokens.c, the API tokens). Nothing outside
+ * and its loading; config_checks.c, the value rules; config_tokens.c, the
+ * API tokens; config_notify.c, the notification settings). Nothing outside
  * src/orderd/ includes this header.
  */
 #ifndef ORDERD_ORDERD_CONFIG_INT_H
@@ -21,6 +22,15 @@ int config_fail(char *err, size_t errlen, const char *fmt, ...)
 int config_tokens_load(const char *list, const char *list_from,
                        const char *file, const char *file_from,
                        char ***ret_tokens, char *err, size_t errlen);
+
+/* The value rules of string settings (config_checks.c): NULL when v is
+ * valid, else the rule. */
+const char *config_check_listen(const char *v);
+const char *config_check_database(const char *v);
+const char *config_check_replica(const char *v);
+const char *config_check_log_level(const char *v);
+/* An http:// or https:// URL; empty counts as unset. */
+const char *config_check_http_url(const char *v);
 
 struct config;
 /*
