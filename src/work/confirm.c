@@ -467,6 +467,10 @@ static void *confirm_main(void *arg)
 		int64_t wait = c->n_active > (size_t)running ? 200 : 1000;
 		if (c->renew_at - now < wait)
 			wait = c->renew_at - now > 0 ? c->renew_at - now : 0;
+		/* Draining: never sleep past the deadline, when what is
+		 * still in flight must be handed back. */
+		if (stopping && deadline - now < wait)
+			wait = deadline - now > 0 ? deadline - now : 0;
 		curl_multi_poll(c->multi, NULL, 0, (int)wait, NULL);
 	}
 	hand_back_all(c);

@@ -10,6 +10,8 @@ HTTP (tests/integration/fake_confirm.py), on each backend.
 - Retry-After honoured;
 - 200 orders against a service that takes 200 ms per call finish in far
   less than 200 x 0.2 s;
+- SIGTERM while a call is in flight: exit within the drain time, the
+  order handed back holding its stock, confirmed once after a restart;
 - a replica SIGSTOPped during the confirm call past its lease: another
   replica completes the order, the stalled one, resumed, changes nothing
   and counts a fence rejection; `orderctl verify` clean after each test.
@@ -198,6 +200,32 @@ class ConfirmTest(unittest.TestCase):
                             for o in done.values()))
         # One at a time would take 40 s; 64 at once about 0.7 s.
         self.assertLess(took, 8.0, took)
+        self.assert_verified()
+
+    def test_drain_hands_back_calls_in_flight(self):
+        slow = {"on": True}
+        self.fc.script = lambda oid, a: (200, 5.0 if slow["on"] else 0, {})
+        d = self.daemon({"ORDERD_DRAIN_MS": "1500"})
+        H.set_stock(d.client, "SKU-1", 10)
+        self.submit(d.client, ["h1"], qty=3)
+        deadline = time.monotonic() + 10
+        while not self.fc.calls_for("h1"):
+            self.assertLess(time.monotonic(), deadline, "no confirm call")
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        self.assertEqual(d.stop(), 0)
+        self.assertLess(time.monotonic() - t0, 3.0)
+        # Handed back holding its stock, the attempt not counted (left to
+        # its 10 s lease instead, the next claim would be attempt 2); the
+        # next start confirms it again with the same key.
+        slow["on"] = False
+        d2 = self.daemon()
+        o = H.wait_terminal(d2.client, ["h1"])["h1"]
+        self.assertEqual(o["status"], "completed")
+        self.assertEqual(o["attempts"], 1)
+        self.assertEqual({c.key for c in self.fc.calls_for("h1")}, {"h1"})
+        st, _, p = d2.client.api("GET", "/v1/products/SKU-1")
+        self.assertEqual(p["stock"], 7)
         self.assert_verified()
 
     def test_stalled_holder_is_fenced(self):
