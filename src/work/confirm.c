@@ -6,10 +6,11 @@
  * handle, waits in curl_multi_poll (woken by curl_multi_wakeup when a job
  * arrives or a drain starts), and writes each answer to the store. Jobs
  * whose store write failed stay on the thread and are written again on a
- * later turn, their lease renewed meanwhile, until the write lands or the
- * fence shows the order has moved on.
+ * later turn, their lease renewed meanwhile, until the write lands, the
+ * fence shows the order has moved on, or a lease's time has passed (then
+ * the lease decides: the order is handed on and confirmed again).
  *
- * Locking: mu protects queue, n_queued, slots_used, stopping and deadline.
+ * Locking: mu protects queue, slots_used, stopping and deadline.
  * Everything else belongs to the thread.
  */
 #include "work/confirm.h"
@@ -44,12 +45,13 @@ typedef struct job {
 	char errbuf[CURL_ERROR_SIZE];
 	int64_t started_ms; /* monotonic */
 	verdict_t verdict;
-	char reason[CURL_ERROR_SIZE +
-	            16];        /* V_ERROR: the error, as the order's reason */
-	int64_t retry_after_ms; /* V_ERROR: the server's Retry-After */
-	bool unknown;           /* a write of it was lost in flight */
-	int64_t failing_since;  /* monotonic ms of the first failed write */
-	bool retire;            /* written or abandoned: free it */
+	/* V_ERROR: the error (the order's reason) and the server's
+	 * Retry-After. */
+	char reason[CURL_ERROR_SIZE + 16];
+	int64_t retry_after_ms;
+	bool unknown;          /* a write of it was lost in flight */
+	int64_t failing_since; /* monotonic ms of the first failed write */
+	bool retire;           /* written or abandoned: free it */
 } job_t;
 
 struct confirm {
@@ -152,7 +154,9 @@ static void job_done(confirm_t *c, job_t *j, CURLcode res)
 		if (curl_easy_getinfo(j->easy, CURLINFO_RETRY_AFTER, &after) ==
 		        CURLE_OK &&
 		    after > 0)
-			j->retry_after_ms = (int64_t)after * 1000;
+			/* Capped below at ORDERD_RETRY_MAX_MS anyway. */
+			j->retry_after_ms =
+			    (after < 86400 ? (int64_t)after : 86400) * 1000;
 	}
 	metrics_inc(j->verdict == V_CONFIRMED  ? c->m_confirmed
 	            : j->verdict == V_DECLINED ? c->m_declined
