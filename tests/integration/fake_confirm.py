@@ -60,8 +60,12 @@ class FakeConfirm:
                 except OSError:
                     pass  # orderd gave up on the call first
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                                      Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            # orderd opens up to ORDERD_CONFIRM_CONCURRENCY connections at
+            # once; the default backlog of 5 would drop their SYNs.
+            request_queue_size = 256
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         # orderd closes connections it gave up on: not the test's concern.
         self.server.handle_error = lambda request, address: None

@@ -96,6 +96,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # orderd opens up to ORDERD_NOTIFY_CONCURRENCY connections at once; the
+    # default backlog of 5 would drop their SYNs (1 s retransmits).
+    request_queue_size = 256
 
 
 class FakeReceiver:

@@ -198,8 +198,9 @@ class ConfirmTest(unittest.TestCase):
         took = time.monotonic() - t0
         self.assertTrue(all(o["status"] == "completed"
                             for o in done.values()))
-        # One at a time would take 40 s; 64 at once about 0.7 s.
-        self.assertLess(took, 8.0, took)
+        # One at a time would take 40 s; 64 at once about 1 s here
+        # (release build; sanitizers are slower).
+        self.assertLess(took, 5.0, took)
         self.assert_verified()
 
     def test_drain_hands_back_calls_in_flight(self):
