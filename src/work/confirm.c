@@ -74,9 +74,7 @@ struct confirm {
 	int64_t renew_at; /* thread: monotonic ms of the next renewal */
 
 	metric_t *m_confirmed, *m_declined, *m_error;
-	metric_t *m_duration, *m_in_flight, *m_fenced, *m_retries;
-	metric_t *m_completed, *m_rejected, *m_failed, *m_latency;
-	metric_t *m_write_err;
+	metric_t *m_duration, *m_in_flight, *m_retries, *m_write_err;
 };
 
 static size_t discard(char *p, size_t size, size_t n, void *arg)
@@ -195,16 +193,12 @@ static void retire_marked(confirm_t *c)
 
 static void fenced_out(confirm_t *c, const job_t *j, const char *what)
 {
-	metrics_inc(c->m_fenced);
-	log_warn("lease lost, confirm outcome abandoned", "order_id",
-	         j->claim.order.id, "write", what, NULL);
+	c->opt.on_fenced(c->opt.arg, &j->claim, what);
 }
 
-static void record(confirm_t *c, const job_t *j, metric_t *outcome)
+static void record(confirm_t *c, const job_t *j, order_status_t st)
 {
-	metrics_inc(outcome);
-	int64_t ms = clock_wall_ms() - j->claim.order.created_at;
-	metrics_observe(c->m_latency, ms > 0 ? ms / 1000.0 : 0);
+	c->opt.on_finished(c->opt.arg, &j->claim, st);
 }
 
 /*
@@ -242,10 +236,7 @@ static void record_landed(confirm_t *c, const job_t *j, order_status_t st)
 	if (st == ORDER_PENDING)
 		metrics_inc(c->m_retries);
 	else
-		record(c, j,
-		       st == ORDER_COMPLETED  ? c->m_completed
-		       : st == ORDER_REJECTED ? c->m_rejected
-		                              : c->m_failed);
+		record(c, j, st);
 }
 
 /*
@@ -298,7 +289,7 @@ static bool write_retry(confirm_t *c, job_t *j)
 	if (rc < 0)
 		return write_failed(c, j, rc, "retry");
 	if (failed) {
-		record(c, j, c->m_failed);
+		record(c, j, ORDER_FAILED);
 		log_warn("order failed", "order_id", j->claim.order.id, "error",
 		         j->reason, NULL);
 	} else {
@@ -517,27 +508,12 @@ int confirm_new(store_t *store, const confirm_options_t *opt, confirm_t **ret)
 	c->m_in_flight = metrics_child0(metrics_family(
 	    METRIC_GAUGE, "orderd_confirm_in_flight",
 	    "Orders in the confirm step on this replica.", NULL, NULL, 0));
-	c->m_fenced = metrics_child0(metrics_family(
-	    METRIC_COUNTER, "orderd_fence_rejections_total",
-	    "Writes refused because the lease's fence was stale.", NULL, NULL,
-	    0));
 	const char *const reason[] = {"reason", NULL};
 	c->m_retries = metrics_child1(
 	    metrics_family(METRIC_COUNTER, "orderd_retries_total",
 	                   "Processing attempts rescheduled, by reason.",
 	                   reason, NULL, 0),
 	    "confirm");
-	metric_family_t *processed = metrics_family(
-	    METRIC_COUNTER, "orderd_orders_processed_total",
-	    "Orders that reached a terminal status here, by outcome.", outcome,
-	    NULL, 0);
-	c->m_completed = metrics_child1(processed, "completed");
-	c->m_rejected = metrics_child1(processed, "rejected");
-	c->m_failed = metrics_child1(processed, "failed");
-	c->m_latency = metrics_child0(
-	    metrics_family(METRIC_HISTOGRAM, "orderd_order_processing_seconds",
-	                   "Time from submission to terminal status.", NULL,
-	                   metrics_latency_buckets, metrics_latency_n_buckets));
 	const char *const kind[] = {"kind", NULL};
 	c->m_write_err = metrics_child1(
 	    metrics_family(METRIC_COUNTER, "orderd_store_errors_total",

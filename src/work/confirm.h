@@ -41,8 +41,15 @@ typedef struct confirm_options {
 	int64_t retry_base_ms;
 	int64_t retry_max_ms;
 	alerts_t *alerts; /* may be NULL: each answer is an event */
-	/* Called (on the confirm thread) when slots become free. */
+	/* The owner's hooks (the workers'), called on the confirm thread
+	 * with arg: slots became free; an order reached status st
+	 * (completed, rejected, failed) here; a write under c's lease found
+	 * its fence stale (what: the write). The owner counts the last two
+	 * with its own processing metrics. */
 	void (*on_free)(void *arg);
+	void (*on_finished)(void *arg, const store_claim_t *c,
+	                    order_status_t st);
+	void (*on_fenced)(void *arg, const store_claim_t *c, const char *what);
 	void *arg;
 } confirm_options_t;
 

@@ -124,16 +124,23 @@ static void hand_back(workers_t *w, store_claim_t *claims, size_t n)
 	log_info("orders handed back", "count", num, NULL);
 }
 
-static void record_outcome(workers_t *w, const store_claim_t *c,
+/* Counts an order that reached a terminal status here, by outcome. */
+static void count_finished(workers_t *w, const store_claim_t *c,
                            metric_t *outcome)
 {
 	metrics_inc(outcome);
+	int64_t secs_ms = clock_wall_ms() - c->order.created_at;
+	metrics_observe(w->m_latency, secs_ms > 0 ? secs_ms / 1000.0 : 0);
+}
+
+static void record_outcome(workers_t *w, const store_claim_t *c,
+                           metric_t *outcome)
+{
+	count_finished(w, c, outcome);
 	/* A failure was counted where it happened (retry_batch, the
 	 * backstop); a decided order is a successful attempt. */
 	if (w->opt.alerts && outcome != w->m_failed)
 		alerts_record(w->opt.alerts, false);
-	int64_t secs_ms = clock_wall_ms() - c->order.created_at;
-	metrics_observe(w->m_latency, secs_ms > 0 ? secs_ms / 1000.0 : 0);
 }
 
 /*
@@ -392,9 +399,26 @@ static void *reaper_main(void *arg)
 	return NULL;
 }
 
+/* The confirm step's hooks: its outcomes and fence rejections count in
+ * the workers' metrics (its answers are the alert's events). */
 static void kick(void *arg)
 {
 	workers_kick(arg);
+}
+
+static void confirm_finished(void *arg, const store_claim_t *c,
+                             order_status_t st)
+{
+	workers_t *w = arg;
+	count_finished(w, c,
+	               st == ORDER_COMPLETED  ? w->m_completed
+	               : st == ORDER_REJECTED ? w->m_rejected
+	                                      : w->m_failed);
+}
+
+static void confirm_fenced(void *arg, const store_claim_t *c, const char *what)
+{
+	fenced_out(arg, c, what);
 }
 
 int workers_new(store_t *store, const workers_options_t *opt, workers_t **ret)
@@ -461,6 +485,8 @@ int workers_new(store_t *store, const workers_options_t *opt, workers_t **ret)
 	if (opt->confirm) {
 		confirm_options_t copt = *opt->confirm;
 		copt.on_free = kick;
+		copt.on_finished = confirm_finished;
+		copt.on_fenced = confirm_fenced;
 		copt.arg = w;
 		if ((rc = confirm_new(store, &copt, &w->confirm)) < 0)
 			goto fail;
