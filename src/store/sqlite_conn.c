@@ -88,6 +88,28 @@ int sqb_step(sqlite3_stmt *st)
 	return sqb_err(rc);
 }
 
+int sqb_page(sqlite3_stmt *st, void *v, size_t elem, size_t limit,
+             sqb_row_fn row, size_t *ret_n, bool *ret_more)
+{
+	size_t n = 0;
+	int rc;
+	*ret_more = false;
+	while ((rc = sqb_step(st)) == 1) {
+		if (n == limit) {
+			*ret_more = true;
+			rc = 0;
+			break;
+		}
+		rc = row(st, (char *)v + n * elem);
+		if (rc < 0)
+			break;
+		n++;
+	}
+	sqlite3_reset(st);
+	*ret_n = n;
+	return rc < 0 ? rc : 0;
+}
+
 int sqb_run(sqb_conn_t *c, int id, const char *sql)
 {
 	sqlite3_stmt *st;

@@ -157,6 +157,16 @@ void sqb_store_free(sqb_store_t *s);
 int sqb_stmt(sqb_conn_t *c, int id, const char *sql, sqlite3_stmt **ret);
 /* Steps st: 1 for a row, 0 when done, or a negative error. */
 int sqb_step(sqlite3_stmt *st);
+/*
+ * A page of a list: steps st (bound with LIMIT limit + 1: one row past the
+ * page tells whether more follow) and reads up to limit rows into
+ * v[0..limit), elem bytes each, with row(st, &v[i]). *ret_n counts the rows
+ * read, also on an error (the caller frees them); *ret_more is true when
+ * another row follows. Resets st. 0 or a negative error.
+ */
+typedef int (*sqb_row_fn)(sqlite3_stmt *st, void *elem);
+int sqb_page(sqlite3_stmt *st, void *v, size_t elem, size_t limit,
+             sqb_row_fn row, size_t *ret_n, bool *ret_more);
 /* Runs a cached statement that returns no rows, then resets it. */
 int sqb_run(sqb_conn_t *c, int id, const char *sql);
 

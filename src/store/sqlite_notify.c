@@ -300,6 +300,11 @@ int sqb_notify_get(void *b, int64_t seq, store_notification_t *ret)
 	return rc;
 }
 
+static int row_notification_cb(sqlite3_stmt *st, void *elem)
+{
+	return row_notification(st, elem);
+}
+
 int sqb_notify_list(void *b, int status, int64_t after_seq, size_t limit,
                     store_notification_t **ret, size_t *ret_n, bool *ret_more)
 {
@@ -331,19 +336,10 @@ int sqb_notify_list(void *b, int status, int64_t after_seq, size_t limit,
 	     (rc = sqb_bind_text(
 	          st, 3, store_notify_status_name((notify_status_t)status))) <
 	         0))
-		goto reset;
-	while ((rc = sqb_step(st)) == 1) {
-		if (n == limit) {
-			more = true;
-			break;
-		}
-		rc = row_notification(st, &v[n]);
-		if (rc < 0)
-			break;
-		n++;
-	}
-reset:
-	sqlite3_reset(st);
+		sqlite3_reset(st);
+	else
+		rc = sqb_page(st, v, sizeof *v, limit, row_notification_cb, &n,
+		              &more);
 put:
 	sqb_reader_put(s, c);
 	if (rc < 0) {

@@ -197,6 +197,11 @@ int sqb_orders_terminal(void *b, const char *const *ids, size_t n,
 	return rc;
 }
 
+static int row_order(sqlite3_stmt *st, void *elem)
+{
+	return sqb_row_order(st, elem);
+}
+
 int sqb_order_list(void *b, int status, int64_t after_seq, size_t limit,
                    order_t **ret_orders, size_t *ret_n, bool *ret_more)
 {
@@ -223,25 +228,15 @@ int sqb_order_list(void *b, int status, int64_t after_seq, size_t limit,
 		              &st);
 	if (rc < 0)
 		goto put;
-	/* One row past the page tells whether more follow. */
 	if ((rc = sqb_bind_int(st, 1, after_seq)) < 0 ||
 	    (rc = sqb_bind_int(st, 2, (int64_t)limit + 1)) < 0 ||
 	    (status >= 0 &&
 	     (rc = sqb_bind_text(
 	          st, 3, order_status_name((order_status_t)status))) < 0))
-		goto reset;
-	while ((rc = sqb_step(st)) == 1) {
-		if (n == limit) {
-			more = true;
-			break;
-		}
-		rc = sqb_row_order(st, &orders[n]);
-		if (rc < 0)
-			break;
-		n++;
-	}
-reset:
-	sqlite3_reset(st);
+		sqlite3_reset(st);
+	else
+		rc = sqb_page(st, orders, sizeof *orders, limit, row_order, &n,
+		              &more);
 put:
 	sqb_reader_put(s, c);
 	if (rc < 0) {

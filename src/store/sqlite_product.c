@@ -90,6 +90,18 @@ int sqb_product_get(void *b, const char *sku, product_t *ret)
 	return rc;
 }
 
+/* A row of SELECT sku, stock, updated_at into a product_t. */
+static int row_product(sqlite3_stmt *st, void *elem)
+{
+	product_t *p = elem;
+	int rc = sqb_col_ident(st, 0, p->sku);
+	if (rc < 0)
+		return rc;
+	p->stock = sqlite3_column_int64(st, 1);
+	p->updated_at = sqlite3_column_int64(st, 2);
+	return 0;
+}
+
 int sqb_product_list(void *b, const char *after_sku, size_t limit,
                      product_t **ret_products, size_t *ret_n, bool *ret_more)
 {
@@ -110,21 +122,10 @@ int sqb_product_list(void *b, const char *after_sku, size_t limit,
 		goto put;
 	if ((rc = sqb_bind_text(st, 1, after_sku)) < 0 ||
 	    (rc = sqb_bind_int(st, 2, (int64_t)limit + 1)) < 0)
-		goto reset;
-	while ((rc = sqb_step(st)) == 1) {
-		if (n == limit) {
-			more = true;
-			break;
-		}
-		rc = sqb_col_ident(st, 0, ps[n].sku);
-		if (rc < 0)
-			break;
-		ps[n].stock = sqlite3_column_int64(st, 1);
-		ps[n].updated_at = sqlite3_column_int64(st, 2);
-		n++;
-	}
-reset:
-	sqlite3_reset(st);
+		sqlite3_reset(st);
+	else
+		rc =
+		    sqb_page(st, ps, sizeof *ps, limit, row_product, &n, &more);
 put:
 	sqb_reader_put(s, c);
 	if (rc < 0) {
