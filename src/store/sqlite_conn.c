@@ -322,6 +322,15 @@ void sqb_write_rollback(sqb_store_t *s)
 	pthread_mutex_unlock(&s->wlock);
 }
 
+int sqb_write_end(sqb_store_t *s, int rc, size_t changed)
+{
+	if (rc < 0 || changed == 0) {
+		sqb_write_rollback(s);
+		return rc < 0 ? rc : 0;
+	}
+	return sqb_write_commit(s);
+}
+
 sqb_conn_t *sqb_reader_get(sqb_store_t *s)
 {
 	pthread_mutex_lock(&s->rlock);

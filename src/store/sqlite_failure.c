@@ -144,19 +144,11 @@ static int requeue_chunk(sqb_store_t *s, const char *fingerprint, int64_t bound,
 		rows++;
 	}
 	sqlite3_reset(st);
-	if (rc < 0) {
-		sqb_write_rollback(s);
-		return rc;
-	}
-	if (rows == 0) {
-		sqb_write_rollback(s);
-		*ret_rows = 0;
-		return 0;
-	}
-	rc = sqb_write_commit(s);
+	rc = sqb_write_end(s, rc, rows);
 	if (rc < 0)
 		return rc;
-	*cursor = top;
+	if (rows > 0)
+		*cursor = top;
 	*ret_rows = rows;
 	return 0;
 }
@@ -223,16 +215,7 @@ static int backfill_chunk(sqb_store_t *s, unprinted_t *rows, size_t *ret_n)
 		              " AND fingerprint IS NULL",
 		              u, SQB_NPARAMS(u));
 	}
-	if (rc < 0) {
-		sqb_write_rollback(s);
-		return rc;
-	}
-	if (n == 0) {
-		sqb_write_rollback(s);
-		*ret_n = 0;
-		return 0;
-	}
-	rc = sqb_write_commit(s);
+	rc = sqb_write_end(s, rc, n);
 	if (rc < 0)
 		return rc;
 	*ret_n = n;

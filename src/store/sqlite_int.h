@@ -218,6 +218,10 @@ int sqb_write_begin(sqb_store_t *s, sqb_commit_t commit, sqb_conn_t **ret_c,
                     int64_t *ret_now);
 int sqb_write_commit(sqb_store_t *s);
 void sqb_write_rollback(sqb_store_t *s);
+/* Ends a write transaction after its statements returned rc and changed
+ * `changed` rows: rolls back on an error (returns rc) and when nothing
+ * changed (no commit to wait for, returns 0), commits otherwise. */
+int sqb_write_end(sqb_store_t *s, int rc, size_t changed);
 
 /* Reader pool: get blocks until a reader is idle; put returns it. */
 sqb_conn_t *sqb_reader_get(sqb_store_t *s);

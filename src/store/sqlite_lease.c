@@ -465,7 +465,7 @@ int sqb_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 	              " RETURNING id, fence, status",
 	              &st);
 	if (rc < 0)
-		goto rollback;
+		goto end;
 	if ((rc = sqb_bind_int(st, 1, max_attempts)) < 0 ||
 	    (rc = sqb_bind_int(st, 2, now)) < 0 ||
 	    (rc = sqb_bind_int(st, 3, (int64_t)limit)) < 0 ||
@@ -491,19 +491,10 @@ int sqb_reap(void *b, int max_attempts, size_t limit, size_t *ret_n)
 	}
 reset:
 	sqlite3_reset(st);
-	if (rc < 0)
-		goto rollback;
-	if (n == 0) {
-		sqb_write_rollback(s);
-		*ret_n = 0;
-		return 0;
-	}
-	rc = sqb_write_commit(s);
+end:
+	rc = sqb_write_end(s, rc, n);
 	if (rc < 0)
 		return rc;
 	*ret_n = n;
 	return 0;
-rollback:
-	sqb_write_rollback(s);
-	return rc;
 }

@@ -418,17 +418,8 @@ int sqb_notify_prune(void *b, int64_t older_than_ms, size_t limit,
 	              " WHERE status = 'delivered' AND delivered_at <= ?1"
 	              " ORDER BY delivered_at LIMIT ?2)",
 	              p, SQB_NPARAMS(p));
-	if (rc < 0) {
-		sqb_write_rollback(s);
-		return rc;
-	}
-	if (rc == 0) {
-		sqb_write_rollback(s);
-		*ret_n = 0;
-		return 0;
-	}
-	size_t n = (size_t)rc;
-	rc = sqb_write_commit(s);
+	size_t n = rc > 0 ? (size_t)rc : 0;
+	rc = sqb_write_end(s, rc, n);
 	if (rc < 0)
 		return rc;
 	*ret_n = n;
