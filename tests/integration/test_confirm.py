@@ -12,9 +12,10 @@ HTTP (tests/integration/fake_confirm.py), on each backend.
   less than 200 x 0.2 s;
 - SIGTERM while a call is in flight: exit within the drain time, the
   order handed back holding its stock, confirmed once after a restart;
-- a replica SIGSTOPped during the confirm call past its lease: another
-  replica completes the order, the stalled one, resumed, changes nothing
-  and counts a fence rejection; `orderctl verify` clean after each test.
+- (PostgreSQL, where replicas run) a replica SIGSTOPped during the
+  confirm call past its lease: another replica completes the order, the
+  stalled one, resumed, changes nothing and counts a fence rejection;
+  `orderctl verify` clean after each test.
 """
 
 import os
@@ -229,6 +230,13 @@ class ConfirmTest(unittest.TestCase):
         self.assertEqual(p["stock"], 7)
         self.assert_verified()
 
+    # Replicas share PostgreSQL; on SQLite orderd is one process, and a
+    # second process cannot even open the file while the stopped one
+    # holds its write lock (seen in CI: exit 69 "store is unavailable").
+    # The stale holder on SQLite is test_store_confirm.c's
+    # test_stale_holder_fenced.
+    @unittest.skipUnless(H.BACKEND == "postgres",
+                         "replicas share a PostgreSQL database")
     def test_stalled_holder_is_fenced(self):
         lease_ms = 1500
         self.fc.script = lambda oid, a: (200, 4.0, {}) if a == 1 else \
