@@ -77,7 +77,7 @@ static const pgp_stmt_t stmt_finish = {
                         " $4::text[]) AS f(id, fence, status, reason)"
                         " WHERE o.id = f.id AND o.fence = f.fence AND o.held"
                         " AND o.status = 'processing'"
-                        " RETURNING o.id, o.fence, o.status, o.updated_at),"
+                        " RETURNING o.id, f.fence, o.status, o.updated_at),"
                         " ev AS (INSERT INTO order_events (order_id, event,"
                         " fence, at) SELECT id, CASE status WHEN 'completed'"
                         " THEN 'complete' ELSE 'reject' END, fence, updated_at"

@@ -181,7 +181,7 @@ static const pgp_stmt_t stmt_process_apply = {
            " updated_at = $13::bigint, " PGB_LEASE_CLEAR
            " FROM unnest($1::text[], $2::bigint[]) AS c(id, fence)"
            " WHERE o.id = c.id AND o.fence = c.fence"
-           " AND o.status = 'processing' RETURNING o.id, o.fence),"
+           " AND o.status = 'processing' RETURNING o.id, c.fence),"
            /* Finished without stock: rejected, or failed when the
             * backstop fired (PROCESS_BREACH). */
            " orj AS (UPDATE orders o SET status = c.status,"
@@ -192,12 +192,12 @@ static const pgp_stmt_t stmt_process_apply = {
            " $12::text[], $16::text[]) AS c(id, fence, reason, status, fp)"
            " WHERE o.id = c.id AND o.fence = c.fence"
            " AND o.status = 'processing'"
-           " RETURNING o.id, o.fence, o.status),"
+           " RETURNING o.id, c.fence, o.status),"
            " oh AS (UPDATE orders o SET held = true,"
            " updated_at = $13::bigint"
            " FROM unnest($14::text[], $15::bigint[]) AS h(id, fence)"
            " WHERE o.id = h.id AND o.fence = h.fence"
-           " AND o.status = 'processing' RETURNING o.id, o.fence),"
+           " AND o.status = 'processing' RETURNING o.id, h.fence),"
            " ev AS (INSERT INTO order_events (order_id, event, fence, at)"
            " SELECT id, 'complete', fence, $13::bigint FROM oc UNION ALL"
            " SELECT id, CASE status WHEN 'rejected' THEN 'reject'"
@@ -520,7 +520,7 @@ static const pgp_stmt_t stmt_retry = {
     ", held = held AND attempts < $3::int"
     " WHERE id = $1 AND fence = $2::bigint"
     " AND status = 'processing'"
-    " RETURNING id, status, fence, updated_at),"
+    " RETURNING id, status, $2::bigint AS fence, updated_at),"
     " ev AS (INSERT INTO order_events (order_id, event, fence,"
     " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
     " ELSE 'retry' END, fence, updated_at FROM u)"
@@ -585,7 +585,7 @@ static const pgp_stmt_t stmt_release = {
                         ", " PGB_LEASE_CLEAR
                         " WHERE id = $1 AND fence = $2::bigint"
                         " AND status = 'processing'"
-                        " RETURNING id, fence, updated_at),"
+                        " RETURNING id, $2::bigint AS fence, updated_at),"
                         " ev AS (INSERT INTO order_events (order_id, event,"
                         " fence, at) SELECT id, 'release', fence, updated_at"
                         " FROM u) SELECT id FROM u",
