@@ -11,6 +11,8 @@ time it arrived.
 
 A script returns (status, delay_s, headers): the answer is sent after
 delay_s seconds (slower than orderd's timeout: orderd gives up first).
+status "drop" closes the connection unanswered, "garbage" answers bytes
+that are no HTTP at all.
 """
 
 import http.server
@@ -23,7 +25,8 @@ Call = namedtuple("Call", "order_id attempt key at")
 
 
 class FakeConfirm:
-    def __init__(self, script=None):
+    def __init__(self, script=None, host="127.0.0.1"):
+        self.host = host
         self.script = script or (lambda oid, attempt: (200, 0.0, {}))
         self.calls = []
         self.lock = threading.Lock()
@@ -48,6 +51,13 @@ class FakeConfirm:
                 status, delay, headers = fake.script(oid, attempt)
                 if delay:
                     time.sleep(delay)
+                if status == "drop":        # no answer at all
+                    self.close_connection = True
+                    return
+                if status == "garbage":     # an answer that is no HTTP
+                    self.wfile.write(b"\x00\x01 not http at all\r\n\r\n")
+                    self.close_connection = True
+                    return
                 out = b'{"ok": true}'
                 try:
                     self.send_response(status)
@@ -65,7 +75,7 @@ class FakeConfirm:
             # once; the default backlog of 5 would drop their SYNs.
             request_queue_size = 256
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = Server((host, 0), Handler)
         self.server.daemon_threads = True
         # orderd closes connections it gave up on: not the test's concern.
         self.server.handle_error = lambda request, address: None
@@ -75,7 +85,11 @@ class FakeConfirm:
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d/confirm" % self.server.server_address[1]
+        return self.url_for("127.0.0.1")
+
+    def url_for(self, host):
+        """The URL as seen from host (when bound to 0.0.0.0)."""
+        return "http://%s:%d/confirm" % (host, self.server.server_address[1])
 
     def calls_for(self, oid):
         with self.lock:

@@ -1,0 +1,93 @@
+"""Faults on the PostgreSQL primary (its synchronous standby streams on)."""
+import time
+
+from lib.suite import Scenario
+
+
+class Restart(Scenario):
+    """The database restarts under load: `pg_ctl stop -m immediate` (a
+    crash: recovery from WAL), then `-m fast` (clients disconnected
+    cleanly). Replicas reconnect by themselves (G6)."""
+    name = "db-restart"
+
+    def nemesis(self, run):
+        for mode in ("immediate", "fast"):
+            run.fault("pg_ctl restart -m " + mode)
+            run.pair.restart(mode)
+            run.pair.wait_sync()
+            run.sleep(2)
+
+
+class Freeze(Scenario):
+    """The database frozen (SIGSTOP of the postmaster and every backend)
+    for longer than the store deadline: connections stay open and nothing
+    answers. Requests must be answered 503 within the deadline instead of
+    hanging (G6), and nothing acknowledged may be lost."""
+    name = "db-freeze"
+
+    def nemesis(self, run):
+        run.fault("SIGSTOP postgres for 5 s (store deadline 3 s)")
+        run.pair.freeze()
+        run.sleep(5)
+        run.pair.thaw()
+
+    def heal(self, run):
+        run.pair.thaw()
+
+
+class Terminate(Scenario):
+    """Every backend of orderd's database terminated by
+    pg_terminate_backend, twice a second for 6 s."""
+    name = "db-terminate"
+
+    def nemesis(self, run):
+        t_end = time.monotonic() + 6
+        while time.monotonic() < t_end:
+            run.pair.terminate_backends(run.db)
+            run.fault("pg_terminate_backend")
+            run.sleep(0.5)
+
+
+class Slots(Scenario):
+    """Every connection slot taken by another client, then orderd's own
+    connections terminated: the replicas cannot reconnect for 5 s."""
+    name = "db-slots"
+
+    def nemesis(self, run):
+        n = run.pair.take_slots(run.db)
+        run.fault("%d connection slots taken" % n)
+        run.pair.evict(run.db, run.pair.hogs[0])
+        run.sleep(5)
+        run.pair.release_slots()
+
+    def heal(self, run):
+        run.pair.release_slots()
+
+
+class VacuumPin(Scenario):
+    """A transaction left open for 60 s (`BEGIN; SELECT txid_current();`
+    and nothing else) pins the xmin horizon while load runs: no dead row
+    version can be removed. Throughput must stay >= 90% of the baseline,
+    for the submissions and for the processing alike."""
+    name = "vacuum-pin"
+    baseline_s = 10.0
+    pin_s = 60.0
+
+    def nemesis(self, run):
+        c = run.pair.pin_horizon(run.db)
+        run.fault("transaction open for %.0f s" % self.pin_s)
+        try:
+            run.sleep(self.pin_s)
+        finally:
+            c.close()
+
+    def figures(self, run, rep):
+        f = rep.figures
+        for k in ("during", "proc_during"):
+            if f.get(k) is None or f[k] < 0.9:
+                rep.bad("throughput", "%s %.2f < 0.90 of baseline"
+                        % (k, f.get(k) or 0))
+        return {}
+
+
+SCENARIOS = [Restart, Freeze, Terminate, Slots, VacuumPin]

@@ -1,0 +1,2 @@
+"""Primary failover under Patroni (filled in with lib/patroni.py)."""
+SCENARIOS = []

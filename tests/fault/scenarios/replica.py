@@ -1,0 +1,110 @@
+"""Faults on the orderd replicas themselves: crashes, stalls, clocks."""
+import time
+
+from lib.suite import Scenario
+
+
+def holder(run, held=False, tries=200):
+    """SIGSTOPs a replica while it holds leases on orders in flight (held:
+    orders inside a confirm call); returns it, still stopped."""
+    cond = "status = 'processing'" + (" AND held" if held else "")
+    store = run.store()
+    for _ in range(tries):
+        owners = [o for (o,) in store.rows(
+            "SELECT DISTINCT lease_owner FROM orders WHERE " + cond)]
+        for r in run.replicas:
+            if r.name in owners and r.alive() and not r.stopped:
+                r.sigstop()
+                still = store.rows(
+                    "SELECT count(*) FROM orders WHERE %s AND lease_owner"
+                    " = '%s'" % (cond, r.name))[0][0]
+                if still:
+                    return r
+                r.sigcont()
+        time.sleep(0.05)
+    raise AssertionError("no replica caught holding a lease")
+
+
+class Kill9(Scenario):
+    """kill -9 of a replica and restart: once, then three times in a row
+    a second apart (G1, G3: what was acknowledged survives; what it held
+    is reclaimed when its lease expires)."""
+    name = "kill9"
+
+    def nemesis(self, run):
+        r = run.replicas[1]
+        run.fault("kill -9 " + r.name)
+        run.restart(r)
+        run.sleep(2)
+        for _ in range(3):
+            run.fault("kill -9 " + r.name)
+            run.restart(r)
+            run.sleep(1)
+
+
+class StopProcessing(Scenario):
+    """SIGSTOP of a lease holder in the middle of processing, for three
+    lease lengths, then SIGCONT: its leases are reclaimed, and what it
+    writes on waking must be refused by the fence (G4)."""
+    name = "sigstop-processing"
+    expect_fence = True
+    env = {"ORDERD_FAILPOINTS": "slow_process_ms=150"}
+
+    def nemesis(self, run):
+        for _ in range(2):
+            r = holder(run)
+            run.fault("SIGSTOP " + r.name)
+            run.sleep(3 * self.lease_ms / 1000.0)
+            r.sigcont()
+            run.sleep(1)
+
+    def heal(self, run):
+        for r in run.replicas:
+            r.sigcont()
+
+
+def slow_confirm(oid, attempt):
+    return (200, 0.8, {})
+
+
+class StopConfirm(Scenario):
+    """SIGSTOP of a replica while it waits on confirm calls, for three
+    lease lengths: another replica reclaims the held orders and confirms
+    them again with the same Idempotency-Key; the stalled one's finish on
+    waking must be refused by the fence (G4, G8)."""
+    name = "sigstop-confirm"
+    confirm = staticmethod(slow_confirm)
+    expect_fence = True
+
+    def nemesis(self, run):
+        for _ in range(2):
+            r = holder(run, held=True)
+            run.fault("SIGSTOP %s in a confirm call" % r.name)
+            run.sleep(3 * self.lease_ms / 1000.0)
+            r.sigcont()
+            run.sleep(1.5)
+
+    def heal(self, run):
+        for r in run.replicas:
+            r.sigcont()
+
+
+class ClockJump(Scenario):
+    """One replica's wall clock steps 30 s forward, then back to true
+    time, then 15 s back (libfaketime; the monotonic clock is left alone,
+    as an NTP step leaves it)."""
+    name = "clock-jump"
+    faketime = (0,)
+
+    def nemesis(self, run):
+        r = run.replicas[0]
+        for off in ("+30s", "+0", "-15s"):
+            run.fault("clock %s on %s" % (off, r.name))
+            r.jump(off)
+            run.sleep(3)
+
+    def heal(self, run):
+        run.replicas[0].jump("+0")
+
+
+SCENARIOS = [Kill9, StopProcessing, StopConfirm, ClockJump]

@@ -1,0 +1,74 @@
+"""The embedded backend: the disk fills up under load, then the process
+is killed while it is full."""
+import errno
+import os
+import subprocess
+
+from lib.suite import Scenario
+
+
+class DiskFull(Scenario):
+    """SQLite on a 128 MiB tmpfs. A filler file takes every free byte for
+    5 s: writes fail (503, never a false acknowledgement); then orderd is
+    killed -9 while the disk is still full and started again once it has
+    room. Nothing acknowledged is lost (G1)."""
+    name = "sqlite-disk-full"
+    backend = "sqlite"
+    n_replicas = 1
+    threads = 4
+
+    def sqlite_path(self, run):
+        self.mnt = os.path.join(run.dir, "tmpfs")
+        os.makedirs(self.mnt)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128m", "tmpfs",
+                        self.mnt], check=True)
+        from lib import env
+        env.on_exit(self._umount)
+        self.filler = os.path.join(self.mnt, "filler")
+        return os.path.join(self.mnt, "orderd.db")
+
+    def _umount(self):
+        subprocess.run(["umount", "-l", self.mnt], capture_output=True)
+
+    def _fill(self):
+        with open(self.filler, "wb") as f:
+            block = b"\0" * (1 << 20)
+            while True:
+                try:
+                    f.write(block)
+                    f.flush()
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+                    break
+            while True:  # the last partial block
+                try:
+                    f.write(b"\0" * 4096)
+                    f.flush()
+                except OSError:
+                    break
+
+    def nemesis(self, run):
+        r = run.replicas[0]
+        run.fault("disk full")
+        self._fill()
+        run.sleep(5)
+        run.fault("kill -9 %s on a full disk" % r.name)
+        r.kill9()
+        os.unlink(self.filler)
+        r.start()
+
+    def heal(self, run):
+        if os.path.exists(self.filler):
+            os.unlink(self.filler)
+
+    def teardown(self, run):
+        self._umount()
+
+    def figures(self, run, rep):
+        return {"free-after": "%d KiB" % (os.statvfs(self.mnt).f_bavail *
+                                          os.statvfs(self.mnt).f_frsize
+                                          // 1024)}
+
+
+SCENARIOS = [DiskFull]
