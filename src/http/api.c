@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/query.h"
 #include "obs/log.h"
 #include "util/err.h"
 #include "util/jsonx.h"
@@ -327,21 +328,15 @@ int api_query_int(http_req_t *r, const char *name, int64_t min, int64_t max,
                   int64_t *ret)
 {
 	const char *v = api_query(r, name);
-	char *end = NULL;
-	long long n;
 
 	if (v == NULL)
 		return 0;
-	errno = 0;
-	n = strtoll(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || v[0] == ' ' ||
-	    v[0] == '+' || n < min || n > max) {
+	if (query_parse_int(v, min, max, ret) != 0) {
 		api_error(r, 400, "invalid_request",
 		          "%s must be an integer %" PRId64 "..%" PRId64, name,
 		          min, max);
 		return -1;
 	}
-	*ret = n;
 	return 0;
 }
 
