@@ -533,6 +533,28 @@ static void test_tokens(void **state)
 	unsetenv("ORDERD_API_TOKENS");
 }
 
+static void test_flag_value_is_not_a_flag(void **state)
+{
+	config_t c;
+	int exit_now;
+	(void)state;
+	/* Found by fuzz_config: the flag without a value took the next
+	 * argument as its value and the bounds message echoed it, token
+	 * and all. */
+	expect_error("--lease-ms: missing value", "--lease-ms",
+	             "--api-tokens=prod-token-1", NULL);
+	assert_null(strstr(err, "prod-token"));
+	expect_error("--lease-ms: missing value", "--lease-ms",
+	             "--notify-secret=0123456789abcdef", NULL);
+	/* The = form still takes any value. */
+	assert_int_equal(load(&c, &exit_now, "--api-tokens=--tok", NULL), 0);
+	assert_string_equal(c.tokens[0], "--tok");
+	config_free(&c);
+	assert_int_equal(load(&c, &exit_now, "--lease-ms", "200", NULL), 0);
+	assert_int_equal(c.lease_ms, 200);
+	config_free(&c);
+}
+
 /* The secret file, written with len bytes of text (NULs included). */
 static char *write_secret_file(const char *text, size_t len)
 {
@@ -634,6 +656,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_help_version_doc, clear_env),
 	    cmocka_unit_test_setup(test_tokens, clear_env),
 	    cmocka_unit_test_setup(test_notify_secret_file, clear_env),
+	    cmocka_unit_test_setup(test_flag_value_is_not_a_flag, clear_env),
 	    cmocka_unit_test_setup(test_docs_up_to_date, clear_env),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
