@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/fields.h"
+#include "http/query.h"
 #include "obs/log.h"
 #include "util/err.h"
 #include "util/jsonx.h"
@@ -290,21 +292,12 @@ int api_empty_body(http_req_t *r)
 
 int api_only_fields(http_req_t *r, json_t *obj, const char *const *allowed)
 {
-	const char *key;
-	json_t *v;
+	char msg[256];
 
-	json_object_foreach(obj, key, v)
-	{
-		bool ok = false;
-		for (const char *const *a = allowed; *a != NULL; a++)
-			ok = ok || strcmp(*a, key) == 0;
-		if (!ok) {
-			api_error(r, 400, "invalid_request",
-			          "unknown field \"%.64s\"", key);
-			return -1;
-		}
-	}
-	return 0;
+	if (fields_only(obj, allowed, msg, sizeof msg) == 0)
+		return 0;
+	api_error(r, 400, "invalid_request", "%s", msg);
+	return -1;
 }
 
 int api_param(http_req_t *r, const char *what)
@@ -327,56 +320,38 @@ int api_query_int(http_req_t *r, const char *name, int64_t min, int64_t max,
                   int64_t *ret)
 {
 	const char *v = api_query(r, name);
-	char *end = NULL;
-	long long n;
 
 	if (v == NULL)
 		return 0;
-	errno = 0;
-	n = strtoll(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || v[0] == ' ' ||
-	    v[0] == '+' || n < min || n > max) {
+	if (query_parse_int(v, min, max, ret) != 0) {
 		api_error(r, 400, "invalid_request",
 		          "%s must be an integer %" PRId64 "..%" PRId64, name,
 		          min, max);
 		return -1;
 	}
-	*ret = n;
 	return 0;
 }
 
 int api_field_int(http_req_t *r, json_t *obj, const char *name, int64_t min,
                   int64_t max, bool absent_ok, int64_t *ret)
 {
-	json_t *v = json_object_get(obj, name);
-	json_int_t n;
+	char msg[256];
 
-	if (v == NULL && absent_ok)
+	if (fields_int(obj, name, min, max, absent_ok, ret, msg, sizeof msg) ==
+	    0)
 		return 0;
-	if (v == NULL || !json_is_integer(v) ||
-	    (n = json_integer_value(v)) < min || n > max) {
-		api_error(r, 400, "invalid_request",
-		          "%s must be an integer %" PRId64 "..%" PRId64, name,
-		          min, max);
-		return -1;
-	}
-	*ret = n;
-	return 0;
+	api_error(r, 400, "invalid_request", "%s", msg);
+	return -1;
 }
 
 int api_field_ident(http_req_t *r, json_t *obj, const char *name, char *out)
 {
-	json_t *v = json_object_get(obj, name);
-	const char *s = json_is_string(v) ? json_string_value(v) : NULL;
+	char msg[256];
 
-	if (s == NULL || !order_ident_valid(s, ID_MAX)) {
-		api_error(r, 400, "invalid_request",
-		          "%s must be 1..%d characters of [A-Za-z0-9._:-]",
-		          name, ID_MAX);
-		return -1;
-	}
-	memcpy(out, s, strlen(s) + 1);
-	return 0;
+	if (fields_ident(obj, name, out, msg, sizeof msg) == 0)
+		return 0;
+	api_error(r, 400, "invalid_request", "%s", msg);
+	return -1;
 }
 
 void api_req_release(http_req_t *r)

@@ -5,17 +5,13 @@
  * granted or the deadline passes (then 409 lock_held with the holder).
  */
 #include "http/api.h"
+#include "http/lock_body.h"
 
 #include <string.h>
 
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/timefmt.h"
-
-#define TTL_MIN 100
-#define TTL_MAX 600000
-#define WAIT_MS_MAX 30000
-#define FENCE_MAX INT64_MAX
 
 static json_t *lock_json(const store_lock_t *l)
 {
@@ -69,27 +65,36 @@ static bool api_locks_wait_poll(http_req_t *r, bool deadline)
 	return try_acquire(r, deadline);
 }
 
+/* Reads the body of a lock route; answers 400 itself and returns non-zero
+ * on failure. */
+static int lock_body(http_req_t *r, lock_body_kind_t kind, lock_body_t *ret)
+{
+	json_t *body = NULL;
+	char msg[256];
+	int rc;
+
+	if (api_body(r, &body) != 0)
+		return -1;
+	rc = lock_body_decode(kind, body, ret, msg, sizeof msg);
+	json_decref(body);
+	if (rc != 0)
+		api_error(r, 400, "invalid_request", "%s", msg);
+	return rc;
+}
+
 void api_locks_acquire(http_req_t *r)
 {
-	static const char *const fields[] = {"owner", "ttl_ms", "wait_ms",
-	                                     NULL};
-	json_t *body = NULL;
-	int64_t wait_ms = 0;
+	lock_body_t b;
 	int rc;
 
 	if (api_refuse_draining(r) || api_param(r, "lock name") != 0 ||
-	    api_body(r, &body) != 0)
+	    lock_body(r, LOCK_BODY_ACQUIRE, &b) != 0)
 		return;
-	if (api_only_fields(r, body, fields) != 0 ||
-	    api_field_ident(r, body, "owner", r->owner) != 0 ||
-	    api_field_int(r, body, "ttl_ms", TTL_MIN, TTL_MAX, false,
-	                  &r->ttl_ms) != 0 ||
-	    api_field_int(r, body, "wait_ms", 0, WAIT_MS_MAX, true, &wait_ms) !=
-	        0)
-		goto out;
-	if (try_acquire(r, wait_ms == 0))
-		goto out;
-	r->deadline_mono_ms = clock_mono_ms() + wait_ms;
+	memcpy(r->owner, b.owner, sizeof b.owner);
+	r->ttl_ms = b.ttl_ms;
+	if (try_acquire(r, b.wait_ms == 0))
+		return;
+	r->deadline_mono_ms = clock_mono_ms() + b.wait_ms;
 	http_server_suspend(r);
 	rc = waiters_add(r->srv->waiters, r, api_locks_wait_poll, false);
 	if (rc != 0) {
@@ -97,57 +102,41 @@ void api_locks_acquire(http_req_t *r)
 		                                  : "server is shutting down");
 		http_server_resume(r);
 	}
-out:
-	json_decref(body);
 }
 
 void api_locks_renew(http_req_t *r)
 {
-	static const char *const fields[] = {"owner", "fence", "ttl_ms", NULL};
-	json_t *body = NULL;
+	lock_body_t b;
 	store_lock_t l;
-	int64_t fence = 0;
 	int rc;
 
-	if (api_param(r, "lock name") != 0 || api_body(r, &body) != 0)
+	if (api_param(r, "lock name") != 0 ||
+	    lock_body(r, LOCK_BODY_RENEW, &b) != 0)
 		return;
-	if (api_only_fields(r, body, fields) != 0 ||
-	    api_field_ident(r, body, "owner", r->owner) != 0 ||
-	    api_field_int(r, body, "fence", 0, FENCE_MAX, false, &fence) != 0 ||
-	    api_field_int(r, body, "ttl_ms", TTL_MIN, TTL_MAX, false,
-	                  &r->ttl_ms) != 0)
-		goto out;
+	memcpy(r->owner, b.owner, sizeof b.owner);
+	r->ttl_ms = b.ttl_ms;
 	memset(&l, 0, sizeof(l));
-	rc = store_lock_renew(r->srv->deps.store, r->param, r->owner, fence,
+	rc = store_lock_renew(r->srv->deps.store, r->param, r->owner, b.fence,
 	                      r->ttl_ms, &l);
 	if (rc != 0)
 		api_store_error(r, rc);
 	else
 		api_json(r, 200, lock_json(&l));
-out:
-	json_decref(body);
 }
 
 void api_locks_release(http_req_t *r)
 {
-	static const char *const fields[] = {"owner", "fence", NULL};
-	json_t *body = NULL;
-	int64_t fence = 0;
+	lock_body_t b;
 	int rc;
 
-	if (api_param(r, "lock name") != 0 || api_body(r, &body) != 0)
+	if (api_param(r, "lock name") != 0 ||
+	    lock_body(r, LOCK_BODY_RELEASE, &b) != 0)
 		return;
-	if (api_only_fields(r, body, fields) != 0 ||
-	    api_field_ident(r, body, "owner", r->owner) != 0 ||
-	    api_field_int(r, body, "fence", 0, FENCE_MAX, false, &fence) != 0)
-		goto out;
-	rc = store_lock_release(r->srv->deps.store, r->param, r->owner, fence);
+	rc = store_lock_release(r->srv->deps.store, r->param, b.owner, b.fence);
 	if (rc != 0)
 		api_store_error(r, rc);
 	else
 		api_no_content(r);
-out:
-	json_decref(body);
 }
 
 void api_locks_get(http_req_t *r)

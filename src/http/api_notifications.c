@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "http/api.h"
+#include "http/query.h"
 #include "store/store.h"
 #include "util/err.h"
 #include "util/timefmt.h"
@@ -45,22 +46,6 @@ static json_t *notification_json(const store_notification_t *n)
 	                 "last_error", n->last_error);
 }
 
-/* The cursor is "n" and the last seq in hex: opaque to clients. */
-static int parse_cursor(const char *c, int64_t *ret)
-{
-	char *end = NULL;
-	if (c[0] != 'n' || c[1] == '\0' || strlen(c) > 17)
-		return -1;
-	for (const char *p = c + 1; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return -1;
-	unsigned long long v = strtoull(c + 1, &end, 16);
-	if (*end != '\0' || v > INT64_MAX)
-		return -1;
-	*ret = (int64_t)v;
-	return 0;
-}
-
 void api_notifications_list(http_req_t *r)
 {
 	const char *st = api_query(r, "status"), *cur = api_query(r, "cursor");
@@ -77,7 +62,8 @@ void api_notifications_list(http_req_t *r)
 	}
 	if (api_query_int(r, "limit", 1, LIST_LIMIT_MAX, &limit) != 0)
 		return;
-	if (cur != NULL && parse_cursor(cur, &after) != 0) {
+	if (cur != NULL && query_cursor_seq_parse(QUERY_CURSOR_NOTIFICATIONS,
+	                                          cur, &after) != 0) {
 		api_error(r, 400, "invalid_request", "cursor is not valid");
 		return;
 	}
@@ -91,8 +77,9 @@ void api_notifications_list(http_req_t *r)
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(arr, notification_json(&v[i]));
 	if (more && n > 0) {
-		char c[24];
-		snprintf(c, sizeof c, "n%" PRIx64, (uint64_t)v[n - 1].seq);
+		char c[QUERY_CURSOR_LEN];
+		query_cursor_seq_format(QUERY_CURSOR_NOTIFICATIONS,
+		                        v[n - 1].seq, c);
 		next = json_string(c);
 	}
 	store_notifications_free(v, n);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/query.h"
 #include "obs/log.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -343,24 +344,6 @@ void api_orders_get(http_req_t *r)
 	}
 }
 
-/* Cursors are opaque to clients: "s" + the store sequence in hex. */
-static int parse_order_cursor(const char *c, int64_t *ret)
-{
-	char *end = NULL;
-	unsigned long long v;
-
-	if (c[0] != 's' || c[1] == '\0' || strlen(c) > 17)
-		return -1;
-	for (const char *p = c + 1; *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-			return -1;
-	v = strtoull(c + 1, &end, 16);
-	if (*end != '\0' || v > INT64_MAX)
-		return -1;
-	*ret = (int64_t)v;
-	return 0;
-}
-
 void api_orders_list(http_req_t *r)
 {
 	const char *st = api_query(r, "status"), *cur = api_query(r, "cursor");
@@ -380,7 +363,8 @@ void api_orders_list(http_req_t *r)
 	}
 	if (api_query_int(r, "limit", 1, LIST_LIMIT_MAX, &limit) != 0)
 		return;
-	if (cur != NULL && parse_order_cursor(cur, &after) != 0) {
+	if (cur != NULL &&
+	    query_cursor_seq_parse(QUERY_CURSOR_ORDERS, cur, &after) != 0) {
 		api_error(r, 400, "invalid_request", "cursor is not valid");
 		return;
 	}
@@ -394,9 +378,9 @@ void api_orders_list(http_req_t *r)
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(arr, order_to_json(&orders[i]));
 	if (more && n > 0) {
-		char c[24];
-		snprintf(c, sizeof(c), "s%" PRIx64,
-		         (uint64_t)orders[n - 1].seq);
+		char c[QUERY_CURSOR_LEN];
+		query_cursor_seq_format(QUERY_CURSOR_ORDERS, orders[n - 1].seq,
+		                        c);
 		next = json_string(c);
 	}
 	store_orders_free(orders, n);
@@ -495,7 +479,7 @@ void api_products_get(http_req_t *r)
 
 void api_products_list(http_req_t *r)
 {
-	const char *cur = api_query(r, "cursor");
+	const char *cur = api_query(r, "cursor"), *after = "";
 	int64_t limit = LIST_LIMIT_DEFAULT;
 	product_t *ps = NULL;
 	size_t n = 0;
@@ -506,13 +490,12 @@ void api_products_list(http_req_t *r)
 	if (api_query_int(r, "limit", 1, LIST_LIMIT_MAX, &limit) != 0)
 		return;
 	/* Cursor: "p" + the last sku seen (identifiers are URL-safe). */
-	if (cur != NULL &&
-	    (cur[0] != 'p' || !order_ident_valid(cur + 1, ID_MAX))) {
+	if (cur != NULL && query_cursor_sku_parse(cur, &after) != 0) {
 		api_error(r, 400, "invalid_request", "cursor is not valid");
 		return;
 	}
-	rc = store_product_list(r->srv->deps.store, cur ? cur + 1 : "",
-	                        (size_t)limit, &ps, &n, &more);
+	rc = store_product_list(r->srv->deps.store, after, (size_t)limit, &ps,
+	                        &n, &more);
 	if (rc != 0) {
 		api_store_error(r, rc);
 		return;
@@ -521,8 +504,8 @@ void api_products_list(http_req_t *r)
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(arr, order_product_to_json(&ps[i]));
 	if (more && n > 0) {
-		char c[ID_MAX + 2];
-		snprintf(c, sizeof(c), "p%s", ps[n - 1].sku);
+		char c[QUERY_CURSOR_LEN];
+		query_cursor_sku_format(ps[n - 1].sku, c);
 		next = json_string(c);
 	}
 	free(ps);

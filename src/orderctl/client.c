@@ -41,28 +41,34 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
 	return rc == 0 ? n : 0; /* a short count makes curl abort */
 }
 
-static size_t on_header(char *ptr, size_t size, size_t nmemb, void *arg)
+int client_retry_after(const char *line, size_t n)
 {
-	client_t *c = arg;
-	size_t n = size * nmemb;
 	static const char name[] = "retry-after:";
-	if (n <= sizeof name - 1 || strncasecmp(ptr, name, sizeof name - 1))
-		return n;
+	if (n <= sizeof name - 1 || strncasecmp(line, name, sizeof name - 1))
+		return -1;
 	/* Only the delta-seconds form; an HTTP-date is treated as absent and
 	 * the caller falls back to its own delay. */
 	char val[32];
 	size_t i = sizeof name - 1, j = 0;
-	while (i < n && (ptr[i] == ' ' || ptr[i] == '\t'))
+	while (i < n && (line[i] == ' ' || line[i] == '\t'))
 		i++;
-	while (i < n && j < sizeof val - 1 && isdigit((unsigned char)ptr[i]))
-		val[j++] = ptr[i++];
+	while (i < n && j < sizeof val - 1 && isdigit((unsigned char)line[i]))
+		val[j++] = line[i++];
 	val[j] = '\0';
 	if (j == 0)
-		return n;
+		return -1;
 	long long secs = strtoll(val, NULL, 10);
-	if (secs > CLIENT_MAX_RETRY_AFTER)
-		secs = CLIENT_MAX_RETRY_AFTER;
-	c->resp->retry_after = (int)secs;
+	return secs > CLIENT_MAX_RETRY_AFTER ? CLIENT_MAX_RETRY_AFTER
+	                                     : (int)secs;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	client_t *c = arg;
+	size_t n = size * nmemb;
+	int secs = client_retry_after(ptr, n);
+	if (secs >= 0)
+		c->resp->retry_after = secs;
 	return n;
 }
 

@@ -64,4 +64,10 @@ void client_response_free(client_response_t *resp);
  */
 char *client_escape(client_t *c, const char *s);
 
+/* Reads one raw response header line, line[0..n) (not NUL-terminated, as
+ * libcurl hands it over): the Retry-After delay in seconds, capped at
+ * CLIENT_MAX_RETRY_AFTER, or -1 when the line is another header or not
+ * the delta-seconds form. */
+int client_retry_after(const char *line, size_t n);
+
 #endif

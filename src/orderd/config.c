@@ -547,7 +547,11 @@ static int parse_argv(int argc, char **argv, const char **flag_val,
 		if (eq) {
 			v = eq + 1;
 		} else {
-			if (i + 1 >= argc)
+			/* "--lease-ms --api-tokens=T" is a forgotten value, not
+			 * the value "--api-tokens=T": taking it would echo the
+			 * token in the bounds message (found by fuzz_config).
+			 * A value starting with "--" needs the = form. */
+			if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)
 				return config_fail(
 				    err, errlen, "--%s: missing value",
 				    old ? alias_of(s->name)->old_flag
@@ -732,9 +736,9 @@ void config_print_markdown(FILE *f)
 	      "variable. A flag wins over the environment, the "
 	      "environment "
 	      "over the\n"
-	      "default. Flags take `--name=value` or `--name value`. "
-	      "Bounds "
-	      "are\n"
+	      "default. Flags take `--name=value` or `--name value` (a "
+	      "value that\n"
+	      "starts with `--` needs the first form). Bounds are\n"
 	      "inclusive. A malformed or out-of-range value, or an "
 	      "unknown "
 	      "flag, stops\n"

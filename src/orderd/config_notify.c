@@ -61,8 +61,9 @@ const char *config_notify_url_check(const char *v)
 	}
 }
 
-/* Reads up to SECRET_FILE_MAX bytes of path into a malloc'd string. */
-static int read_small_file(const char *path, char **ret)
+/* Reads up to SECRET_FILE_MAX bytes of path into a malloc'd string of
+ * *ret_len bytes (NUL-terminated; it may hold NUL bytes of its own). */
+static int read_small_file(const char *path, char **ret, size_t *ret_len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -93,6 +94,7 @@ static int read_small_file(const char *path, char **ret)
 	close(fd);
 	buf[len] = '\0';
 	*ret = buf;
+	*ret_len = len;
 	return 0;
 }
 
@@ -159,18 +161,30 @@ int config_notify_load(struct config *c, char *err, size_t errlen)
 			                   "ORDERD_NOTIFY_SECRET[_PREVIOUS], "
 			                   "not both");
 		char *text = NULL;
-		int rc = read_small_file(c->notify_secret_file, &text);
+		size_t len = 0;
+		int rc = read_small_file(c->notify_secret_file, &text, &len);
 		if (rc < 0)
 			return config_fail(err, errlen,
 			                   "ORDERD_NOTIFY_SECRET_FILE: cannot "
 			                   "read \"%.200s\": %s",
 			                   c->notify_secret_file, err_str(rc));
-		rc = line_of(text, 0, &c->notify_secret);
-		if (rc == 0)
+		/* A NUL would end the text early: the secret cut short and
+		 * the previous one dropped, silently (found by
+		 * fuzz_config_files). The token file refuses it too. */
+		bool nul = memchr(text, '\0', len) != NULL;
+		if (!nul)
+			rc = line_of(text, 0, &c->notify_secret);
+		if (!nul && rc == 0)
 			rc = line_of(text, 1, &c->notify_secret_previous);
-		/* The file's bytes are a secret: wipe them before free. */
-		explicit_bzero(text, strlen(text));
+		/* The file's bytes are a secret: wipe them all before free. */
+		explicit_bzero(text, len);
 		free(text);
+		if (nul)
+			return config_fail(
+			    err, errlen,
+			    "ORDERD_NOTIFY_SECRET_FILE: \"%.200s\" "
+			    "contains a NUL byte",
+			    c->notify_secret_file);
 		if (rc < 0)
 			return config_fail(err, errlen,
 			                   "ORDERD_NOTIFY_SECRET_FILE: out of "

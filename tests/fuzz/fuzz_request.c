@@ -4,7 +4,12 @@
  * order_from_json on the object and, when it carries an "orders" array, on
  * each entry as a batch would; every valid order is encoded back with
  * order_to_json and its items text round-tripped. Under ASan/UBSan any
- * crash, leak or undefined behaviour is a finding. Build and run: run.sh.
+ * crash, leak or undefined behaviour is a finding. Build and run:
+ * `tests/fuzz/run.sh request`.
+ *
+ * fuzz-sources: src/core/order.c src/util/jsonx.c src/util/timefmt.c
+ * fuzz-sources: src/util/err.c
+ * fuzz-libs: jansson
  */
 #include <assert.h>
 #include <errno.h>

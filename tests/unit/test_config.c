@@ -533,6 +533,68 @@ static void test_tokens(void **state)
 	unsetenv("ORDERD_API_TOKENS");
 }
 
+static void test_flag_value_is_not_a_flag(void **state)
+{
+	config_t c;
+	int exit_now;
+	(void)state;
+	/* Found by fuzz_config: the flag without a value took the next
+	 * argument as its value and the bounds message echoed it, token
+	 * and all. */
+	expect_error("--lease-ms: missing value", "--lease-ms",
+	             "--api-tokens=prod-token-1", NULL);
+	assert_null(strstr(err, "prod-token"));
+	expect_error("--lease-ms: missing value", "--lease-ms",
+	             "--notify-secret=0123456789abcdef", NULL);
+	/* The = form still takes any value. */
+	assert_int_equal(load(&c, &exit_now, "--api-tokens=--tok", NULL), 0);
+	assert_string_equal(c.tokens[0], "--tok");
+	config_free(&c);
+	assert_int_equal(load(&c, &exit_now, "--lease-ms", "200", NULL), 0);
+	assert_int_equal(c.lease_ms, 200);
+	config_free(&c);
+}
+
+/* The secret file, written with len bytes of text (NULs included). */
+static char *write_secret_file(const char *text, size_t len)
+{
+	static char path[] = "/tmp/orderd-test-secret-XXXXXX";
+	memcpy(path + strlen(path) - 6, "XXXXXX", 6);
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, len), (ssize_t)len);
+	close(fd);
+	return path;
+}
+
+static void test_notify_secret_file(void **state)
+{
+	static const char good[] =
+	    "a-secret-of-16-bytes!\r\nthe-previous-one-16\n";
+	/* Found by fuzz_config_files: the NUL ended the text, so line 2 (the
+	 * previous secret) was dropped without a word and line 1 cut short. */
+	static const char nul[] = "abcdefghijklmnopq\0r\nthe-previous-one-16\n";
+	config_t c;
+	int exit_now;
+	char arg[128], want[256];
+	(void)state;
+
+	char *path = write_secret_file(good, sizeof good - 1);
+	snprintf(arg, sizeof arg, "--notify-secret-file=%s", path);
+	assert_int_equal(load(&c, &exit_now, arg, NULL), 0);
+	assert_string_equal(c.notify_secret, "a-secret-of-16-bytes!");
+	assert_string_equal(c.notify_secret_previous, "the-previous-one-16");
+	config_free(&c);
+	unlink(path);
+
+	path = write_secret_file(nul, sizeof nul - 1);
+	snprintf(arg, sizeof arg, "--notify-secret-file=%s", path);
+	snprintf(want, sizeof want,
+	         "ORDERD_NOTIFY_SECRET_FILE: \"%s\" contains a NUL byte", path);
+	expect_error(want, arg, NULL);
+	unlink(path);
+}
+
 /* docs/config.md, found from this file's path: <src>/tests/unit/x.c. */
 static void docs_path(char *buf, size_t len)
 {
@@ -593,6 +655,8 @@ int main(void)
 	    cmocka_unit_test_setup(test_other_bad_values, clear_env),
 	    cmocka_unit_test_setup(test_help_version_doc, clear_env),
 	    cmocka_unit_test_setup(test_tokens, clear_env),
+	    cmocka_unit_test_setup(test_notify_secret_file, clear_env),
+	    cmocka_unit_test_setup(test_flag_value_is_not_a_flag, clear_env),
 	    cmocka_unit_test_setup(test_docs_up_to_date, clear_env),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
