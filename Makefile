@@ -21,12 +21,13 @@ run: build
 	./$(BUILD)/orderd
 
 # The whole suite on the release build, then again under ASan+UBSan and
-# under TSan (the fuzzer and the deployment checks run once, in the first).
+# under TSan (the fuzzers, the fault suite and the deployment checks run
+# once, in the first).
 test: test-deps build
 	@cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 900
 	@$(MAKE) --no-print-directory asan tsan
 
-SAN_CTEST = ctest --output-on-failure -j 2 --timeout 900 -E '^(fuzz|deploy|lint)\.'
+SAN_CTEST = ctest --output-on-failure -j 2 --timeout 900 -E '^(fuzz|deploy|lint)\.|^fault\.suite$$'
 
 asan: test-deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DORDERD_SANITIZE=address >/dev/null

@@ -34,6 +34,18 @@ class Freeze(Scenario):
     def heal(self, run):
         run.pair.thaw()
 
+    def figures(self, run, rep):
+        # Every answer within the store deadline (3 s) and a margin: a
+        # frozen database must never hold a client.
+        limit = 3.0 + 1.5
+        slow = [op for op in run.load.history if op["end"] - op["invoke"]
+                > limit]
+        for op in slow:
+            rep.bad("hang", (op["id"], round(op["end"] - op["invoke"], 1),
+                             op["status"]))
+        return {"slowest": "%.1fs" % max(op["end"] - op["invoke"]
+                                          for op in run.load.history)}
+
 
 class Terminate(Scenario):
     """Every backend of orderd's database terminated by

@@ -31,22 +31,18 @@ class DiskFull(Scenario):
         subprocess.run(["umount", "-l", self.mnt], capture_output=True)
 
     def _fill(self):
-        with open(self.filler, "wb") as f:
-            block = b"\0" * (1 << 20)
-            while True:
-                try:
-                    f.write(block)
-                    f.flush()
-                except OSError as e:
-                    if e.errno != errno.ENOSPC:
-                        raise
-                    break
-            while True:  # the last partial block
-                try:
-                    f.write(b"\0" * 4096)
-                    f.flush()
-                except OSError:
-                    break
+        """Writes until the file system has no byte left (unbuffered, so
+        nothing is left to flush on close)."""
+        with open(self.filler, "wb", buffering=0) as f:
+            for size in (1 << 20, 4096, 512):
+                block = b"\0" * size
+                while True:
+                    try:
+                        f.write(block)
+                    except OSError as e:
+                        if e.errno != errno.ENOSPC:
+                            raise
+                        break
 
     def nemesis(self, run):
         r = run.replicas[0]

@@ -1,0 +1,88 @@
+"""Mixed faults: one at random every few seconds, each healed before the
+next, on the replicas, the database and the network alike. In --ci it
+runs for 24 s; --soak runs it for hours (lib/soak.py)."""
+import random
+import time
+
+from lib.suite import Scenario
+from scenarios.replica import holder
+
+
+def kill9(run, rnd):
+    r = rnd.choice(run.replicas)
+    run.fault("kill -9 " + r.name)
+    run.restart(r)
+
+
+def sigstop(run, rnd):
+    r = holder(run)
+    run.fault("SIGSTOP " + r.name)
+    time.sleep(3 * run.sc.lease_ms / 1000.0)
+    r.sigcont()
+
+
+def db_restart(run, rnd):
+    mode = rnd.choice(("immediate", "fast"))
+    run.fault("pg_ctl restart -m " + mode)
+    run.pair.restart(mode)
+    run.pair.wait_sync()
+
+
+def db_freeze(run, rnd):
+    run.fault("SIGSTOP postgres 4 s")
+    run.pair.freeze()
+    try:
+        time.sleep(4)
+    finally:
+        run.pair.thaw()
+
+
+def db_terminate(run, rnd):
+    run.fault("pg_terminate_backend")
+    run.pair.terminate_backends(run.db)
+
+
+def partition(run, rnd):
+    r = rnd.choice(run.replicas)
+    how = rnd.choice(("cut_db", "cut_clients", "loss"))
+    run.fault("%s %s" % (how, r.name))
+    if how == "loss":
+        r.netns.loss(10)
+    else:
+        getattr(r.netns, how)()
+    try:
+        time.sleep(4)
+    finally:
+        r.netns.heal()
+
+
+NEMESES = [kill9, sigstop, db_restart, db_freeze, db_terminate, partition]
+
+
+class Mixed(Scenario):
+    name = "mixed"
+    duration_s = 24.0
+    every_s = 4.0
+    seed = None
+
+    def nemesis(self, run, on_fault=None):
+        rnd = random.Random(self.seed)
+        t_end = time.monotonic() + self.duration_s
+        while time.monotonic() < t_end:
+            t0 = time.monotonic()
+            rnd.choice(NEMESES)(run, rnd)
+            if on_fault:
+                on_fault(run)
+            left = self.every_s - (time.monotonic() - t0)
+            if left > 0:
+                time.sleep(min(left, max(0.0, t_end - time.monotonic())))
+
+    def heal(self, run):
+        run.pair.thaw()
+        for r in run.replicas:
+            r.sigcont()
+            if r.netns:
+                r.netns.heal()
+
+
+SCENARIOS = [Mixed]
