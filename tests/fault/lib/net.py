@@ -1,8 +1,9 @@
 """net: one network namespace per replica, joined to the root namespace by
 a veth pair, and the faults that cross it.
 
-Replica i lives in namespace `ofault<i>` at 10.231.<i>.2; the root side of
-its veth is 10.231.<i>.1, where it reaches the database, the fakes and
+Replica i lives in namespace `ofault<i>` at 10.231.<i>.2 (FAULT_NETNS and
+FAULT_SUBNET change the names and the 231); the root side of its veth is
+10.231.<i>.1, where it reaches the database, the fakes and
 where its clients come from. Inside the namespace an nftables table
 `inet fault` holds the current fault:
 
@@ -16,11 +17,15 @@ unknown"), so delay comes from a userspace proxy (proxy.py) on the
 replica's database path; loss and partitions are nftables rules, which
 drop packets as a broken network would (no RST, no ICMP).
 """
+import os
 import subprocess
 
 from . import env
 
-PREFIX = "ofault"
+# Two runs at once (a scratch build beside the real one) need their own
+# names and subnets: FAULT_NETNS=ofb FAULT_SUBNET=233.
+PREFIX = os.environ.get("FAULT_NETNS", "ofault")
+SUBNET = int(os.environ.get("FAULT_SUBNET", "231"))
 
 
 def sh(*args, check=True):
@@ -62,8 +67,8 @@ class Netns:
         self.name = "%s%d" % (PREFIX, idx)
         self.host_dev = "%sh%d" % (PREFIX, idx)
         self.ns_dev = "%sn%d" % (PREFIX, idx)
-        self.outside = "10.231.%d.1" % idx     # root side
-        self.inside = "10.231.%d.2" % idx      # the replica's address
+        self.outside = "10.%d.%d.1" % (SUBNET, idx)    # root side
+        self.inside = "10.%d.%d.2" % (SUBNET, idx)     # the replica's
         self.db_ports = []
         self.http_port = None
         self.fault = None

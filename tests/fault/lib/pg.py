@@ -7,7 +7,7 @@ The primary is initdb'ed by tests/pgcluster.py; the standby is cloned from
 it by pg_basebackup -R and streams from it; the primary waits for the
 standby's flush on every commit (synchronous_standby_names). Both listen on
 every address so that replicas in their own network namespaces reach them
-through their veth pair (pg_hba trusts 127.0.0.1 and 10.231.0.0/16 only).
+through their veth pair (pg_hba trusts 127.0.0.1 and 10.0.0.0/8 only).
 
 The faults on the database live here too: restart (immediate or fast),
 freeze (SIGSTOP of the postmaster and every backend), terminate backends,
@@ -25,7 +25,7 @@ import psycopg2
 from . import env
 
 PG = "/usr/lib/postgresql/15/bin"
-SUBNET = "10.231.0.0/16"
+SUBNET = "10.0.0.0/8"   # the replicas' namespaces (lib/net.py)
 
 
 def _run(args, check=True, timeout=120):

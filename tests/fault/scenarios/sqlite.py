@@ -3,15 +3,17 @@ is killed while it is full."""
 import errno
 import os
 import subprocess
+import time
 
 from lib.suite import Scenario
 
 
 class DiskFull(Scenario):
     """SQLite on a 128 MiB tmpfs. A filler file takes every free byte for
-    5 s: writes fail (503, never a false acknowledgement); then orderd is
-    killed -9 while the disk is still full and started again once it has
-    room. Nothing acknowledged is lost (G1)."""
+    4 s: writes fail (503, never a false acknowledgement); once there is
+    room again orderd must take orders by itself within 5 s. Then the disk
+    fills again and orderd is killed -9 while it is full, and started once
+    it has room. Nothing acknowledged is lost (G1)."""
     name = "sqlite-disk-full"
     backend = "sqlite"
     n_replicas = 1
@@ -48,8 +50,19 @@ class DiskFull(Scenario):
         r = run.replicas[0]
         run.fault("disk full")
         self._fill()
-        run.sleep(5)
-        run.fault("kill -9 %s on a full disk" % r.name)
+        run.sleep(4)
+        os.unlink(self.filler)
+        # Room again: orderd must take orders again by itself.
+        t_free = time.time()
+        while not [t for t in run.load.ack_times() if t > t_free]:
+            if time.time() - t_free > 5:
+                raise AssertionError("no order acknowledged within 5 s of"
+                                     " the disk having room again")
+            time.sleep(0.1)
+        run.sleep(2)
+        run.fault("disk full, then kill -9 %s" % r.name)
+        self._fill()
+        run.sleep(2)
         r.kill9()
         os.unlink(self.filler)
         r.start()
