@@ -23,7 +23,7 @@ sys.path.insert(0, TESTS)
 BIN = os.environ.get("ORDERD_BIN", os.path.join(ROOT, "build", "orderd"))
 CTL = os.environ.get("ORDERCTL_BIN", os.path.join(ROOT, "build", "orderctl"))
 TMP = os.path.join(os.environ.get("ORDERD_TEST_TMP", "/tmp/orderd-fault"),
-                   "fault")
+                   "fault-" + os.environ.get("FAULT_NETNS", "ofault"))
 AS_ROOT = os.geteuid() == 0
 os.makedirs(TMP, exist_ok=True)
 
