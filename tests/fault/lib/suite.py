@@ -44,10 +44,15 @@ class Scenario:
     after_s = 5.0
     env = {}
     faketime = ()           # indexes of replicas under libfaketime
+    netns = True            # PostgreSQL replicas in their own namespaces
     timeout_s = 120         # the whole scenario, a hard stop
 
     def sqlite_path(self, run):
         return os.path.join(run.dir, "orderd.db")
+
+    def prepare(self, run):
+        """Runs first: a scenario may bring its own database servers
+        (run.pair: create_db, uri, primary.dsn)."""
 
     def replica_uri(self, run, i, host):
         """The database URI replica i uses (host: where it reaches the
@@ -165,6 +170,7 @@ class Run:
 
     def setup(self):
         sc = self.sc
+        sc.prepare(self)
         if sc.confirm:
             self.confirm = FakeConfirm(sc.confirm, host="0.0.0.0")
             env.on_exit(self.confirm.close)
@@ -179,7 +185,8 @@ class Run:
         else:
             self.db = sc.sqlite_path(self)
         for i in range(sc.n_replicas):
-            ns = self.nets[i] if sc.backend == "postgres" else None
+            ns = (self.nets[i] if sc.backend == "postgres" and sc.netns
+                  else None)
             host = ns.outside if ns else "127.0.0.1"
             if ns:
                 ns.db_ports = [self.pair.primary.port, self.pair.standby.port]
