@@ -36,6 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http/conn_guard.h"
 #include "http/handlers.h"
 #include "http/overdue.h"
 #include "http/server.h"
@@ -66,6 +67,7 @@ struct http_server {
 	waiters_t *waiters;
 	handlers_t *handlers;
 	overdue_t *overdue;         /* submissions' deadline; NULL when none */
+	conn_guard_t *guard;        /* connection phases and eviction */
 	alerts_window_t *submitted; /* 201s over the last 60 s (thread-safe) */
 	atomic_bool draining;
 	int64_t started_mono_ms;
@@ -101,6 +103,9 @@ struct http_server {
 	metric_t *m_stats_errors; /* orderd_store_errors_total{kind="stats"} */
 	metric_t *m_deadline;     /* orderd_store_deadline_exceeded_total */
 	metric_t *m_submit_late;  /* orderd_submit_deadline_expired_total */
+	metric_t *m_conns;        /* orderd_http_connections */
+	metric_t *m_evicted;      /* orderd_http_connections_evicted_total */
+	metric_t *m_conn_timeouts[2]; /* ..._timed_out_total{phase=head|body} */
 	/* The last scrape whose store stats query succeeded; server.c's
 	 * collect_mu. */
 	int64_t stats_ok_mono_ms;
