@@ -18,8 +18,9 @@ another loopback address:
 For every attack one line gives the legitimate requests, their success
 rate and successes a second, p50/p99 latency (connects included) and the
 attacker's connections alive (most at once, and at the end); each must keep
->= 99% of legitimate requests succeeding, p99 < 1 s, and at least half the
-scheduled rate of successes. Afterwards the daemon is alive,
+>= 99% of legitimate requests succeeding, p99 < 1 s (release builds only:
+sanitizer builds are too slow for latency to mean anything), and at least
+half the scheduled rate of successes. Afterwards the daemon is alive,
 /readyz answers, the guard's metrics counted evictions and timeouts, it
 drains cleanly and `orderctl verify` passes.
 
@@ -62,6 +63,21 @@ MIN_OK = 0.99
 MIN_GOODPUT = 0.5
 MAX_P99_S = 1.0
 NETNS_ENV = "ORDERD_HOSTILE_NETNS"
+
+
+def sanitized():
+    """True for an ASan or TSan build of orderd (5-15x slower): there every
+    attack still runs, for the races and the answers, but latency says
+    nothing about the release build and is printed, not judged."""
+    try:
+        out = subprocess.run(["ldd", H.BIN], capture_output=True,
+                             text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "libtsan" in out or "libasan" in out
+
+
+SANITIZED = sanitized()
 
 
 def enter_private_netns():
@@ -331,7 +347,8 @@ class HostileTest(unittest.TestCase):
         self.assertTrue(self.d.alive(), "orderd died during " + name)
         self.assertGreater(len(recs), 10, line)
         self.assertGreaterEqual(frac, MIN_OK, line)
-        self.assertLess(p99, MAX_P99_S, line)
+        if not SANITIZED:
+            self.assertLess(p99, MAX_P99_S, line)
         self.assertGreaterEqual(goodput, MIN_GOODPUT / PERIOD_S, line)
         return sampler
 
