@@ -4,7 +4,9 @@
  * handlers parse it), X-Request-Id, response headers, per-request metrics,
  * access logs, suspend/resume bookkeeping and the drain. The header checks
  * in the API's order are server_checks.c, the metric families and the
- * scrape-time collect server_metrics.c, the routes api*.c.
+ * scrape-time collect server_metrics.c, the listen address
+ * server_listen.c, the connections' deadlines and eviction conn_guard.c,
+ * the routes api*.c.
  *
  * MHD calls the access handler first with the headers only, then once per
  * piece of body, then once with *upload_data_size == 0. Everything decided
@@ -27,7 +29,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <netdb.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -535,54 +536,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warn("http server", "detail", buf, NULL);
 }
 
-/* Resolves "host:port" or "[v6]:port" into *ss. */
-static int parse_listen(const char *listen, struct sockaddr_storage *ss,
-                        socklen_t *ret_len, uint16_t *ret_port)
-{
-	char host[256];
-	const char *colon, *hs, *he;
-	struct addrinfo hints, *ai = NULL;
-	char *end = NULL;
-	long port;
-
-	if (listen == NULL)
-		return OD_ECONFIG;
-	if (listen[0] == '[') {
-		hs = listen + 1;
-		he = strchr(hs, ']');
-		if (he == NULL || he[1] != ':')
-			return OD_ECONFIG;
-		colon = he + 1;
-	} else {
-		colon = strrchr(listen, ':');
-		if (colon == NULL)
-			return OD_ECONFIG;
-		hs = listen;
-		he = colon;
-	}
-	if ((size_t)(he - hs) >= sizeof(host))
-		return OD_ECONFIG;
-	memcpy(host, hs, (size_t)(he - hs));
-	host[he - hs] = '\0';
-	errno = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (errno != 0 || end == colon + 1 || *end != '\0' || port < 1 ||
-	    port > 65535)
-		return OD_ECONFIG;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0 ||
-	    ai == NULL)
-		return OD_ECONFIG;
-	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-	*ret_len = ai->ai_addrlen;
-	*ret_port = (uint16_t)port;
-	freeaddrinfo(ai);
-	return 0;
-}
-
 int http_server_new(const http_options_t *opt, const http_deps_t *deps,
                     http_server_t **ret)
 {
@@ -594,7 +547,7 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	int rc;
 
-	rc = parse_listen(opt->listen, &ss, &sslen, &port);
+	rc = http_server_parse_listen(opt->listen, &ss, &sslen, &port);
 	if (rc != 0) {
 		log_error("bad listen address", "listen", opt->listen, NULL);
 		return rc;

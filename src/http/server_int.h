@@ -30,6 +30,7 @@
 #define ORDERD_HTTP_SERVER_INT_H
 
 #include <microhttpd.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -188,6 +189,11 @@ void http_server_inflight_end(http_server_t *s);
 /* server_checks.c: the header checks, in the API's order, on MHD's first
  * call. True when r->resp holds the answer already. */
 bool http_server_check_headers(http_req_t *r, const char *url);
+
+/* server_listen.c: resolves "host:port" or "[v6]:port" into *ss;
+ * OD_ECONFIG when it is not one. */
+int http_server_parse_listen(const char *listen, struct sockaddr_storage *ss,
+                             socklen_t *ret_len, uint16_t *ret_port);
 
 /* server_metrics.c: registers s's metric families and makes s the target
  * of the scrape-time collect; detach clears the target (at free), so a
