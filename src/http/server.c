@@ -4,7 +4,9 @@
  * handlers parse it), X-Request-Id, response headers, per-request metrics,
  * access logs, suspend/resume bookkeeping and the drain. The header checks
  * in the API's order are server_checks.c, the metric families and the
- * scrape-time collect server_metrics.c, the routes api*.c.
+ * scrape-time collect server_metrics.c, the listen address
+ * server_listen.c, the connections' deadlines and eviction conn_guard.c,
+ * the routes api*.c.
  *
  * MHD calls the access handler first with the headers only, then once per
  * piece of body, then once with *upload_data_size == 0. Everything decided
@@ -14,6 +16,11 @@
  * middle of an upload, so the rest is read and dropped (up to a hard cap,
  * then the connection is closed) and 413 is answered when it ends.
  *
+ * Connections: conn_guard.c bounds how long a connection may keep the
+ * server waiting for a request head or body and evicts the oldest waiting
+ * one when the connections near the limit; the callbacks below tell it
+ * each connection's phase.
+ *
  * Suspension: a handler that waits suspends the connection from inside the
  * access handler; another thread fills r->resp and resumes it; MHD then
  * calls the handler again with the same context and we queue r->resp.
@@ -22,7 +29,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <netdb.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -40,7 +46,12 @@
 
 /* Bytes of an oversized chunked body read and dropped before closing. */
 #define DISCARD_MAX (64ULL << 20)
+/* MHD's own inactivity timeout: the backstop for a client that stops
+ * reading its answer (the guard bounds the head and body phases). */
 #define IDLE_TIMEOUT_S 60
+/* The guard evicts when the open connections reach the limit less this
+ * share of it (1/16), so MHD itself never has to refuse one. */
+#define EVICT_RESERVE_SHIFT 4
 
 /* ---- responses ---- */
 
@@ -337,11 +348,42 @@ void http_server_req_put(http_req_t *r)
 		req_free(r);
 }
 
+/* The guard's entry of conn (its socket context), or NULL. */
+static conn_guard_entry_t *guard_entry(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+	return ci ? ci->socket_context : NULL;
+}
+
+/* MHD calls CLOSED before it closes the socket (daemon.c, cleanup), so
+ * the guard never shuts down a descriptor that has been reused. */
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+	http_server_t *s = cls;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		    conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		*socket_context =
+		    ci ? conn_guard_open(s->guard, ci->connect_fd) : NULL;
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		conn_guard_close(s->guard, *socket_context);
+		*socket_context = NULL;
+	}
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+	http_server_t *s = cls;
 	http_req_t *r = *con_cls;
 
+	/* Waiting for the next head now (keep-alive), or closing. */
+	conn_guard_answered(s->guard, guard_entry(conn));
 	if (r == NULL)
 		return;
 	pthread_mutex_lock(&r->srv->mu);
@@ -432,7 +474,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		if (r == NULL)
 			return MHD_NO;
 		*con_cls = r;
-		if (http_server_check_headers(r, url)) {
+		bool answered = http_server_check_headers(r, url);
+		conn_guard_head_done(s->guard, guard_entry(conn), r->has_body);
+		if (answered) {
 			/* With a body announced, answer before reading it (MHD
 			 * then closes the connection); without one, answer on
 			 * the next call so the connection stays alive. */
@@ -459,6 +503,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		*upload_data_size = 0;
 		return rc == 0 ? MHD_YES : MHD_NO;
 	}
+	conn_guard_body_done(s->guard, guard_entry(conn));
 	if (r->too_big) {
 		api_error(r, 413, "payload_too_large",
 		          "request body exceeds %zu bytes", r->body.max);
@@ -491,54 +536,6 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warn("http server", "detail", buf, NULL);
 }
 
-/* Resolves "host:port" or "[v6]:port" into *ss. */
-static int parse_listen(const char *listen, struct sockaddr_storage *ss,
-                        socklen_t *ret_len, uint16_t *ret_port)
-{
-	char host[256];
-	const char *colon, *hs, *he;
-	struct addrinfo hints, *ai = NULL;
-	char *end = NULL;
-	long port;
-
-	if (listen == NULL)
-		return OD_ECONFIG;
-	if (listen[0] == '[') {
-		hs = listen + 1;
-		he = strchr(hs, ']');
-		if (he == NULL || he[1] != ':')
-			return OD_ECONFIG;
-		colon = he + 1;
-	} else {
-		colon = strrchr(listen, ':');
-		if (colon == NULL)
-			return OD_ECONFIG;
-		hs = listen;
-		he = colon;
-	}
-	if ((size_t)(he - hs) >= sizeof(host))
-		return OD_ECONFIG;
-	memcpy(host, hs, (size_t)(he - hs));
-	host[he - hs] = '\0';
-	errno = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (errno != 0 || end == colon + 1 || *end != '\0' || port < 1 ||
-	    port > 65535)
-		return OD_ECONFIG;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0 ||
-	    ai == NULL)
-		return OD_ECONFIG;
-	memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-	*ret_len = ai->ai_addrlen;
-	*ret_port = (uint16_t)port;
-	freeaddrinfo(ai);
-	return 0;
-}
-
 int http_server_new(const http_options_t *opt, const http_deps_t *deps,
                     http_server_t **ret)
 {
@@ -550,7 +547,7 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	int rc;
 
-	rc = parse_listen(opt->listen, &ss, &sslen, &port);
+	rc = http_server_parse_listen(opt->listen, &ss, &sslen, &port);
 	if (rc != 0) {
 		log_error("bad listen address", "listen", opt->listen, NULL);
 		return rc;
@@ -588,6 +585,17 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 		if (rc != 0)
 			goto fail;
 	}
+	rc = conn_guard_new(
+	    &(conn_guard_options_t){
+	        .max_open = opt->max_connections -
+	                    (opt->max_connections >> EVICT_RESERVE_SHIFT),
+	        .head_ms = opt->head_timeout_ms,
+	        .body_ms = opt->body_timeout_ms,
+	        .tick_ms = 50,
+	    },
+	    &s->guard);
+	if (rc != 0)
+		goto fail;
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	s->daemon = MHD_start_daemon(
@@ -598,6 +606,7 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	    MHD_OPTION_CONNECTION_LIMIT, opt->max_connections,
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,
 	    MHD_OPTION_END);
 	if (s->daemon == NULL) {
@@ -615,6 +624,7 @@ fail:
 	overdue_free(s->overdue);
 	handlers_free(s->handlers);
 	waiters_free(s->waiters);
+	conn_guard_free(s->guard);
 	alerts_window_free(s->submitted);
 	pthread_mutex_destroy(&s->stats_mu);
 	pthread_cond_destroy(&s->cond);
@@ -753,6 +763,7 @@ void http_server_free(http_server_t *h)
 	if (lfd != MHD_INVALID_SOCKET)
 		close(lfd);
 	http_server_metrics_detach();
+	conn_guard_free(h->guard); /* every connection is closed now */
 	/* Pool threads finish what they run (a stuck store call holds this
 	 * up until the drain watchdog); queued requests were answered. */
 	handlers_stop(h->handlers);

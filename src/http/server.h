@@ -33,6 +33,11 @@ typedef struct http_options {
 	const char *replica_id;    /* this replica, first in /v1/stats */
 	int threads; /* MHD threads, and as many handler threads */
 	unsigned max_connections;
+	/* A request head must be complete this long after the connection
+	 * was accepted or its previous answer sent, and a body this long
+	 * after its head; else the connection is closed (conn_guard.h). */
+	int64_t head_timeout_ms;
+	int64_t body_timeout_ms;
 	size_t body_max;       /* bytes, single requests */
 	size_t batch_body_max; /* bytes, POST /v1/orders/batch */
 	int json_depth;

@@ -30,12 +30,14 @@
 #define ORDERD_HTTP_SERVER_INT_H
 
 #include <microhttpd.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "http/conn_guard.h"
 #include "http/handlers.h"
 #include "http/overdue.h"
 #include "http/server.h"
@@ -66,6 +68,7 @@ struct http_server {
 	waiters_t *waiters;
 	handlers_t *handlers;
 	overdue_t *overdue;         /* submissions' deadline; NULL when none */
+	conn_guard_t *guard;        /* connection phases and eviction */
 	alerts_window_t *submitted; /* 201s over the last 60 s (thread-safe) */
 	atomic_bool draining;
 	int64_t started_mono_ms;
@@ -101,6 +104,9 @@ struct http_server {
 	metric_t *m_stats_errors; /* orderd_store_errors_total{kind="stats"} */
 	metric_t *m_deadline;     /* orderd_store_deadline_exceeded_total */
 	metric_t *m_submit_late;  /* orderd_submit_deadline_expired_total */
+	metric_t *m_conns;        /* orderd_http_connections */
+	metric_t *m_evicted;      /* orderd_http_connections_evicted_total */
+	metric_t *m_conn_timeouts[2]; /* ..._timed_out_total{phase=head|body} */
 	/* The last scrape whose store stats query succeeded; server.c's
 	 * collect_mu. */
 	int64_t stats_ok_mono_ms;
@@ -183,6 +189,11 @@ void http_server_inflight_end(http_server_t *s);
 /* server_checks.c: the header checks, in the API's order, on MHD's first
  * call. True when r->resp holds the answer already. */
 bool http_server_check_headers(http_req_t *r, const char *url);
+
+/* server_listen.c: resolves "host:port" or "[v6]:port" into *ss;
+ * OD_ECONFIG when it is not one. */
+int http_server_parse_listen(const char *listen, struct sockaddr_storage *ss,
+                             socklen_t *ret_len, uint16_t *ret_port);
 
 /* server_metrics.c: registers s's metric families and makes s the target
  * of the scrape-time collect; detach clears the target (at free), so a

@@ -3,7 +3,7 @@
  * server, and the scrape-time collect that refreshes the store-backed
  * gauges (orders by status, the oldest pending age, the per-replica
  * backlog, connection resets) from one store_stats() call, with the age of
- * the last successful one beside them.
+ * the last successful one beside them, and the connection guard's counts.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -25,6 +25,28 @@
 static pthread_mutex_t collect_mu = PTHREAD_MUTEX_INITIALIZER;
 static http_server_t *collect_srv; /* collect_mu */
 
+/* A counter kept by another module: add what it grew by. */
+static void catch_up(metric_t *m, double total)
+{
+	double grew = total - metrics_value(m);
+
+	if (grew > 0)
+		metrics_add(m, grew);
+}
+
+static void collect_conns(http_server_t *s)
+{
+	conn_guard_stats_t cs;
+
+	if (s->guard == NULL)
+		return; /* a failed start */
+	conn_guard_stats(s->guard, &cs);
+	metrics_set(s->m_conns, (double)cs.open);
+	catch_up(s->m_evicted, (double)cs.evicted);
+	catch_up(s->m_conn_timeouts[0], (double)cs.head_timeouts);
+	catch_up(s->m_conn_timeouts[1], (double)cs.body_timeouts);
+}
+
 static void collect(void *arg)
 {
 	http_server_t *s;
@@ -35,6 +57,7 @@ static void collect(void *arg)
 	s = collect_srv;
 	if (s == NULL)
 		goto unlock;
+	collect_conns(s);
 	rc = failpoint_hit("fail_scrape_stats")
 	         ? OD_ESTORE
 	         : store_stats(s->deps.store, &st);
@@ -164,6 +187,26 @@ int http_server_metrics_register(http_server_t *s)
 	    "Submissions answered 503 because the store had not answered "
 	    "within ORDERD_STORE_DEADLINE_MS of their arrival.",
 	    NULL, NULL, 0));
+	s->m_conns = metrics_child0(metrics_family(
+	    METRIC_GAUGE, "orderd_http_connections",
+	    "Open HTTP connections (at the last scrape).", NULL, NULL, 0));
+	s->m_evicted = metrics_child0(metrics_family(
+	    METRIC_COUNTER, "orderd_http_connections_evicted_total",
+	    "Connections closed to make room for a new one near "
+	    "ORDERD_MAX_CONNECTIONS: the oldest that had not sent a complete "
+	    "request (head or body) or sat idle between requests.",
+	    NULL, NULL, 0));
+	metric_family_t *to = metrics_family(
+	    METRIC_COUNTER, "orderd_http_connections_timed_out_total",
+	    "Connections closed because their request head (phase=head: "
+	    "ORDERD_HTTP_HEAD_TIMEOUT_MS, idle keep-alive included) or body "
+	    "(phase=body: ORDERD_HTTP_BODY_TIMEOUT_MS) took too long.",
+	    (const char *const[]){"phase", NULL}, NULL, 0);
+	s->m_conn_timeouts[0] = to ? metrics_child1(to, "head") : NULL;
+	s->m_conn_timeouts[1] = to ? metrics_child1(to, "body") : NULL;
+	if (s->m_conns == NULL || s->m_evicted == NULL ||
+	    s->m_conn_timeouts[0] == NULL || s->m_conn_timeouts[1] == NULL)
+		return -ENOMEM;
 	if (s->m_stats_age == NULL || s->m_stats_errors == NULL ||
 	    s->m_queue_expired == NULL || s->m_resets == NULL ||
 	    s->m_deadline == NULL || s->m_submit_late == NULL)

@@ -114,7 +114,19 @@ static const setting_t settings[] = {
         "HTTP server threads, and as many for the handlers that call the "
         "store"),
     INT(max_connections, "max-connections", "ORDERD_MAX_CONNECTIONS", "1024",
-        16, 65536, "concurrent HTTP connections"),
+        16, 65536,
+        "concurrent HTTP connections; past 15/16 of it each new connection "
+        "evicts the oldest one that has not sent a complete request"),
+    INT(http_head_timeout_ms, "http-head-timeout-ms",
+        "ORDERD_HTTP_HEAD_TIMEOUT_MS", "10000", 100, 600000,
+        "a request head must be complete this long after its connection "
+        "was accepted or its previous answer sent (so also the keep-alive "
+        "idle timeout), however slowly its bytes arrive; else the "
+        "connection is closed"),
+    INT(http_body_timeout_ms, "http-body-timeout-ms",
+        "ORDERD_HTTP_BODY_TIMEOUT_MS", "30000", 100, 3600000,
+        "a request body must be complete this long after its head; else "
+        "the connection is closed"),
     INT(body_max, "body-max", "ORDERD_BODY_MAX", "65536", 1024, 16777216,
         "request body limit in bytes (batch requests excepted)"),
     INT(batch_body_max, "batch-body-max", "ORDERD_BATCH_BODY_MAX", "4194304",

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -72,6 +73,45 @@ static void register_build_info(void)
 
 /* Blocks the stop signals in every thread (threads inherit the mask), so
  * main can take them synchronously with sigwait(). */
+/* Descriptors beyond the connections: store, log, pipes, epoll, curl. */
+#define FD_RESERVE 256
+
+/*
+ * Every connection is a descriptor, and a soft limit below
+ * max_connections (1024 is the usual default) makes accept fail with
+ * EMFILE before the connection limit, where the server's eviction works,
+ * is ever reached. Nothing here uses select(), so raise it to the hard
+ * limit; warn when even that is too low.
+ */
+static void raise_fd_limit(int64_t max_connections)
+{
+	rlim_t need = (rlim_t)max_connections + FD_RESERVE;
+	struct rlimit rl;
+	char have[24], want[24];
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit up = {.rlim_cur = rl.rlim_max,
+		                    .rlim_max = rl.rlim_max};
+		if (setrlimit(RLIMIT_NOFILE, &up) != 0 && need > rl.rlim_cur) {
+			up.rlim_cur = need; /* a hard limit above nr_open */
+			if (setrlimit(RLIMIT_NOFILE, &up) != 0)
+				up.rlim_cur = rl.rlim_cur;
+		}
+		rl.rlim_cur = up.rlim_cur;
+	}
+	if (rl.rlim_cur < need) {
+		snprintf(have, sizeof have, "%llu",
+		         (unsigned long long)rl.rlim_cur);
+		snprintf(want, sizeof want, "%llu", (unsigned long long)need);
+		log_warn(
+		    "open file limit too low for max_connections: raise "
+		    "the hard limit (LimitNOFILE) or lower max_connections",
+		    "limit", have, "needed", want, NULL);
+	}
+}
+
 static void block_signals(sigset_t *set)
 {
 	sigemptyset(set);
@@ -118,6 +158,7 @@ int main(int argc, char **argv)
 	}
 	sigset_t stop_signals;
 	block_signals(&stop_signals);
+	raise_fd_limit(cfg.max_connections);
 	register_build_info();
 
 	int status = EX_UNAVAILABLE;
@@ -237,6 +278,8 @@ int main(int argc, char **argv)
 	    .replica_id = cfg.replica_id,
 	    .threads = (int)cfg.http_threads,
 	    .max_connections = (unsigned)cfg.max_connections,
+	    .head_timeout_ms = cfg.http_head_timeout_ms,
+	    .body_timeout_ms = cfg.http_body_timeout_ms,
 	    .body_max = (size_t)cfg.body_max,
 	    .batch_body_max = (size_t)cfg.batch_body_max,
 	    .json_depth = (int)cfg.json_depth,

@@ -599,11 +599,14 @@ def main():
 
 # ---------------------------------------------------------------- raw HTTP
 
-def raw_http(port, data, timeout=10.0, send_after=None):
+def raw_http(port, data, timeout=10.0, send_after=None, source=None):
     """Sends raw bytes (data, then each chunk of send_after, ignoring a peer
     that has stopped reading), returns the bytes received until the peer
-    closes, the headers and announced body arrive, or timeout."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    closes, the headers and announced body arrive, or timeout. source: the
+    local address to connect from (another 127.x address), if any."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                 source_address=(source, 0) if source
+                                 else None)
     got = b""
     try:
         try:
