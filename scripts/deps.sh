@@ -8,7 +8,8 @@ libcurl4-openssl-dev libpq-dev libssl-dev"
 if [ "${1:-run}" = test ]; then
   want="$want libcmocka-dev python3 python3-requests python3-psycopg2
 postgresql-15 postgresql-client-15 iproute2 clang libclang-rt-14-dev sqlite3
-prometheus prometheus-alertmanager python3-yaml clang-format"
+prometheus prometheus-alertmanager python3-yaml clang-format
+patroni etcd-server etcd-client python3-etcd nftables util-linux"
 fi
 missing=""
 for p in $want; do
