@@ -14,33 +14,31 @@
     python3 tests/fault/lib/patroni.py --selftest    (patroni_selftest.py;
     not in ctest, about 1.5 min)
 
-Layout. Three network namespaces, each joined to the root namespace by a
-veth pair on its own /30 of 10.232.N.0/24 (N >= 100: the first N without
-address or route in the root namespace, picked under a lock file): etcd
-at .2, node n1 at .6, node n2 at .10; the root ends (.1, .5, .9) route
-between them, with forwarding switched on for those veths only
-(net.ipv4.conf.<veth>.forwarding; IPv4 forwarding is decided by the
-interface a packet comes in on, so the global ip_forward stays as it is).
-The namespaces route 10.232.0.0/16 only, not a default route: nothing can
-leave the machine, and lookups of outside names fail at once (Patroni's
-REST server does a getfqdn() at start, which cost 10 s of DNS timeout with
-a default route). Clients in the root namespace reach the nodes directly;
-a client in its own namespace needs an address in 10.232.0.0/16 (pg_hba
-trusts it and 127.0.0.1), a route to 10.232.N.0/24 via its root end and
-enable_forwarding(<its root-side veth>). Every node has its own address,
-so ports are fixed: PostgreSQL 5432, Patroni REST 8008, etcd 2379/2380.
+Layout. Three network namespaces (etcd, n1, n2), each joined to the root
+namespace by a veth pair on its own /30 of 10.232.N.0/24 (N >= 100, the
+first without address or route here, picked under a lock file): etcd at
+.2, n1 at .6, n2 at .10, root ends .1, .5, .9. The root namespace routes
+between them with forwarding on for those veths only (IPv4 forwarding is
+decided by the incoming interface: net.ipv4.ip_forward stays as it is),
+and an nft table of ours drops what they would forward to the default
+route's interface. The namespaces route 10.232.0.0/16 only: nothing
+leaves the machine and outside name lookups fail at once (with a default
+route, the getfqdn() of Patroni's REST server cost 10 s of DNS timeout at
+every start). Root-namespace clients reach the nodes directly; a client
+in its own namespace needs a 10.232.0.0/16 address (pg_hba trusts that
+and 127.0.0.1), a route via its root end and enable_forwarding(<root
+end>). Own addresses, fixed ports: PostgreSQL 5432, REST 8008, etcd 2379.
 
-Names: namespaces orderd-<name>-<pid>-{etcd,n1,n2}, root veths
-od<N>{etcd,n1,n2}, runtime data (PGDATA, sockets, etcd data) in
-/tmp/orderd-patroni-<name>-<pid>-XXXX owned by postgres (which PostgreSQL
-and Patroni run as, via setpriv), logs in the workdir: etcd.log, n1.log,
-n2.log (a node's Patroni and PostgreSQL both log to stderr: one file holds
-both, pg_rewind and pg_basebackup included); workdir/runtime links to the
-runtime directory. A node is everything in its namespace: kill, freeze
-and stop act on the PIDs `ip netns pids` lists, which are only ours.
-start() kills and removes leftovers of crashed runs (namespaces and
-runtime directories whose <pid> is dead); stop() is idempotent and runs
-at exit. keep=True (or ORDERD_FAULT_KEEP=1) keeps the workdir.
+Names: namespaces orderd-<name>-<pid>-{etcd,n1,n2}, root veths od<N>*,
+runtime data (PGDATA, sockets, etcd) in /tmp/orderd-patroni-<name>-<pid>-*
+owned by postgres (PostgreSQL and Patroni run as postgres, via setpriv),
+logs in the workdir: etcd.log, n1.log, n2.log (Patroni and its PostgreSQL,
+pg_rewind and pg_basebackup included, all log to stderr); workdir/runtime
+links to the runtime data. A node is everything in its namespace: kill,
+freeze and stop act on the PIDs `ip netns pids` lists, only ever ours.
+start() removes leftovers of crashed runs (namespaces, nft tables and
+runtime data whose <pid> is dead); stop() is idempotent and runs at exit;
+keep=True (or ORDERD_FAULT_KEEP=1) keeps the workdir.
 
 DCS: etcd's v2 API (--enable-v2, Patroni's `etcd:` with python3-etcd),
 not v3, on purpose. Patroni 3.0.2's etcd3 backend (Debian 12) renews the
@@ -50,7 +48,8 @@ takes the leader key back from the standby that was promoted meanwhile,
 which is demoted and rewound, and the rows it acknowledged are gone. The
 v2 backend updates the key with compare-and-swap on its own name, so the
 woken leader finds the key taken and demotes. `--selftest --dcs etcd3`
-shows the failure (freeze_primary, "leader went back").
+shows it: after freeze_primary 13 acknowledged rows were gone and the
+pair never became healthy again (the /sync key names the other leader).
 
 Timing: ttl 12 s, loop_wait 2 s, retry_timeout 4 s (Patroni needs
 loop_wait + 2 * retry_timeout <= ttl; 10 <= 12 leaves 2 s). A failover
@@ -77,28 +76,26 @@ faults here only ever take the leader away, never the standby.
 Faults, and what surprised:
 - kill: SIGKILL of patroni, postmaster and backends at once. Clients get
   connection refused at once (the address stays up, nothing listens); a
-  crash that also silences the address is cut. heal() starts Patroni
-  again: crash recovery in single-user mode, pg_rewind, replica.
+  crash that also silences the address is cut. heal() starts Patroni:
+  crash recovery in single-user mode, pg_rewind, replica.
 - cut: nft drop-all in the node's namespace (loopback allowed). Open
-  client connections to it hang, nothing tells them (orderd's deadline
-  ends them); commits waiting for the standby stay unacknowledged.
-- freeze: SIGSTOP of every process of the node. Its kernel still accepts
-  connections (until the listen backlog is full) and ACKs data, so
-  connects and statements hang rather than fail; libpq's connect_timeout
+  client connections hang, nothing tells them (orderd's deadline ends
+  them); commits waiting for the standby stay unacknowledged.
+- freeze: SIGSTOP of the node's processes. Its kernel still accepts
+  connections (until the listen backlog is full) and ACKs data: connects
+  and statements hang instead of failing; libpq's connect_timeout
   (blocking connects only) moves a multi-host connect on to the next
-  host. After SIGCONT the old leader's Patroni finds its key taken and
-  demotes within a loop; until then its PostgreSQL is a primary taking
-  connections, but its commits wait for a synchronous standby that is a
-  primary elsewhere, so none is acknowledged. Commits that were local
-  only are the divergence pg_rewind then throws away. A watchdog (none
-  here: watchdog mode off) would reset a frozen node instead.
-- If pg_rewind fails, Patroni deletes the data directory and takes a new
-  base backup (remove_data_directory_on_rewind_failure), so heal()
-  converges either way; the self-test reports which one happened.
-- After a failover the new primary runs alone, asynchronously, until the
-  old one streams again: wait_healthy() is where sync is back.
-- This file is named patroni.py: do not put tests/fault/lib itself on the
-  sys.path of a process that imports Patroni's own package.
+  host. After SIGCONT the old leader finds its key taken and demotes
+  within a loop; until then it is a primary taking connections, but its
+  commits wait for a synchronous standby that is now a primary, so none
+  is acknowledged; pg_rewind discards those local-only commits. A
+  watchdog (mode off here: no device) would reset a frozen node instead.
+- If pg_rewind fails Patroni takes a new base backup
+  (remove_data_directory_on_rewind_failure): heal() converges either way.
+- After a failover the new primary commits alone until the old one
+  streams again: wait_healthy() is where sync is back.
+- The file is named patroni.py: keep tests/fault/lib itself off the
+  sys.path of anything that imports Patroni's package.
 """
 
 import atexit
@@ -162,6 +159,22 @@ def _signal_all(pids, sig):
             pass
 
 
+def _nft(rules, ns=None):
+    pre = ["ip", "netns", "exec", ns] if ns else []
+    r = subprocess.run(pre + ["nft", "-f", "-"], input=rules, text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=10)
+    if r.returncode != 0:
+        raise RuntimeError("nft: " + r.stdout)
+
+
+def _reap(proc, timeout):
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
+
+
 def enable_forwarding(ifname):
     """Lets the root namespace route packets that come in on ifname (a
     root-side veth of a client namespace) to the cluster's nodes."""
@@ -213,35 +226,27 @@ def pg_sql(host, sql, dbname="postgres", timeout=3.0, port=PG_PORT):
 def available():
     """(True, "") if this machine can run a PatroniCluster, else (False,
     why). Cheap: creates and removes one probe namespace."""
+    import importlib.util
+    import pwd
     if os.geteuid() != 0:
-        return False, "needs root (network namespaces, runs postgres as postgres)"
+        return False, "needs root (network namespaces)"
     for path in (PATRONI, ETCD, PG_BIN + "/postgres", PG_BIN + "/pg_rewind"):
         if not os.access(path, os.X_OK):
             return False, "%s missing (scripts/deps.sh test)" % path
-    for tool in ("ip", "nft", "setpriv"):
-        if not shutil.which(tool):
-            return False, "%s missing" % tool
-    try:
-        import pwd
-        pwd.getpwnam("postgres")
-    except KeyError:
-        return False, "no postgres user"
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
+    missing = [t for t in ("ip", "nft", "setpriv") if not shutil.which(t)]
+    if missing or "postgres" not in [u.pw_name for u in pwd.getpwall()]:
+        return False, "missing: %s" % (missing or "user postgres")
+    if not importlib.util.find_spec("psycopg2"):
         return False, "psycopg2 missing for %s" % sys.executable
-    r = _run(["/usr/bin/python3", "-c", "import etcd, patroni"], check=False)
-    if r.returncode != 0:
-        return False, "patroni's python modules: " + r.stdout.strip()[-200:]
     ns = "orderd-probe-%d" % os.getpid()
     try:
-        r = _run(["ip", "netns", "add", ns], check=False)
-        if r.returncode != 0:
-            return False, "ip netns add: " + r.stdout.strip()
-        r = _run(["ip", "netns", "exec", ns, "nft", "add", "table", "inet",
-                  "probe"], check=False)
-        if r.returncode != 0:
-            return False, "nft in a namespace: " + r.stdout.strip()
+        for args in (["/usr/bin/python3", "-c", "import etcd, patroni"],
+                     ["ip", "netns", "add", ns],
+                     ["ip", "netns", "exec", ns, "nft", "add", "table",
+                      "inet", "probe"]):
+            r = _run(args, check=False)
+            if r.returncode != 0:
+                return False, "%s: %s" % (" ".join(args), r.stdout[-200:])
     finally:
         _run(["ip", "netns", "delete", ns], check=False)
     return True, ""
@@ -275,8 +280,6 @@ class PatroniCluster:
         self.started = False
         self.stopped = False
         atexit.register(self.stop)
-
-    # ---------------------------------------------------------------- setup
 
     def _ns(self, role):
         return "%s-%s" % (self.tag, role)
@@ -338,17 +341,14 @@ class PatroniCluster:
         outer, inner = self._ip(role, 1), self._ip(role, 2)
         _run(["ip", "netns", "add", ns])
         _live_ns.add(ns)
-        _run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        _run(["ip", "link", "add", vroot, "type", "veth", "peer", "name",
-              "eth0", "netns", ns])
-        _run(["ip", "addr", "add", outer + "/30", "dev", vroot])
-        _run(["ip", "link", "set", vroot, "up"])
-        _run(["ip", "-n", ns, "addr", "add", inner + "/30", "dev", "eth0"])
-        _run(["ip", "-n", ns, "link", "set", "eth0", "up"])
-        # Only 10.232/16 is routed: nothing leaves the machine, and lookups
-        # of outside names fail at once instead of timing out (HTTPServer's
-        # getfqdn() in Patroni's REST API cost 10 s at every start).
-        _run(["ip", "-n", ns, "route", "add", "10.232.0.0/16", "via", outer])
+        for c in ("-n %(ns)s link set lo up",
+                  "link add %(v)s type veth peer name eth0 netns %(ns)s",
+                  "addr add %(o)s/30 dev %(v)s", "link set %(v)s up",
+                  "-n %(ns)s addr add %(i)s/30 dev eth0",
+                  "-n %(ns)s link set eth0 up",  # no default route:
+                  "-n %(ns)s route add 10.232.0.0/16 via %(o)s"):
+            _run(["ip"] + (c % {"ns": ns, "v": vroot, "o": outer,
+                                "i": inner}).split())
         enable_forwarding(vroot)
         return ns, inner, vroot
 
@@ -364,13 +364,8 @@ class PatroniCluster:
             rule = 'iifname "od%d*" oifname { %s } drop;' % (
                 self.net, ", ".join('"%s"' % d for d in sorted(devs)))
         self.table = self.tag.replace("-", "_")
-        r = subprocess.run(
-            ["nft", "-f", "-"], input="table inet %s {\n chain forward { type "
-            "filter hook forward priority 0; policy accept; %s }\n}\n" %
-            (self.table, rule), text=True, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, timeout=10)
-        if r.returncode != 0:
-            raise RuntimeError("nft: " + r.stdout)
+        _nft("table inet %s {\n chain forward { type filter hook forward "
+             "priority 0; policy accept; %s }\n}\n" % (self.table, rule))
 
     def _setup_net(self):
         os.makedirs(os.path.dirname(LOCK), exist_ok=True)
@@ -475,8 +470,6 @@ class PatroniCluster:
                 },
             },
             "watchdog": {"mode": "off"},
-            "tags": {"nofailover": False, "noloadbalance": False,
-                     "clonefrom": False, "nosync": False},
         }
 
     def _start_patroni(self, node):
@@ -530,8 +523,6 @@ class PatroniCluster:
             raise
         return time.monotonic() - t0
 
-    # -------------------------------------------------------------- queries
-
     def uri(self, dbname="postgres"):
         hosts = ",".join("%s:%d" % (n.ip, PG_PORT)
                          for n in self.nodes.values())
@@ -548,10 +539,6 @@ class PatroniCluster:
                timeout=30)
         return self.uri(name)
 
-    def _cluster(self, node, timeout=1.5):
-        return _http_json("http://%s:%d/cluster" % (node.ip, API_PORT),
-                          timeout=timeout)
-
     def members(self, timeout=1.5):
         """Members as Patroni's /cluster reports them, {} if no node
         answers. /cluster reads etcd on every request, so the first answer
@@ -561,7 +548,8 @@ class PatroniCluster:
 
         def ask(n):
             try:
-                answers.put(self._cluster(n, timeout))
+                answers.put(_http_json("http://%s:%d/cluster" %
+                                       (n.ip, API_PORT), timeout=timeout))
             except (OSError, ValueError):
                 answers.put(None)
         for n in self.nodes.values():
@@ -614,8 +602,6 @@ class PatroniCluster:
         return (len(sync) == 1 and self._sync_ok(leader[0], sync[0])
                 and self._writable(leader[0]))
 
-    # --------------------------------------------------------------- faults
-
     def _take_fault(self, kind):
         if self.fault:
             raise RuntimeError("fault %s still active: heal() first" %
@@ -636,10 +622,7 @@ class PatroniCluster:
         _signal_all(pids, signal.SIGKILL)
         self.fault = (self.fault[0], n.name, time.monotonic())
         if n.proc:
-            try:
-                n.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
+            _reap(n.proc, 5)
         return n.name
 
     def cut_primary(self):
@@ -651,12 +634,11 @@ class PatroniCluster:
                  "policy drop; iifname \"lo\" accept; }\n"
                  " chain out { type filter hook output priority -300; "
                  "policy drop; oifname \"lo\" accept; }\n}\n")
-        r = subprocess.run(["ip", "netns", "exec", n.ns, "nft", "-f", "-"],
-                           input=rules, text=True, stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, timeout=10)
-        if r.returncode != 0:
+        try:
+            _nft(rules, n.ns)
+        except BaseException:
             self.fault = None
-            raise RuntimeError("nft: " + r.stdout)
+            raise
         self.fault = (self.fault[0], n.name, time.monotonic())
         return n.name
 
@@ -711,7 +693,7 @@ class PatroniCluster:
                 return
             if time.monotonic() >= end:
                 self._dump_logs()
-                raise TimeoutError("patroni: no %s in time (logs in %s)" %
+                raise TimeoutError("patroni: timed out waiting for %s (logs in %s)" %
                                    (what, self.workdir))
             time.sleep(0.2)
 
@@ -726,8 +708,6 @@ class PatroniCluster:
                 continue
             sys.stderr.write("---- %s (last %d lines)\n%s" %
                              (node.log, n, "".join(tail)))
-
-    # ----------------------------------------------------------------- stop
 
     def stop(self):
         """Stop everything, remove namespaces (veths go with them), the
@@ -785,10 +765,7 @@ def _stop_ns(node):
     while time.monotonic() < end and _ns_pids(node.ns):
         time.sleep(0.05)
     if node.proc:
-        try:
-            node.proc.wait(2)
-        except subprocess.TimeoutExpired:
-            pass
+        _reap(node.proc, 2)
 
 
 def _remove_shm(home):
@@ -813,20 +790,16 @@ def _remove_shm(home):
 
 
 def _main(argv):
+    import importlib.util
     args = argv[1:]
-    dcs = "etcd"
-    if args[1:2] == ["--dcs"] and len(args) == 3:
-        dcs = args[2]
-        args = args[:1]
-    if args != ["--selftest"] or dcs not in ("etcd", "etcd3"):
+    dcs = args[2] if len(args) == 3 and args[1] == "--dcs" else "etcd"
+    if args not in (["--selftest"], ["--selftest", "--dcs", dcs]) or \
+            dcs not in ("etcd", "etcd3"):
         sys.stderr.write("usage: %s --selftest [--dcs etcd|etcd3]\n" % argv[0])
         return 2
-    try:
-        import psycopg2  # noqa: F401
-    except ImportError:
-        if sys.executable != "/usr/bin/python3":
-            os.execv("/usr/bin/python3", ["/usr/bin/python3"] + argv)
-        raise
+    if not importlib.util.find_spec("psycopg2") and \
+            sys.executable != "/usr/bin/python3":  # pyenv's python3 on PATH
+        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + argv)
     import patroni_selftest  # beside this file: sys.path[0]
     return patroni_selftest.selftest(sys.modules[__name__], dcs)
 
