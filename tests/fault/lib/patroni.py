@@ -1,11 +1,11 @@
 #!/usr/bin/python3
-"""patroni: a Patroni + etcd PostgreSQL 15 HA pair for the fault-injection suite.
+"""patroni: a Patroni + etcd PostgreSQL 15 HA pair for the fault suite.
 
     cluster = PatroniCluster(workdir)      # name="pha"
     cluster.start()                        # etcd + n1 + n2, sync replication
     uri = cluster.create_db("orders")      # multi-host, target_session_attrs
     old = cluster.leader()
-    cluster.kill_primary()                 # or cut_primary() / freeze_primary()
+    cluster.kill_primary()                 # or cut_primary(), freeze_primary()
     cluster.wait_leader_change(old)        # seconds since the fault
     cluster.heal()                         # old primary rejoins (pg_rewind)
     cluster.wait_healthy()
@@ -430,8 +430,8 @@ class PatroniCluster:
         }
         return {
             "scope": self.name, "namespace": "/orderd/", "name": node.name,
-            "log": {"level": "INFO",
-                    "format": "%(asctime)s patroni %(levelname)s: %(message)s"},
+            "log": {"level": "INFO", "format":
+                    "%(asctime)s patroni %(levelname)s: %(message)s"},
             "restapi": {"listen": "%s:%d" % (node.ip, API_PORT),
                         "connect_address": "%s:%d" % (node.ip, API_PORT)},
             self.dcs: {"hosts": ["%s:%d" % (self.etcd.ip, ETCD_PORT)],
@@ -693,8 +693,8 @@ class PatroniCluster:
                 return
             if time.monotonic() >= end:
                 self._dump_logs()
-                raise TimeoutError("patroni: timed out waiting for %s (logs in %s)" %
-                                   (what, self.workdir))
+                raise TimeoutError("patroni: timed out waiting for %s "
+                                   "(logs in %s)" % (what, self.workdir))
             time.sleep(0.2)
 
     def _dump_logs(self, n=25):
