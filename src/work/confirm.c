@@ -298,57 +298,15 @@ static bool write_retry(confirm_t *c, job_t *j)
 	return true;
 }
 
-/* Writes every answered job's outcome: one store_finish for the confirmed
- * and declined, one store_retry each for the rest. Jobs whose write
- * failed stay for the next turn. */
-static void write_outcomes(confirm_t *c)
-{
-	store_finish_t f[64];
-	bool fenced[64];
-	job_t *batch[64];
-	size_t n = 0;
-	for (job_t **link = &c->active; *link;) {
-		job_t *j = *link;
-		if (j->verdict == V_ERROR) {
-			if (write_retry(c, j))
-				job_retire(c, link);
-			else
-				link = &j->next;
-			continue;
-		}
-		if (j->verdict != V_PENDING && n < 64) {
-			f[n] = (store_finish_t){
-			    j->claim.order.id, j->claim.fence,
-			    j->verdict == V_CONFIRMED,
-			    j->verdict == V_CONFIRMED ? NULL : "declined"};
-			batch[n++] = j;
-		}
-		link = &j->next;
-	}
-	if (n == 0)
-		return;
-	int rc = store_finish(c->store, f, n, fenced);
-	for (size_t i = 0; i < n; i++) {
-		job_t *j = batch[i];
-		order_status_t st = j->verdict == V_CONFIRMED ? ORDER_COMPLETED
-		                                              : ORDER_REJECTED;
-		if (rc < 0) {
-			j->retire = write_failed(c, j, rc, "finish");
-			continue;
-		}
-		if (!fenced[i] || landed(c, j, &st))
-			record_landed(c, j, st);
-		else
-			fenced_out(c, j, "finish");
-		j->retire = true;
-	}
-	retire_marked(c);
-}
+static void take_queue(confirm_t *c);
 
-/* Renews the lease of every job; a job whose lease is gone is abandoned
- * (a stalled holder: the order has moved on). */
-static void renew_all(confirm_t *c)
+/* Renews the lease of every job still waiting for its outcome, the
+ * queued ones too (taken first: they may wait behind a burst of writes);
+ * a job whose lease is gone is marked to retire (a stalled holder: the
+ * order has moved on). The caller retires the marked. */
+static void renew_leases(confirm_t *c)
 {
+	take_queue(c);
 	enum { MAX = 256 };
 	const char *ids[MAX];
 	int64_t fences[MAX], until[MAX];
@@ -356,11 +314,15 @@ static void renew_all(confirm_t *c)
 	job_t *j = c->active;
 	while (j) {
 		size_t n = 0;
-		for (; j && n < MAX; j = j->next, n++) {
+		for (; j && n < MAX; j = j->next) {
+			if (j->retire)
+				continue; /* its outcome is written */
 			js[n] = j;
 			ids[n] = j->claim.order.id;
-			fences[n] = j->claim.fence;
+			fences[n++] = j->claim.fence;
 		}
+		if (n == 0)
+			break;
 		int rc = store_renew(c->store, ids, fences, n, c->opt.lease_ms,
 		                     until);
 		if (rc < 0) {
@@ -380,6 +342,59 @@ static void renew_all(confirm_t *c)
 			else
 				fenced_out(c, js[i], "renew");
 			js[i]->retire = true;
+		}
+	}
+	c->renew_at = clock_mono_ms() + c->opt.lease_ms / 3;
+}
+
+/* Renews now if a renewal is due: between writes, so that a burst of
+ * outcomes written one by one never outlasts the leases of the rest. */
+static void renew_if_due(confirm_t *c)
+{
+	if (clock_mono_ms() >= c->renew_at)
+		renew_leases(c);
+}
+
+/* Writes every answered job's outcome: one store_retry each for the
+ * transient failures (renewing the others' leases between them when
+ * due), then one store_finish for the confirmed and declined. Jobs whose
+ * write failed stay for the next turn. */
+static void write_outcomes(confirm_t *c)
+{
+	store_finish_t f[64];
+	bool fenced[64];
+	job_t *batch[64];
+	size_t n = 0;
+	for (job_t *j = c->active; j; j = j->next)
+		if (j->verdict == V_ERROR && !j->retire) {
+			j->retire = write_retry(c, j);
+			renew_if_due(c);
+		}
+	for (job_t *j = c->active; j && n < 64; j = j->next)
+		if (j->verdict != V_PENDING && j->verdict != V_ERROR &&
+		    !j->retire) {
+			f[n] = (store_finish_t){
+			    j->claim.order.id, j->claim.fence,
+			    j->verdict == V_CONFIRMED,
+			    j->verdict == V_CONFIRMED ? NULL : "declined"};
+			batch[n++] = j;
+		}
+	if (n > 0) {
+		int rc = store_finish(c->store, f, n, fenced);
+		for (size_t i = 0; i < n; i++) {
+			job_t *j = batch[i];
+			order_status_t st = j->verdict == V_CONFIRMED
+			                        ? ORDER_COMPLETED
+			                        : ORDER_REJECTED;
+			if (rc < 0) {
+				j->retire = write_failed(c, j, rc, "finish");
+				continue;
+			}
+			if (!fenced[i] || landed(c, j, &st))
+				record_landed(c, j, st);
+			else
+				fenced_out(c, j, "finish");
+			j->retire = true;
 		}
 	}
 	retire_marked(c);
@@ -451,11 +466,9 @@ static void *confirm_main(void *arg)
 				job_done(c, j, msg->data.result);
 			}
 		write_outcomes(c);
+		renew_if_due(c);
+		retire_marked(c);
 		int64_t now = clock_mono_ms();
-		if (now >= c->renew_at) {
-			renew_all(c);
-			c->renew_at = now + c->opt.lease_ms / 3;
-		}
 		metrics_set(c->m_in_flight, (double)c->n_active);
 		/* Short turns while writes are waiting to be retried, and
 		 * never past the next renewal. */

@@ -21,7 +21,8 @@ class ConfirmFaults(Scenario):
     """The confirm service drops every connection, then is slower than the
     timeout, then answers garbage, then 503 with Retry-After, 3 s each:
     held orders keep their stock and are retried until it answers
-    (G8); nothing is completed twice."""
+    (G8); nothing is completed twice. No replica stalls, so no lease may
+    lapse: a fence rejection here is a violation."""
     name = "confirm-faults"
 
     def __init__(self):
@@ -36,6 +37,15 @@ class ConfirmFaults(Scenario):
 
     def heal(self, run):
         self.confirm.mode = "ok"
+
+    def figures(self, run, rep):
+        # Every replica stayed healthy and the database answered: a lease
+        # that lapsed here (a fence rejection) was not renewed in time.
+        n = rep.figures.get("fence_rejections")
+        if n:
+            rep.bad("fence", "%d fence rejections without a stalled"
+                    " replica: leases lapsed while calls were in flight" % n)
+        return {}
 
 
 class NotifyFaults(Scenario):
