@@ -55,6 +55,8 @@ int64_t pgb_mark_lower(pgb_mark_t *m, bool *ret_full);
  * statement's clock when it took fewer rows than it asked for, else the
  * key of the last row it took), save rows another scan holds locked. */
 void pgb_mark_seen(pgb_mark_t *m, bool full, int64_t seen);
+/* After a scan that failed: a full one is owed again at once. */
+void pgb_mark_failed(pgb_mark_t *m, bool full);
 
 typedef struct pgb_store {
 	pgp_t *pool;

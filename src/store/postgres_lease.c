@@ -102,8 +102,10 @@ int pgb_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
 	*ret_n = n;
 	rc = 0;
 out:
-	if (rc < 0)
+	if (rc < 0) {
 		store_claims_clear(ret_claims, n);
+		pgb_mark_failed(&b->claim_mark, full);
+	}
 	PQclear(res);
 	return rc;
 }
@@ -185,10 +187,12 @@ static void process_decide(const store_claim_t *claims, size_t n, bool hold,
 
 /* Every write of the batch in one statement; each is conditional on
  * the fence, and the counts let the caller check nothing slipped. Each
- * update names its ids twice: o.id = ANY(ids) gives the planner the unique
- * index on id whatever its statistics say (a generic plan made while the
+ * update names its ids (or skus) twice: o.id = ANY(ids) gives the planner the
+ * unique index on id whatever its statistics say (a generic plan made while the
  * table was small, or the old orders_leased, would read every row or every
- * index entry, dead ones included, on every batch: docs/postgres.md).
+ * index entry, dead ones included, on every batch: docs/postgres.md);
+ * likewise p.sku = ANY(skus), or the hash join reads every version of
+ * every product.
  * Events complete (processing --> completed), reject (--> rejected),
  * reserve (stock now held, awaiting confirmation) and, when the backstop
  * fired, fail (--> failed). */
@@ -196,7 +200,8 @@ static const pgp_stmt_t stmt_process_apply = {
     .name = "process_apply",
     .sql = "WITH pu AS (UPDATE products p SET stock = p.stock - d.qty,"
            " updated_at = $13::bigint FROM unnest($10::text[],"
-           " $11::bigint[]) AS d(sku, qty) WHERE p.sku = d.sku"
+           " $11::bigint[]) AS d(sku, qty) WHERE p.sku = ANY($10::text[])"
+           " AND p.sku = d.sku"
            " RETURNING p.sku),"
            " ri AS (INSERT INTO reservations (order_id, sku, qty, fence,"
            " created_at) SELECT r.o, r.s, r.q, r.f, $13::bigint"
@@ -739,6 +744,8 @@ int pgb_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
 	if (rc == 0) {
 		pgb_mark_seen(&b->reap_mark, full, ra.seen);
 		*ret_n = ra.n;
+	} else {
+		pgb_mark_failed(&b->reap_mark, full);
 	}
 	return rc;
 }

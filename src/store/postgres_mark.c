@@ -62,3 +62,12 @@ void pgb_mark_seen(pgb_mark_t *m, bool full, int64_t seen)
 		m->lo = lo;
 	pthread_mutex_unlock(&m->mu);
 }
+
+void pgb_mark_failed(pgb_mark_t *m, bool full)
+{
+	if (!full)
+		return;
+	pthread_mutex_lock(&m->mu);
+	m->full_mono_ms = 0;
+	pthread_mutex_unlock(&m->mu);
+}
