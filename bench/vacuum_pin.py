@@ -7,8 +7,9 @@ load client: THREADS threads (default 16), each with its own keep-alive
 session to one replica, posting a batch of BATCH orders (default 10) to
 POST /v1/orders/batch, waiting (GET ?wait_ms) until the batch's last order
 is terminal, and posting the next: a closed loop end to end, so the
-backlog stays bounded and the figure is what orderd sustains. After a warm-up, the
-baseline is measured for --baseline seconds; then one other session runs
+backlog stays bounded and the figure is what orderd sustains. After a warm-up (with
+an ANALYZE in the middle, as autovacuum would have run on a database in
+use), the baseline is measured for --baseline seconds; then one other session runs
 `BEGIN; SELECT txid_current();` and holds the transaction open for
 --pin-seconds (the forgotten session that pins the xmin horizon: no dead
 row version newer than it can be removed, by vacuum or by index hints)
@@ -27,7 +28,8 @@ imports run() and judges the figures itself.
 
     /usr/bin/python3 bench/vacuum_pin.py [BUILD_DIR] [--pin-seconds 60]
         [--baseline 30] [--after 20] [--window 5] [--replicas 2]
-        [--threads 16] [--batch 10] [--json FILE]
+        [--threads 16] [--batch 10] [--skus 100] [--json FILE]
+        [--auto-explain MS] [--pg-log FILE]
 """
 
 import argparse
@@ -44,7 +46,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-N_SKUS = 100
+SKUS = 100  # default --skus
 
 # The claim's scan as stmt_claim (src/store/postgres_lease.c) runs it, in a
 # transaction that is rolled back: it locks rows, changes nothing.
@@ -83,8 +85,9 @@ def _start_cluster(pgcluster, pgdir, auto_explain_ms):
 class Load:
     """The closed-loop client: threads posting batches until stopped."""
 
-    def __init__(self, H, daemons, threads, batch):
+    def __init__(self, H, daemons, threads, batch, skus):
         self.H = H
+        self.skus = skus
         self.daemons = daemons
         self.batch = batch
         self.ok = [0] * threads
@@ -101,7 +104,7 @@ class Load:
             orders = []
             for _ in range(self.batch):
                 n += 1
-                sku = "SKU-%d" % ((i * 7919 + n) % N_SKUS)
+                sku = "SKU-%d" % ((i * 7919 + n) % self.skus)
                 orders.append(self.H.order("t%d-%d" % (i, n),
                                            items=[{"sku": sku, "qty": 1}]))
             try:
@@ -191,7 +194,8 @@ def _dead(conn):
 
 
 def run(build="build", pin_seconds=60, baseline=30, after=20, window=5,
-        replicas=2, threads=16, batch=10, warmup=5, auto_explain_ms=None,
+        replicas=2, threads=16, batch=10, skus=SKUS, warmup=5,
+        auto_explain_ms=None,
         pg_log=None, log=print):
     """Runs the whole measurement on a private cluster and returns a dict:
     baseline (orders/s), during (mean orders/s over the pin), during_min
@@ -211,14 +215,22 @@ def run(build="build", pin_seconds=60, baseline=30, after=20, window=5,
         db = H.Database("vacuum_pin")
         daemons = [H.Daemon(db.uri, name="orderd-%d" % i).start()
                    for i in range(replicas)]
-        for k in range(N_SKUS):
+        for k in range(skus):
             H.set_stock(daemons[0].client, "SKU-%d" % k, 10 ** 9)
         mon = psycopg2.connect(db.uri)
         with mon.cursor() as cur:
             cur.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         mon.commit()
-        load = Load(H, daemons, threads, batch)
+        load = Load(H, daemons, threads, batch, skus)
         load.start()
+        # Statistics as autovacuum would have them on a database in use
+        # (its first ANALYZE comes a naptime, 1 min, after start): the
+        # replicas' prepared statements got generic plans while the tables
+        # were empty, and ANALYZE makes them plan again.
+        time.sleep(warmup)
+        with mon.cursor() as cur:
+            cur.execute("ANALYZE")
+        mon.commit()
         time.sleep(warmup)
 
         windows = []
@@ -275,6 +287,7 @@ def run(build="build", pin_seconds=60, baseline=30, after=20, window=5,
         pin_ws = [w["processed_per_s"] for w in windows if w["phase"] == "pin"]
         res = {
             "replicas": replicas, "threads": threads, "batch": batch,
+            "skus": skus,
             "pin_seconds": pin_seconds, "window": window,
             "baseline": base, "during": mean("pin"),
             "during_min": min(pin_ws) if pin_ws else 0.0,
@@ -306,8 +319,9 @@ def run(build="build", pin_seconds=60, baseline=30, after=20, window=5,
 
 def report(res, out=sys.stdout):
     p = lambda *a: print(*a, file=out)
-    p("%d replicas, %d threads x batches of %d, window %d s"
-      % (res["replicas"], res["threads"], res["batch"], res["window"]))
+    p("%d replicas, %d threads x batches of %d orders over %d skus,"
+      " window %d s" % (res["replicas"], res["threads"], res["batch"],
+                        res["skus"], res["window"]))
     p("%-9s %7s %12s %12s %9s %7s" % ("phase", "t (s)", "processed/s",
                                       "accepted/s", "pending", "ratio"))
     for w in res["windows"]:
@@ -344,6 +358,9 @@ def main():
     ap.add_argument("--replicas", type=int, default=2)
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--batch", type=int, default=10)
+    ap.add_argument("--skus", type=int, default=SKUS,
+                    help="products the orders spread over (each one a stock"
+                    " row updated once per batch that names it)")
     ap.add_argument("--json", help="also write every figure to this file")
     ap.add_argument("--auto-explain", type=int, metavar="MS",
                     help="log the plans of statements slower than MS")
@@ -351,7 +368,7 @@ def main():
     a = ap.parse_args()
     res = run(a.build, pin_seconds=a.pin_seconds, baseline=a.baseline,
               after=a.after, window=a.window, replicas=a.replicas,
-              threads=a.threads, batch=a.batch,
+              threads=a.threads, batch=a.batch, skus=a.skus,
               auto_explain_ms=a.auto_explain, pg_log=a.pg_log,
               log=lambda s: print(s, file=sys.stderr, flush=True))
     report(res)

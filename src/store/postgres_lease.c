@@ -115,6 +115,7 @@ typedef struct sku_stock {
 	const char *sku;
 	int64_t before, now;
 	bool known;
+	char tid[32]; /* the locked row version's ctid, "(block,item)" */
 } sku_stock_t;
 
 static int cmp_sku(const void *a, const void *b)
@@ -191,8 +192,12 @@ static void process_decide(const store_claim_t *claims, size_t n, bool hold,
  * unique index on id whatever its statistics say (a generic plan made while the
  * table was small, or the old orders_leased, would read every row or every
  * index entry, dead ones included, on every batch: docs/postgres.md);
- * likewise p.sku = ANY(skus), or the hash join reads every version of
- * every product.
+ * and the products are updated by the ctid of the version
+ * stmt_process_products locked in this transaction (no one else can
+ * move it before COMMIT): a TID scan, where a plan by sku would read
+ * every version of every product while the horizon is pinned. A ctid
+ * that were not current would update nothing, and the counts below would
+ * fail the batch, never touch another sku.
  * Events complete (processing --> completed), reject (--> rejected),
  * reserve (stock now held, awaiting confirmation) and, when the backstop
  * fired, fail (--> failed). */
@@ -200,7 +205,7 @@ static const pgp_stmt_t stmt_process_apply = {
     .name = "process_apply",
     .sql = "WITH pu AS (UPDATE products p SET stock = p.stock - d.qty,"
            " updated_at = $13::bigint FROM unnest($10::text[],"
-           " $11::bigint[]) AS d(sku, qty) WHERE p.sku = ANY($10::text[])"
+           " $11::bigint[]) AS d(sku, qty) WHERE p.ctid = ANY($17::tid[])"
            " AND p.sku = d.sku"
            " RETURNING p.sku),"
            " ri AS (INSERT INTO reservations (order_id, sku, qty, fence,"
@@ -239,12 +244,13 @@ static const pgp_stmt_t stmt_process_apply = {
            " SELECT (SELECT count(*) FROM pu), (SELECT count(*) FROM ri),"
            " (SELECT count(*) FROM oc), (SELECT count(*) FROM orj),"
            " (SELECT count(*) FROM oh)",
-    .nparams = 16,
+    .nparams = 17,
 };
 
-/* The arrays of stmt_process_apply, $1..$12 and $14..$16 (A_HID,
+/* The arrays of stmt_process_apply, $1..$12 and $14..$17 (A_HID,
  * A_HFENCE, A_RFP: the fingerprints of the orders of A_RID, '' for a
- * rejection: NULL); $13 is the time. */
+ * rejection: NULL; A_PTID: the ctids of A_PSKU's rows); $13 is the
+ * time. */
 enum {
 	A_CID,
 	A_CFENCE,
@@ -261,6 +267,7 @@ enum {
 	A_HID,
 	A_HFENCE,
 	A_RFP,
+	A_PTID,
 	N_APPLY_ARRAYS
 };
 /* Array k is parameter $(k + 1), skipping $13 (the time). */
@@ -326,7 +333,9 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 			continue;
 		n_changed++;
 		if (pgb_array_add(&a[A_PSKU], sk[k].sku) < 0 ||
-		    pgb_array_add_i64(&a[A_PQTY], sk[k].before - sk[k].now) < 0)
+		    pgb_array_add_i64(&a[A_PQTY], sk[k].before - sk[k].now) <
+		        0 ||
+		    pgb_array_add(&a[A_PTID], sk[k].tid) < 0)
 			rc = -ENOMEM;
 	}
 	const char *p[N_APPLY_ARRAYS + 1];
@@ -378,7 +387,7 @@ static const pgp_stmt_t stmt_process_orders = {
  * two batches never wait on each other in a cycle. */
 static const pgp_stmt_t stmt_process_products = {
     .name = "process_products",
-    .sql = "SELECT sku, stock FROM products"
+    .sql = "SELECT sku, stock, ctid FROM products"
            " WHERE sku = ANY($1::text[])"
            " ORDER BY sku FOR UPDATE",
     .nparams = 1,
@@ -470,7 +479,8 @@ static int process_lock(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 		for (int r = 0; r < PQntuples(pr) && rc == 0; r++) {
 			sku_stock_t *s =
 			    sku_find(sk, n_sk, PQgetvalue(pr, r, 0));
-			if (!s || !pgb_get_i64(pr, r, 1, &s->before))
+			if (!s || !pgb_get_i64(pr, r, 1, &s->before) ||
+			    !pgb_get_str(pr, r, 2, s->tid, sizeof s->tid))
 				rc = OD_EINTERNAL;
 			else
 				s->known = true, s->now = s->before;
