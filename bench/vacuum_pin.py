@@ -55,12 +55,27 @@ CLAIM_SCAN = ("SELECT seq FROM orders WHERE status = 'pending' AND next_at <="
               " ORDER BY next_at, seq LIMIT 256 FOR UPDATE SKIP LOCKED")
 
 
+ENV_KEYS = ("ORDERD_BIN", "ORDERCTL_BIN", "ORDERD_TEST_TMP",
+            "ORDERD_TEST_BACKEND", "ORDERD_TEST_PGDIR")
+
+
 def _env(build, tmp, pgdir):
-    os.environ.setdefault("ORDERD_BIN", os.path.join(build, "orderd"))
-    os.environ.setdefault("ORDERCTL_BIN", os.path.join(build, "orderctl"))
+    """Points the harness at this run's cluster; returns what to restore."""
+    saved = {k: os.environ.get(k) for k in ENV_KEYS}
+    os.environ["ORDERD_BIN"] = os.path.join(build, "orderd")
+    os.environ["ORDERCTL_BIN"] = os.path.join(build, "orderctl")
     os.environ["ORDERD_TEST_TMP"] = tmp
     os.environ["ORDERD_TEST_BACKEND"] = "postgres"
     os.environ["ORDERD_TEST_PGDIR"] = pgdir
+    return saved
+
+
+def _env_restore(saved):
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def _start_cluster(pgcluster, pgdir, auto_explain_ms):
@@ -205,13 +220,18 @@ def run(build="build", pin_seconds=60, baseline=30, after=20, window=5,
     build = os.path.abspath(build)
     tmp = tempfile.mkdtemp(prefix="bench-vacuum-pin-")
     pgdir = os.path.join(tmp, "pg")
-    _env(build, tmp, pgdir)
+    saved_env = _env(build, tmp, pgdir)
     import pgcluster
-    _start_cluster(pgcluster, pgdir, auto_explain_ms)
     import harness as H
     import psycopg2
+    # A caller (the fault suite) may have imported harness for its own
+    # cluster: point it at this one for the run, and back after.
+    saved = (H.BIN, H.BACKEND, H.PGDIR, H.TMP)
+    H.BIN, H.BACKEND, H.PGDIR, H.TMP = (os.path.join(build, "orderd"),
+                                        "postgres", pgdir, tmp)
     db = daemons = load = pin = mon = None
     try:
+        _start_cluster(pgcluster, pgdir, auto_explain_ms)
         db = H.Database("vacuum_pin")
         daemons = [H.Daemon(db.uri, name="orderd-%d" % i).start()
                    for i in range(replicas)]
@@ -314,6 +334,8 @@ def run(build="build", pin_seconds=60, baseline=30, after=20, window=5,
         if pg_log:
             shutil.copy(os.path.join(pgcluster.home_of(pgdir), "log"), pg_log)
         pgcluster.stop(pgdir)
+        H.BIN, H.BACKEND, H.PGDIR, H.TMP = saved
+        _env_restore(saved_env)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
