@@ -179,6 +179,8 @@ static int pgb_open(const char *uri, const store_options_t *opt, void **ret)
 	pgb_store_t *b = calloc(1, sizeof *b);
 	if (!b)
 		return -ENOMEM;
+	pgb_mark_init(&b->claim_mark);
+	pgb_mark_init(&b->reap_mark);
 	int rc = pgp_new(uri, opt, &b->pool);
 	if (rc < 0)
 		goto fail_pool;
@@ -203,6 +205,8 @@ static int pgb_open(const char *uri, const store_options_t *opt, void **ret)
 fail_conn:
 	pgp_free(b->pool);
 fail_pool:
+	pgb_mark_destroy(&b->claim_mark);
+	pgb_mark_destroy(&b->reap_mark);
 	free(b);
 	return rc;
 }
@@ -213,6 +217,8 @@ static void pgb_free(void *h)
 	if (!b)
 		return;
 	pgp_free(b->pool);
+	pgb_mark_destroy(&b->claim_mark);
+	pgb_mark_destroy(&b->reap_mark);
 	free(b);
 }
 

@@ -3,7 +3,7 @@
  * files: postgres.c (the backend table, open, free, ping and the helpers
  * declared here), postgres_order.c, postgres_lease.c, postgres_product.c,
  * postgres_lock.c, postgres_replica.c, postgres_failure.c,
- * postgres_notify.c and
+ * postgres_notify.c, postgres_mark.c and
  * postgres_verify.c. It holds the
  * backend handle, the SQL fragments every file's statements use, the
  * helpers for parameters and rows, and the operations with the backend
@@ -17,6 +17,7 @@
 #ifndef ORDERD_STORE_POSTGRES_INT_H
 #define ORDERD_STORE_POSTGRES_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,8 +26,42 @@
 #include "store/store_backend.h"
 #include "util/buf.h"
 
+/*
+ * A low-water mark of one queue scan (postgres_mark.c): the scan starts at
+ * lo instead of the start of its index, except once every
+ * PGB_MARK_RESCAN_MS, and lo trails what the scans saw by
+ * PGB_MARK_MARGIN_MS. Shared by the replica's threads; mu guards both
+ * fields and is never held with another lock.
+ */
+typedef struct pgb_mark {
+	pthread_mutex_t mu;
+	int64_t lo;           /* mu; store ms; INT64_MIN: none yet */
+	int64_t full_mono_ms; /* mu; monotonic ms of the last full scan */
+} pgb_mark_t;
+
+/* The commit delay the mark allows for: a row committed up to this long
+ * after the clock it read (its next_at) is still found by bounded scans. */
+#define PGB_MARK_MARGIN_MS 250
+/* A full scan at least this often: the bound on how long a straggler
+ * below the mark waits, plus one claim (poll) interval. */
+#define PGB_MARK_RESCAN_MS 5000
+
+void pgb_mark_init(pgb_mark_t *m);
+void pgb_mark_destroy(pgb_mark_t *m);
+/* The lower bound for the next scan: INT64_MIN (and *ret_full true) when
+ * this one is to be a full scan. */
+int64_t pgb_mark_lower(pgb_mark_t *m, bool *ret_full);
+/* After a scan that succeeded: nothing claimable is left below seen (the
+ * statement's clock when it took fewer rows than it asked for, else the
+ * key of the last row it took), save rows another scan holds locked. */
+void pgb_mark_seen(pgb_mark_t *m, bool full, int64_t seen);
+/* After a scan that failed: a full one is owed again at once. */
+void pgb_mark_failed(pgb_mark_t *m, bool full);
+
 typedef struct pgb_store {
 	pgp_t *pool;
+	pgb_mark_t claim_mark; /* orders_pending, by next_at */
+	pgb_mark_t reap_mark;  /* orders_leased, by lease_until */
 } pgb_store_t;
 
 /*

@@ -21,38 +21,49 @@
  * n) may be re-run by the planner and claim more). Due order is
  * (next_at, seq), which the partial index orders_pending returns
  * without a sort: "oldest" means "claimable for longest". One fence
- * per batch. Event claim: pending --> processing (core/state.c). */
+ * per batch. Event claim: pending --> processing (core/state.c).
+ * next_at >= $4 is the claim mark (postgres_mark.c): the scan starts
+ * past the dead entries that earlier claims left in orders_pending. The
+ * last two columns are the claimed row's next_at and the statement's
+ * clock; with nothing claimed, the one row has only the clock. */
 static const pgp_stmt_t stmt_claim = {
     .name = "claim",
-    .sql =
-        PGB_WITH_NOW ", c AS (SELECT seq FROM orders"
-                     " WHERE status = 'pending' AND next_at <= " PGB_NOW
-                     " ORDER BY next_at, seq LIMIT $3::bigint"
-                     " FOR UPDATE SKIP LOCKED),"
-                     " f AS (SELECT nextval('fence_seq') AS v),"
-                     " u AS (UPDATE orders o SET status = 'processing',"
-                     " attempts = o.attempts + 1, lease_owner = $1::text,"
-                     " lease_until = " PGB_NOW " + $2::bigint, fence = f.v,"
-                     " updated_at = " PGB_NOW " FROM c, f WHERE o.seq = c.seq"
-                     " RETURNING o.seq, o.id, o.customer, o.items, o.metadata,"
-                     " o.status, o.attempts, o.reason, o.created_at,"
-                     " o.updated_at, o.finished_at, o.fence, o.lease_until,"
-                     " o.next_at),"
-                     " ev AS (INSERT INTO order_events (order_id, event, fence,"
-                     " at) SELECT id, 'claim', fence, updated_at FROM u)"
-                     " SELECT " PGB_ORDER_COLS ", fence, lease_until FROM u"
-                     " ORDER BY next_at, seq",
-    .nparams = 3,
+    .sql = PGB_WITH_NOW
+    ", c AS (SELECT seq FROM orders"
+    " WHERE status = 'pending' AND next_at >= $4::bigint"
+    " AND next_at <= " PGB_NOW " ORDER BY next_at, seq LIMIT $3::bigint"
+    " FOR UPDATE SKIP LOCKED),"
+    " f AS (SELECT nextval('fence_seq') AS v),"
+    " u AS (UPDATE orders o SET status = 'processing',"
+    " attempts = o.attempts + 1, lease_owner = $1::text,"
+    " lease_until = " PGB_NOW " + $2::bigint, fence = f.v,"
+    " updated_at = " PGB_NOW " FROM c, f WHERE o.seq = c.seq"
+    " RETURNING o.seq, o.id, o.customer, o.items, o.metadata,"
+    " o.status, o.attempts, o.reason, o.created_at,"
+    " o.updated_at, o.finished_at, o.fence, o.lease_until,"
+    " o.next_at),"
+    " ev AS (INSERT INTO order_events (order_id, event, fence,"
+    " at) SELECT id, 'claim', fence, updated_at FROM u)"
+    " SELECT " PGB_ORDER_COLS ", fence, lease_until, next_at,"
+    " now.ms FROM now LEFT JOIN u ON true"
+    " ORDER BY next_at, seq",
+    .nparams = 4,
 };
+
+/* Columns of stmt_claim after the order's. */
+enum { CLAIM_FENCE = PGB_N_ORDER_COLS, CLAIM_UNTIL, CLAIM_NEXT, CLAIM_NOW };
 
 int pgb_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
               store_claim_t *ret_claims, size_t *ret_n)
 {
 	pgb_store_t *b = h;
-	char lbuf[24], mbuf[24];
+	bool full;
+	int64_t lo = pgb_mark_lower(&b->claim_mark, &full);
+	char lbuf[24], mbuf[24], lobuf[24];
 	pgb_fmt_i64(lbuf, sizeof lbuf, lease_ms);
 	pgb_fmt_i64(mbuf, sizeof mbuf, (int64_t)max);
-	const char *p[3] = {owner, lbuf, mbuf};
+	pgb_fmt_i64(lobuf, sizeof lobuf, lo);
+	const char *p[4] = {owner, lbuf, mbuf, lobuf};
 	PGresult *res;
 	size_t n = 0;
 	/* A claim lost in flight is OD_ESTORE, not OD_EUNKNOWN: orders it
@@ -60,9 +71,14 @@ int pgb_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
 	int rc = pgb_query(b, &stmt_claim, p, PGB_LOST_RETRY, &res);
 	if (rc < 0)
 		goto out;
+	/* One row with a NULL seq: nothing was due. */
 	size_t rows = (size_t)PQntuples(res);
+	if (rows == 1 && PQgetisnull(res, 0, 0))
+		rows = 0;
+	int64_t seen;
 	rc = OD_EINTERNAL;
-	if (rows > max)
+	if (rows > max || PQntuples(res) < 1 ||
+	    !pgb_get_i64(res, 0, CLAIM_NOW, &seen))
 		goto out;
 	for (n = 0; n < rows; n++) {
 		store_claim_t *cl = &ret_claims[n];
@@ -70,18 +86,26 @@ int pgb_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
 		if (rc < 0)
 			goto out;
 		rc = OD_EINTERNAL;
-		if (!pgb_get_i64(res, (int)n, PGB_N_ORDER_COLS, &cl->fence) ||
-		    !pgb_get_i64(res, (int)n, PGB_N_ORDER_COLS + 1,
-		                 &cl->lease_until)) {
+		if (!pgb_get_i64(res, (int)n, CLAIM_FENCE, &cl->fence) ||
+		    !pgb_get_i64(res, (int)n, CLAIM_UNTIL, &cl->lease_until)) {
 			order_clear(&cl->order);
 			goto out;
 		}
 	}
+	/* A full batch says nothing past its last row (rows are in due
+	 * order); a short one, that nothing else was due. */
+	rc = OD_EINTERNAL;
+	if (rows == max && rows > 0 &&
+	    !pgb_get_i64(res, (int)rows - 1, CLAIM_NEXT, &seen))
+		goto out;
+	pgb_mark_seen(&b->claim_mark, full, seen);
 	*ret_n = n;
 	rc = 0;
 out:
-	if (rc < 0)
+	if (rc < 0) {
 		store_claims_clear(ret_claims, n);
+		pgb_mark_failed(&b->claim_mark, full);
+	}
 	PQclear(res);
 	return rc;
 }
@@ -91,6 +115,7 @@ typedef struct sku_stock {
 	const char *sku;
 	int64_t before, now;
 	bool known;
+	char tid[32]; /* the locked row version's ctid, "(block,item)" */
 } sku_stock_t;
 
 static int cmp_sku(const void *a, const void *b)
@@ -162,7 +187,17 @@ static void process_decide(const store_claim_t *claims, size_t n, bool hold,
 }
 
 /* Every write of the batch in one statement; each is conditional on
- * the fence, and the counts let the caller check nothing slipped.
+ * the fence, and the counts let the caller check nothing slipped. Each
+ * update names its ids (or skus) twice: o.id = ANY(ids) gives the planner the
+ * unique index on id whatever its statistics say (a generic plan made while the
+ * table was small, or the old orders_leased, would read every row or every
+ * index entry, dead ones included, on every batch: docs/postgres.md);
+ * and the products are updated by the ctid of the version
+ * stmt_process_products locked in this transaction (no one else can
+ * move it before COMMIT): a TID scan, where a plan by sku would read
+ * every version of every product while the horizon is pinned. A ctid
+ * that were not current would update nothing, and the counts below would
+ * fail the batch, never touch another sku.
  * Events complete (processing --> completed), reject (--> rejected),
  * reserve (stock now held, awaiting confirmation) and, when the backstop
  * fired, fail (--> failed). */
@@ -170,7 +205,8 @@ static const pgp_stmt_t stmt_process_apply = {
     .name = "process_apply",
     .sql = "WITH pu AS (UPDATE products p SET stock = p.stock - d.qty,"
            " updated_at = $13::bigint FROM unnest($10::text[],"
-           " $11::bigint[]) AS d(sku, qty) WHERE p.sku = d.sku"
+           " $11::bigint[]) AS d(sku, qty) WHERE p.ctid = ANY($17::tid[])"
+           " AND p.sku = d.sku"
            " RETURNING p.sku),"
            " ri AS (INSERT INTO reservations (order_id, sku, qty, fence,"
            " created_at) SELECT r.o, r.s, r.q, r.f, $13::bigint"
@@ -180,7 +216,8 @@ static const pgp_stmt_t stmt_process_apply = {
            " reason = NULL, finished_at = $13::bigint, held = false,"
            " updated_at = $13::bigint, " PGB_LEASE_CLEAR
            " FROM unnest($1::text[], $2::bigint[]) AS c(id, fence)"
-           " WHERE o.id = c.id AND o.fence = c.fence"
+           " WHERE o.id = ANY($1::text[]) AND o.id = c.id"
+           " AND o.fence = c.fence"
            " AND o.status = 'processing' RETURNING o.id, c.fence),"
            /* Finished without stock: rejected, or failed when the
             * backstop fired (PROCESS_BREACH). */
@@ -190,13 +227,14 @@ static const pgp_stmt_t stmt_process_apply = {
            " updated_at = $13::bigint, " PGB_LEASE_CLEAR
            " FROM unnest($3::text[], $4::bigint[], $5::text[],"
            " $12::text[], $16::text[]) AS c(id, fence, reason, status, fp)"
-           " WHERE o.id = c.id AND o.fence = c.fence"
-           " AND o.status = 'processing'"
+           " WHERE o.id = ANY($3::text[]) AND o.id = c.id"
+           " AND o.fence = c.fence AND o.status = 'processing'"
            " RETURNING o.id, c.fence, o.status),"
            " oh AS (UPDATE orders o SET held = true,"
            " updated_at = $13::bigint"
            " FROM unnest($14::text[], $15::bigint[]) AS h(id, fence)"
-           " WHERE o.id = h.id AND o.fence = h.fence"
+           " WHERE o.id = ANY($14::text[]) AND o.id = h.id"
+           " AND o.fence = h.fence"
            " AND o.status = 'processing' RETURNING o.id, h.fence),"
            " ev AS (INSERT INTO order_events (order_id, event, fence, at)"
            " SELECT id, 'complete', fence, $13::bigint FROM oc UNION ALL"
@@ -206,12 +244,13 @@ static const pgp_stmt_t stmt_process_apply = {
            " SELECT (SELECT count(*) FROM pu), (SELECT count(*) FROM ri),"
            " (SELECT count(*) FROM oc), (SELECT count(*) FROM orj),"
            " (SELECT count(*) FROM oh)",
-    .nparams = 16,
+    .nparams = 17,
 };
 
-/* The arrays of stmt_process_apply, $1..$12 and $14..$16 (A_HID,
+/* The arrays of stmt_process_apply, $1..$12 and $14..$17 (A_HID,
  * A_HFENCE, A_RFP: the fingerprints of the orders of A_RID, '' for a
- * rejection: NULL); $13 is the time. */
+ * rejection: NULL; A_PTID: the ctids of A_PSKU's rows); $13 is the
+ * time. */
 enum {
 	A_CID,
 	A_CFENCE,
@@ -228,6 +267,7 @@ enum {
 	A_HID,
 	A_HFENCE,
 	A_RFP,
+	A_PTID,
 	N_APPLY_ARRAYS
 };
 /* Array k is parameter $(k + 1), skipping $13 (the time). */
@@ -293,7 +333,9 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 			continue;
 		n_changed++;
 		if (pgb_array_add(&a[A_PSKU], sk[k].sku) < 0 ||
-		    pgb_array_add_i64(&a[A_PQTY], sk[k].before - sk[k].now) < 0)
+		    pgb_array_add_i64(&a[A_PQTY], sk[k].before - sk[k].now) <
+		        0 ||
+		    pgb_array_add(&a[A_PTID], sk[k].tid) < 0)
 			rc = -ENOMEM;
 	}
 	const char *p[N_APPLY_ARRAYS + 1];
@@ -324,7 +366,8 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 	return rc;
 }
 
-/* Locks the batch's orders whose fence is still current, and says which
+/* Locks the batch's orders whose fence is still current (found by the
+ * unique index on id, as in stmt_process_apply), and says which
  * already hold a reservation: the backstop of G3, checked before anything
  * is written, so one such order fails alone (PROCESS_BREACH) instead of
  * failing the batch's insert. */
@@ -335,7 +378,7 @@ static const pgp_stmt_t stmt_process_orders = {
            " JOIN unnest($1::text[], $2::bigint[])"
            " AS x(id, fence) ON o.id = x.id"
            " AND o.fence = x.fence"
-           " WHERE o.status = 'processing'"
+           " WHERE o.id = ANY($1::text[]) AND o.status = 'processing'"
            " ORDER BY o.id FOR UPDATE OF o",
     .nparams = 2,
 };
@@ -344,7 +387,7 @@ static const pgp_stmt_t stmt_process_orders = {
  * two batches never wait on each other in a cycle. */
 static const pgp_stmt_t stmt_process_products = {
     .name = "process_products",
-    .sql = "SELECT sku, stock FROM products"
+    .sql = "SELECT sku, stock, ctid FROM products"
            " WHERE sku = ANY($1::text[])"
            " ORDER BY sku FOR UPDATE",
     .nparams = 1,
@@ -436,7 +479,8 @@ static int process_lock(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 		for (int r = 0; r < PQntuples(pr) && rc == 0; r++) {
 			sku_stock_t *s =
 			    sku_find(sk, n_sk, PQgetvalue(pr, r, 0));
-			if (!s || !pgb_get_i64(pr, r, 1, &s->before))
+			if (!s || !pgb_get_i64(pr, r, 1, &s->before) ||
+			    !pgb_get_str(pr, r, 2, s->tid, sizeof s->tid))
 				rc = OD_EINTERNAL;
 			else
 				s->known = true, s->now = s->before;
@@ -609,36 +653,44 @@ int pgb_release(void *h, const char *id, int64_t fence)
 /* Like the claim: SKIP LOCKED, so the reaper never waits on (or
  * deadlocks with) a replica that is finishing the same order. Event
  * expire (processing --> pending), or fail (--> failed) when the attempts
- * are used up. */
+ * are used up. lease_until > 0 is orders_leased's predicate (migration
+ * 5), lease_until >= $4 the reap mark (postgres_mark.c). The last two
+ * columns are the reaped lease's old deadline and the statement's clock;
+ * with nothing reaped, the one row has only the clock. */
 static const pgp_stmt_t stmt_reap = {
     .name = "reap",
-    .sql =
-        PGB_WITH_NOW ", c AS (SELECT seq FROM orders"
-                     " WHERE status = 'processing' AND lease_until <= " PGB_NOW
-                     " ORDER BY lease_until LIMIT $2::bigint"
-                     " FOR UPDATE SKIP LOCKED),"
-                     " u AS (UPDATE orders o SET status = CASE"
-                     " WHEN o.attempts < $1::int THEN 'pending' ELSE 'failed'"
-                     " END, reason = CASE WHEN o.attempts < $1::int"
-                     " THEN o.reason ELSE 'lease expired' END,"
-                     " fingerprint = CASE WHEN o.attempts < $1::int"
-                     " THEN NULL ELSE $3::text END,"
-                     " finished_at = CASE WHEN o.attempts < $1::int THEN 0"
-                     " ELSE " PGB_NOW " END, next_at = " PGB_NOW ","
-                     " held = o.held AND o.attempts < $1::int,"
-                     " updated_at = " PGB_NOW ", lease_owner = NULL,"
-                     " lease_until = 0 FROM c WHERE o.seq = c.seq"
-                     " RETURNING o.id, o.status, o.fence, o.updated_at),"
-                     " ev AS (INSERT INTO order_events (order_id, event, fence,"
-                     " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
-                     " ELSE 'expire' END, fence, updated_at FROM u)"
-                     " SELECT id, status, updated_at FROM u",
-    .nparams = 3,
+    .sql = PGB_WITH_NOW
+    ", c AS (SELECT seq, lease_until FROM orders"
+    " WHERE status = 'processing' AND lease_until > 0"
+    " AND lease_until >= $4::bigint"
+    " AND lease_until <= " PGB_NOW " ORDER BY lease_until LIMIT $2::bigint"
+    " FOR UPDATE SKIP LOCKED),"
+    " u AS (UPDATE orders o SET status = CASE"
+    " WHEN o.attempts < $1::int THEN 'pending' ELSE 'failed'"
+    " END, reason = CASE WHEN o.attempts < $1::int"
+    " THEN o.reason ELSE 'lease expired' END,"
+    " fingerprint = CASE WHEN o.attempts < $1::int"
+    " THEN NULL ELSE $3::text END,"
+    " finished_at = CASE WHEN o.attempts < $1::int THEN 0"
+    " ELSE " PGB_NOW " END, next_at = " PGB_NOW ","
+    " held = o.held AND o.attempts < $1::int,"
+    " updated_at = " PGB_NOW ", lease_owner = NULL,"
+    " lease_until = 0 FROM c WHERE o.seq = c.seq"
+    " RETURNING o.id, o.status, o.fence, o.updated_at,"
+    " c.lease_until AS was),"
+    " ev AS (INSERT INTO order_events (order_id, event, fence,"
+    " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
+    " ELSE 'expire' END, fence, updated_at FROM u)"
+    " SELECT id, status, updated_at, was, now.ms"
+    " FROM now LEFT JOIN u ON true",
+    .nparams = 4,
 };
 
 typedef struct reap_arg {
 	const char *const *p;
+	size_t limit;
 	size_t n;
+	int64_t seen; /* for the reap mark */
 } reap_arg_t;
 
 /* The reap, and the release of the stock held by orders it failed, in
@@ -648,17 +700,31 @@ static int reap_body(pgc_t *c, void *arg)
 	reap_arg_t *ra = arg;
 	PGresult *res = NULL;
 	pgb_array_t failed = {0};
-	int64_t now = 0;
+	int64_t now = 0, was, last = INT64_MIN;
 	int rc = pgc_exec(c, &stmt_reap, ra->p, &res);
-	for (int r = 0; rc == 0 && r < PQntuples(res); r++) {
-		if (!pgb_get_i64(res, r, 2, &now))
+	int rows = rc == 0 ? PQntuples(res) : 0;
+	if (rc == 0 && (rows < 1 || !pgb_get_i64(res, 0, 4, &ra->seen)))
+		rc = OD_EINTERNAL;
+	/* One row with a NULL id: nothing was due. */
+	if (rc == 0 && rows == 1 && PQgetisnull(res, 0, 0))
+		rows = 0;
+	for (int r = 0; rc == 0 && r < rows; r++) {
+		if (!pgb_get_i64(res, r, 2, &now) ||
+		    !pgb_get_i64(res, r, 3, &was))
 			rc = OD_EINTERNAL;
 		else if (strcmp(PQgetvalue(res, r, 1), "failed") == 0 &&
 		         pgb_array_add(&failed, PQgetvalue(res, r, 0)) < 0)
 			rc = -ENOMEM;
+		else if (was > last)
+			last = was;
 	}
-	if (rc == 0)
-		ra->n = (size_t)PQntuples(res);
+	if (rc == 0) {
+		ra->n = (size_t)rows;
+		/* As the claim's: a full batch vouches only up to its last
+		 * deadline. */
+		if (ra->n == ra->limit && rows > 0)
+			ra->seen = last;
+	}
 	PQclear(res);
 	if (rc == 0 && failed.n > 0) {
 		const char *ids = pgb_array_text(&failed);
@@ -670,18 +736,26 @@ static int reap_body(pgc_t *c, void *arg)
 
 int pgb_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
 {
-	char mbuf[24], lbuf[24];
+	pgb_store_t *b = h;
+	bool full;
+	int64_t lo = pgb_mark_lower(&b->reap_mark, &full);
+	char mbuf[24], lbuf[24], lobuf[24];
 	pgb_fmt_i64(mbuf, sizeof mbuf, max_attempts);
 	pgb_fmt_i64(lbuf, sizeof lbuf, (int64_t)limit);
+	pgb_fmt_i64(lobuf, sizeof lobuf, lo);
 	char fp[FAILURE_FP_LEN + 1];
 	failure_fingerprint("lease expired", fp);
-	const char *p[3] = {mbuf, lbuf, fp};
-	reap_arg_t ra = {p, 0};
+	const char *p[4] = {mbuf, lbuf, fp, lobuf};
+	reap_arg_t ra = {p, limit, 0, 0};
 	int rc = pgb_tx(h, reap_body, &ra);
 	/* A reap lost in flight is harmless to repeat. */
 	if (rc == OD_EUNKNOWN)
 		rc = OD_ESTORE;
-	if (rc == 0)
+	if (rc == 0) {
+		pgb_mark_seen(&b->reap_mark, full, ra.seen);
 		*ret_n = ra.n;
+	} else {
+		pgb_mark_failed(&b->reap_mark, full);
+	}
 	return rc;
 }

@@ -515,13 +515,14 @@ static const pgp_stmt_t stmt_stats_count = {
     .nparams = 0,
 };
 
-/* Each count is answered from its small partial index. */
+/* Each count is answered from its small partial index (orders_leased's
+ * predicate is lease_until > 0: migration 5). */
 static const pgp_stmt_t stmt_stats_live = {
     .name = "stats_live",
     .sql = "SELECT 'pending', count(*) FROM orders"
            " WHERE status = 'pending' UNION ALL"
            " SELECT 'processing', count(*) FROM orders"
-           " WHERE status = 'processing'",
+           " WHERE lease_until > 0 AND status = 'processing'",
     .nparams = 0,
 };
 

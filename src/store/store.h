@@ -219,6 +219,13 @@ typedef struct store_claim {
  * claims come back in that order. ret_claims must have room for max
  * entries; *ret_n is how many were claimed (0 is success). Claims are
  * cleared with store_claims_clear().
+ *
+ * A backend may start its scan past what it already claimed (postgres: a
+ * low-water mark, so a pinned vacuum horizon does not slow the claim). An
+ * order that becomes due below that point (committed well after the clock
+ * it read, a store clock stepped back, a row edited by hand) is then
+ * claimed by the next full scan, at most 5 s later (docs/postgres.md);
+ * the same holds for store_reap and a lease deadline below its mark.
  */
 int store_claim(store_t *s, const char *owner, int64_t lease_ms, size_t max,
                 store_claim_t *ret_claims, size_t *ret_n);

@@ -2,8 +2,8 @@
  * test_store_postgres: what only the postgres backend has, against a real,
  * throwaway PostgreSQL cluster (tests/pgcluster.py; CTest's pg fixture
  * starts it and sets ORDERD_TEST_PGDIR): migrations raced by replicas,
- * recovery from lost connections, submit's read-back, and the client-side
- * deadline of every call. The behaviour
+ * recovery from lost connections, submit's read-back, the client-side
+ * deadline of every call, and the claim's low-water mark. The behaviour
  * both backends share is the store contract (test_store_contract.c,
  * test_store_leases.c), whose fixture this suite borrows: a fresh
  * database per test.
@@ -346,6 +346,47 @@ static void test_deadline_silent_first_host(void **state)
 	close(fd);
 }
 
+/* ---- the claim mark ---- */
+
+/* PGB_MARK_RESCAN_MS (postgres_int.h): every scan is full at least this
+ * often. Not included: the header is the backend's own. */
+#define MARK_RESCAN_MS 5000
+
+/*
+ * The claim starts its scan at a low-water mark past the entries earlier
+ * claims left in orders_pending (postgres_mark.c). An order that becomes
+ * due below the mark (here: its next_at moved an hour back, as a late
+ * commit or a store clock stepped back would leave it) is not seen by the
+ * bounded scans, so it proves the mark is in use, and it must still be
+ * claimed by the next full scan: within MARK_RESCAN_MS, never stranded.
+ */
+static void test_claim_mark_straggler(void **state)
+{
+	fixture_t *f = *state;
+	store_t *s = f->s;
+	set_stock(s, "MK", 100);
+	assert_int_equal(submit1(s, "mk-1", "MK:1"), SUBMIT_CREATED);
+	/* The first claim is a full scan; it sets the mark near now. */
+	store_claim_t c1 = claim1(s, "w", 30000, "mk-1");
+	store_claims_clear(&c1, 1);
+	int64_t t0 = clock_mono_ms();
+	assert_int_equal(submit1(s, "mk-2", "MK:1"), SUBMIT_CREATED);
+	pg_exec_on(f->uri, "UPDATE orders SET next_at = next_at - 3600000"
+	                   " WHERE id = 'mk-2'");
+	assert_int_equal(claim_none(s), 0);
+	size_t n = 0;
+	store_claim_t cl;
+	while (n == 0 && clock_mono_ms() - t0 < MARK_RESCAN_MS + 3000) {
+		assert_int_equal(store_claim(s, "w", 30000, 1, &cl, &n), 0);
+		if (n == 0)
+			clock_sleep_ms(50);
+	}
+	assert_int_equal(n, 1);
+	assert_string_equal(cl.order.id, "mk-2");
+	assert_true(clock_mono_ms() - t0 <= MARK_RESCAN_MS + 3000);
+	store_claims_clear(&cl, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -355,6 +396,7 @@ int main(void)
 	    T(test_deadline_statement),
 	    T(test_deadline_connect),
 	    T(test_deadline_silent_first_host),
+	    T(test_claim_mark_straggler),
 	};
 	/* The fixture's backend, whatever the environment says. */
 	setenv("ORDERD_TEST_BACKEND", "postgres", 1);
