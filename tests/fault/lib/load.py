@@ -164,3 +164,53 @@ class Load:
         with self.lock:
             return sorted(op["end"] for op in self.history
                           if op["outcome"] == "ok")
+
+
+class Reads:
+    """Readers beside the load: one thread per target, in a closed loop,
+    GET /v1/orders/<id> of an acknowledged order. A read reaches the store
+    through its connection pool, not through the submit batcher (whose
+    answers the HTTP layer bounds by itself), so only the store's own
+    deadline keeps a read from hanging. History entries are like the
+    load's: {"op": "read", "id", "replica", "invoke", "end", "status"}."""
+
+    def __init__(self, load, timeout=10.0):
+        self.load = load
+        self.timeout = timeout
+        self.history = []
+        self.lock = threading.Lock()
+        self.stop_ev = threading.Event()
+        self.threads = []
+
+    def start(self):
+        for url in self.load.targets():
+            t = threading.Thread(target=self._run, args=(url,), daemon=True)
+            t.start()
+            self.threads.append(t)
+        return self
+
+    def stop(self):
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(self.timeout + 5)
+
+    def _run(self, url):
+        s = requests.Session()
+        while not self.stop_ev.is_set():
+            acked = sorted(self.load.acked())
+            if not acked:
+                self.stop_ev.wait(0.1)
+                continue
+            oid = acked[-1]
+            op = {"op": "read", "id": oid, "replica": url,
+                  "invoke": time.time(), "status": None}
+            try:
+                r = s.get(url + "/v1/orders/" + oid, timeout=self.timeout)
+                op["status"] = r.status_code
+            except requests.RequestException:
+                s.close()
+                s = requests.Session()
+            op["end"] = time.time()
+            with self.lock:
+                self.history.append(op)
+            self.stop_ev.wait(0.1)

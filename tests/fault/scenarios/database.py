@@ -1,6 +1,7 @@
 """Faults on the PostgreSQL primary (its synchronous standby streams on)."""
 import time
 
+from lib.load import Reads
 from lib.suite import Scenario
 
 
@@ -21,30 +22,43 @@ class Restart(Scenario):
 class Freeze(Scenario):
     """The database frozen (SIGSTOP of the postmaster and every backend)
     for longer than the store deadline: connections stay open and nothing
-    answers. Requests must be answered 503 within the deadline instead of
-    hanging (G6), and nothing acknowledged may be lost."""
+    answers. Requests, submissions and reads alike, must be answered 503
+    within the deadline instead of hanging (G6), and nothing acknowledged
+    may be lost."""
     name = "db-freeze"
+    reads = None
 
     def nemesis(self, run):
-        run.fault("SIGSTOP postgres for 5 s (store deadline 3 s)")
-        run.pair.freeze()
-        run.sleep(5)
-        run.pair.thaw()
+        # Submissions are bounded by the HTTP layer's own submit deadline
+        # too; reads only by the store's: without them a store call with
+        # no deadline would go unnoticed.
+        self.reads = Reads(run.load).start()
+        try:
+            run.fault("SIGSTOP postgres for 5 s (store deadline 3 s)")
+            run.pair.freeze()
+            run.sleep(5)
+            run.pair.thaw()
+        finally:
+            self.reads.stop()
 
     def heal(self, run):
         run.pair.thaw()
 
     def figures(self, run, rep):
-        # Every answer within the store deadline (3 s) and a margin: a
-        # frozen database must never hold a client.
-        limit = 3.0 + 1.5
-        slow = [op for op in run.load.history if op["end"] - op["invoke"]
-                > limit]
-        for op in slow:
-            rep.bad("hang", (op["id"], round(op["end"] - op["invoke"], 1),
+        return hangs(rep, run.load.history + self.reads.history)
+
+
+def hangs(rep, history, limit=3.0 + 1.5):
+    """Every answer within the store deadline (3 s) and a margin: a
+    frozen or unreachable database must never hold a client."""
+    for op in history:
+        if op["end"] - op["invoke"] > limit:
+            rep.bad("hang", (op["op"], op["id"],
+                             round(op["end"] - op["invoke"], 1),
                              op["status"]))
-        return {"slowest": "%.1fs" % max(op["end"] - op["invoke"]
-                                          for op in run.load.history)}
+    return {"slowest": "%.1fs" % max(op["end"] - op["invoke"]
+                                      for op in history),
+            "reads": len([op for op in history if op["op"] == "read"])}
 
 
 class Terminate(Scenario):

@@ -1,7 +1,9 @@
 """Faults on the network between a replica, the database and its clients
 (nftables rules inside the replica's namespace; delay through a proxy)."""
+from lib.load import Reads
 from lib.proxy import DelayProxy
 from lib.suite import Scenario
+from scenarios.database import hangs
 
 
 class PartitionDb(Scenario):
@@ -10,16 +12,25 @@ class PartitionDb(Scenario):
     still reach it and must get 503s, not hangs; its orders are reclaimed
     by the others."""
     name = "partition-db"
+    reads = None
 
     def nemesis(self, run):
         ns = run.replicas[1].netns
-        run.fault("partition %s | database" % run.replicas[1].name)
-        ns.cut_db()
-        run.sleep(6)
-        ns.heal()
+        self.reads = Reads(run.load).start()
+        try:
+            run.fault("partition %s | database" % run.replicas[1].name)
+            ns.cut_db()
+            run.sleep(6)
+            ns.heal()
+        finally:
+            self.reads.stop()
 
     def heal(self, run):
         run.replicas[1].netns.heal()
+
+    def figures(self, run, rep):
+        # The docstring's "503s, not hangs", checked.
+        return hangs(rep, run.load.history + self.reads.history)
 
 
 class PartitionClients(Scenario):
