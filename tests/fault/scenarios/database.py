@@ -75,16 +75,28 @@ class Terminate(Scenario):
 
 
 class Slots(Scenario):
-    """Every connection slot taken by another client, then orderd's own
-    connections terminated: the replicas cannot reconnect for 5 s."""
+    """Every connection slot taken by another client, then for 5 s orderd's
+    own backends terminated every 100 ms while the client takes back each
+    slot they free: the replicas' pools shrink and can only reconnect by
+    winning a freed slot. (A replica started while no slot is free exits:
+    it cannot open its store; its supervisor restarts it.)"""
     name = "db-slots"
 
     def nemesis(self, run):
         n = run.pair.take_slots(run.db)
         run.fault("%d connection slots taken" % n)
-        run.pair.evict(run.db, run.pair.hogs[0])
-        run.sleep(5)
+        # Terminated backends free their slots as they exit: take those
+        # back, racing the replicas' reconnects.
+        self.evicted = 0
+        t_end = time.monotonic() + 5
+        while time.monotonic() < t_end:
+            self.evicted += run.pair.evict(run.db, run.pair.hogs[0])
+            run.pair.take_slots(run.db)
+            time.sleep(0.1)
         run.pair.release_slots()
+
+    def figures(self, run, rep):
+        return {"orderd-backends-terminated": self.evicted}
 
     def heal(self, run):
         run.pair.release_slots()
