@@ -21,13 +21,13 @@ run: build
 	./$(BUILD)/orderd
 
 # The whole suite on the release build, then again under ASan+UBSan and
-# under TSan (the fuzzers, the fault suite and the deployment checks run
-# once, in the first).
+# under TSan (the fuzzers, the fault suite, the hostile-client test and the
+# deployment checks run once, in the first: they measure time or load).
 test: test-deps build
 	@cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 900
 	@$(MAKE) --no-print-directory asan tsan
 
-SAN_CTEST = ctest --output-on-failure -j 2 --timeout 900 -E '^(fuzz|deploy|lint)\.|^fault\.suite$$'
+SAN_CTEST = ctest --output-on-failure -j 2 --timeout 900 -E '^(fuzz|deploy|lint)\.|^fault\.(suite|test_hostile\.sqlite)$$'
 
 asan: test-deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DORDERD_SANITIZE=address >/dev/null

@@ -2,7 +2,7 @@
 (PostgreSQL only: there is no database server to restart on SQLite).
 
 Two replicas on one fresh database in a private throwaway cluster (see
-test_replicas.py for why private), four client threads submitting
+replica_helpers.py for why private), four client threads submitting
 continuously through both. The database is stopped the hard way (pg_ctl -m
 immediate, as `pgcluster.py restart --immediate` does) twice; each time
 /readyz of both replicas must go 503 while it is down and back to 200 once
@@ -21,7 +21,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import test_replicas as R  # noqa: E402
+import replica_helpers as R  # noqa: E402
 H = R.H
 
 N_CLIENTS = 4

@@ -22,7 +22,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import test_replicas as R  # noqa: E402
+import replica_helpers as R  # noqa: E402
 H = R.H
 
 N_REPLICAS = 4

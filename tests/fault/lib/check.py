@@ -5,7 +5,7 @@ Violations (each must be 0):
   lost        acknowledged, but not terminal (or not there) after healing
   corrupt     stored content differs from what was acknowledged
   duplicated  an order that took stock twice or finished twice (events),
-              or two reservation rows for one item
+              two reservation rows for one item, or two 201s for one id
   stale       a write under a lease accepted with another fence than the
               lease's latest claim (order_events record the writer's fence)
   stock       per SKU: adjustments - taken != stock, where taken
@@ -139,6 +139,11 @@ def check(rep, load, store, initial_stock, *, receiver=None,
                        orders=len(load.orders))
     for oid, st, body in load.unexpected:
         rep.bad("unexpected", (oid, st, body))
+    created = collections.Counter(op["id"] for op in load.history
+                                  if op["status"] == 201)
+    for oid, n in created.items():
+        if n > 1:
+            rep.bad("duplicated", (oid, "created %d times (201)" % n))
 
     orders = store.orders()
     mine = {k: v for k, v in orders.items() if k in load.orders}

@@ -12,8 +12,10 @@ timeout, a broken connection, 429, 5xx: the order may or may not be
 stored). Like a careful real client, a thread resubmits an order whose
 outcome is unknown, with the same id (submit is idempotent, G2), until it
 is acknowledged or refused or its deadline passes. One order in ten is
-then submitted once more to another replica, which must answer 200 with
-the same order.
+submitted to two replicas at the same moment (the checker allows one 201
+per id in the whole history), and another one in ten is submitted once
+more after its acknowledgement, to another replica, which must answer 200
+with the same order.
 
 Times are time.time() (wall clock, comparable with the database's
 millisecond timestamps) for the throughput windows.
@@ -117,6 +119,14 @@ class Load:
             order = make_order(oid, rnd)
             with self.lock:
                 self.orders[oid] = order
+            if n % 10 == 0:
+                # Submitted twice at the same moment, to two replicas:
+                # one may create it (201), the other must replay it.
+                urls = self.targets()
+                twin = threading.Thread(target=self._attempt, args=(
+                    requests.Session(), urls[(k + 1) % len(urls)], order,
+                    idx))
+                twin.start()
             t_end = time.monotonic() + self.deadline
             attempt = 0
             while True:
@@ -132,7 +142,9 @@ class Load:
                     break
                 attempt += 1
                 time.sleep(rnd.uniform(0, min(1.0, 0.05 * 2 ** attempt)))
-            if op["outcome"] == "ok" and n % 10 == 0:
+            if n % 10 == 0:
+                twin.join()
+            if op["outcome"] == "ok" and n % 10 == 5:
                 urls = self.targets()
                 again = self._attempt(s, urls[(k + 1) % len(urls)], order,
                                       idx)

@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 
 import psycopg2

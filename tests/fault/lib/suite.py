@@ -18,13 +18,11 @@ import shutil
 import string
 import time
 
-import requests
-
 import harness as H
 from fake_confirm import FakeConfirm
 from fake_receiver import FakeReceiver
 
-from . import check, env, load, net, replicas
+from . import check, env, load, replicas
 
 PLENTY = 10 ** 9
 SCARCE = 40
@@ -40,8 +38,8 @@ class Scenario:
     lease_ms = 1500
     retry_max_ms = 1000
     threads = 6
-    baseline_s = 4.0
-    after_s = 5.0
+    baseline_s = 3.0
+    after_s = 4.0
     env = {}
     faketime = ()           # indexes of replicas under libfaketime
     netns = True            # PostgreSQL replicas in their own namespaces

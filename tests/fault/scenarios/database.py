@@ -108,7 +108,7 @@ class VacuumPin(Scenario):
     version can be removed. Throughput must stay >= 90% of the baseline,
     for the submissions and for the processing alike."""
     name = "vacuum-pin"
-    baseline_s = 10.0
+    baseline_s = 6.0
     pin_s = 60.0
 
     def nemesis(self, run):

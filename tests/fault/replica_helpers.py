@@ -1,33 +1,18 @@
-"""test_replicas: many replicas on one PostgreSQL database, with a replica
-killed and the database restarted mid-run (G1-G7 across processes).
+"""replica_helpers: what the multi-replica tests share (test_failover.py,
+test_locks_replicas.py): a PostgreSQL cluster they may restart (a private
+throwaway one by default: CTest runs other PostgreSQL tests concurrently
+on the shared cluster, and restarting it under them would fail them
+spuriously; ORDERD_TEST_PG_SHARED=1 uses the shared one), replicas started
+under ids of their own, a submitter that retries 429/503 and connection
+errors with full-jitter backoff and resubmits unacknowledged orders, and
+the final checks (every acknowledged order terminal and stored as
+submitted, stock conserved, `orderctl verify` clean).
 
-Four orderd processes share one fresh database. Sixteen client threads,
-round-robin over the replicas, submit N orders (default 20,000;
-REPLICAS_N_ORDERS shrinks it) on at most 20 hot SKUs whose stock covers ~90%
-of the demand, so most orders complete and some are rejected
-insufficient_stock. One order in ten is submitted twice AT THE SAME MOMENT to
-two different replicas (two threads released by one barrier). Mid-run one
-replica is kill -9'ed and started again under the same replica id, and the
-database is restarted the hard way (`pgcluster.py restart DIR --immediate`);
-the replicas are not touched and must reconnect on their own. Clients retry
-429/503 and connection errors with bounded full-jitter backoff and resubmit
-unacknowledged orders (submit is idempotent, G2).
-
-Afterwards: every acknowledged order (201/200) is terminal; no order ever
-got two 201s (a duplicate pair gets one 201 and one 200, or 200/200 when an
-attempt's outcome was unknown); the stored orders are what was submitted;
-stock is conserved exactly per SKU (final = initial - qty of completed
-orders, from the API); `orderctl verify` exits 0; no 5xx other than 503;
-each replica processed some orders (metrics).
-
-The restart tests run on a PRIVATE throwaway cluster (pgcluster.py start in
-$ORDERD_TEST_TMP), not on the shared one in $ORDERD_TEST_PGDIR: CTest runs
-other PostgreSQL tests concurrently on the shared cluster (its RESOURCE_LOCK
-is per test name), and restarting it under them would fail them spuriously.
-ORDERD_TEST_PG_SHARED=1 restarts the shared cluster instead.
-
-This module also holds the helpers of test_locks_replicas.py and
-test_failover.py (the harness belongs to another engineer).
+The many-replica load test that used to live here (kill -9 of a replica
+and an immediate database restart mid-run, duplicates sent to two
+replicas at once) is now the fault suite's kill9, db-restart and mixed
+scenarios (tests/fault/run), whose clients send one order in ten to two
+replicas at the same moment.
 """
 
 import atexit
@@ -38,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-import unittest
 import urllib.parse
 
 import requests
@@ -53,11 +37,6 @@ import pgcluster  # noqa: E402
 PGCLUSTER = os.path.join(TESTS, "pgcluster.py")
 PY = "/usr/bin/python3"
 
-N_ORDERS = int(os.environ.get("REPLICAS_N_ORDERS", "20000"))
-N_REPLICAS = 4
-N_CLIENTS = 16
-N_SKUS = 20
-DUP_EVERY = 10          # one order in ten is submitted twice at once
 LEASE_MS = 2000
 SUBMIT_DEADLINE_S = 120  # one order's retries end after this
 REQ_TIMEOUT_S = 30
@@ -434,215 +413,3 @@ def check_final(tc, client, orders, initial_stock, sub, allow_rejected=True):
 
 
 # ---------------------------------------------------------------- the test
-
-def make_orders(run, n, skus, seed):
-    rnd = random.Random(seed)
-    orders = []
-    for i in range(n):
-        k = rnd.choice((1, 1, 2, 2, 3))
-        items = [{"sku": s, "qty": rnd.randint(1, 5)}
-                 for s in rnd.sample(skus, k)]
-        o = {"id": "rp-%s-%05d" % (run, i), "customer": "c-%d" % (i % 97),
-             "items": items}
-        if i % 7 == 0:
-            o["metadata"] = {"n": i, "run": run}
-        orders.append(o)
-    return orders
-
-
-@unittest.skipUnless(H.BACKEND == "postgres",
-                     "many replicas on one PostgreSQL database, with the "
-                     "database restarted: PostgreSQL only")
-class ReplicasTest(unittest.TestCase):
-    def setUp(self):
-        self.cluster = Cluster("rep")
-        self.ds = []
-
-    def tearDown(self):
-        for d in self.ds:
-            d.kill()
-        self.cluster.close()
-
-    def test_many_replicas_kill_and_db_restart(self):
-        t_start = time.monotonic()
-        uri = self.cluster.create_db("replicas")
-        self.ds = start_replicas(uri, N_REPLICAS, "r")
-        ds = self.ds
-        run = H.rand_suffix(5)
-        skus = ["HOT-%s-%02d" % (run, i) for i in range(N_SKUS)]
-        orders = make_orders(run, N_ORDERS, skus, seed=run)
-        demand = {}
-        for o in orders:
-            for it in o["items"]:
-                demand[it["sku"]] = demand.get(it["sku"], 0) + it["qty"]
-        initial = {s: int(demand.get(s, 0) * 0.9) for s in skus}
-        for i, s in enumerate(skus):
-            H.set_stock(ds[i % N_REPLICAS].client, s, initial[s])
-        dup_ids = [o["id"] for i, o in enumerate(orders) if i % DUP_EVERY == 3]
-        dup_set = set(dup_ids)
-
-        sub = Submitter(ds)
-        errors = []
-
-        def client(ci):
-            # Each client has a twin thread for the simultaneous duplicate.
-            twin_q = []
-            twin_cv = threading.Condition()
-            stop = [False]
-
-            def twin():
-                while True:
-                    with twin_cv:
-                        while not twin_q and not stop[0]:
-                            twin_cv.wait(1.0)
-                        if stop[0] and not twin_q:
-                            return
-                        o, idx, bar = twin_q.pop(0)
-                    try:
-                        bar.wait(30)
-                    except threading.BrokenBarrierError:
-                        pass
-                    sub.submit(o, idx)
-
-            tt = threading.Thread(target=twin, daemon=True)
-            tt.start()
-            try:
-                for j in range(ci, len(orders), N_CLIENTS):
-                    o = orders[j]
-                    idx = j % N_REPLICAS
-                    if o["id"] in dup_set:
-                        bar = threading.Barrier(2)
-                        with twin_cv:
-                            twin_q.append((o, idx + 1, bar))
-                            twin_cv.notify()
-                        try:
-                            bar.wait(30)
-                        except threading.BrokenBarrierError:
-                            pass
-                    sub.submit(o, idx)
-            except Exception as e:  # noqa: BLE001
-                errors.append(repr(e))
-            finally:
-                with twin_cv:
-                    stop[0] = True
-                    twin_cv.notify()
-                tt.join(SUBMIT_DEADLINE_S + 60)
-
-        threads = [threading.Thread(target=client, args=(i,), daemon=True)
-                   for i in range(N_CLIENTS)]
-        t_load = time.monotonic()
-        for t in threads:
-            t.start()
-
-        events = {}
-
-        def progress():
-            with sub.lock:
-                return sub.count_acked
-
-        total_acks = len(orders) + len(dup_ids)
-
-        def wait_progress(frac, limit):
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < limit:
-                if progress() >= frac * total_acks:
-                    return True
-                if not any(t.is_alive() for t in threads):
-                    return False
-                time.sleep(0.05)
-            return False
-
-        # Mid-run 1: kill -9 a replica, start it again (same replica id).
-        wait_progress(0.25, 120)
-        victim = ds[2]
-        events["kill_at_acks"] = progress()
-        before = processed_total(victim)
-        victim.kill()
-        events["victim_rc"] = victim.rc
-        events["victim_processed_before_kill"] = before
-        time.sleep(1.0)
-        victim.start()  # same env: same ORDERD_REPLICA_ID, new port
-        events["victim_back_s"] = round(time.monotonic() - t_load, 1)
-
-        # Mid-run 2: restart the database, hard; replicas left alone.
-        wait_progress(0.55, 120)
-        events["db_restart_at_acks"] = progress()
-        pids = [d.pid for d in ds]
-        events["db_restart_took_s"] = round(self.cluster.restart_immediate(), 1)
-        rec = wait_readyz(ds, 200, 60)
-        events["replicas_ready_after_db_s"] = None if rec is None else round(rec, 1)
-        self.assertIsNotNone(rec, "replicas not ready 60 s after the database "
-                             "restart: " + "; ".join(
-                                 "%s readyz=%s alive=%s\n%s" % (
-                                     d.name, readyz(d), d.alive(),
-                                     H.log_tail(d.log_path, 15)) for d in ds))
-        for d, pid in zip(ds, pids):
-            self.assertTrue(d.alive() and d.pid == pid,
-                            "%s died across the database restart:\n%s"
-                            % (d.name, H.log_tail(d.log_path, 30)))
-
-        for t in threads:
-            t.join(max(1, SUBMIT_DEADLINE_S * 3 - (time.monotonic() - t_load)))
-        self.assertFalse(any(t.is_alive() for t in threads),
-                         "client threads still running")
-        t_loaded = time.monotonic()
-        self.assertEqual(errors, [])
-        check_submissions(self, sub, orders, dup_ids)
-
-        took, counts = wait_all_terminal(ds, 120)
-        self.assertIsNotNone(took, "orders still pending/processing 120 s "
-                             "after the load: %r" % counts)
-        t_done = time.monotonic()
-        for d in ds:
-            self.assertTrue(d.alive(), "%s died:\n%s"
-                            % (d.name, H.log_tail(d.log_path, 30)))
-        stored = check_final(self, ds[0].client, orders, initial, sub)
-
-        # Work was spread: every replica (each incarnation of the victim
-        # counted on its own) processed some orders.
-        per = {}
-        for d in ds:
-            per[d.name] = processed_total(d)
-        per["victim-before-kill"] = before
-        idle = [n for n, v in per.items() if not v]
-        self.assertEqual(idle, [], "replicas that processed nothing: %r" % per)
-        # Counters are exact on the live replicas; the victim's first life
-        # was sampled before the kill (an undercount), so the sum can only
-        # exceed the number of orders if something was processed twice.
-        self.assertLessEqual(sum(per.values()), len(stored),
-                             "processed counters add up to more than the "
-                             "orders: %r" % per)
-        fenced = sum((H.metric_sum(d.metrics(), "orderd_fence_rejections_total")
-                      or 0) for d in ds)
-        store_err = sum((H.metric_sum(d.metrics(), "orderd_store_errors_total")
-                         or 0) for d in ds)
-        expired = sum((H.metric_sum(d.metrics(),
-                                    "orderd_lease_expirations_total") or 0)
-                      for d in ds)
-
-        for d in ds:
-            rc = d.stop(timeout=30)
-            self.assertEqual(rc, 0, "%s drain exit %s:\n%s"
-                             % (d.name, rc, H.log_tail(d.log_path, 30)))
-        rc, out = H.verify(uri)
-        self.assertEqual(rc, 0, "orderctl verify:\n" + out)
-
-        n_comp = sum(1 for o in stored.values() if o["status"] == "completed")
-        n_rej = sum(1 for o in stored.values() if o["status"] == "rejected")
-        print("\nreplicas summary: orders=%d (dups=%d) acks=%d 201=%d 503=%d "
-              "429=%d conn_err=%d completed=%d rejected=%d | load %.1fs, "
-              "drain-to-terminal %.1fs, total %.1fs | processed per replica "
-              "%r | fence_rejections=%d lease_expirations=%d store_errors=%d | %r"
-              % (len(orders), len(dup_ids), sub.count_acked,
-                 sum(1 for a in sub.answers.values() for w, _ in a if w == 201),
-                 sub.count_503, sub.count_429, sub.count_conn, n_comp, n_rej,
-                 t_loaded - t_load, t_done - t_loaded,
-                 time.monotonic() - t_start, per, fenced, expired, store_err,
-                 events),
-              flush=True)
-        self.assertGreater(n_comp, len(orders) // 2, "most should complete")
-        self.assertGreater(n_rej, 0, "some should be rejected")
-
-
-if __name__ == "__main__":
-    H.main()
