@@ -47,8 +47,19 @@
 /* Bytes of an oversized chunked body read and dropped before closing. */
 #define DISCARD_MAX (64ULL << 20)
 /* MHD's own inactivity timeout: the backstop for a client that stops
- * reading its answer (the guard bounds the head and body phases). */
+ * reading its answer (the guard bounds the head and body phases). Never
+ * below the guard's deadlines plus a second, or MHD would cut a quiet
+ * keep-alive connection or a pausing upload before they say it may. */
 #define IDLE_TIMEOUT_S 60
+
+static unsigned idle_timeout_s(const http_options_t *opt)
+{
+	int64_t ms = opt->head_timeout_ms > opt->body_timeout_ms
+	                 ? opt->head_timeout_ms
+	                 : opt->body_timeout_ms;
+	int64_t s = (ms + 999) / 1000 + 1;
+	return s > IDLE_TIMEOUT_S ? (unsigned)s : IDLE_TIMEOUT_S;
+}
 /* The guard evicts when the open connections reach the limit less this
  * share of it (1/16), so MHD itself never has to refuse one. */
 #define EVICT_RESERVE_SHIFT 4
@@ -604,7 +615,7 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	    MHD_OPTION_THREAD_POOL_SIZE,
 	    (unsigned int)(opt->threads > 1 ? opt->threads : 0),
 	    MHD_OPTION_CONNECTION_LIMIT, opt->max_connections,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)IDLE_TIMEOUT_S,
+	    MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout_s(opt),
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 	    MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
 	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1,

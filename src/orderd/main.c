@@ -71,8 +71,6 @@ static void register_build_info(void)
 	    1);
 }
 
-/* Blocks the stop signals in every thread (threads inherit the mask), so
- * main can take them synchronously with sigwait(). */
 /* Descriptors beyond the connections: store, log, pipes, epoll, curl. */
 #define FD_RESERVE 256
 
@@ -112,6 +110,8 @@ static void raise_fd_limit(int64_t max_connections)
 	}
 }
 
+/* Blocks the stop signals in every thread (threads inherit the mask), so
+ * main can take them synchronously with sigwait(). */
 static void block_signals(sigset_t *set)
 {
 	sigemptyset(set);

@@ -315,8 +315,12 @@ static void renew_leases(confirm_t *c)
 	while (j) {
 		size_t n = 0;
 		for (; j && n < MAX; j = j->next) {
-			if (j->retire)
-				continue; /* its outcome is written */
+			/* Skipped: outcomes written, and answers about to be
+			 * written for the first time (a write may land where
+			 * a lapsed lease fails the renewal; the write says). */
+			if (j->retire ||
+			    (j->verdict != V_PENDING && j->failing_since == 0))
+				continue;
 			js[n] = j;
 			ids[n] = j->claim.order.id;
 			fences[n++] = j->claim.fence;
@@ -355,21 +359,16 @@ static void renew_if_due(confirm_t *c)
 		renew_leases(c);
 }
 
-/* Writes every answered job's outcome: one store_retry each for the
- * transient failures (renewing the others' leases between them when
- * due), then one store_finish for the confirmed and declined. Jobs whose
- * write failed stay for the next turn. */
+/* Writes every answered job's outcome: one store_finish for the confirmed
+ * and declined, then one store_retry each for the transient failures,
+ * renewing the others' leases between them when due. Jobs whose write
+ * failed stay for the next turn. */
 static void write_outcomes(confirm_t *c)
 {
 	store_finish_t f[64];
 	bool fenced[64];
 	job_t *batch[64];
 	size_t n = 0;
-	for (job_t *j = c->active; j; j = j->next)
-		if (j->verdict == V_ERROR && !j->retire) {
-			j->retire = write_retry(c, j);
-			renew_if_due(c);
-		}
 	for (job_t *j = c->active; j && n < 64; j = j->next)
 		if (j->verdict != V_PENDING && j->verdict != V_ERROR &&
 		    !j->retire) {
@@ -397,6 +396,11 @@ static void write_outcomes(confirm_t *c)
 			j->retire = true;
 		}
 	}
+	for (job_t *j = c->active; j; j = j->next)
+		if (j->verdict == V_ERROR && !j->retire) {
+			j->retire = write_retry(c, j);
+			renew_if_due(c);
+		}
 	retire_marked(c);
 }
 
