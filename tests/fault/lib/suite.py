@@ -38,6 +38,7 @@ class Scenario:
     lease_ms = 1500
     retry_max_ms = 1000
     threads = 6
+    rate = None             # orders per second per client thread (None: flat out)
     baseline_s = 3.0
     after_s = 4.0
     env = {}
@@ -221,7 +222,8 @@ def execute(sc, pair, nets):
     t_begin = time.monotonic()
     try:
         run.setup()
-        run.load = load.Load(run.targets, sc.name, threads=sc.threads).start()
+        run.load = load.Load(run.targets, sc.name, threads=sc.threads,
+                             rate=sc.rate).start()
         w = {"t_start": time.time()}
         time.sleep(sc.baseline_s)
         w["t_fault"] = time.time()
