@@ -38,7 +38,7 @@ class Scenario:
     lease_ms = 1500
     retry_max_ms = 1000
     threads = 6
-    rate = None             # orders per second per client thread (None: flat out)
+    rate = None             # orders/s per client thread; None: flat out
     baseline_s = 3.0
     after_s = 4.0
     env = {}
