@@ -69,9 +69,10 @@ class Scenario:
         stopped)."""
 
     def settle_bound(self):
-        # A lease to expire, the longest backoff, and slack for the
-        # processing itself on a loaded 2-core machine.
-        return (self.lease_ms + self.retry_max_ms) / 1000.0 + 6.0
+        # A lease to expire, the longest backoff (Retry-After is capped
+        # by it too), and 3 s for the rest: a reap interval, a poll, one
+        # processing batch and one confirm call, on 2 loaded cores.
+        return (self.lease_ms + self.retry_max_ms) / 1000.0 + 3.0
 
 
 class Run:
