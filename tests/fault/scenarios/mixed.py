@@ -75,6 +75,11 @@ class Mixed(Scenario):
     duration_s = 24.0
     every_s = 4.0
     seed = None
+    # As in sigstop-processing: a batch takes 150 ms, so the orders of a
+    # stalled holder are still in their new holder's hands when it wakes.
+    # Processed in a few ms, the new holder had finished them by then
+    # and the stalled writes met only the status.
+    env = {"ORDERD_FAILPOINTS": "slow_process_ms=150"}
 
     def nemesis(self, run, on_fault=None):
         if self.seed is None:
