@@ -9,6 +9,7 @@ where its clients come from. Inside the namespace an nftables table
 
     cut_db()        drop everything to and from the database ports
     cut_clients()   drop everything to and from the replica's HTTP port
+    lose_answers()  drop what the replica's HTTP port sends, but SYN-ACKs
     loss(pct)       drop pct% of all packets, both ways
     heal()          flush the table
 
@@ -129,6 +130,14 @@ class Netns:
         self._rules([("in", "tcp dport %d drop" % self.http_port),
                      ("out", "tcp sport %d drop" % self.http_port)])
         self.fault = "cut_clients"
+
+    def lose_answers(self):
+        """The replica hears its clients but its answers are lost: every
+        segment from its HTTP port dropped except the SYN-ACK, so
+        connections open and requests arrive (and are carried out) while
+        the client waits for an answer that never comes."""
+        self._rules([("out", "tcp sport %d tcp flags & syn == 0 drop"
+                      % self.http_port)])
 
     def loss(self, pct):
         self._rules([("in", "meta l4proto tcp numgen random mod 100 < %d drop"
