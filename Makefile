@@ -24,7 +24,10 @@ run: build
 # under TSan (the fuzzers, the fault suite, the hostile-client test and the
 # deployment checks run once, in the first: they measure time or load).
 test: test-deps build
+	@rm -f $(BUILD)/fault-suite.txt
 	@cd $(BUILD) && ctest --output-on-failure -j 2 --timeout 900
+	@echo "== the fault suite's verdict (tests/fault/README.md)"
+	@cat $(BUILD)/fault-suite.txt 2>/dev/null || echo "fault suite: not run"
 	@$(MAKE) --no-print-directory asan tsan
 
 SAN_CTEST = ctest --output-on-failure -j 2 --timeout 900 -E '^(fuzz|deploy|lint)\.|^fault\.(suite|test_hostile\.sqlite)$$'

@@ -116,7 +116,8 @@ class Report:
                 f.get("ops", 0), f.get("ok", 0), f.get("fail", 0),
                 f.get("unknown", 0), f.get("orders", 0), f.get("faults", 0),
                 self.v["lost"], self.v["duplicated"], self.v["stale"],
-                f.get("fence_rejections", "-"), f.get("settle", 0.0),
+                "%d" % f["fence_rejections"] if f.get("fence_rejections")
+        is not None else "-", f.get("settle", 0.0),
                 ratio("during"), ratio("after"),
                 "%.1fs" % back if back is not None else "-"))
         for k in sorted(f.get("extra", {})):
