@@ -71,6 +71,9 @@ NEMESES = [kill9, sigstop, db_restart, db_freeze, db_terminate, partition]
 
 
 class Mixed(Scenario):
+    """Every kind of fault once, in a random order, one every 4 s, each
+    healed before the next (the seed is printed; FAULT_MIXED_SEED replays
+    it)."""
     name = "mixed"
     duration_s = 24.0
     every_s = 4.0
