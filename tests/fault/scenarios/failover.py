@@ -1,7 +1,11 @@
 """Primary failover the way PostgreSQL HA is run in production: Patroni
 and etcd managing two nodes with synchronous replication (lib/patroni.py)."""
 import os
+import threading
+import time
 import urllib.parse
+
+import psycopg2
 
 from lib import patroni
 from lib.suite import Scenario
@@ -17,6 +21,38 @@ class _Servers:
 
     def create_db(self, name):
         self.c.create_db(name)
+        self.wait_writable(name)
+
+    def wait_writable(self, db, timeout=60):
+        """Until three writes in a row commit through the multi-host URI
+        within 3 s each: what orderd's open needs (its migrations commit,
+        and a commit waits for the synchronous standby), and what the
+        leader's first write after Patroni's bootstrap does not always
+        promise (seen in CI: a replica started then could not open its
+        store, and orderd exits when it cannot)."""
+        t_end = time.monotonic() + timeout
+        good = 0
+        while good < 3:
+            if time.monotonic() > t_end:
+                raise AssertionError("%s not writable within %ds"
+                                     % (db, timeout))
+            done = []
+
+            def write():
+                try:
+                    c = psycopg2.connect(self.dsn(db), connect_timeout=2)
+                    c.autocommit = True
+                    with c.cursor() as cur:
+                        cur.execute("SELECT txid_current()")
+                    c.close()
+                    done.append(True)
+                except psycopg2.Error:
+                    pass
+            t = threading.Thread(target=write, daemon=True)
+            t.start()
+            t.join(3)
+            good = good + 1 if done else 0
+            time.sleep(0.3)
 
     def uri(self, db, host=None):
         return self.c.uri(db)
