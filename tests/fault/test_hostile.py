@@ -315,6 +315,24 @@ class HostileTest(unittest.TestCase):
         cls.d.kill()
         cls.db.drop()
 
+    def measure_threads(self, name, src, hammer, args, halt, join_s):
+        """measure() with one attacker thread per element of args, each
+        running hammer(arg) for 5 s until halt is set."""
+        threads = [threading.Thread(target=hammer, args=(a,), daemon=True)
+                   for a in args]
+
+        def attack():
+            for t in threads:
+                t.start()
+            time.sleep(5)
+
+        def stop():
+            halt.set()
+            for t in threads:
+                t.join(join_s)
+
+        self.measure(name, src, attack, stop)
+
     def measure(self, name, src, attack, stop, *, settle=0.0):
         """Runs attack() (which starts the attackers and returns when the
         attack is over or after its time), stop() afterwards, and judges
@@ -424,20 +442,8 @@ class HostileTest(unittest.TestCase):
                                   source="127.0.0.4")
                 seen.append(H.raw_status(resp))
 
-        threads = [threading.Thread(target=hammer, args=(d,), daemon=True)
-                   for d in (big_line, many) * 2]
-
-        def attack():
-            for t in threads:
-                t.start()
-            time.sleep(5)
-
-        def stop():
-            halt.set()
-            for t in threads:
-                t.join(10)
-
-        self.measure("huge-header", "127.0.0.4", attack, stop)
+        self.measure_threads("huge-header", "127.0.0.4", hammer,
+                             (big_line, many) * 2, halt, join_s=10)
         self.assertGreater(len(seen), 8)
         bad = [st for st in seen if st is not None and st < 400]
         self.assertEqual(bad, [], "huge headers were accepted")
@@ -513,20 +519,8 @@ class HostileTest(unittest.TestCase):
                         conn.close()
                         conn = None
 
-        threads = [threading.Thread(target=hammer, args=(k,), daemon=True)
-                   for k in (0, 1)]
-
-        def attack():
-            for t in threads:
-                t.start()
-            time.sleep(5)
-
-        def stop():
-            halt.set()
-            for t in threads:
-                t.join(20)
-
-        self.measure("json-bombs", "127.0.0.7", attack, stop)
+        self.measure_threads("json-bombs", "127.0.0.7", hammer, (0, 1), halt,
+                             join_s=20)
         self.assertEqual(failures, [], seen)
         self.assertTrue(seen, "no hostile body was answered")
 
