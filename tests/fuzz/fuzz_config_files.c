@@ -41,8 +41,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/* Line k of data (0-based) without its LF, trimmed as config_tokens.c
- * trims (space, tab, CR), into out; false past the last line. */
+/* The next line of data without its LF, trimmed as config_tokens.c trims
+ * (space, tab, CR), into out (cut to outlen - 1 bytes: a long comment line
+ * is still a comment) and its whole length into *ret_len; false past the
+ * last line. */
 static bool line_at(const uint8_t *data, size_t size, size_t *pos, char *out,
                     size_t outlen, size_t *ret_len)
 {
@@ -58,10 +60,10 @@ static bool line_at(const uint8_t *data, size_t size, size_t *pos, char *out,
 	                 data[e - 1] == '\r'))
 		e--;
 	*ret_len = e - s;
-	if (e - s < outlen) {
-		memcpy(out, data + s, e - s);
-		out[e - s] = '\0';
-	}
+	if (e - s > outlen - 1)
+		e = s + outlen - 1;
+	memcpy(out, data + s, e - s);
+	out[e - s] = '\0';
 	return true;
 }
 
