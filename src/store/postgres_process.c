@@ -1,0 +1,455 @@
+/*
+ * postgres_process: deciding orders in the postgres store backend: one
+ * transaction per batch, products locked in sku order, all or nothing per
+ * order. process and reserve decide a claimed batch (postgres_lease.c)
+ * under its fence; take claims and decides in the same transaction, so no
+ * lease is ever seen and each order is written once. Each statement is
+ * defined beside the function that runs it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/failure.h"
+#include "store/postgres_int.h"
+#include "util/err.h"
+
+/* Per batch: the distinct skus of the live orders with their stock. */
+typedef struct sku_stock {
+	const char *sku;
+	int64_t before, now;
+	bool known;
+	char tid[32]; /* the locked row version's ctid, "(block,item)" */
+} sku_stock_t;
+
+static int cmp_sku(const void *a, const void *b)
+{
+	return strcmp(((const sku_stock_t *)a)->sku,
+	              ((const sku_stock_t *)b)->sku);
+}
+
+static sku_stock_t *sku_find(sku_stock_t *v, size_t n, const char *sku)
+{
+	sku_stock_t key = {.sku = sku};
+	return bsearch(&key, v, n, sizeof *v, cmp_sku);
+}
+
+/* What process_lock found of each claimed order. */
+typedef enum claim_state {
+	CLAIM_FENCED = 0, /* no longer processing under this fence */
+	CLAIM_LIVE,       /* ours: decide it against the stock */
+	CLAIM_BREACH,     /* ours, with reservations it does not hold */
+	CLAIM_HELD,       /* ours, holding its stock from an earlier attempt */
+} claim_state_t;
+
+/* Decides every live order against the locked stock, in array order. */
+static void process_decide(const store_claim_t *claims, size_t n, bool hold,
+                           const uint8_t *state, sku_stock_t *sk, size_t n_sk,
+                           store_process_result_t *results)
+{
+	for (size_t i = 0; i < n; i++) {
+		const order_t *o = &claims[i].order;
+		results[i].reason = NULL;
+		if (state[i] == CLAIM_FENCED) {
+			results[i].outcome = PROCESS_FENCED;
+			continue;
+		}
+		if (state[i] == CLAIM_BREACH) {
+			results[i].outcome = PROCESS_BREACH;
+			results[i].reason = "duplicate_reservation";
+			continue;
+		}
+		if (state[i] == CLAIM_HELD) {
+			/* Its stock is taken: confirm it again, or (confirm
+			 * step off) complete it as it stands. */
+			results[i].outcome =
+			    hold ? PROCESS_RESERVED : PROCESS_COMPLETED;
+			continue;
+		}
+		const char *reason = NULL;
+		for (size_t k = 0; k < o->n_items && !reason; k++) {
+			sku_stock_t *s = sku_find(sk, n_sk, o->items[k].sku);
+			if (!s || !s->known)
+				reason = "unknown_sku";
+		}
+		for (size_t k = 0; k < o->n_items && !reason; k++) {
+			sku_stock_t *s = sku_find(sk, n_sk, o->items[k].sku);
+			if (s->now < o->items[k].qty)
+				reason = "insufficient_stock";
+		}
+		if (reason) {
+			results[i].outcome = PROCESS_REJECTED;
+			results[i].reason = reason;
+			continue;
+		}
+		for (size_t k = 0; k < o->n_items; k++)
+			sku_find(sk, n_sk, o->items[k].sku)->now -=
+			    o->items[k].qty;
+		results[i].outcome =
+		    hold ? PROCESS_RESERVED : PROCESS_COMPLETED;
+	}
+}
+
+/* Every write of the batch in one statement; each is conditional on
+ * the fence, and the counts let the caller check nothing slipped. Each
+ * update names its ids (or skus) twice: o.id = ANY(ids) gives the planner the
+ * unique index on id whatever its statistics say (a generic plan made while the
+ * table was small, or the old orders_leased, would read every row or every
+ * index entry, dead ones included, on every batch: docs/postgres.md);
+ * and the products are updated by the ctid of the version
+ * stmt_process_products locked in this transaction (no one else can
+ * move it before COMMIT): a TID scan, where a plan by sku would read
+ * every version of every product while the horizon is pinned. A ctid
+ * that were not current would update nothing, and the counts below would
+ * fail the batch, never touch another sku.
+ * Events complete (processing --> completed), reject (--> rejected),
+ * reserve (stock now held, awaiting confirmation) and, when the backstop
+ * fired, fail (--> failed). */
+static const pgp_stmt_t stmt_process_apply = {
+    .name = "process_apply",
+    .sql = "WITH pu AS (UPDATE products p SET stock = p.stock - d.qty,"
+           " updated_at = $13::bigint FROM unnest($10::text[],"
+           " $11::bigint[]) AS d(sku, qty) WHERE p.ctid = ANY($17::tid[])"
+           " AND p.sku = d.sku"
+           " RETURNING p.sku),"
+           " ri AS (INSERT INTO reservations (order_id, sku, qty, fence,"
+           " created_at) SELECT r.o, r.s, r.q, r.f, $13::bigint"
+           " FROM unnest($6::text[], $7::text[], $8::bigint[],"
+           " $9::bigint[]) AS r(o, s, q, f) RETURNING 1),"
+           " oc AS (UPDATE orders o SET status = 'completed',"
+           " reason = NULL, finished_at = $13::bigint, held = false,"
+           " updated_at = $13::bigint, " PGB_LEASE_CLEAR
+           " FROM unnest($1::text[], $2::bigint[]) AS c(id, fence)"
+           " WHERE o.id = ANY($1::text[]) AND o.id = c.id"
+           " AND o.fence = c.fence"
+           " AND o.status = 'processing' RETURNING o.id, c.fence),"
+           /* Finished without stock: rejected, or failed when the
+            * backstop fired (PROCESS_BREACH). */
+           " orj AS (UPDATE orders o SET status = c.status,"
+           " reason = c.reason, fingerprint = NULLIF(c.fp, ''),"
+           " finished_at = $13::bigint,"
+           " updated_at = $13::bigint, " PGB_LEASE_CLEAR
+           " FROM unnest($3::text[], $4::bigint[], $5::text[],"
+           " $12::text[], $16::text[]) AS c(id, fence, reason, status, fp)"
+           " WHERE o.id = ANY($3::text[]) AND o.id = c.id"
+           " AND o.fence = c.fence AND o.status = 'processing'"
+           " RETURNING o.id, c.fence, o.status),"
+           " oh AS (UPDATE orders o SET held = true,"
+           " updated_at = $13::bigint"
+           " FROM unnest($14::text[], $15::bigint[]) AS h(id, fence)"
+           " WHERE o.id = ANY($14::text[]) AND o.id = h.id"
+           " AND o.fence = h.fence"
+           " AND o.status = 'processing' RETURNING o.id, h.fence),"
+           " ev AS (INSERT INTO order_events (order_id, event, fence, at)"
+           " SELECT id, 'complete', fence, $13::bigint FROM oc UNION ALL"
+           " SELECT id, CASE status WHEN 'rejected' THEN 'reject'"
+           " ELSE 'fail' END, fence, $13::bigint FROM orj UNION ALL"
+           " SELECT id, 'reserve', fence, $13::bigint FROM oh)"
+           " SELECT (SELECT count(*) FROM pu), (SELECT count(*) FROM ri),"
+           " (SELECT count(*) FROM oc), (SELECT count(*) FROM orj),"
+           " (SELECT count(*) FROM oh)",
+    .nparams = 17,
+};
+
+/* The arrays of stmt_process_apply, $1..$12 and $14..$17 (A_HID,
+ * A_HFENCE, A_RFP: the fingerprints of the orders of A_RID, '' for a
+ * rejection: NULL; A_PTID: the ctids of A_PSKU's rows); $13 is the
+ * time. */
+enum {
+	A_CID,
+	A_CFENCE,
+	A_RID,
+	A_RFENCE,
+	A_RREASON,
+	A_ROID,
+	A_RSKU,
+	A_RQTY,
+	A_RRFENCE,
+	A_PSKU,
+	A_PQTY,
+	A_RSTATUS,
+	A_HID,
+	A_HFENCE,
+	A_RFP,
+	A_PTID,
+	N_APPLY_ARRAYS
+};
+/* Array k is parameter $(k + 1), skipping $13 (the time). */
+#define APPLY_PARAM(k) ((k) < A_HID ? (k) : (k) + 1)
+
+static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
+                         size_t n, const uint8_t *state,
+                         const store_process_result_t *results,
+                         const sku_stock_t *sk, size_t n_sk, int64_t now)
+{
+	pgb_array_t a[N_APPLY_ARRAYS];
+	memset(a, 0, sizeof a);
+	int rc = 0;
+	size_t n_changed = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const store_claim_t *cl = &claims[i];
+		process_outcome_t out = results[i].outcome;
+		if (out == PROCESS_REJECTED || out == PROCESS_BREACH) {
+			const char *status =
+			    out == PROCESS_REJECTED ? "rejected" : "failed";
+			if (pgb_array_add(&a[A_RID], cl->order.id) < 0 ||
+			    pgb_array_add_i64(&a[A_RFENCE], cl->fence) < 0 ||
+			    pgb_array_add(&a[A_RREASON], results[i].reason) <
+			        0 ||
+			    pgb_array_add(&a[A_RSTATUS], status) < 0)
+				rc = -ENOMEM;
+			/* A failed order gets its dead-letter group. */
+			char fp[FAILURE_FP_LEN + 1] = "";
+			if (out == PROCESS_BREACH)
+				failure_fingerprint(results[i].reason, fp);
+			if (rc == 0 && pgb_array_add(&a[A_RFP], fp) < 0)
+				rc = -ENOMEM;
+		} else if (out == PROCESS_COMPLETED ||
+		           out == PROCESS_RESERVED) {
+			/* A held order has its reservations already; a
+			 * fresh one gets them now, and is marked held when
+			 * it awaits confirmation. */
+			bool fresh = state[i] == CLAIM_LIVE;
+			if (out == PROCESS_COMPLETED &&
+			    (pgb_array_add(&a[A_CID], cl->order.id) < 0 ||
+			     pgb_array_add_i64(&a[A_CFENCE], cl->fence) < 0))
+				rc = -ENOMEM;
+			if (out == PROCESS_RESERVED && fresh &&
+			    (pgb_array_add(&a[A_HID], cl->order.id) < 0 ||
+			     pgb_array_add_i64(&a[A_HFENCE], cl->fence) < 0))
+				rc = -ENOMEM;
+			for (size_t k = 0;
+			     fresh && k < cl->order.n_items && rc == 0; k++)
+				if (pgb_array_add(&a[A_ROID], cl->order.id) <
+				        0 ||
+				    pgb_array_add(&a[A_RSKU],
+				                  cl->order.items[k].sku) < 0 ||
+				    pgb_array_add_i64(&a[A_RQTY],
+				                      cl->order.items[k].qty) <
+				        0 ||
+				    pgb_array_add_i64(&a[A_RRFENCE],
+				                      cl->fence) < 0)
+					rc = -ENOMEM;
+		}
+	}
+	for (size_t k = 0; k < n_sk && rc == 0; k++) {
+		if (sk[k].before == sk[k].now)
+			continue;
+		n_changed++;
+		if (pgb_array_add(&a[A_PSKU], sk[k].sku) < 0 ||
+		    pgb_array_add_i64(&a[A_PQTY], sk[k].before - sk[k].now) <
+		        0 ||
+		    pgb_array_add(&a[A_PTID], sk[k].tid) < 0)
+			rc = -ENOMEM;
+	}
+	const char *p[N_APPLY_ARRAYS + 1];
+	char nowbuf[24];
+	pgb_fmt_i64(nowbuf, sizeof nowbuf, now);
+	p[A_HID] = nowbuf;
+	for (int k = 0; k < N_APPLY_ARRAYS && rc == 0; k++)
+		if (!(p[APPLY_PARAM(k)] = pgb_array_text(&a[k])))
+			rc = -ENOMEM;
+	PGresult *res = NULL;
+	if (rc == 0)
+		rc = pgc_exec(c, &stmt_process_apply, p, &res);
+	if (rc == 0) {
+		/* We hold every row we write; any shortfall is a bug. */
+		int64_t pu, ri, oc, orj, oh;
+		if (PQntuples(res) != 1 || !pgb_get_i64(res, 0, 0, &pu) ||
+		    !pgb_get_i64(res, 0, 1, &ri) ||
+		    !pgb_get_i64(res, 0, 2, &oc) ||
+		    !pgb_get_i64(res, 0, 3, &orj) ||
+		    !pgb_get_i64(res, 0, 4, &oh) || (size_t)pu != n_changed ||
+		    (size_t)ri != a[A_ROID].n || (size_t)oc != a[A_CID].n ||
+		    (size_t)orj != a[A_RID].n || (size_t)oh != a[A_HID].n)
+			rc = OD_EINTERNAL;
+	}
+	PQclear(res);
+	for (int k = 0; k < N_APPLY_ARRAYS; k++)
+		pgb_array_free(&a[k]);
+	return rc;
+}
+
+/* Locks the batch's orders whose fence is still current (found by the
+ * unique index on id, as in stmt_process_apply), and says which
+ * already hold a reservation: the backstop of G3, checked before anything
+ * is written, so one such order fails alone (PROCESS_BREACH) instead of
+ * failing the batch's insert. */
+static const pgp_stmt_t stmt_process_orders = {
+    .name = "process_orders",
+    .sql = "SELECT o.id, " PGB_NOW_MS ", EXISTS (SELECT 1 FROM"
+           " reservations r WHERE r.order_id = o.id), o.held FROM orders o"
+           " JOIN unnest($1::text[], $2::bigint[])"
+           " AS x(id, fence) ON o.id = x.id"
+           " AND o.fence = x.fence"
+           " WHERE o.id = ANY($1::text[]) AND o.status = 'processing'"
+           " ORDER BY o.id FOR UPDATE OF o",
+    .nparams = 2,
+};
+
+/* Product rows in one consistent (sku) order for every replica, so
+ * two batches never wait on each other in a cycle. */
+static const pgp_stmt_t stmt_process_products = {
+    .name = "process_products",
+    .sql = "SELECT sku, stock, ctid FROM products"
+           " WHERE sku = ANY($1::text[])"
+           " ORDER BY sku FOR UPDATE",
+    .nparams = 1,
+};
+
+/* A row of stmt_process_orders, sorted by id. */
+typedef struct live_row {
+	const char *id;
+	bool reserved; /* a reservation exists */
+	bool held;     /* orders.held */
+} live_row_t;
+
+static int cmp_live(const void *a, const void *b)
+{
+	return strcmp(((const live_row_t *)a)->id, ((const live_row_t *)b)->id);
+}
+
+/* Locks the live orders (fence current) and the products of those to be
+ * decided; fills state[], *ret_sk and *ret_nsk (sorted by sku, owned by
+ * the caller) and *ret_now. */
+static int process_lock(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
+                        size_t n, uint8_t *state, sku_stock_t **ret_sk,
+                        size_t *ret_nsk, int64_t *ret_now)
+{
+	pgb_array_t ids = {0}, fences = {0}, skus = {0};
+	PGresult *res = NULL;
+	live_row_t *live = NULL;
+	sku_stock_t *sk = NULL;
+	size_t n_items = 0, n_sk = 0;
+	int rc = -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		if (pgb_array_add(&ids, claims[i].order.id) < 0 ||
+		    pgb_array_add_i64(&fences, claims[i].fence) < 0)
+			goto out;
+		n_items += claims[i].order.n_items;
+	}
+	const char *p[2] = {pgb_array_text(&ids), pgb_array_text(&fences)};
+	if (!p[0] || !p[1])
+		goto out;
+	rc = pgc_exec(c, &stmt_process_orders, p, &res);
+	if (rc < 0)
+		goto out;
+	size_t rows = (size_t)PQntuples(res);
+	rc = -ENOMEM;
+	live = calloc(rows ? rows : 1, sizeof *live);
+	sk = calloc(n_items ? n_items : 1, sizeof *sk);
+	if (!live || !sk)
+		goto out;
+	int64_t now = 0;
+	for (size_t r = 0; r < rows; r++)
+		live[r] = (live_row_t){PQgetvalue(res, (int)r, 0),
+		                       PQgetvalue(res, (int)r, 2)[0] == 't',
+		                       PQgetvalue(res, (int)r, 3)[0] == 't'};
+	rc = OD_EINTERNAL;
+	if (rows > 0 && !pgb_get_i64(res, 0, 1, &now))
+		goto out;
+	qsort(live, rows, sizeof *live, cmp_live);
+	for (size_t i = 0; i < n; i++) {
+		live_row_t key = {claims[i].order.id, false, false};
+		const live_row_t *hit =
+		    bsearch(&key, live, rows, sizeof *live, cmp_live);
+		state[i] = !hit                         ? CLAIM_FENCED
+		           : hit->reserved != hit->held ? CLAIM_BREACH
+		           : hit->held                  ? CLAIM_HELD
+		                                        : CLAIM_LIVE;
+		for (size_t k = 0;
+		     state[i] == CLAIM_LIVE && k < claims[i].order.n_items; k++)
+			sk[n_sk++].sku = claims[i].order.items[k].sku;
+	}
+	qsort(sk, n_sk, sizeof *sk, cmp_sku);
+	size_t u = 0;
+	for (size_t k = 0; k < n_sk; k++)
+		if (u == 0 || strcmp(sk[u - 1].sku, sk[k].sku) != 0)
+			sk[u++] = sk[k];
+	n_sk = u;
+	rc = 0;
+	if (n_sk > 0) {
+		rc = -ENOMEM;
+		for (size_t k = 0; k < n_sk; k++)
+			if (pgb_array_add(&skus, sk[k].sku) < 0)
+				goto out;
+		const char *ps[1] = {pgb_array_text(&skus)};
+		if (!ps[0])
+			goto out;
+		PGresult *pr;
+		rc = pgc_exec(c, &stmt_process_products, ps, &pr);
+		if (rc < 0)
+			goto out;
+		for (int r = 0; r < PQntuples(pr) && rc == 0; r++) {
+			sku_stock_t *s =
+			    sku_find(sk, n_sk, PQgetvalue(pr, r, 0));
+			if (!s || !pgb_get_i64(pr, r, 1, &s->before) ||
+			    !pgb_get_str(pr, r, 2, s->tid, sizeof s->tid))
+				rc = OD_EINTERNAL;
+			else
+				s->known = true, s->now = s->before;
+		}
+		PQclear(pr);
+		if (rc < 0)
+			goto out;
+	}
+	*ret_sk = sk;
+	*ret_nsk = n_sk;
+	*ret_now = now;
+	sk = NULL;
+out:
+	/* sk[].sku point into claims, not into res: freeing res is safe. */
+	free(sk);
+	free(live);
+	PQclear(res);
+	pgb_array_free(&ids);
+	pgb_array_free(&fences);
+	pgb_array_free(&skus);
+	return rc;
+}
+
+int pgb_process(void *h, const store_claim_t *claims, size_t n, bool hold,
+                store_process_result_t *results)
+{
+	pgb_store_t *b = h;
+	uint8_t *state = calloc(n, sizeof *state);
+	if (!state)
+		return -ENOMEM;
+	sku_stock_t *sk = NULL;
+	size_t n_sk = 0;
+	int64_t now = 0;
+	pgc_t *c;
+	int rc = pgb_conn(b, &c);
+	if (rc < 0)
+		goto out_free;
+	rc = pgc_cmd(c, "BEGIN");
+	if (rc < 0)
+		goto out_put;
+	rc = process_lock(b, c, claims, n, state, &sk, &n_sk, &now);
+	if (rc < 0)
+		goto rollback;
+	process_decide(claims, n, hold, state, sk, n_sk, results);
+	/* Only fenced orders, or held ones awaiting confirmation again:
+	 * nothing to write. */
+	bool any = false;
+	for (size_t i = 0; i < n; i++)
+		any = any || (state[i] != CLAIM_FENCED &&
+		              !(state[i] == CLAIM_HELD && hold));
+	if (any) {
+		rc = process_apply(b, c, claims, n, state, results, sk, n_sk,
+		                   now);
+		if (rc < 0)
+			goto rollback;
+	}
+	rc = pgc_commit(c);
+	goto out_put;
+rollback:
+	pgc_rollback(c);
+out_put:
+	pgp_put(b->pool, c);
+out_free:
+	free(sk);
+	free(state);
+	return rc;
+}
