@@ -27,6 +27,11 @@ static const struct transition {
     {ORDER_PROCESSING, EV_RELEASE, ORDER_PENDING},
     {ORDER_FAILED, EV_REQUEUE, ORDER_PENDING},
     {ORDER_PROCESSING, EV_RESERVE, ORDER_PROCESSING},
+    /* Decided in the transaction that claims it (store_take): no lease
+     * was ever seen, the event carries the fresh fence. */
+    {ORDER_PENDING, EV_COMPLETE, ORDER_COMPLETED},
+    {ORDER_PENDING, EV_REJECT, ORDER_REJECTED},
+    {ORDER_PENDING, EV_FAIL, ORDER_FAILED},
 };
 
 int state_next(order_status_t from, order_event_t ev, order_status_t *ret_next)

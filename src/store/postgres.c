@@ -262,6 +262,7 @@ const store_backend_t store_postgres_backend = {
     .product_list = pgb_product_list,
     .claim = pgb_claim,
     .process = pgb_process,
+    .take = pgb_take,
     .finish = pgb_finish,
     .renew = pgb_renew,
     .retry = pgb_retry,

@@ -151,11 +151,14 @@ int pgb_order_requeue(void *h, const char *id, order_t *ret);
 int pgb_order_cancel(void *h, const char *id, order_t *ret);
 int pgb_stats(void *h, bool terminal, store_stats_t *ret);
 
-/* Processing under leases, in postgres_lease.c. */
+/* Processing under leases, in postgres_lease.c; deciding, in
+ * postgres_process.c. */
 int pgb_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
               store_claim_t *ret_claims, size_t *ret_n);
 int pgb_process(void *h, const store_claim_t *claims, size_t n, bool hold,
                 store_process_result_t *results);
+int pgb_take(void *h, const char *owner, size_t max, store_claim_t *ret_claims,
+             size_t *ret_n, store_process_result_t *results);
 
 /* The confirm step, in postgres_confirm.c. */
 int pgb_finish(void *h, const store_finish_t *f, size_t n, bool *ret_fenced);

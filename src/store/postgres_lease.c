@@ -14,7 +14,6 @@
 #include "util/clock.h"
 #include "util/err.h"
 
-
 /* The claim: one statement. SKIP LOCKED lets replicas claim side by
  * side; the CTE with LIMIT is evaluated once (an IN (subquery LIMIT
  * n) may be re-run by the planner and claim more). Due order is

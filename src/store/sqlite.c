@@ -210,6 +210,7 @@ const store_backend_t store_sqlite_backend = {
     .product_list = sqb_product_list,
     .claim = sqb_claim,
     .process = sqb_process,
+    .take = sqb_take,
     .finish = sqb_finish,
     .renew = sqb_renew,
     .retry = sqb_retry,

@@ -271,6 +271,8 @@ int sqb_stats(void *b, bool terminal, store_stats_t *ret);
 /* Processing under leases, in sqlite_lease.c. */
 int sqb_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
               store_claim_t *ret_claims, size_t *ret_n);
+int sqb_take(void *b, const char *owner, size_t max, store_claim_t *claims,
+             size_t *ret_n, store_process_result_t *results);
 int sqb_process(void *b, const store_claim_t *claims, size_t n, bool hold,
                 store_process_result_t *results);
 int sqb_finish(void *b, const store_finish_t *f, size_t n, bool *ret_fenced);

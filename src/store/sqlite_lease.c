@@ -1,8 +1,8 @@
 /*
  * sqlite_lease: processing under leases for the SQLite backend: claim,
- * process, retry, release and reap. Every write about a claimed order is
- * conditional on (id, fence, status = 'processing'), inside one
- * BEGIN IMMEDIATE transaction on the writer; a write that matches no row
+ * process, take (both at once), retry, release and reap. Every write about a
+ * claimed order is conditional on (id, fence, status = 'processing'), inside
+ * one BEGIN IMMEDIATE transaction on the writer; a write that matches no row
  * means the lease is no longer ours and nothing is written (G7).
  */
 #include <errno.h>
@@ -24,40 +24,35 @@ static int cmp_claim_due(const void *a, const void *b)
 	return (x->order.seq > y->order.seq) - (x->order.seq < y->order.seq);
 }
 
-int sqb_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
-              store_claim_t *ret_claims, size_t *ret_n)
+/* The claim's UPDATE on c's open write transaction: up to max due orders
+ * into ret_claims (lease_until holds next_at, for cmp_claim_due), each
+ * with a claim event when events is true. */
+static int claim_rows(sqb_conn_t *c, const char *owner, int64_t lease_until,
+                      int64_t fence, int64_t now, size_t max, bool events,
+                      store_claim_t *ret_claims, size_t *ret_n)
 {
-	sqb_store_t *s = b;
-	sqb_conn_t *c;
-	int64_t now, fence = 0;
-	size_t n = 0;
-	int rc = sqb_write_begin(s, SQB_LAZY, &c, &now);
-	if (rc < 0)
-		return rc;
-	rc = sqb_next_fence(c, &fence);
-	if (rc < 0)
-		goto rollback;
 	sqlite3_stmt *st;
+	size_t n = 0;
 	/* Event claim: pending --> processing (core/state.c).
 	 * IN (subquery LIMIT n) is safe here: the single writer serializes
 	 * claims, so the subquery's rows cannot change under it. INDEXED BY
 	 * pins the narrow partial index (without ANALYZE data the planner
 	 * prefers orders_status and reads every candidate row from the
 	 * table), and fails loudly at prepare time if it ever goes away. */
-	rc = sqb_stmt(c, SQB_CLAIM,
-	              "UPDATE orders SET status = 'processing',"
-	              " attempts = attempts + 1, lease_owner = ?1,"
-	              " lease_until = ?2, fence = ?3, updated_at = ?4"
-	              " WHERE seq IN (SELECT seq FROM orders"
-	              " INDEXED BY orders_due"
-	              " WHERE status = 'pending' AND next_at <= ?4"
-	              " ORDER BY next_at, seq LIMIT ?5)"
-	              " RETURNING " SQB_ORDER_COLS ", next_at",
-	              &st);
+	int rc = sqb_stmt(c, SQB_CLAIM,
+	                  "UPDATE orders SET status = 'processing',"
+	                  " attempts = attempts + 1, lease_owner = ?1,"
+	                  " lease_until = ?2, fence = ?3, updated_at = ?4"
+	                  " WHERE seq IN (SELECT seq FROM orders"
+	                  " INDEXED BY orders_due"
+	                  " WHERE status = 'pending' AND next_at <= ?4"
+	                  " ORDER BY next_at, seq LIMIT ?5)"
+	                  " RETURNING " SQB_ORDER_COLS ", next_at",
+	                  &st);
 	if (rc < 0)
-		goto rollback;
+		return rc;
 	if ((rc = sqb_bind_text(st, 1, owner)) < 0 ||
-	    (rc = sqb_bind_int(st, 2, now + lease_ms)) < 0 ||
+	    (rc = sqb_bind_int(st, 2, lease_until)) < 0 ||
 	    (rc = sqb_bind_int(st, 3, fence)) < 0 ||
 	    (rc = sqb_bind_int(st, 4, now)) < 0 ||
 	    (rc = sqb_bind_int(st, 5, (int64_t)max)) < 0)
@@ -74,14 +69,30 @@ int sqb_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
 		cl->fence = fence;
 		cl->lease_until = sqlite3_column_int64(st, SQB_N_ORDER_COLS);
 		n++;
-		rc = sqb_event_add(c, cl->order.id, state_event_name(EV_CLAIM),
-		                   fence, now);
-		if (rc < 0)
+		if (events && (rc = sqb_event_add(c, cl->order.id,
+		                                  state_event_name(EV_CLAIM),
+		                                  fence, now)) < 0)
 			break;
 	}
 reset:
 	sqlite3_reset(st);
+	*ret_n = n;
+	return rc < 0 ? rc : 0;
+}
+
+int sqb_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
+              store_claim_t *ret_claims, size_t *ret_n)
+{
+	sqb_store_t *s = b;
+	sqb_conn_t *c;
+	int64_t now, fence = 0;
+	size_t n = 0;
+	int rc = sqb_write_begin(s, SQB_LAZY, &c, &now);
 	if (rc < 0)
+		return rc;
+	if ((rc = sqb_next_fence(c, &fence)) < 0 ||
+	    (rc = claim_rows(c, owner, now + lease_ms, fence, now, max, true,
+	                     ret_claims, &n)) < 0)
 		goto rollback;
 	if (n == 0) {
 		/* Nothing due: undo the fence and skip a durable commit. */
@@ -339,6 +350,46 @@ int sqb_process(void *b, const store_claim_t *claims, size_t n, bool hold,
 		}
 	}
 	return sqb_write_commit(s);
+}
+
+/* The claim and the processing in one durable transaction on the one
+ * writer: the lease the claim writes is never seen outside it, and the
+ * rows are finished before COMMIT (no claim event: the outcome's event
+ * carries the fence). */
+int sqb_take(void *b, const char *owner, size_t max, store_claim_t *claims,
+             size_t *ret_n, store_process_result_t *results)
+{
+	sqb_store_t *s = b;
+	sqb_conn_t *c;
+	int64_t now, fence = 0;
+	size_t n = 0;
+	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
+	if (rc < 0)
+		return rc;
+	if ((rc = sqb_next_fence(c, &fence)) < 0 ||
+	    (rc = claim_rows(c, owner, now, fence, now, max, false, claims,
+	                     &n)) < 0)
+		goto rollback;
+	if (n == 0) {
+		sqb_write_rollback(s);
+		return 0;
+	}
+	qsort(claims, n, sizeof *claims, cmp_claim_due);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		claims[i].lease_until = 0;
+		rc = process_one(c, now, false, &claims[i], &results[i]);
+	}
+	if (rc < 0)
+		goto rollback;
+	if ((rc = sqb_write_commit(s)) < 0 && rc != OD_EUNKNOWN)
+		goto clear;
+	*ret_n = n;
+	return rc;
+rollback:
+	sqb_write_rollback(s);
+clear:
+	store_claims_clear(claims, n);
+	return rc;
 }
 
 int sqb_retry(void *b, const char *id, int64_t fence, int max_attempts,

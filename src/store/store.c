@@ -250,6 +250,19 @@ int store_claim(store_t *s, const char *owner, int64_t lease_ms, size_t max,
 	return s->be->claim(s->b, owner, lease_ms, max, ret_claims, ret_n);
 }
 
+int store_take(store_t *s, const char *owner, size_t max,
+               store_claim_t *ret_claims, size_t *ret_n,
+               store_process_result_t *results)
+{
+	if (!ident_ok(owner) || !ret_n ||
+	    (max > 0 && (!ret_claims || !results)) || max > STORE_LIST_MAX)
+		return OD_EINVAL;
+	*ret_n = 0;
+	if (max == 0)
+		return 0;
+	return s->be->take(s->b, owner, max, ret_claims, ret_n, results);
+}
+
 void store_claims_clear(store_claim_t *claims, size_t n)
 {
 	for (size_t i = 0; i < n; i++)

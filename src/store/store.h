@@ -279,6 +279,23 @@ int store_process(store_t *s, const store_claim_t *claims, size_t n,
 int store_reserve(store_t *s, const store_claim_t *claims, size_t n,
                   store_process_result_t *results);
 
+/*
+ * Claims up to max due orders as store_claim would and decides them as
+ * store_process would, in ONE transaction: no lease is ever visible, and
+ * each order is written once, pending --> terminal, with a fresh fence and
+ * one more attempt (events complete, reject or fail; no claim event).
+ * ret_claims[0..*ret_n) are the orders decided (attempts incremented,
+ * fence the batch's), results[i] their outcomes (never PROCESS_FENCED or
+ * PROCESS_RESERVED). For the processing without a confirm step. On
+ * OD_ESTORE nothing was written; on OD_EUNKNOWN (COMMIT lost in flight)
+ * the claims are returned so that the caller can read back which
+ * committed. No attempt is counted on an error: a caller that meets one
+ * goes through store_claim and store_process next, which count them.
+ */
+int store_take(store_t *s, const char *owner, size_t max,
+               store_claim_t *ret_claims, size_t *ret_n,
+               store_process_result_t *results);
+
 /* The confirm step's answer for one held order. */
 typedef struct store_finish {
 	const char *id;

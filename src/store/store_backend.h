@@ -66,6 +66,9 @@ typedef struct store_backend {
 	/* hold: store_reserve (true) or store_process (false). */
 	int (*process)(void *b, const store_claim_t *claims, size_t n,
 	               bool hold, store_process_result_t *results);
+	int (*take)(void *b, const char *owner, size_t max,
+	            store_claim_t *ret_claims, size_t *ret_n,
+	            store_process_result_t *results);
 	int (*finish)(void *b, const store_finish_t *f, size_t n,
 	              bool *ret_fenced);
 	int (*renew)(void *b, const char *const *ids, const int64_t *fences,

@@ -8,6 +8,8 @@
  *                      error with probability P (0..1)
  *   slow_process_ms=N  each processing batch sleeps N ms first, widening the
  *                      window in which a crash finds orders in flight
+ *                      (either one set: the workers claim under leases
+ *                      and process apart, never store_take)
  *   sqlite_rollback_fail=P  a ROLLBACK of the SQLite writer fails (is not
  *                      run) with probability P, leaving its transaction
  *                      open for the next write to repair

@@ -4,6 +4,12 @@
  * Each worker thread loops: claim a batch under a lease, process it in one
  * transaction, and on a transient failure schedule each order's retry with
  * exponential backoff and full jitter (or fail it when out of attempts).
+ * Without a confirm step the claim and the processing are one transaction
+ * (store_take): no lease to write, nothing to fence, each order written
+ * once. After any error of that path the next round takes the leased one,
+ * which counts the attempt, backs off and isolates a poison order; and the
+ * failpoints that stall or fail a claimed batch (slow_process_ms,
+ * fail_process) exist only in it, so with one set the leased path is used.
  * A claimed order's outcome is only ever written conditionally on its fence,
  * so a worker that stalled past its lease writes nothing (counted in
  * orderd_fence_rejections_total).
@@ -293,6 +299,52 @@ static size_t process_batch(workers_t *w, store_claim_t *claims, size_t n,
 	return sent;
 }
 
+/* Outcomes of a store_take batch: as process_batch counts them. */
+static void took_batch(workers_t *w, const store_claim_t *claims, size_t n,
+                       const store_process_result_t *results)
+{
+	for (size_t i = 0; i < n; i++) {
+		process_outcome_t out = results[i].outcome;
+		if (out == PROCESS_BREACH) {
+			metrics_inc(w->m_breaches);
+			if (w->opt.alerts)
+				alerts_record(w->opt.alerts, true);
+			log_error("invariant breach: order already holds a"
+			          " reservation, failed without reserving",
+			          "order_id", claims[i].order.id, "reason",
+			          results[i].reason, NULL);
+		}
+		record_outcome(w, &claims[i],
+		               out == PROCESS_COMPLETED  ? w->m_completed
+		               : out == PROCESS_REJECTED ? w->m_rejected
+		                                         : w->m_failed);
+	}
+}
+
+/* store_take failed with err: counted, logged, and for a COMMIT lost in
+ * flight each order read back, counted when it was decided under our
+ * fence (else it is still pending: nothing to undo). */
+static void take_failed(workers_t *w, store_claim_t *claims, size_t n, int err)
+{
+	metrics_inc(w->m_process_err);
+	log_warn("processing batch failed", "error", err_str(err), NULL);
+	for (size_t i = 0; err == OD_EUNKNOWN && i < n; i++) {
+		bool retry;
+		if (!resolve_unknown(w, &claims[i], &retry))
+			log_warn("outcome unresolved at drain", "order_id",
+			         claims[i].order.id, NULL);
+	}
+	store_claims_clear(claims, n);
+}
+
+/* Whether this round may use store_take (see the top of the file). */
+static bool take_ok(const workers_t *w, bool after_error)
+{
+	return !w->confirm && !after_error &&
+	       failpoint_value("slow_process_ms", 0) == 0 &&
+	       failpoint_value("fail_process", 0) == 0;
+}
+
 static void *worker_main(void *arg)
 {
 	workers_t *w = arg;
@@ -306,8 +358,28 @@ static void *worker_main(void *arg)
 	}
 	int64_t idle = 1;
 	uint64_t seen = 0;
+	bool after_error = false;
 	while (!is_stopping(w, NULL)) {
 		size_t n = 0, slots = max;
+		if (take_ok(w, after_error)) {
+			int rc = store_take(w->store, w->replica_id, max,
+			                    claims, &n, results);
+			if (rc < 0) {
+				take_failed(w, claims, n, rc);
+				after_error = true;
+				continue;
+			}
+			took_batch(w, claims, n, results);
+			store_claims_clear(claims, n);
+			if (n > 0) {
+				idle = 1;
+			} else if (idle_wait(w, idle, &seen)) {
+				idle = 1;
+			} else if ((idle *= 2) > w->opt.poll_ms) {
+				idle = w->opt.poll_ms;
+			}
+			continue;
+		}
 		/* With a confirm step, claim only what can be confirmed now:
 		 * a claimed order never waits for a free call. Freed slots
 		 * kick the workers. */
@@ -318,6 +390,7 @@ static void *worker_main(void *arg)
 		}
 		int rc = store_claim(w->store, w->replica_id, w->opt.lease_ms,
 		                     slots, claims, &n);
+		after_error = rc < 0;
 		size_t sent = 0;
 		if (rc == 0 && n > 0)
 			sent = process_batch(w, claims, n, results);

@@ -26,6 +26,9 @@ static const struct {
     {ORDER_PROCESSING, EV_RELEASE, ORDER_PENDING},
     {ORDER_FAILED, EV_REQUEUE, ORDER_PENDING},
     {ORDER_PROCESSING, EV_RESERVE, ORDER_PROCESSING},
+    {ORDER_PENDING, EV_COMPLETE, ORDER_COMPLETED},
+    {ORDER_PENDING, EV_REJECT, ORDER_REJECTED},
+    {ORDER_PENDING, EV_FAIL, ORDER_FAILED},
 };
 
 static void test_every_pair(void **state)
@@ -63,7 +66,7 @@ static void test_every_pair(void **state)
 			}
 		}
 	}
-	assert_int_equal(n_allowed, 10);
+	assert_int_equal(n_allowed, 13);
 }
 
 static void test_terminal_states_are_final(void **state)

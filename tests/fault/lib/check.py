@@ -160,7 +160,10 @@ def check(rep, load, store, initial_stock, *, receiver=None,
             rep.bad("corrupt", (oid, "never submitted"))
 
     # Events: stock taken at most once, finished at most once, every
-    # fenced write under the latest claim's fence.
+    # fenced write under the latest claim's fence. An order decided in
+    # the transaction that claimed it (store_take) has no claim event:
+    # its outcome carries a fence newer than every earlier one, and a
+    # stale writer's can only be older.
     evs = collections.defaultdict(list)
     for oid, ev, fence in store.rows("SELECT order_id, event, fence FROM"
                                      " order_events ORDER BY id"):
@@ -175,6 +178,9 @@ def check(rep, load, store, initial_stock, *, receiver=None,
                     rep.bad("stale", (oid, "fence went back", cur, fence))
                 cur = fence
                 continue
+            if ev in ("complete", "reject", "fail") and \
+                    (cur is None or fence > cur):
+                cur = fence
             if ev == "reserve":
                 taken += 1
                 reserved = True
