@@ -30,7 +30,7 @@ test: test-deps build
 	@cat $(BUILD)/fault-suite.txt 2>/dev/null || echo "fault suite: not run"
 	@$(MAKE) --no-print-directory asan tsan
 
-SAN_CTEST = ctest --output-on-failure -j 2 --timeout 900 -E '^(fuzz|deploy|lint)\.|^fault\.(suite|test_hostile\.sqlite)$$'
+SAN_CTEST = ctest --output-on-failure -j 2 --timeout 900 -E '^(fuzz|deploy|lint)\.|^fault\.(suite|test_hostile\.sqlite)$$|^integration\.test_churn\.'
 
 asan: test-deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DORDERD_SANITIZE=address >/dev/null

@@ -12,6 +12,7 @@
  * or the listen address is unavailable at start, 70 internal error.
  */
 #include <curl/curl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -73,6 +74,26 @@ static void register_build_info(void)
 
 /* Descriptors beyond the connections: store, log, pipes, epoll, curl. */
 #define FD_RESERVE 256
+
+/*
+ * glibc hands freed memory back to the kernel as soon as 128 KiB are free
+ * at the top of an arena (and serves 128 KiB and larger blocks with mmap),
+ * so steady load paid for the same pages again and again: a batch of
+ * requests grows SQLite's page cache and the request buffers, the frees
+ * trim it, the next batch faults it all back in (65,000 minor faults per
+ * 10,000 batch-submitted orders on SQLite, bench/README.md). Keep up to
+ * 64 MiB free per arena and mmap only blocks of 8 MiB and up: steady state
+ * reuses its memory, peak RSS is unchanged. An operator's own
+ * GLIBC_TUNABLES malloc settings win.
+ */
+static void keep_freed_memory(void)
+{
+	const char *t = getenv("GLIBC_TUNABLES");
+	if (t && strstr(t, "glibc.malloc."))
+		return;
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	mallopt(M_MMAP_THRESHOLD, 8 << 20);
+}
 
 /*
  * Every connection is a descriptor, and a soft limit below
@@ -149,6 +170,7 @@ int main(int argc, char **argv)
 		log_warn("fault injection enabled", "failpoints",
 		         getenv("ORDERD_FAILPOINTS"), NULL);
 
+	keep_freed_memory();
 	/* Before any thread starts: libcurl's global set-up is not
 	 * thread-safe. */
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
