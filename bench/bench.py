@@ -238,6 +238,81 @@ def sqlite_raw(build, tmp, seconds):
     return json.loads(out)
 
 
+# The batch workload of issue 9: 30,000 orders in batches of 100 from 4
+# connections, full stock reservation on 20 skus.
+E2E_BATCH_ORDERS = 30000
+E2E_BATCH_SKUS = 20
+
+
+def sqlite_ceiling(build, tmp, seconds, batches=(1, 100, 256),
+                   skus=E2E_BATCH_SKUS):
+    """One bench_sqlite_ceiling run (orderd's own writes per order, on its
+    schema, one connection): its JSON object, plus by_batch {B: orders/s}."""
+    out = subprocess.run([os.path.join(build, "bench_sqlite_ceiling"),
+                          "--dir", tmp, "--seconds", str(seconds),
+                          "--batches", ",".join(str(x) for x in batches),
+                          "--skus", str(skus)],
+                         check=True, stdout=subprocess.PIPE, text=True,
+                         timeout=seconds * len(batches) * 3 + 60).stdout
+    j = json.loads(out)
+    j["by_batch"] = {r["batch"]: r["orders_per_s"] for r in j["runs"]}
+    return j
+
+
+def proc_minflt(pid):
+    """Minor page faults of process pid so far (/proc/PID/stat), or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[7])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def group_commits(url):
+    """(orders, transactions) of orderd's group commit so far, or None."""
+    m = metrics_snapshot(url, ("orderd_group_commit_orders_sum",
+                               "orderd_group_commit_orders_count"))
+    try:
+        return (float(m["orderd_group_commit_orders_sum"]),
+                float(m["orderd_group_commit_orders_count"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def measured_e2e(b, od, conns, n, batch=None, skus=SKUS):
+    """b.end_to_end on one orderd, with what orderd spent on it: CPU, minor
+    page faults (per 10,000 accepted orders) and its group-commit sizes."""
+    c0, m0 = od.proc.cpu_seconds(), machine_busy_s()
+    f0, g0 = proc_minflt(od.proc.pid), group_commits(od.url)
+    e = b.end_to_end([od.url], conns, n, batch=batch, skus=skus)
+    c1, m1 = od.proc.cpu_seconds(), machine_busy_s()
+    f1, g1 = proc_minflt(od.proc.pid), group_commits(od.url)
+    e["orderd_cpu_s"] = c1 - c0 if c0 is not None else None
+    e["others_cpu_s"] = round(m1 - m0 - (e["orderd_cpu_s"] or 0) -
+                              e["loadgen_cpu_s"], 2)
+    e["minflt"] = f1 - f0 if None not in (f0, f1) else None
+    e["faults_per_10k"] = (e["minflt"] * 10000.0 / e["accepted"]
+                           if e["minflt"] is not None and e["accepted"]
+                           else None)
+    e["group_commit_mean"] = ((g1[0] - g0[0]) / (g1[1] - g0[1])
+                              if g0 and g1 and g1[1] > g0[1] else None)
+    return e
+
+
+def ratio_row(name, vals, lims, target=None, op=None):
+    """A table row whose ratio is the median of per-repetition ratios, each
+    against the limit measured in the same repetition."""
+    ratios = [v / lim for v, lim in zip(vals, lims) if v and lim]
+    return {"name": name, "value": median(vals), "runs": vals,
+            "limit": median(lims), "ratio": median(ratios) if ratios else None,
+            "target": target, "op": op}
+
+
+def value_row(name, vals, target=None, op=None):
+    return {"name": name, "value": median(vals), "runs": vals,
+            "limit": None, "ratio": None, "target": target, "op": op}
+
+
 def limit_summary(what, runs):
     return {"what": what,
             "tx_per_s": median(r["tx_per_s"] for r in runs),
@@ -306,10 +381,10 @@ class Bench:
         return "b%d-%s-%d" % (os.getpid() % 100000, what, self.seq)
 
     def loadgen(self, url, mode, conns, seconds=None, requests=None,
-                batch=None, warmup=0.5, prefix=None):
+                batch=None, warmup=0.5, prefix=None, skus=SKUS):
         args = [os.path.join(self.build, "bench_loadgen"), "--url", url,
                 "--mode", mode, "--connections", str(conns),
-                "--skus", str(SKUS), "--sku-prefix", SKU_PREFIX,
+                "--skus", str(skus), "--sku-prefix", SKU_PREFIX,
                 "--prefix", prefix or self.prefix(mode)]
         if requests:
             args += ["--requests", str(requests)]
@@ -367,9 +442,10 @@ class Bench:
             time.sleep(0.05)
         return None
 
-    def end_to_end(self, urls, conns, n_orders, batch=None):
+    def end_to_end(self, urls, conns, n_orders, batch=None, skus=SKUS):
         """Submits n_orders orders over all urls (single submits, or batch
-        requests of `batch` orders); orders/s until every one is terminal."""
+        requests of `batch` orders, items over the first `skus` products);
+        orders/s until every one is terminal."""
         per = max(1, conns // len(urls))
         t0 = time.monotonic()
         procs = []
@@ -380,10 +456,12 @@ class Bench:
                 procs.append(self.loadgen(u, "batch", per,
                                           requests=max(1, share // batch),
                                           batch=batch,
-                                          prefix=self.prefix("e2eb")))
+                                          prefix=self.prefix("e2eb"),
+                                          skus=skus))
             else:
                 procs.append(self.loadgen(u, "submit", per, requests=share,
-                                          prefix=self.prefix("e2e")))
+                                          prefix=self.prefix("e2e"),
+                                          skus=skus))
         subs = [self.loadgen_result(p, 180) for p in procs]
         t_sub = time.monotonic() - t0
         accepted = sum(s["orders_ok"] for s in subs)
@@ -444,13 +522,18 @@ def phase_row(name, runs, key):
 
 
 def run_sqlite(b, args, tmp, res):
+    if not os.access(os.path.join(b.build, "bench_sqlite_ceiling"), os.X_OK):
+        raise SystemExit("bench: %s/bench_sqlite_ceiling missing: build "
+                         "first (make bench)" % b.build)
     db = os.path.join(tmp, "bench.db")
     od = Orderd(b.build, "sqlite:" + db, tmp, "orderd-bench")
     od.wait_ready()
     set_stock(od.url)
     res["orderd_pid"] = od.proc.pid
-    runs = {"submit16": [], "submit64": [], "batch": [], "e2e": []}
+    runs = {"submit16": [], "submit64": [], "batch": [], "livez": [],
+            "e2e": [], "e2e_batch": []}
     limits = []
+    ceilings = []
     for rep in range(args.reps):
         if rep and over_budget(60):
             log("time budget reached: %d repetitions" % rep)
@@ -460,9 +543,13 @@ def run_sqlite(b, args, tmp, res):
         b.drain(od.url)
         limits.append(sqlite_raw(b.build, tmp, args.raw_seconds))
         log("raw sqlite rep %d: %s" % (rep + 1, limits[-1]))
+        ceilings.append(sqlite_ceiling(b.build, tmp, args.raw_seconds))
+        log("store-only ceiling rep %d: %s" % (rep + 1,
+                                                ceilings[-1]["by_batch"]))
         for key, mode, conns, batch in (("submit16", "submit", 16, None),
                                         ("submit64", "submit", 64, None),
-                                        ("batch", "batch", 4, 100)):
+                                        ("batch", "batch", 4, 100),
+                                        ("livez", "livez", 64, None)):
             d = b.drain(od.url)
             if d is None:
                 log("orders still open after %ds: measuring anyway" %
@@ -478,24 +565,26 @@ def run_sqlite(b, args, tmp, res):
                                       r["loadgen_cpu_s"], 2)
             r["busy_processes"] = busy_processes()
             runs[key].append(r)
-            log("%s rep %d: %.0f orders/s, p50 %.2f ms, p99 %.2f ms, "
-                "max %.1f ms, errors %d %s, cpu s: orderd %.1f loadgen %.1f "
-                "others %.1f" %
-                (key, rep + 1, r["orders_per_s"], r["p50_ms"], r["p99_ms"],
+            log("%s rep %d: %.0f orders/s (%.0f req/s), p50 %.2f ms, "
+                "p99 %.2f ms, max %.1f ms, errors %d %s, cpu s: orderd %.1f "
+                "loadgen %.1f others %.1f" %
+                (key, rep + 1, r["orders_per_s"], r["rps"], r["p50_ms"],
+                 r["p99_ms"],
                  r["max_ms"], r["errors"], r["by_status"],
                  r["orderd_cpu_s"] or 0, r["loadgen_cpu_s"],
                  r["others_cpu_s"]))
         d = b.drain(od.url)
         rate = median(r["orders_per_s"] for r in runs["submit64"]) or 1000
         n = int(min(40000, max(2000, rate * args.seconds * 0.6)))
-        c0, m0 = od.proc.cpu_seconds(), machine_busy_s()
-        e = b.end_to_end([od.url], 64, n)
-        c1, m1 = od.proc.cpu_seconds(), machine_busy_s()
-        e["orderd_cpu_s"] = c1 - c0 if c0 is not None else None
-        e["others_cpu_s"] = round(m1 - m0 - (e["orderd_cpu_s"] or 0) -
-                                  e["loadgen_cpu_s"], 2)
+        e = measured_e2e(b, od, 64, n)
         runs["e2e"].append(e)
         log("e2e rep %d: %s" % (rep + 1, e))
+        # The batch workload: the figure divided by the ceiling at batch 100.
+        b.drain(od.url)
+        e = measured_e2e(b, od, 4, E2E_BATCH_ORDERS, batch=100,
+                         skus=E2E_BATCH_SKUS)
+        runs["e2e_batch"].append(e)
+        log("e2e batch rep %d: %s" % (rep + 1, e))
     res["rss_peak_kb"] = od.proc.proc_status("VmHWM")
     res["stats_end"] = stats_snapshot(od.url)
     res["metrics_end"] = metrics_snapshot(od.url)
@@ -504,6 +593,7 @@ def run_sqlite(b, args, tmp, res):
     res["orderd_log_lines"] = od.log_lines()
     res["orderd_log_tail"] = od.log_tail(2000)
     res["runs"] = runs
+    res["ceilings"] = ceilings
     lim = limit_summary("SQLite one-row insert transactions/s, WAL, "
                         "synchronous=FULL, same disk (higher of 1 thread "
                         "and 16 threads)", limits)
@@ -535,6 +625,35 @@ def run_sqlite(b, args, tmp, res):
         row("submit p99 ms, 64 conns", "submit64", "p99_ms",
             target=("value", 20.0), op="<=", ratio=False),
         row("submit max ms, 64 conns", "submit64", "max_ms", ratio=False),
+    ]
+    # Issue 9 goal 2: each figure beside its own limit, same repetition.
+    nrep = len(runs["e2e"])
+    ceil1 = [c["by_batch"].get(1) for c in ceilings][:nrep]
+    ceil100 = [c["by_batch"].get(100) for c in ceilings][:nrep]
+    # 256 = orderd's claim-batch: the group commit merges queued batch
+    # requests (its mean per transaction is printed), so this is the
+    # stricter limit for the same workload.
+    ceil256 = [c["by_batch"].get(256) for c in ceilings][:nrep]
+    livez = [r["rps"] for r in runs["livez"]]
+    rows += [
+        value_row("store-only ceiling orders/s, batch 1", ceil1),
+        value_row("store-only ceiling orders/s, batch 100", ceil100),
+        value_row("store-only ceiling orders/s, batch 256", ceil256),
+        value_row("GET /livez answers/s, 64 conns", livez),
+        ratio_row("e2e batch orders/s / ceiling at batch 100",
+                  [r["orders_per_s"] for r in runs["e2e_batch"]], ceil100,
+                  target=("ratio", 0.6), op=">="),
+        ratio_row("e2e batch orders/s / ceiling at batch 256",
+                  [r["orders_per_s"] for r in runs["e2e_batch"]], ceil256),
+        ratio_row("e2e single orders/s / GET /livez, 64 conns",
+                  [r["orders_per_s"] for r in runs["e2e"]], livez,
+                  target=("ratio", 0.5), op=">="),
+        value_row("e2e batch: group-commit orders per tx",
+                  [r["group_commit_mean"] for r in runs["e2e_batch"]]),
+        value_row("page faults per 10k orders, e2e single",
+                  [r["faults_per_10k"] for r in runs["e2e"]]),
+        value_row("page faults per 10k orders, e2e batch",
+                  [r["faults_per_10k"] for r in runs["e2e_batch"]]),
     ]
     rss = res["rss_peak_kb"]
     rows.append({"name": "peak RSS MB (VmHWM)",
