@@ -4,8 +4,9 @@
     /usr/bin/python3 bench/bench.py [BUILD_DIR] [--backend sqlite|postgres]
         [--seconds S] [--reps N] [--replicas 1,2,4] [--quick]
 
-BUILD_DIR (or $BUILD, default build/) holds orderd, bench_loadgen and
-bench_sqlite_raw. `make bench` runs this after building.
+BUILD_DIR (or $BUILD, default build/) holds orderd, bench_loadgen,
+bench_sqlite_raw and bench_sqlite_ceiling; the SQLite run is in
+bench_sqlite.py. `make bench` runs this after building.
 
 A run measures the limit of the store on this machine first (SQLite: raw
 one-row insert transactions with synchronous=FULL on the same disk, by
@@ -45,6 +46,9 @@ OPEN = ("pending", "processing")
 BUSY_NAMES = ("cc1", "cc1plus", "ld", "collect2", "clang", "ctest", "cmake")
 
 T0 = time.monotonic()
+# bench_sqlite.py imports this module as "bench": let that be this very
+# module (one Proc registry) when this file runs as a script.
+sys.modules.setdefault("bench", sys.modules[__name__])
 
 
 def log(msg):
@@ -229,13 +233,64 @@ class Orderd:
 
 # ---- limits -----------------------------------------------------------------
 
-def sqlite_raw(build, tmp, seconds):
-    """One bench_sqlite_raw run: its JSON object."""
-    out = subprocess.run([os.path.join(build, "bench_sqlite_raw"),
-                          "--dir", tmp, "--seconds", str(seconds)],
-                         check=True, stdout=subprocess.PIPE,
-                         text=True, timeout=seconds * 2 + 30).stdout
-    return json.loads(out)
+# The batch workload of issue 9: 30,000 orders in batches of 100 from 4
+# connections, full stock reservation on 20 skus.
+E2E_BATCH_ORDERS = 30000
+E2E_BATCH_SKUS = 20
+
+
+def proc_minflt(pid):
+    """Minor page faults of process pid so far (/proc/PID/stat), or None."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[7])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def group_commits(url):
+    """(orders, transactions) of orderd's group commit so far, or None."""
+    m = metrics_snapshot(url, ("orderd_group_commit_orders_sum",
+                               "orderd_group_commit_orders_count"))
+    try:
+        return (float(m["orderd_group_commit_orders_sum"]),
+                float(m["orderd_group_commit_orders_count"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def measured_e2e(b, od, conns, n, batch=None, skus=SKUS):
+    """b.end_to_end on one orderd, with what orderd spent on it: CPU, minor
+    page faults (per 10,000 accepted orders) and its group-commit sizes."""
+    c0, m0 = od.proc.cpu_seconds(), machine_busy_s()
+    f0, g0 = proc_minflt(od.proc.pid), group_commits(od.url)
+    e = b.end_to_end([od.url], conns, n, batch=batch, skus=skus)
+    c1, m1 = od.proc.cpu_seconds(), machine_busy_s()
+    f1, g1 = proc_minflt(od.proc.pid), group_commits(od.url)
+    e["orderd_cpu_s"] = c1 - c0 if c0 is not None else None
+    e["others_cpu_s"] = round(m1 - m0 - (e["orderd_cpu_s"] or 0) -
+                              e["loadgen_cpu_s"], 2)
+    e["minflt"] = f1 - f0 if None not in (f0, f1) else None
+    e["faults_per_10k"] = (e["minflt"] * 10000.0 / e["accepted"]
+                           if e["minflt"] is not None and e["accepted"]
+                           else None)
+    e["group_commit_mean"] = ((g1[0] - g0[0]) / (g1[1] - g0[1])
+                              if g0 and g1 and g1[1] > g0[1] else None)
+    return e
+
+
+def ratio_row(name, vals, lims, target=None, op=None):
+    """A table row whose ratio is the median of per-repetition ratios, each
+    against the limit measured in the same repetition."""
+    ratios = [v / lim for v, lim in zip(vals, lims) if v and lim]
+    return {"name": name, "value": median(vals), "runs": vals,
+            "limit": median(lims), "ratio": median(ratios) if ratios else None,
+            "target": target, "op": op}
+
+
+def value_row(name, vals, target=None, op=None):
+    return {"name": name, "value": median(vals), "runs": vals,
+            "limit": None, "ratio": None, "target": target, "op": op}
 
 
 def limit_summary(what, runs):
@@ -306,10 +361,10 @@ class Bench:
         return "b%d-%s-%d" % (os.getpid() % 100000, what, self.seq)
 
     def loadgen(self, url, mode, conns, seconds=None, requests=None,
-                batch=None, warmup=0.5, prefix=None):
+                batch=None, warmup=0.5, prefix=None, skus=SKUS):
         args = [os.path.join(self.build, "bench_loadgen"), "--url", url,
                 "--mode", mode, "--connections", str(conns),
-                "--skus", str(SKUS), "--sku-prefix", SKU_PREFIX,
+                "--skus", str(skus), "--sku-prefix", SKU_PREFIX,
                 "--prefix", prefix or self.prefix(mode)]
         if requests:
             args += ["--requests", str(requests)]
@@ -367,9 +422,10 @@ class Bench:
             time.sleep(0.05)
         return None
 
-    def end_to_end(self, urls, conns, n_orders, batch=None):
+    def end_to_end(self, urls, conns, n_orders, batch=None, skus=SKUS):
         """Submits n_orders orders over all urls (single submits, or batch
-        requests of `batch` orders); orders/s until every one is terminal."""
+        requests of `batch` orders, items over the first `skus` products);
+        orders/s until every one is terminal."""
         per = max(1, conns // len(urls))
         t0 = time.monotonic()
         procs = []
@@ -380,10 +436,12 @@ class Bench:
                 procs.append(self.loadgen(u, "batch", per,
                                           requests=max(1, share // batch),
                                           batch=batch,
-                                          prefix=self.prefix("e2eb")))
+                                          prefix=self.prefix("e2eb"),
+                                          skus=skus))
             else:
                 procs.append(self.loadgen(u, "submit", per, requests=share,
-                                          prefix=self.prefix("e2e")))
+                                          prefix=self.prefix("e2e"),
+                                          skus=skus))
         subs = [self.loadgen_result(p, 180) for p in procs]
         t_sub = time.monotonic() - t0
         accepted = sum(s["orders_ok"] for s in subs)
@@ -441,107 +499,6 @@ def set_stock(url):
 def phase_row(name, runs, key):
     vals = [r.get(key) for r in runs]
     return {"name": name, "median": median(vals), "runs": vals}
-
-
-def run_sqlite(b, args, tmp, res):
-    db = os.path.join(tmp, "bench.db")
-    od = Orderd(b.build, "sqlite:" + db, tmp, "orderd-bench")
-    od.wait_ready()
-    set_stock(od.url)
-    res["orderd_pid"] = od.proc.pid
-    runs = {"submit16": [], "submit64": [], "batch": [], "e2e": []}
-    limits = []
-    for rep in range(args.reps):
-        if rep and over_budget(60):
-            log("time budget reached: %d repetitions" % rep)
-            break
-        # The limit is measured in every repetition, beside the figures it
-        # divides, so that both see the same machine load (orderd is idle).
-        b.drain(od.url)
-        limits.append(sqlite_raw(b.build, tmp, args.raw_seconds))
-        log("raw sqlite rep %d: %s" % (rep + 1, limits[-1]))
-        for key, mode, conns, batch in (("submit16", "submit", 16, None),
-                                        ("submit64", "submit", 64, None),
-                                        ("batch", "batch", 4, 100)):
-            d = b.drain(od.url)
-            if d is None:
-                log("orders still open after %ds: measuring anyway" %
-                    DRAIN_TIMEOUT_S)
-            c0, m0 = od.proc.cpu_seconds(), machine_busy_s()
-            r = b.run_load(od.url, mode, conns, batch)
-            c1, m1 = od.proc.cpu_seconds(), machine_busy_s()
-            r["drain_before_s"] = d
-            r["orderd_cpu_s"] = c1 - c0 if c0 is not None else None
-            # CPU that neither orderd nor the load generator used: other
-            # people's work. A large value explains an outlier.
-            r["others_cpu_s"] = round(m1 - m0 - (r["orderd_cpu_s"] or 0) -
-                                      r["loadgen_cpu_s"], 2)
-            r["busy_processes"] = busy_processes()
-            runs[key].append(r)
-            log("%s rep %d: %.0f orders/s, p50 %.2f ms, p99 %.2f ms, "
-                "max %.1f ms, errors %d %s, cpu s: orderd %.1f loadgen %.1f "
-                "others %.1f" %
-                (key, rep + 1, r["orders_per_s"], r["p50_ms"], r["p99_ms"],
-                 r["max_ms"], r["errors"], r["by_status"],
-                 r["orderd_cpu_s"] or 0, r["loadgen_cpu_s"],
-                 r["others_cpu_s"]))
-        d = b.drain(od.url)
-        rate = median(r["orders_per_s"] for r in runs["submit64"]) or 1000
-        n = int(min(40000, max(2000, rate * args.seconds * 0.6)))
-        c0, m0 = od.proc.cpu_seconds(), machine_busy_s()
-        e = b.end_to_end([od.url], 64, n)
-        c1, m1 = od.proc.cpu_seconds(), machine_busy_s()
-        e["orderd_cpu_s"] = c1 - c0 if c0 is not None else None
-        e["others_cpu_s"] = round(m1 - m0 - (e["orderd_cpu_s"] or 0) -
-                                  e["loadgen_cpu_s"], 2)
-        runs["e2e"].append(e)
-        log("e2e rep %d: %s" % (rep + 1, e))
-    res["rss_peak_kb"] = od.proc.proc_status("VmHWM")
-    res["stats_end"] = stats_snapshot(od.url)
-    res["metrics_end"] = metrics_snapshot(od.url)
-    rc = od.proc.stop()
-    res["orderd_exit"] = rc
-    res["orderd_log_lines"] = od.log_lines()
-    res["orderd_log_tail"] = od.log_tail(2000)
-    res["runs"] = runs
-    lim = limit_summary("SQLite one-row insert transactions/s, WAL, "
-                        "synchronous=FULL, same disk (higher of 1 thread "
-                        "and 16 threads)", limits)
-    res["limit"] = lim
-    lim_v = lim["tx_per_s"]
-
-    def row(name, key, field, target=None, op=None, ratio=True):
-        vals = [r.get(field) for r in runs[key]]
-        # Ratio: the median of per-repetition ratios, each against the
-        # limit measured in that repetition.
-        ratios = [v / l["tx_per_s"] for v, l in zip(vals, limits)
-                  if v and l["tx_per_s"]]
-        return {"name": name, "value": median(vals), "runs": vals,
-                "limit": lim_v if ratio else None,
-                "ratio": median(ratios) if ratio else None,
-                "target": target, "op": op}
-    rows = [
-        row("durable single submits/s, 16 conns", "submit16",
-            "orders_per_s"),
-        row("durable single submits/s, 64 conns", "submit64",
-            "orders_per_s"),
-        row("batch-submit orders/s (100/req, 4 conns)", "batch",
-            "orders_per_s"),
-        row("end-to-end orders/s (single submits, 64 conns)", "e2e",
-            "orders_per_s", target=("ratio", 5.0), op=">="),
-        row("submit p50 ms, 16 conns", "submit16", "p50_ms", ratio=False),
-        row("submit p99 ms, 16 conns", "submit16", "p99_ms", ratio=False),
-        row("submit p50 ms, 64 conns", "submit64", "p50_ms", ratio=False),
-        row("submit p99 ms, 64 conns", "submit64", "p99_ms",
-            target=("value", 20.0), op="<=", ratio=False),
-        row("submit max ms, 64 conns", "submit64", "max_ms", ratio=False),
-    ]
-    rss = res["rss_peak_kb"]
-    rows.append({"name": "peak RSS MB (VmHWM)",
-                 "value": rss / 1024.0 if rss else None, "runs": None,
-                 "limit": None, "ratio": None, "target": ("value", 64.0),
-                 "op": "<="})
-    return rows
 
 
 def run_postgres(b, args, tmp, res):
@@ -733,7 +690,8 @@ def main(argv):
     b = Bench(args)
     try:
         if args.backend == "sqlite":
-            rows = run_sqlite(b, args, tmp, res)
+            import bench_sqlite
+            rows = bench_sqlite.run_sqlite(b, args, tmp, res)
         else:
             rows = run_postgres(b, args, tmp, res)
     finally:

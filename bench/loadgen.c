@@ -6,6 +6,8 @@
  *
  *   submit  POST /v1/orders, one order per request, ids PREFIX-N
  *   batch   POST /v1/orders/batch, B orders per request
+ *   livez   GET /livez: no body, no store; the HTTP stack's own ceiling
+ *           with the same connections and the same client
  *
  * It runs for --seconds or until --requests requests have been started,
  * records every request's latency in a preallocated array (reservoir
@@ -34,7 +36,7 @@
 #define LG_ID_MAX 64
 #define LG_DEFAULT_SAMPLES 1000000
 
-enum lg_mode { LG_SUBMIT, LG_BATCH };
+enum lg_mode { LG_SUBMIT, LG_BATCH, LG_LIVEZ };
 
 struct lg_opts {
 	const char *url; /* base, e.g. http://127.0.0.1:8080 */
@@ -106,7 +108,8 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "usage: loadgen --url URL [--mode submit|batch] [--connections C]\n"
+	    "usage: loadgen --url URL [--mode submit|batch|livez]"
+	    " [--connections C]\n"
 	    "               [--seconds S | --requests N] [--warmup S]\n"
 	    "               [--batch B] [--skus K] [--items I] [--prefix P]\n"
 	    "               [--sku-prefix P] [--token T] [--max-samples N]\n"
@@ -157,6 +160,8 @@ static int parse_args(int argc, char **argv, struct lg_opts *o)
 				o->mode = LG_SUBMIT;
 			else if (strcmp(v, "batch") == 0)
 				o->mode = LG_BATCH;
+			else if (strcmp(v, "livez") == 0)
+				o->mode = LG_LIVEZ;
 			else
 				rc = -EINVAL;
 		} else if (strcmp(a, "--connections") == 0) {
@@ -265,6 +270,10 @@ static int build_body(struct lg_state *st, struct lg_conn *c)
 {
 	size_t len = 0;
 	int rc;
+	if (st->o->mode == LG_LIVEZ) {
+		c->norders = 0;
+		return 0;
+	}
 	if (st->o->mode == LG_SUBMIT) {
 		c->norders = 1;
 		return add_order(st, c, &len);
@@ -371,7 +380,7 @@ static void finish(struct lg_state *st, struct lg_conn *c, CURLcode res,
 		st->ok++;
 		if (st->o->mode == LG_SUBMIT)
 			st->orders_ok++;
-		else
+		else if (st->o->mode == LG_BATCH)
 			count_batch(st, c);
 	}
 }
@@ -409,8 +418,10 @@ static void report(struct lg_state *st, double secs)
 	qsort(st->lat_us, (size_t)st->nsamples, sizeof *st->lat_us, cmp_u32);
 	double max_ms =
 	    st->nsamples ? (double)st->lat_us[st->nsamples - 1] / 1000.0 : 0;
-	printf("{\"mode\":\"%s\",\"connections\":%ld,",
-	       o->mode == LG_SUBMIT ? "submit" : "batch", o->conns);
+	static const char *const names[] = {
+	    [LG_SUBMIT] = "submit", [LG_BATCH] = "batch", [LG_LIVEZ] = "livez"};
+	printf("{\"mode\":\"%s\",\"connections\":%ld,", names[o->mode],
+	       o->conns);
 	if (o->mode == LG_BATCH)
 		printf("\"batch\":%ld,", o->batch);
 	printf("\"requests\":%lld,\"ok\":%lld,\"errors\":%lld,", st->done,
@@ -438,9 +449,11 @@ static int start_request(struct lg_state *st, struct lg_conn *c, CURLM *multi,
 	int rc = build_body(st, c);
 	if (rc)
 		return rc;
-	curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body);
-	curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-	                 (curl_off_t)strlen(c->body));
+	if (st->o->mode != LG_LIVEZ) {
+		curl_easy_setopt(c->easy, CURLOPT_POSTFIELDS, c->body);
+		curl_easy_setopt(c->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+		                 (curl_off_t)strlen(c->body));
+	}
 	c->resp_len = 0;
 	c->resp[0] = '\0';
 	c->resp_truncated = false;
@@ -477,8 +490,10 @@ int main(int argc, char **argv)
 		return 2;
 	if (o.requests && o.requests < o.max_samples)
 		o.max_samples = o.requests;
-	snprintf(url, sizeof url, "%s%s", o.url,
-	         o.mode == LG_SUBMIT ? "/v1/orders" : "/v1/orders/batch");
+	static const char *const paths[] = {[LG_SUBMIT] = "/v1/orders",
+	                                    [LG_BATCH] = "/v1/orders/batch",
+	                                    [LG_LIVEZ] = "/livez"};
+	snprintf(url, sizeof url, "%s%s", o.url, paths[o.mode]);
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return 1;
