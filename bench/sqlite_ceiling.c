@@ -11,23 +11,20 @@
  * headers stay private), and store_product_set() creates the --skus
  * products with ample stock. The store is then closed and the file opened
  * with a plain sqlite3 connection that runs, per round of B orders, the
- * three transactions orderd runs (SQL text copied from the files named;
- * keep them in step):
+ * two transactions orderd runs without a confirm step (SQL text copied from
+ * the files named; keep them in step):
  *
  *   submit   (sqlite_order.c sqb_submit, group commit; durable)
  *            BEGIN IMMEDIATE; SELECT now;
  *            per order: INSERT INTO orders ... ON CONFLICT (id) DO NOTHING
  *              RETURNING seq; INSERT INTO order_events ('submit');
  *            COMMIT (fsync)
- *   claim    (sqlite_lease.c sqb_claim; lazy: synchronous=NORMAL, no fsync)
- *            PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE; SELECT now;
+ *   take     (sqlite_lease.c sqb_take: the claim and the processing in
+ *            one transaction; durable)
+ *            BEGIN IMMEDIATE; SELECT now;
  *            UPDATE counters (the fence) RETURNING value;
  *            UPDATE orders SET status = 'processing' ... WHERE seq IN
  *              (SELECT ... INDEXED BY orders_due LIMIT B) RETURNING ...;
- *            per order: INSERT INTO order_events ('claim');
- *            COMMIT; PRAGMA synchronous = FULL
- *   process  (sqlite_lease.c sqb_process, no confirm step; durable)
- *            BEGIN IMMEDIATE; SELECT now;
  *            per order: SAVEPOINT; SELECT EXISTS(reservations), held
  *              (the fenced check); per item SELECT stock; per item
  *              UPDATE products SET stock = stock - qty WHERE stock >= qty
@@ -37,7 +34,7 @@
  *            COMMIT (fsync)
  *
  * and after each commit, like sqb_write_commit, a PASSIVE checkpoint at
- * most once a second. So B orders cost 3 transactions and 2 fsyncs. Not
+ * most once a second. So B orders cost 2 transactions and 2 fsyncs. Not
  * included, because it is C work and not SQL: building the items JSON with
  * jansson and parsing it back from the claim's rows (the text columns are
  * read, not parsed), the in-memory copies, the outbox trigger (created only
@@ -80,8 +77,6 @@ enum {
 	ST_BEGIN,
 	ST_COMMIT,
 	ST_NOW,
-	ST_SYNC_NORMAL,
-	ST_SYNC_FULL,
 	ST_ORDER_INSERT,
 	ST_EVENT_INSERT,
 	ST_NEXT_FENCE,
@@ -100,8 +95,6 @@ static const char *const sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_NOW] = "SELECT " NOW_SQL,
-    [ST_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
-    [ST_SYNC_FULL] = "PRAGMA synchronous = FULL",
     /* sqlite_order.c submit_one */
     [ST_ORDER_INSERT] = "INSERT INTO orders (id, customer, items, metadata,"
                         " status, attempts, created_at, updated_at,"
@@ -173,7 +166,7 @@ struct ceil {
 	long long statements; /* statements executed */
 	long long commits, durable_commits;
 	double last_ckpt;
-	double t_submit, t_claim, t_process;
+	double t_submit, t_take;
 	char err[300];
 };
 
@@ -303,13 +296,13 @@ static int submit(struct ceil *c, long batch, const char *prefix)
 	return commit(c, true);
 }
 
-/* The claim transaction: up to max due orders into c->claimed. */
-static int claim(struct ceil *c, long max, int64_t *ret_fence, long *ret_n)
+/* The claim, in the open transaction: up to max due orders into
+ * c->claimed. */
+static int claim(struct ceil *c, int64_t now, long max, int64_t *ret_fence,
+                 long *ret_n)
 {
-	int64_t now, fence;
+	int64_t fence;
 	long n = 0;
-	if (run(c, ST_SYNC_NORMAL) || begin(c, &now))
-		return -EIO;
 	sqlite3_stmt *st = stmt(c, ST_NEXT_FENCE);
 	if (sqlite3_step(st) != SQLITE_ROW)
 		return fail(c, "fence");
@@ -324,8 +317,7 @@ static int claim(struct ceil *c, long max, int64_t *ret_fence, long *ret_n)
 	sqlite3_bind_int64(st, 5, max);
 	int rc;
 	/* Every column is read as sqb_row_order reads it (the items text is
-	 * read, not parsed); the events are added after the claim statement
-	 * has finished, which SQLite requires of RETURNING anyway. */
+	 * read, not parsed). */
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (n == max)
 			return fail(c, "claim: too many rows");
@@ -345,11 +337,6 @@ static int claim(struct ceil *c, long max, int64_t *ret_fence, long *ret_n)
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
 		return fail(c, "claim");
-	for (long i = 0; i < n; i++)
-		if (event_add(c, c->claimed[i].id, "claim", fence, now))
-			return -EIO;
-	if (commit(c, false) || run(c, ST_SYNC_FULL))
-		return -EIO;
 	*ret_fence = fence;
 	*ret_n = n;
 	return 0;
@@ -414,11 +401,14 @@ static int process_one(struct ceil *c, const struct claimed *cl, int64_t fence,
 	return run(c, ST_RELEASE);
 }
 
-static int process(struct ceil *c, long n, int64_t fence)
+/* The take transaction: the claim, then each order processed. */
+static int take(struct ceil *c, long max, long *ret_n)
 {
-	int64_t now;
-	if (begin(c, &now))
+	int64_t now, fence = 0;
+	long n = 0;
+	if (begin(c, &now) || claim(c, now, max, &fence, &n))
 		return -EIO;
+	*ret_n = n;
 	for (long i = 0; i < n; i++)
 		if (process_one(c, &c->claimed[i], fence, now))
 			return -EIO;
@@ -513,21 +503,16 @@ static int run_batch(const struct ceil_opts *o, long batch, char (*skus)[32],
 	c.last_ckpt = t0;
 	while (rc == 0 && (done == 0 || now_s() < deadline)) {
 		double a = now_s();
-		int64_t fence = 0;
 		long n = 0;
 		rc = submit(&c, batch, prefix);
 		double b = now_s();
 		if (rc == 0)
-			rc = claim(&c, batch, &fence, &n);
-		double d = now_s();
+			rc = take(&c, batch, &n);
 		if (rc == 0 && n != batch)
-			rc = fail(&c, "claim: fewer orders than submitted");
-		if (rc == 0)
-			rc = process(&c, n, fence);
+			rc = fail(&c, "take: fewer orders than submitted");
 		double e = now_s();
 		c.t_submit += b - a;
-		c.t_claim += d - b;
-		c.t_process += e - d;
+		c.t_take += e - b;
 		done += n;
 	}
 	double el = now_s() - t0;
@@ -539,13 +524,12 @@ static int run_batch(const struct ceil_opts *o, long batch, char (*skus)[32],
 		       "\"orders_per_s\":%.1f,\"transactions\":%lld,"
 		       "\"durable_commits\":%lld,"
 		       "\"statements_per_order\":%.2f,"
-		       "\"share\":{\"submit\":%.3f,\"claim\":%.3f,"
-		       "\"process\":%.3f}}",
+		       "\"share\":{\"submit\":%.3f,\"take\":%.3f}}",
 		       first ? "" : ",", batch, done, el,
 		       el > 0 ? (double)done / el : 0, c.commits,
 		       c.durable_commits,
 		       done ? (double)c.statements / (double)done : 0,
-		       c.t_submit / el, c.t_claim / el, c.t_process / el);
+		       c.t_submit / el, c.t_take / el);
 	close_raw(&c);
 	free(c.claimed);
 	if (o->keep)
