@@ -66,8 +66,8 @@ int pgb_tx(pgb_store_t *b, int (*body)(pgc_t *c, void *arg), void *arg)
 }
 
 /* Events complete (processing --> completed, the stock stays taken) and
- * reject (--> rejected; the caller then returns the stock). o.id =
- * ANY(ids): by the unique index on id, as stmt_process_apply. */
+ * reject (--> rejected; the caller then returns the stock). Joined to
+ * orders by id, one index probe per order, as stmt_process_apply. */
 static const pgp_stmt_t stmt_finish = {
     .name = "finish",
     .sql = PGB_WITH_NOW ", u AS (UPDATE orders o SET status = f.status,"
@@ -76,7 +76,7 @@ static const pgp_stmt_t stmt_finish = {
                         "lease_owner = NULL, lease_until = 0"
                         " FROM unnest($1::text[], $2::bigint[], $3::text[],"
                         " $4::text[]) AS f(id, fence, status, reason)"
-                        " WHERE o.id = ANY($1::text[]) AND o.id = f.id"
+                        " WHERE o.id = f.id"
                         " AND o.fence = f.fence AND o.held"
                         " AND o.status = 'processing'"
                         " RETURNING o.id, f.fence, o.status, o.updated_at),"
@@ -153,8 +153,7 @@ static const pgp_stmt_t stmt_renew = {
     .name = "renew",
     .sql = PGB_WITH_NOW "UPDATE orders o SET lease_until = " PGB_NOW
                         " + $3::bigint FROM unnest($1::text[], $2::bigint[])"
-                        " AS r(id, fence) WHERE o.id = ANY($1::text[])"
-                        " AND o.id = r.id"
+                        " AS r(id, fence) WHERE o.id = r.id"
                         " AND o.fence = r.fence AND o.status = 'processing'"
                         " AND o.lease_until > " PGB_NOW
                         " RETURNING o.id, o.lease_until",
