@@ -470,6 +470,14 @@ def parse_args(argv):
     ap.add_argument("--warmup", type=int, default=3000,
                     help="orders run once before measuring")
     ap.add_argument("--idle-seconds", type=float, default=5.0)
+    ap.add_argument("--auto-explain", type=int, metavar="MS",
+                    help="log plans of statements slower than MS "
+                    "(auto_explain) to --pg-log")
+    ap.add_argument("--pg-log", help="keep the server log here")
+    ap.add_argument("--pg-set", action="append", default=[],
+                    metavar="NAME=VALUE", help="a server setting for the "
+                    "experiment (ALTER SYSTEM), e.g. "
+                    "plan_cache_mode=force_custom_plan")
     ap.add_argument("--json", help="default BUILD/cost-results.json")
     a = ap.parse_args(argv)
     a.build = os.path.abspath(os.path.join(REPO, a.build)
@@ -499,12 +507,18 @@ def run(args):
            "notes": []}
     conn = None
     try:
-        vacuum_pin._start_cluster(pgcluster, pgdir, None)
+        vacuum_pin._start_cluster(pgcluster, pgdir, args.auto_explain)
         with open(os.path.join(pgdir, "uri")) as f:
             uri = f.read().strip()
         conn = psycopg2.connect(uri)
         conn.autocommit = True  # every read a fresh statistics snapshot
         q(conn, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        for kv in args.pg_set:
+            k, _, v = kv.partition("=")
+            q(conn, "ALTER SYSTEM SET %s = %%s" % k, (v,))
+        if args.pg_set:
+            q(conn, "SELECT pg_reload_conf()")
+            res["pg_set"] = args.pg_set
         res["postgres"] = q(conn, "SELECT version()")[0][0]
         pm = postmaster_pid(pgdir)
         od = bench.Orderd(args.build, uri, tmp, "orderd-cost")
@@ -553,6 +567,9 @@ def run(args):
         if conn is not None:
             conn.close()
         bench.Proc.stop_all()
+        if args.pg_log:
+            shutil.copy(os.path.join(pgcluster.home_of(pgdir), "log"),
+                        args.pg_log)
         pgcluster.stop(pgdir)
         shutil.rmtree(tmp, ignore_errors=True)
     res["machine"]["loadavg_end"] = os.getloadavg()
