@@ -25,7 +25,10 @@ its stock reserved). Each figure is the median of --reps repetitions; the
 three configurations alternate inside each repetition so that they share
 the machine's load, and the ratios are to `direct` of the same run. Peak
 server sessions (client backends of the database in pg_stat_activity,
-sampled every 50 ms) show each configuration's connection use.
+sampled every 50 ms) show each configuration's connection use, and CPU
+microseconds per order of orderd, of PostgreSQL (every child of the
+postmaster) and of pgbouncer (/proc/PID/stat across each run) show the
+cost with less noise than throughput on a shared machine.
 
 The load generator, the orderd wrapper and the cluster plumbing are
 bench.py's, imported. Every process started is stopped on exit.
@@ -73,13 +76,14 @@ def start_pgbouncer(tmp, pg_port, pool_size):
     # pgbouncer refuses to run as root: -u drops to postgres.
     args = [PGBOUNCER] + (["-u", "postgres"] if os.geteuid() == 0 else [])
     proc = bench.Proc(args + [ini], log_path=log_path, name="pgbouncer")
+    # Not daemonized (no -d): proc.pid is pgbouncer itself.
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if not proc.alive():
             raise SystemExit("pgbouncer exited: " + open(log_path).read())
         with open(log_path, errors="replace") as f:
             if "listening on 127.0.0.1" in f.read():
-                return port, d
+                return port, d, proc.pid
         time.sleep(0.05)
     raise SystemExit("pgbouncer not listening: " + open(log_path).read())
 
@@ -98,6 +102,55 @@ pool_mode = transaction
 default_pool_size = %(pool)d
 max_client_conn = 2000
 """
+
+
+def proc_cpu_s(pid):
+    """utime + stime of pid in seconds, 0 when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def children_of(ppid):
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
+                    out.append(int(name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+class CpuMeter:
+    """CPU seconds used by groups of processes between start() and stop():
+    orderd (the replicas), postgres (every child of the postmaster: the
+    backends and auxiliary processes) and pgbouncer. A backend that exits
+    in between loses its share; orderd's are pooled and live for the run."""
+
+    def __init__(self, postmaster, pgbouncer):
+        self.postmaster = postmaster
+        self.pgbouncer = pgbouncer
+
+    def sample(self, orderd_pids):
+        return {"orderd": sum(proc_cpu_s(p) for p in orderd_pids),
+                "postgres": sum(proc_cpu_s(p)
+                                for p in children_of(self.postmaster)),
+                "pgbouncer": proc_cpu_s(self.pgbouncer)}
+
+    def start(self, orderd_pids):
+        self.pids = orderd_pids
+        self.t0 = self.sample(orderd_pids)
+
+    def stop(self):
+        t1 = self.sample(self.pids)
+        return {k: round(t1[k] - self.t0[k], 3) for k in t1}
 
 
 class SessionSampler:
@@ -150,7 +203,15 @@ def run(args):
             pg_port = int(f.read())
         bench.pg_run([bench.PG_BIN + "/psql", "-q", "-d", base, "-c",
                       "CREATE DATABASE " + DB], timeout=60, check=True)
-        bport, bdir = start_pgbouncer(tmp, pg_port, args.pool_size)
+        bport, bdir, bpid = start_pgbouncer(tmp, pg_port, args.pool_size)
+        home = subprocess.run(
+            ["/usr/bin/python3", "-c",
+             "import sys; sys.path.insert(0, %r); import pgcluster; "
+             "print(pgcluster.home_of(%r))" %
+             (os.path.join(bench.REPO, "tests"), pgdir)],
+            stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+        with open(os.path.join(home, "data", "postmaster.pid")) as f:
+            meter = CpuMeter(int(f.readline()), bpid)
         uris = {
             "direct": ("postgres://postgres@127.0.0.1:%d/%s" % (pg_port, DB),
                        "none"),
@@ -184,16 +245,24 @@ def run(args):
                             ("single", 64, args.single_orders, None)):
                         b.drain(urls[0])
                         sampler.start()
+                        meter.start([od.proc.pid for od in ods])
                         e = b.end_to_end(urls, conns, n, batch=batch)
+                        cpu = meter.stop()
                         e["server_sessions_peak"] = sampler.stop()
+                        # CPU per order, microseconds, by process group.
+                        e["cpu_us_per_order"] = {
+                            k: round(v * 1e6 / max(1, e["accepted"]), 1)
+                            for k, v in cpu.items()}
                         out[wl] = e
                         bench.log("%d replica(s) rep %d %-10s %-6s: %s "
-                                  "orders/s, %d errors, %d server sessions"
+                                  "orders/s, %d errors, %d server sessions, "
+                                  "cpu us/order %s"
                                   % (nrep, rep + 1, cfg, wl,
                                      "%.0f" % e["orders_per_s"]
                                      if e["orders_per_s"] else "-",
                                      e["submit_errors"],
-                                     e["server_sessions_peak"]))
+                                     e["server_sessions_peak"],
+                                     e["cpu_us_per_order"]))
                     for od in ods:
                         od.proc.stop()
                     res["runs"].setdefault("%d" % nrep, {}).setdefault(
@@ -216,10 +285,11 @@ def report(res):
           "default_pool_size = %d); end-to-end orders/s, median of %d; "
           "ratio to direct of the same run" %
           (res["pool_size"], res["reps"]))
-    fmt = "%-9s %-27s %-11s %6s %9s %13s"
+    fmt = "%-9s %-27s %-11s %6s %9s %13s %8s %8s %8s"
     print(fmt % ("replicas", "workload", "config", "ratio", "orders/s",
-                 "server sess."))
-    print("-" * 80)
+                 "server sess.", "orderd", "postgres", "bouncer"))
+    print("%-80s %s" % ("", "(CPU us per order, medians)"))
+    print("-" * 107)
     res["rows"] = []
     for nrep, by_cfg in res["runs"].items():
         for wl, name in (("batch", "batch 100/req, 4 conns/rep"),
@@ -235,16 +305,21 @@ def report(res):
                 ratio = median(ratios)
                 sess = max((r[wl]["server_sessions_peak"] for r in runs),
                            default=None)
+                cpu = {k: median(r[wl]["cpu_us_per_order"][k] for r in runs)
+                       for k in ("orderd", "postgres", "pgbouncer")}
                 res["rows"].append({"replicas": int(nrep), "workload": wl,
                                     "config": cfg, "orders_per_s": v,
                                     "ratio_to_direct": ratio,
                                     "runs": [r[wl]["orders_per_s"]
                                              for r in runs],
-                                    "server_sessions_peak": sess})
+                                    "server_sessions_peak": sess,
+                                    "cpu_us_per_order": cpu})
                 print(fmt % (nrep, name, cfg,
                              "%.2f" % ratio if ratio else "-",
                              "%.0f" % v if v else "-",
-                             sess if sess is not None else "-"))
+                             sess if sess is not None else "-",
+                             "%.0f" % cpu["orderd"], "%.0f" % cpu["postgres"],
+                             "%.0f" % cpu["pgbouncer"]))
     print()
     print("note: %d cores shared by orderd, PostgreSQL, pgbouncer, the load "
           "generator and other work on the machine: figures are noisy, "
