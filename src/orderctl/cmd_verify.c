@@ -88,6 +88,14 @@ int cmd_verify(ctl_t *ctl, int argc, char **argv)
 	    .deadline_ms = (int)(ctl->timeout_s * 1000),
 	    .readers = 1,
 	};
+	/* The daemon's setting, read from the same variable: a URI that names
+	 * a transaction-pooling PgBouncer needs it here too. */
+	const char *pooler = getenv("ORDERD_PG_POOLER");
+	if (pooler && *pooler && strcmp(pooler, "none") != 0 &&
+	    strcmp(pooler, "transaction") != 0)
+		return ctl_usage_error(ctl, "ORDERD_PG_POOLER: must be none or "
+		                            "transaction");
+	opt.pg_txn_pooling = pooler && strcmp(pooler, "transaction") == 0;
 	const char *backend = strncmp(uri, "sqlite:", 7) == 0 ? "sqlite"
 	                      : strncmp(uri, "postgres://", 11) == 0 ||
 	                              strncmp(uri, "postgresql://", 13) == 0

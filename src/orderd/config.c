@@ -200,6 +200,14 @@ static const setting_t settings[] = {
         "within it. Keep it above the slowest statement you expect and above "
         "`busy_timeout_ms` (a lock wait should end as a lock timeout, not "
         "a reset connection); unused with SQLite"),
+    STR(pg_pooler, "pg-pooler", "ORDERD_PG_POOLER", "none", 1, 16,
+        config_check_pg_pooler, false, "`none`, `transaction`",
+        "`transaction` when the PostgreSQL URI names a transaction-pooling "
+        "proxy (PgBouncer `pool_mode = transaction`): statements are sent "
+        "unnamed instead of prepared once per connection, and every "
+        "transaction sets its own timeouts instead of each session once "
+        "(docs/postgres.md, \"Behind PgBouncer\"); `none` for a direct "
+        "connection or session pooling; unused with SQLite"),
     {"alert_error_rate", OFF(alert_error_rate), "alert-error-rate",
      "ORDERD_ALERT_ERROR_RATE", SET_DBL, DEF_VALUE, "0.05", 0, 0, 0, 1, NULL,
      false, NULL,

@@ -46,6 +46,7 @@ typedef struct config {
 	int64_t busy_timeout_ms;
 	int64_t statement_timeout_ms;
 	int64_t store_deadline_ms; /* client-side bound on a store call */
+	char *pg_pooler;           /* "none" | "transaction" */
 	double alert_error_rate;   /* HighErrorRate threshold */
 	int64_t alert_window_s;
 	int64_t alert_min_events;     /* formerly alert_min_requests */

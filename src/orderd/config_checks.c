@@ -51,6 +51,13 @@ const char *config_check_http_url(const char *v)
 	return "must be an http:// or https:// URL";
 }
 
+const char *config_check_pg_pooler(const char *v)
+{
+	if (strcmp(v, "none") == 0 || strcmp(v, "transaction") == 0)
+		return NULL;
+	return "must be none or transaction";
+}
+
 const char *config_check_log_level(const char *v)
 {
 	log_level_t l;

@@ -29,6 +29,7 @@ const char *config_check_listen(const char *v);
 const char *config_check_database(const char *v);
 const char *config_check_replica(const char *v);
 const char *config_check_log_level(const char *v);
+const char *config_check_pg_pooler(const char *v);
 /* An http:// or https:// URL; empty counts as unset. */
 const char *config_check_http_url(const char *v);
 

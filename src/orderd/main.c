@@ -198,6 +198,7 @@ int main(int argc, char **argv)
 	    .statement_timeout_ms = (int)cfg.statement_timeout_ms,
 	    .connect_timeout_ms = 5000,
 	    .deadline_ms = (int)cfg.store_deadline_ms,
+	    .pg_txn_pooling = strcmp(cfg.pg_pooler, "transaction") == 0,
 	    /* PostgreSQL: the pool size, one connection for every thread
 	     * that may hold one at once: the workers, the HTTP handler pool
 	     * (as many threads as the server; the server and waiter threads

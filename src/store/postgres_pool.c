@@ -42,6 +42,11 @@ struct pgp {
 	char connect_timeout[16];
 	char tcp_user_timeout[16];
 	char setup_sql[320]; /* session settings run after each connect */
+	/* Transaction pooling (opt->pg_txn_pooling): no setup_sql; these
+	 * set the same settings for one transaction instead, [1] with the
+	 * setting only PostgreSQL 14 and later have. */
+	bool txn_pooling;
+	char local_sql[2][448];
 	int64_t wait_ms;
 	int64_t deadline_ms; /* of every checkout */
 	/* The URI's host, hostaddr and port lists when it names several hosts
@@ -155,6 +160,20 @@ int pgp_new(const char *uri, const store_options_t *opt, pgp_t **ret)
 	    "SET idle_in_transaction_session_timeout = %d; "
 	    "SET synchronous_commit = on; SET client_min_messages = warning",
 	    stmt_ms, lock_ms, idle_ms);
+	for (int i = 0; i < 2; i++)
+		snprintf(
+		    p->local_sql[i], sizeof p->local_sql[i],
+		    "SELECT set_config('statement_timeout', '%d', true),"
+		    " set_config('lock_timeout', '%d', true),"
+		    " set_config('idle_in_transaction_session_timeout',"
+		    " '%d', true),"
+		    " set_config('synchronous_commit', 'on', true),"
+		    " set_config('client_min_messages', 'warning', true)%s",
+		    stmt_ms, lock_ms, idle_ms,
+		    i ? ", set_config('client_connection_check_interval',"
+		        " '1000', true)"
+		      : "");
+	p->txn_pooling = opt && opt->pg_txn_pooling;
 	p->wait_ms = (int64_t)stmt_ms + connect_ms;
 	p->deadline_ms = deadline_ms;
 
@@ -269,9 +288,12 @@ static int may_send(pgc_t *c)
  * result (the error, if a statement failed; NULL when the connection broke
  * before any), like PQexec. At the deadline it returns NULL with c lost and
  * timed out: the statement may be running or even committing, and c is
- * mid-protocol, so it can only be closed.
+ * mid-protocol, so it can only be closed. pipeline: c is in pipeline mode
+ * with its queries sent before one PQpipelineSync; every result up to the
+ * Sync's is read, and the first error is returned, else the last query's
+ * result.
  */
-static PGresult *await_result(pgc_t *c, int sent)
+static PGresult *await_result(pgc_t *c, int sent, bool pipeline)
 {
 	PGresult *last = NULL;
 	int rc;
@@ -300,8 +322,24 @@ static PGresult *await_result(pgc_t *c, int sent)
 				goto broken;
 		}
 		PGresult *res = PQgetResult(c->conn);
-		if (!res)
+		if (!res) {
+			if (!pipeline)
+				return last;
+			continue; /* the end of one query's results */
+		}
+		ExecStatusType st = PQresultStatus(res);
+		if (pipeline && st == PGRES_PIPELINE_SYNC) {
+			/* The server's ReadyForQuery: the pipeline's implicit
+			 * transaction is over, committed unless it failed. */
+			PQclear(res);
 			return last;
+		}
+		if (pipeline &&
+		    (st == PGRES_PIPELINE_ABORTED ||
+		     (last && PQresultStatus(last) == PGRES_FATAL_ERROR))) {
+			PQclear(res); /* the first error is the one to map */
+			continue;
+		}
 		PQclear(last);
 		last = res;
 	}
@@ -348,6 +386,7 @@ static void slot_close(pgc_t *c)
 	c->conn = NULL;
 	memset(c->prepared, 0, sizeof c->prepared);
 	c->n_prepared = 0;
+	c->local_sql = NULL;
 }
 
 /*
@@ -481,6 +520,13 @@ static int slot_connect(pgp_t *p, pgc_t *c)
 	PQsetNoticeProcessor(c->conn, ignore_notice, NULL);
 	if (PQsetnonblocking(c->conn, 1) != 0)
 		goto fail;
+	c->local_sql = NULL;
+	if (p->txn_pooling) {
+		/* Nothing to set up: a SET now would change whichever server
+		 * session the pooler lends us for it, and no later one. */
+		c->local_sql = p->local_sql[PQserverVersion(c->conn) >= 140000];
+		goto connected;
+	}
 	char setup[sizeof p->setup_sql + 64];
 	/* PostgreSQL 14 and later notice a closed client while a statement
 	 * runs, so one abandoned at the deadline stops soon; an older server
@@ -489,11 +535,12 @@ static int slot_connect(pgp_t *p, pgc_t *c)
 	         PQserverVersion(c->conn) >= 140000
 	             ? "; SET client_connection_check_interval = 1000"
 	             : "");
-	PGresult *res = await_result(c, PQsendQuery(c->conn, setup));
+	PGresult *res = await_result(c, PQsendQuery(c->conn, setup), false);
 	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
 	PQclear(res);
 	if (!ok)
 		goto fail;
+connected:
 	pthread_mutex_lock(&p->mu);
 	p->failures = 0;
 	p->next_try_ms = 0;
@@ -623,19 +670,62 @@ static size_t prepared_slot(const pgc_t *c, const pgp_stmt_t *st)
 	return i;
 }
 
+/*
+ * pgc_exec under transaction pooling: st is sent unnamed (parsed and
+ * planned by the server on every run: that is the cost). Inside a
+ * transaction (pgc_sql put its settings after BEGIN) it goes alone; outside
+ * one it is pipelined behind the settings, both before one Sync, so they
+ * share one implicit transaction and one round trip, and the pooler keeps
+ * us on one server session until the Sync's ReadyForQuery.
+ */
+static int exec_unnamed(pgc_t *c, const pgp_stmt_t *st, const char *const *vals,
+                        PGresult **ret)
+{
+	int rc = may_send(c);
+	if (rc < 0)
+		return rc;
+	if (PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+		return finish(c,
+		              await_result(c,
+		                           PQsendQueryParams(
+		                               c->conn, st->sql, st->nparams,
+		                               NULL, vals, NULL, NULL, 0),
+		                           false),
+		              ret);
+	if (PQenterPipelineMode(c->conn) != 1) {
+		c->lost = true;
+		return OD_ESTORE;
+	}
+	int sent = PQsendQueryParams(c->conn, c->local_sql, 0, NULL, NULL, NULL,
+	                             NULL, 0) &&
+	           PQsendQueryParams(c->conn, st->sql, st->nparams, NULL, vals,
+	                             NULL, NULL, 0) &&
+	           PQpipelineSync(c->conn);
+	PGresult *res = await_result(c, sent, true);
+	/* Only after the Sync's result is the pipeline empty; otherwise c
+	 * is mid-protocol and is closed at checkin. */
+	if (res && PQexitPipelineMode(c->conn) != 1)
+		c->lost = true;
+	return finish(c, res, ret);
+}
+
 int pgc_exec(pgc_t *c, const pgp_stmt_t *st, const char *const *vals,
              PGresult **ret)
 {
 	PGresult *res;
 	int rc;
+	if (c->local_sql)
+		return exec_unnamed(c, st, vals, ret);
 	size_t slot = prepared_slot(c, st);
 	if (!c->prepared[slot]) {
 		if (c->n_prepared >= PGP_MAX_STMTS)
 			return OD_EINTERNAL;
 		if ((rc = may_send(c)) < 0)
 			return rc;
-		res = await_result(c, PQsendPrepare(c->conn, st->name, st->sql,
-		                                    st->nparams, NULL));
+		res = await_result(c,
+		                   PQsendPrepare(c->conn, st->name, st->sql,
+		                                 st->nparams, NULL),
+		                   false);
 		if ((rc = finish(c, res, &res)) < 0)
 			return rc;
 		PQclear(res);
@@ -644,9 +734,10 @@ int pgc_exec(pgc_t *c, const pgp_stmt_t *st, const char *const *vals,
 	}
 	if ((rc = may_send(c)) < 0)
 		return rc;
-	res =
-	    await_result(c, PQsendQueryPrepared(c->conn, st->name, st->nparams,
-	                                        vals, NULL, NULL, 0));
+	res = await_result(c,
+	                   PQsendQueryPrepared(c->conn, st->name, st->nparams,
+	                                       vals, NULL, NULL, 0),
+	                   false);
 	return finish(c, res, ret);
 }
 
@@ -655,7 +746,22 @@ int pgc_sql(pgc_t *c, const char *sql, PGresult **ret)
 	int rc = may_send(c);
 	if (rc < 0)
 		return rc;
-	return finish(c, await_result(c, PQsendQuery(c->conn, sql)), ret);
+	if (!c->local_sql || PQtransactionStatus(c->conn) != PQTRANS_IDLE)
+		return finish(
+		    c, await_result(c, PQsendQuery(c->conn, sql), false), ret);
+	/* Transaction pooling, outside a transaction: the settings go right
+	 * after a BEGIN, or ahead of anything else, in the same query string
+	 * (a multi-statement query is one implicit transaction). */
+	bool begin = strncmp(sql, "BEGIN", 5) == 0;
+	size_t n = strlen(sql) + strlen(c->local_sql) + 3;
+	char *both = malloc(n);
+	if (!both)
+		return OD_ESTORE; /* nothing was sent */
+	snprintf(both, n, "%s; %s", begin ? sql : c->local_sql,
+	         begin ? c->local_sql : sql);
+	rc = finish(c, await_result(c, PQsendQuery(c->conn, both), false), ret);
+	free(both);
+	return rc;
 }
 
 int pgc_cmd(pgc_t *c, const char *sql)

@@ -8,8 +8,16 @@
  * the ones it runs (static const pgp_stmt_t) beside the code that runs
  * them, and pgc_exec() prepares a statement on a connection the first time
  * that connection runs it. Preparing lives in pgc_exec() alone, so how
- * statements reach the server (named per connection today) is one
- * function's decision.
+ * statements reach the server is one function's decision: named per
+ * connection, or, under transaction pooling (store_options_t
+ * pg_txn_pooling: PgBouncer pool_mode=transaction, where consecutive
+ * transactions of one client connection may run on different server
+ * sessions), unnamed every time. Under transaction pooling nothing is set
+ * per session either: the session settings (statement_timeout,
+ * lock_timeout, ...) are set with set_config(..., true) in every
+ * transaction, by pgc_sql after a BEGIN and by pgc_exec ahead of a
+ * statement run outside a transaction, pipelined with it (one round trip,
+ * one implicit transaction).
  *
  * A connection that breaks (connection-class SQLSTATE, admin shutdown,
  * read-only after failover, or a bad PQstatus) is closed at checkin and its
@@ -64,6 +72,10 @@ typedef struct pgc {
 	 * descriptor addresses, emptied whenever conn is closed. */
 	const pgp_stmt_t *prepared[2 * PGP_MAX_STMTS];
 	size_t n_prepared;
+	/* Transaction pooling: the settings every transaction on conn sets
+	 * for itself (a SELECT of set_config(..., true)); NULL when the
+	 * session is ours and was set up once at connect. */
+	const char *local_sql;
 	bool lost;           /* the connection broke during this checkout */
 	char sqlstate[6];    /* of the last failure, "" if none */
 	int64_t deadline_ms; /* monotonic ms by which this checkout's call
@@ -114,7 +126,11 @@ int pgc_exec(pgc_t *c, const pgp_stmt_t *st, const char *const *vals,
  * Runs sql, text that may hold several statements and no parameters, with
  * the simple query protocol. On success *ret is the last statement's
  * PGRES_TUPLES_OK/COMMAND_OK result, which the caller PQclear()s; errors as
- * pgc_exec.
+ * pgc_exec. Under transaction pooling, outside a transaction, the
+ * transaction's settings go after sql when it starts with BEGIN (the last
+ * result is then theirs) and before it otherwise, so sql runs in a
+ * transaction block: nothing that refuses one (VACUUM, CREATE INDEX
+ * CONCURRENTLY) goes through here.
  */
 int pgc_sql(pgc_t *c, const char *sql, PGresult **ret);
 /* Runs a parameterless command (BEGIN, COMMIT, ...) and discards the result. */

@@ -51,6 +51,12 @@ typedef struct store_options {
 	 * OD_EUNKNOWN for a write that may have committed). Unused by
 	 * sqlite, a local file (busy_timeout_ms bounds its lock waits). */
 	int deadline_ms;
+	/* pg: connections go through a transaction-pooling proxy (PgBouncer
+	 * pool_mode=transaction), so a session is only ours for one
+	 * transaction: no named prepared statements (each statement is sent
+	 * unnamed) and no session settings (every transaction sets its own,
+	 * locally). Unused by sqlite. */
+	bool pg_txn_pooling;
 } store_options_t;
 
 /*

@@ -20,7 +20,12 @@ static char pg_base[512]; /* a URI of the cluster's maintenance database */
 
 static fixture_t *cur; /* the running test's fixture, for raw SQL */
 
-const store_options_t fixture_opts = {
+/* pg_txn_pooling is set by setup_all for ORDERD_TEST_BACKEND=postgres_txn:
+ * the same contract with every statement unnamed and every transaction
+ * setting its own timeouts (the mode for a transaction-pooling PgBouncer,
+ * here straight to the cluster; tests/integration/test_pgbouncer.py puts
+ * a real one in between). */
+store_options_t fixture_opts = {
     .replica_id = "contract",
     .busy_timeout_ms = 5000,
     .statement_timeout_ms = 10000,
@@ -44,7 +49,9 @@ void pg_exec_on(const char *uri, const char *sql)
 int setup_all(void **state)
 {
 	const char *be = getenv("ORDERD_TEST_BACKEND");
-	is_pg = be && strcmp(be, "postgres") == 0;
+	is_pg = be && (strcmp(be, "postgres") == 0 ||
+	               strcmp(be, "postgres_txn") == 0);
+	fixture_opts.pg_txn_pooling = be && strcmp(be, "postgres_txn") == 0;
 	if (!is_pg)
 		return 0;
 	const char *dir = getenv("ORDERD_TEST_PGDIR");

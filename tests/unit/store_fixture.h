@@ -30,7 +30,7 @@ typedef struct fixture {
 
 extern bool is_pg; /* the backend under test is postgres */
 /* The options every fixture store is opened with. */
-extern const store_options_t fixture_opts;
+extern store_options_t fixture_opts;
 
 /* cmocka group setup, and per-test setup and teardown (*state is the
  * fixture_t). */
