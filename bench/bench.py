@@ -2,20 +2,25 @@
 """bench.py: one benchmark run of orderd, every figure beside its limit.
 
     /usr/bin/python3 bench/bench.py [BUILD_DIR] [--backend sqlite|postgres]
-        [--seconds S] [--reps N] [--replicas 1,2,4] [--quick]
+        [--seconds S] [--reps N] [--replicas 1,2,4] [--no-peers] [--quick]
+        [--json FILE]
 
 BUILD_DIR (or $BUILD, default build/) holds orderd, bench_loadgen and
-bench_sqlite_raw. `make bench` runs this after building.
+bench_sqlite_raw. `make bench` runs this after building, once per backend.
 
 A run measures the limit of the store on this machine first (SQLite: raw
 one-row insert transactions with synchronous=FULL on the same disk, by
 bench_sqlite_raw; PostgreSQL: pgbench with a one-row insert script, 16
 clients, on the same server), then starts orderd on that store and drives it
-with bench_loadgen. Every measurement is repeated --reps times and the median
-is reported, because a shared 2-core machine is noisy; figures are also given
-as ratios to the limit measured in the same run. The results go to stdout as
-a table and to BUILD_DIR/bench-results.json. Every process started is stopped
-on exit, including on errors and Ctrl-C.
+with bench_loadgen. On PostgreSQL it also runs orderd's peers (Graphile
+Worker, pg-boss: bench/peers.py; --no-peers skips them) on the same cluster,
+one repetition of each after each of orderd's with the first replica count,
+and prints orderd's ratio to each. Every measurement is repeated --reps
+times and the median is reported, because a shared 2-core machine is noisy;
+figures are also given as ratios to the limit measured in the same run. The
+results go to stdout as a table and to BUILD_DIR/bench-results.json (or
+--json). Every process started is stopped on exit, including on errors and
+Ctrl-C.
 """
 import argparse
 import json
@@ -38,6 +43,14 @@ SKUS = 100
 SKU_PREFIX = "bench-sku-"
 STOCK = 1000000000
 BUDGET_S = 270  # the whole run stays under 5 minutes
+# PostgreSQL mode runs the peers too (bench/peers.py, about 40 s per
+# repetition): its budget, so that `make bench` (both modes) stays near 10
+# minutes.
+PG_BUDGET_S = 600
+# The issue-9 workload, for orderd and its peers alike: 30,000 units added
+# in batches of 100 by 4 producers, orderd reserving stock on 20 skus.
+PEER_UNITS = 30000
+PEER_SKUS = 20
 DRAIN_TIMEOUT_S = 45
 TERMINAL = ("completed", "rejected", "failed", "cancelled")
 OPEN = ("pending", "processing")
@@ -306,10 +319,10 @@ class Bench:
         return "b%d-%s-%d" % (os.getpid() % 100000, what, self.seq)
 
     def loadgen(self, url, mode, conns, seconds=None, requests=None,
-                batch=None, warmup=0.5, prefix=None):
+                batch=None, warmup=0.5, prefix=None, skus=SKUS):
         args = [os.path.join(self.build, "bench_loadgen"), "--url", url,
                 "--mode", mode, "--connections", str(conns),
-                "--skus", str(SKUS), "--sku-prefix", SKU_PREFIX,
+                "--skus", str(skus), "--sku-prefix", SKU_PREFIX,
                 "--prefix", prefix or self.prefix(mode)]
         if requests:
             args += ["--requests", str(requests)]
@@ -367,9 +380,10 @@ class Bench:
             time.sleep(0.05)
         return None
 
-    def end_to_end(self, urls, conns, n_orders, batch=None):
+    def end_to_end(self, urls, conns, n_orders, batch=None, skus=SKUS):
         """Submits n_orders orders over all urls (single submits, or batch
-        requests of `batch` orders); orders/s until every one is terminal."""
+        requests of `batch` orders, items over the first `skus` products);
+        orders/s until every one is terminal."""
         per = max(1, conns // len(urls))
         t0 = time.monotonic()
         procs = []
@@ -379,11 +393,12 @@ class Bench:
             if batch:
                 procs.append(self.loadgen(u, "batch", per,
                                           requests=max(1, share // batch),
-                                          batch=batch,
+                                          batch=batch, skus=skus,
                                           prefix=self.prefix("e2eb")))
             else:
                 procs.append(self.loadgen(u, "submit", per, requests=share,
-                                          prefix=self.prefix("e2e")))
+                                          prefix=self.prefix("e2e"),
+                                          skus=skus))
         subs = [self.loadgen_result(p, 180) for p in procs]
         t_sub = time.monotonic() - t0
         accepted = sum(s["orders_ok"] for s in subs)
@@ -544,7 +559,71 @@ def run_sqlite(b, args, tmp, res):
     return rows
 
 
+def pg_over_budget(margin=0):
+    return time.monotonic() - T0 > PG_BUDGET_S - margin
+
+
+def peers_module():
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import peers
+    return peers
+
+
+def peers_install(b, args, res):
+    """The peers' Node install (bench/peers.py): the node binary, or None
+    (with a note) when --no-peers or the install failed."""
+    if args.no_peers:
+        return None
+    try:
+        return peers_module().install(b.build, log)
+    except (SystemExit, OSError, subprocess.SubprocessError) as e:
+        res["notes"].append("peers not run: %s" % e)
+        log("peers not run: %s" % e)
+        return None
+
+
+def per_rep_ratio(mine, theirs):
+    """The median of per-repetition ratios (each side measured in the same
+    repetition, so that a burst of other load hits both)."""
+    return median([m / t for m, t in zip(mine, theirs) if m and t])
+
+
+def peer_rows(summ, batch, single, nrep, res):
+    """The goals of issue 9 against Graphile Worker's high-throughput
+    configuration, and the issue's side-by-side table (res["peer_table"])."""
+    gw = summ["graphile_fast"]
+    gw_runs = [x.get("units_per_s") for x in gw["results"]]
+    rows = [
+        {"name": "orderd batch e2e / Graphile Worker fast",
+         "value": median(batch), "runs": batch,
+         "limit": gw["median_units_per_s"],
+         "ratio": per_rep_ratio(batch, gw_runs),
+         "target": ("peer", 1.5), "op": ">="},
+        {"name": "orderd single e2e / Graphile Worker fast",
+         "value": median(single), "runs": single,
+         "limit": gw["median_units_per_s"],
+         "ratio": per_rep_ratio(single, gw_runs),
+         "target": ("peer", 1.0), "op": ">="},
+    ]
+    table = [("orderd, %d replica(s), batch submits (100/req, 4 conns), "
+              "full stock reservation on %d skus" % (nrep, PEER_SKUS),
+              median(batch), batch, batch),
+             ("orderd, %d replica(s), single submits (64 conns), same work"
+              % nrep, median(single), single, single)]
+    for s in summ.values():
+        runs = [x.get("units_per_s") for x in s["results"]]
+        table.append((s["label"] + ", no-op jobs", s["median_units_per_s"],
+                      runs, runs))
+    res["peer_table"] = [
+        {"system": name, "units_per_s": v, "runs": runs,
+         "batch_ratio": per_rep_ratio(batch, theirs),
+         "single_ratio": per_rep_ratio(single, theirs)}
+        for name, v, runs, theirs in table]
+    return rows
+
+
 def run_postgres(b, args, tmp, res):
+    node = peers_install(b, args, res)
     pgdir = os.path.join(tmp, "pg")
     r = subprocess.run(["/usr/bin/python3",
                         os.path.join(REPO, "tests", "pgcluster.py"),
@@ -563,8 +642,10 @@ def run_postgres(b, args, tmp, res):
     runs = {}
     runs_b = {}
     rss = {}
+    peer_reps = []
+    peer_idle = []
     for nrep in args.replicas:
-        if over_budget(40):
+        if pg_over_budget(40):
             log("time budget reached: skipping %d replicas" % nrep)
             break
         # One at a time: the first creates the schema.
@@ -574,11 +655,14 @@ def run_postgres(b, args, tmp, res):
             ods[-1].wait_ready()
         if nrep == args.replicas[0]:
             set_stock(ods[0].url)
+        # The peers run beside the first replica count, one repetition of
+        # each after each of orderd's, on the same cluster.
+        with_peers = node is not None and nrep == args.replicas[0]
         key = "replicas%d" % nrep
         runs[key] = []
         lat = []
         for rep in range(args.reps):
-            if rep and over_budget(40):
+            if rep and pg_over_budget(40 + (60 if with_peers else 0)):
                 break
             b.drain(ods[0].url)
             # Latency under the same load: 64 connections spread over the
@@ -590,19 +674,30 @@ def run_postgres(b, args, tmp, res):
                         "p99_ms": max(x["p99_ms"] for x in ls),
                         "orders_per_s": sum(x["orders_per_s"] for x in ls),
                         "errors": sum(x["errors"] for x in ls)})
+            # End to end, the issue's workload: 30,000 orders on 20 skus,
+            # single submits at 64 connections, then batch submits of 100
+            # (as orderctl sends) at 4 connections per replica, where the
+            # figure is processing rather than HTTP request handling.
             b.drain(ods[0].url)
-            n = int(min(40000, max(2000, lat[-1]["orders_per_s"] *
-                                   args.seconds * 0.6)))
-            e = b.end_to_end([od.url for od in ods], 64, n)
+            e = b.end_to_end([od.url for od in ods], 64, PEER_UNITS,
+                             skus=PEER_SKUS)
             runs[key].append(dict(e, submit=lat[-1]))
             log("%s rep %d: %s" % (key, rep + 1, runs[key][-1]))
-            # The high-throughput path: batch submits (as orderctl sends),
-            # so the figure is processing, not HTTP request handling.
             b.drain(ods[0].url)
-            e = b.end_to_end([od.url for od in ods], 4 * nrep, 30000,
-                             batch=100)
+            e = b.end_to_end([od.url for od in ods], 4 * nrep, PEER_UNITS,
+                             batch=100, skus=PEER_SKUS)
             runs_b.setdefault(key, []).append(e)
             log("%s batch rep %d: %s" % (key, rep + 1, e))
+            if with_peers:
+                b.drain(ods[0].url)
+                c0 = [od.proc.cpu_seconds() or 0 for od in ods]
+                peer_reps.append(peers_module().run_rep(uri, b.build,
+                                                        rep + 1, log, node))
+                # orderd is idle meanwhile (waiting for a notification):
+                # its CPU says whether it took anything from the peers.
+                peer_idle.append(round(sum(
+                    (od.proc.cpu_seconds() or 0) - c
+                    for od, c in zip(ods, c0)), 2))
         rss[key] = max((od.proc.proc_status("VmHWM") or 0) for od in ods)
         for od in ods:
             od.proc.stop()
@@ -625,6 +720,14 @@ def run_postgres(b, args, tmp, res):
                          "value": median(x[f] for x in lat),
                          "runs": [x[f] for x in lat], "limit": None,
                          "ratio": None, "target": None, "op": None})
+        if with_peers and peer_reps:
+            summ = peers_module().summarize(peer_reps)
+            res["peers"] = summ
+            res["peers_orderd_idle_cpu_s"] = peer_idle
+            rows += peer_rows(summ,
+                              [r["orders_per_s"] for r in runs_b[key]],
+                              [r["orders_per_s"] for r in runs[key]],
+                              nrep, res)
     res["runs"] = runs
     res["runs_batch"] = runs_b
     res["rss_peak_kb"] = max(rss.values()) if rss else None
@@ -641,7 +744,7 @@ def verdict(row):
     if not t:
         return ""
     kind, bound = t
-    v = row["ratio"] if kind == "ratio" else row["value"]
+    v = row["ratio"] if kind in ("ratio", "peer") else row["value"]
     if v is None:
         return "MISS"
     ok = v >= bound if row["op"] == ">=" else v <= bound
@@ -672,16 +775,38 @@ def print_table(res, rows):
     for r in rows:
         t = r.get("target")
         if t:
-            tgt = "%s %s%s" % (r["op"], fmt(t[1]), "x limit"
-                               if t[0] == "ratio" else "")
+            tgt = "%s %s%s" % (r["op"], fmt(t[1]),
+                               {"ratio": "x limit",
+                                "peer": "x peer"}.get(t[0], ""))
         else:
             tgt = ""
         digits = 2 if "ms" in r["name"] else 1
         print(fmt_s % (r["name"], fmt(r["value"], digits), tgt,
                        fmt(r["limit"], 0), fmt(r["ratio"], 2), verdict(r)))
+    print_peer_table(res)
     print()
     for n in res["notes"]:
         print("note: " + n)
+
+
+def print_peer_table(res):
+    """PostgreSQL mode: the issue's side-by-side table (bench/README.md)."""
+    t = res.get("peer_table")
+    if not t:
+        return
+    print()
+    print("side by side, same cluster, same run: 30,000 units added in "
+          "batches of 100 by 4 producers while the workers run (orderd "
+          "single: one per request, 64 connections), until nothing is open;"
+          " medians; ratios = median of per-repetition ratios")
+    w = max(len(r["system"]) for r in t)
+    fmt_s = "%-" + str(w) + "s %9s %9s %9s  %s"
+    print(fmt_s % ("system", "units/s", "batch/it", "single/it", "runs"))
+    print("-" * (w + 50))
+    for r in t:
+        print(fmt_s % (r["system"], fmt(r["units_per_s"], 0),
+                       fmt(r["batch_ratio"], 2), fmt(r["single_ratio"], 2),
+                       ", ".join(fmt(v, 0) for v in r["runs"])))
 
 
 def parse_args(argv):
@@ -697,6 +822,8 @@ def parse_args(argv):
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--replicas", default="1,2,4",
                     help="postgres: replica counts")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="postgres: skip Graphile Worker and pg-boss")
     ap.add_argument("--quick", action="store_true",
                     help="1 repetition of 2 s: a smoke run, not a result")
     ap.add_argument("--json", help="results file "
