@@ -37,6 +37,8 @@ import time
 import urllib.error
 import urllib.request
 
+import peers  # bench/peers.py (sys.path[0] is bench/)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PG_BIN = "/usr/lib/postgresql/15/bin"
 SKUS = 100
@@ -563,67 +565,9 @@ def pg_over_budget(margin=0):
     return time.monotonic() - T0 > PG_BUDGET_S - margin
 
 
-def peers_module():
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import peers
-    return peers
-
-
-def peers_install(b, args, res):
-    """The peers' Node install (bench/peers.py): the node binary, or None
-    (with a note) when --no-peers or the install failed."""
-    if args.no_peers:
-        return None
-    try:
-        return peers_module().install(b.build, log)
-    except (SystemExit, OSError, subprocess.SubprocessError) as e:
-        res["notes"].append("peers not run: %s" % e)
-        log("peers not run: %s" % e)
-        return None
-
-
-def per_rep_ratio(mine, theirs):
-    """The median of per-repetition ratios (each side measured in the same
-    repetition, so that a burst of other load hits both)."""
-    return median([m / t for m, t in zip(mine, theirs) if m and t])
-
-
-def peer_rows(summ, batch, single, nrep, res):
-    """The goals of issue 9 against Graphile Worker's high-throughput
-    configuration, and the issue's side-by-side table (res["peer_table"])."""
-    gw = summ["graphile_fast"]
-    gw_runs = [x.get("units_per_s") for x in gw["results"]]
-    rows = [
-        {"name": "orderd batch e2e / Graphile Worker fast",
-         "value": median(batch), "runs": batch,
-         "limit": gw["median_units_per_s"],
-         "ratio": per_rep_ratio(batch, gw_runs),
-         "target": ("peer", 1.5), "op": ">="},
-        {"name": "orderd single e2e / Graphile Worker fast",
-         "value": median(single), "runs": single,
-         "limit": gw["median_units_per_s"],
-         "ratio": per_rep_ratio(single, gw_runs),
-         "target": ("peer", 1.0), "op": ">="},
-    ]
-    table = [("orderd, %d replica(s), batch submits (100/req, 4 conns), "
-              "full stock reservation on %d skus" % (nrep, PEER_SKUS),
-              median(batch), batch, batch),
-             ("orderd, %d replica(s), single submits (64 conns), same work"
-              % nrep, median(single), single, single)]
-    for s in summ.values():
-        runs = [x.get("units_per_s") for x in s["results"]]
-        table.append((s["label"] + ", no-op jobs", s["median_units_per_s"],
-                      runs, runs))
-    res["peer_table"] = [
-        {"system": name, "units_per_s": v, "runs": runs,
-         "batch_ratio": per_rep_ratio(batch, theirs),
-         "single_ratio": per_rep_ratio(single, theirs)}
-        for name, v, runs, theirs in table]
-    return rows
-
-
 def run_postgres(b, args, tmp, res):
-    node = peers_install(b, args, res)
+    node = None if args.no_peers else peers.install_or_note(
+        b.build, log, res["notes"])
     pgdir = os.path.join(tmp, "pg")
     r = subprocess.run(["/usr/bin/python3",
                         os.path.join(REPO, "tests", "pgcluster.py"),
@@ -691,8 +635,8 @@ def run_postgres(b, args, tmp, res):
             if with_peers:
                 b.drain(ods[0].url)
                 c0 = [od.proc.cpu_seconds() or 0 for od in ods]
-                peer_reps.append(peers_module().run_rep(uri, b.build,
-                                                        rep + 1, log, node))
+                peer_reps.append(peers.run_rep(uri, b.build, rep + 1, log,
+                                               node))
                 # orderd is idle meanwhile (waiting for a notification):
                 # its CPU says whether it took anything from the peers.
                 peer_idle.append(round(sum(
@@ -721,13 +665,12 @@ def run_postgres(b, args, tmp, res):
                          "runs": [x[f] for x in lat], "limit": None,
                          "ratio": None, "target": None, "op": None})
         if with_peers and peer_reps:
-            summ = peers_module().summarize(peer_reps)
+            summ = peers.summarize(peer_reps)
             res["peers"] = summ
             res["peers_orderd_idle_cpu_s"] = peer_idle
-            rows += peer_rows(summ,
-                              [r["orders_per_s"] for r in runs_b[key]],
-                              [r["orders_per_s"] for r in runs[key]],
-                              nrep, res)
+            rows += peers.goal_rows(
+                summ, [r["orders_per_s"] for r in runs_b[key]],
+                [r["orders_per_s"] for r in runs[key]], nrep, PEER_SKUS, res)
     res["runs"] = runs
     res["runs_batch"] = runs_b
     res["rss_peak_kb"] = max(rss.values()) if rss else None
@@ -783,30 +726,10 @@ def print_table(res, rows):
         digits = 2 if "ms" in r["name"] else 1
         print(fmt_s % (r["name"], fmt(r["value"], digits), tgt,
                        fmt(r["limit"], 0), fmt(r["ratio"], 2), verdict(r)))
-    print_peer_table(res)
+    peers.print_side_by_side(res.get("peer_table"))
     print()
     for n in res["notes"]:
         print("note: " + n)
-
-
-def print_peer_table(res):
-    """PostgreSQL mode: the issue's side-by-side table (bench/README.md)."""
-    t = res.get("peer_table")
-    if not t:
-        return
-    print()
-    print("side by side, same cluster, same run: 30,000 units added in "
-          "batches of 100 by 4 producers while the workers run (orderd "
-          "single: one per request, 64 connections), until nothing is open;"
-          " medians; ratios = median of per-repetition ratios")
-    w = max(len(r["system"]) for r in t)
-    fmt_s = "%-" + str(w) + "s %9s %9s %9s  %s"
-    print(fmt_s % ("system", "units/s", "batch/it", "single/it", "runs"))
-    print("-" * (w + 50))
-    for r in t:
-        print(fmt_s % (r["system"], fmt(r["units_per_s"], 0),
-                       fmt(r["batch_ratio"], 2), fmt(r["single_ratio"], 2),
-                       ", ".join(fmt(v, 0) for v in r["runs"])))
 
 
 def parse_args(argv):

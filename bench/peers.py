@@ -88,6 +88,17 @@ def install(build, log=_log):
     return node
 
 
+def install_or_note(build, log, notes):
+    """install(), or None with a note in `notes` when it failed (bench.py
+    then runs without the peers)."""
+    try:
+        return install(build, log)
+    except (SystemExit, OSError, subprocess.SubprocessError) as e:
+        notes.append("peers not run: %s" % e)
+        log("peers not run: %s" % e)
+        return None
+
+
 def run_one(node, build, uri, key, rep, log=_log):
     """One repetition of one peer: the script's JSON object (with "error"
     when it failed)."""
@@ -154,16 +165,85 @@ def run(uri, build, reps=3, log=_log):
                       for i in range(reps)])
 
 
+def _median(xs):
+    xs = [x for x in xs if x]
+    return statistics.median(xs) if xs else None
+
+
+def per_rep_ratio(mine, theirs):
+    """The median of per-repetition ratios (both sides measured in the same
+    repetition, so that a burst of other load hits both)."""
+    return _median([m / t for m, t in zip(mine, theirs) if m and t])
+
+
+def goal_rows(summ, batch, single, nrep, skus, res):
+    """bench.py's rows for issue 9's goals (orderd's end-to-end figures per
+    repetition, batch and single submits, against Graphile Worker's
+    high-throughput configuration), and its side-by-side table in
+    res["peer_table"]."""
+    gw = summ["graphile_fast"]
+    gw_runs = [x.get("units_per_s") for x in gw["results"]]
+    rows = [
+        {"name": "orderd batch e2e / Graphile Worker fast",
+         "value": _median(batch), "runs": batch,
+         "limit": gw["median_units_per_s"],
+         "ratio": per_rep_ratio(batch, gw_runs),
+         "target": ("peer", 1.5), "op": ">="},
+        {"name": "orderd single e2e / Graphile Worker fast",
+         "value": _median(single), "runs": single,
+         "limit": gw["median_units_per_s"],
+         "ratio": per_rep_ratio(single, gw_runs),
+         "target": ("peer", 1.0), "op": ">="},
+    ]
+    table = [("orderd, %d replica(s), batch submits (100/req, 4 conns), "
+              "full stock reservation on %d skus" % (nrep, skus), batch),
+             ("orderd, %d replica(s), single submits (64 conns), same work"
+              % nrep, single)]
+    for s in summ.values():
+        table.append((s["label"] + ", no-op jobs",
+                      [x.get("units_per_s") for x in s["results"]]))
+    res["peer_table"] = [
+        {"system": name, "units_per_s": _median(runs), "runs": runs,
+         "batch_ratio": per_rep_ratio(batch, runs),
+         "single_ratio": per_rep_ratio(single, runs)}
+        for name, runs in table]
+    return rows
+
+
+def _fmt(v, digits=0):
+    return "-" if v is None else "%.*f" % (digits, v)
+
+
+def print_side_by_side(t):
+    """bench.py's side-by-side table (bench/README.md, "The table")."""
+    if not t:
+        return
+    print()
+    print("side by side, same cluster, same run: %d units added in batches "
+          "of %d by %d producers while the workers run (orderd single: one "
+          "per request, 64 connections), until nothing is open; medians; "
+          "ratios = median of per-repetition ratios" %
+          (UNITS, BATCH, PRODUCERS))
+    w = max(len(r["system"]) for r in t)
+    fmt_s = "%-" + str(w) + "s %9s %9s %9s  %s"
+    print(fmt_s % ("system", "units/s", "batch/it", "single/it", "runs"))
+    print("-" * (w + 50))
+    for r in t:
+        print(fmt_s % (r["system"], _fmt(r["units_per_s"]),
+                       _fmt(r["batch_ratio"], 2), _fmt(r["single_ratio"], 2),
+                       ", ".join(_fmt(v) for v in r["runs"])))
+
+
 def print_table(summary, reps):
     print()
     print("peers: %d units in batches of %d by %d producers while the "
           "workers run; median of %d" % (UNITS, BATCH, PRODUCERS, reps))
-    print("%-92s %10s  %s" % ("system", "units/s", "runs"))
+    fmt_s = "%%-%ds %%9s  %%s" % max(len(s["label"])
+                                     for s in summary.values())
+    print(fmt_s % ("system", "units/s", "runs"))
     for s in summary.values():
-        m = s["median_units_per_s"]
-        print("%-92s %10s  %s" % (
-            s["label"], "%.0f" % m if m else "-",
-            ", ".join("%.0f" % v if v else "-" for v in s["runs"])))
+        print(fmt_s % (s["label"], _fmt(s["median_units_per_s"]),
+                       ", ".join(_fmt(v) for v in s["runs"])))
 
 
 def main(argv):
