@@ -44,8 +44,11 @@ tsan: test-deps
 	@echo "== the suite under TSan"
 	@cd build-tsan && $(SAN_CTEST)
 
+# Both backends (bench/README.md); PostgreSQL with the peers (Graphile
+# Worker, pg-boss: npm ci into $(BUILD)/bench-peers on first use).
 bench: build
-	@/usr/bin/python3 bench/bench.py
+	@/usr/bin/python3 bench/bench.py $(BUILD) --json $(BUILD)/bench-results.json
+	@/usr/bin/python3 bench/bench.py $(BUILD) --backend postgres --json $(BUILD)/bench-results-postgres.json
 
 format:
 	@clang-format -i src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c bench/*.c

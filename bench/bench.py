@@ -2,21 +2,26 @@
 """bench.py: one benchmark run of orderd, every figure beside its limit.
 
     /usr/bin/python3 bench/bench.py [BUILD_DIR] [--backend sqlite|postgres]
-        [--seconds S] [--reps N] [--replicas 1,2,4] [--quick]
+        [--seconds S] [--reps N] [--replicas 1,2,4] [--no-peers] [--quick]
+        [--json FILE]
 
 BUILD_DIR (or $BUILD, default build/) holds orderd, bench_loadgen,
 bench_sqlite_raw and bench_sqlite_ceiling; the SQLite run is in
-bench_sqlite.py. `make bench` runs this after building.
+bench_sqlite.py. `make bench` runs this after building, once per backend.
 
 A run measures the limit of the store on this machine first (SQLite: raw
 one-row insert transactions with synchronous=FULL on the same disk, by
 bench_sqlite_raw; PostgreSQL: pgbench with a one-row insert script, 16
 clients, on the same server), then starts orderd on that store and drives it
-with bench_loadgen. Every measurement is repeated --reps times and the median
-is reported, because a shared 2-core machine is noisy; figures are also given
-as ratios to the limit measured in the same run. The results go to stdout as
-a table and to BUILD_DIR/bench-results.json. Every process started is stopped
-on exit, including on errors and Ctrl-C.
+with bench_loadgen. On PostgreSQL it also runs orderd's peers (Graphile
+Worker, pg-boss: bench/peers.py; --no-peers skips them) on the same cluster,
+one repetition of each after each of orderd's with the first replica count,
+and prints orderd's ratio to each. Every measurement is repeated --reps
+times and the median is reported, because a shared 2-core machine is noisy;
+figures are also given as ratios to the limit measured in the same run. The
+results go to stdout as a table and to BUILD_DIR/bench-results.json (or
+--json). Every process started is stopped on exit, including on errors and
+Ctrl-C.
 """
 import argparse
 import json
@@ -33,12 +38,22 @@ import time
 import urllib.error
 import urllib.request
 
+import peers  # bench/peers.py (sys.path[0] is bench/)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PG_BIN = "/usr/lib/postgresql/15/bin"
 SKUS = 100
 SKU_PREFIX = "bench-sku-"
 STOCK = 1000000000
 BUDGET_S = 270  # the whole run stays under 5 minutes
+# PostgreSQL mode runs the peers too (bench/peers.py, about 40 s per
+# repetition): its budget, so that `make bench` (both modes) stays near 10
+# minutes.
+PG_BUDGET_S = 600
+# The issue-9 workload, for orderd and its peers alike: 30,000 units added
+# in batches of 100 by 4 producers, orderd reserving stock on 20 skus.
+PEER_UNITS = 30000
+PEER_SKUS = 20
 DRAIN_TIMEOUT_S = 45
 TERMINAL = ("completed", "rejected", "failed", "cancelled")
 OPEN = ("pending", "processing")
@@ -501,7 +516,13 @@ def phase_row(name, runs, key):
     return {"name": name, "median": median(vals), "runs": vals}
 
 
+def pg_over_budget(margin=0):
+    return time.monotonic() - T0 > PG_BUDGET_S - margin
+
+
 def run_postgres(b, args, tmp, res):
+    node = None if args.no_peers else peers.install_or_note(
+        b.build, log, res["notes"])
     pgdir = os.path.join(tmp, "pg")
     r = subprocess.run(["/usr/bin/python3",
                         os.path.join(REPO, "tests", "pgcluster.py"),
@@ -520,8 +541,10 @@ def run_postgres(b, args, tmp, res):
     runs = {}
     runs_b = {}
     rss = {}
+    peer_reps = []
+    peer_idle = []
     for nrep in args.replicas:
-        if over_budget(40):
+        if pg_over_budget(40):
             log("time budget reached: skipping %d replicas" % nrep)
             break
         # One at a time: the first creates the schema.
@@ -531,11 +554,14 @@ def run_postgres(b, args, tmp, res):
             ods[-1].wait_ready()
         if nrep == args.replicas[0]:
             set_stock(ods[0].url)
+        # The peers run beside the first replica count, one repetition of
+        # each after each of orderd's, on the same cluster.
+        with_peers = node is not None and nrep == args.replicas[0]
         key = "replicas%d" % nrep
         runs[key] = []
         lat = []
         for rep in range(args.reps):
-            if rep and over_budget(40):
+            if rep and pg_over_budget(40 + (60 if with_peers else 0)):
                 break
             b.drain(ods[0].url)
             # Latency under the same load: 64 connections spread over the
@@ -547,19 +573,30 @@ def run_postgres(b, args, tmp, res):
                         "p99_ms": max(x["p99_ms"] for x in ls),
                         "orders_per_s": sum(x["orders_per_s"] for x in ls),
                         "errors": sum(x["errors"] for x in ls)})
+            # End to end, the issue's workload: 30,000 orders on 20 skus,
+            # single submits at 64 connections, then batch submits of 100
+            # (as orderctl sends) at 4 connections per replica, where the
+            # figure is processing rather than HTTP request handling.
             b.drain(ods[0].url)
-            n = int(min(40000, max(2000, lat[-1]["orders_per_s"] *
-                                   args.seconds * 0.6)))
-            e = b.end_to_end([od.url for od in ods], 64, n)
+            e = b.end_to_end([od.url for od in ods], 64, PEER_UNITS,
+                             skus=PEER_SKUS)
             runs[key].append(dict(e, submit=lat[-1]))
             log("%s rep %d: %s" % (key, rep + 1, runs[key][-1]))
-            # The high-throughput path: batch submits (as orderctl sends),
-            # so the figure is processing, not HTTP request handling.
             b.drain(ods[0].url)
-            e = b.end_to_end([od.url for od in ods], 4 * nrep, 30000,
-                             batch=100)
+            e = b.end_to_end([od.url for od in ods], 4 * nrep, PEER_UNITS,
+                             batch=100, skus=PEER_SKUS)
             runs_b.setdefault(key, []).append(e)
             log("%s batch rep %d: %s" % (key, rep + 1, e))
+            if with_peers:
+                b.drain(ods[0].url)
+                c0 = [od.proc.cpu_seconds() or 0 for od in ods]
+                peer_reps.append(peers.run_rep(uri, b.build, rep + 1, log,
+                                               node))
+                # orderd is idle meanwhile (waiting for a notification):
+                # its CPU says whether it took anything from the peers.
+                peer_idle.append(round(sum(
+                    (od.proc.cpu_seconds() or 0) - c
+                    for od, c in zip(ods, c0)), 2))
         rss[key] = max((od.proc.proc_status("VmHWM") or 0) for od in ods)
         for od in ods:
             od.proc.stop()
@@ -582,6 +619,13 @@ def run_postgres(b, args, tmp, res):
                          "value": median(x[f] for x in lat),
                          "runs": [x[f] for x in lat], "limit": None,
                          "ratio": None, "target": None, "op": None})
+        if with_peers and peer_reps:
+            summ = peers.summarize(peer_reps)
+            res["peers"] = summ
+            res["peers_orderd_idle_cpu_s"] = peer_idle
+            rows += peers.goal_rows(
+                summ, [r["orders_per_s"] for r in runs_b[key]],
+                [r["orders_per_s"] for r in runs[key]], nrep, PEER_SKUS, res)
     res["runs"] = runs
     res["runs_batch"] = runs_b
     res["rss_peak_kb"] = max(rss.values()) if rss else None
@@ -598,7 +642,7 @@ def verdict(row):
     if not t:
         return ""
     kind, bound = t
-    v = row["ratio"] if kind == "ratio" else row["value"]
+    v = row["ratio"] if kind in ("ratio", "peer") else row["value"]
     if v is None:
         return "MISS"
     ok = v >= bound if row["op"] == ">=" else v <= bound
@@ -629,13 +673,15 @@ def print_table(res, rows):
     for r in rows:
         t = r.get("target")
         if t:
-            tgt = "%s %s%s" % (r["op"], fmt(t[1]), "x limit"
-                               if t[0] == "ratio" else "")
+            tgt = "%s %s%s" % (r["op"], fmt(t[1]),
+                               {"ratio": "x limit",
+                                "peer": "x peer"}.get(t[0], ""))
         else:
             tgt = ""
         digits = 2 if "ms" in r["name"] else 1
         print(fmt_s % (r["name"], fmt(r["value"], digits), tgt,
                        fmt(r["limit"], 0), fmt(r["ratio"], 2), verdict(r)))
+    peers.print_side_by_side(res.get("peer_table"))
     print()
     for n in res["notes"]:
         print("note: " + n)
@@ -654,6 +700,8 @@ def parse_args(argv):
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--replicas", default="1,2,4",
                     help="postgres: replica counts")
+    ap.add_argument("--no-peers", action="store_true",
+                    help="postgres: skip Graphile Worker and pg-boss")
     ap.add_argument("--quick", action="store_true",
                     help="1 repetition of 2 s: a smoke run, not a result")
     ap.add_argument("--json", help="results file "
