@@ -5,9 +5,11 @@
  * ping, and the helpers the other files share (array parameters, column
  * reads, the order row). The operations live by noun, each file with the
  * statements it runs, defined beside the code that runs them and prepared
- * per connection on first use by postgres_pool.c:
+ * per connection on first use by postgres_pool.c (or sent unnamed, behind a
+ * transaction pooler):
  * postgres_order.c (submit, order reads, requeue, cancel, stats),
- * postgres_lease.c (claim, process, retry, release, reap),
+ * postgres_lease.c (claim, retry, release, reap), postgres_process.c
+ * (process, reserve, take),
  * postgres_product.c, postgres_lock.c (named locks), postgres_replica.c
  * (replica heartbeats), postgres_failure.c (dead-letter groups),
  * postgres_notify.c (the outbox of notifications) and postgres_verify.c
