@@ -56,7 +56,8 @@ static id_row_t *find_row(id_row_t *ix, const PGresult *res, const char *id)
 }
 
 /* One statement for the whole batch, in array order (the ORDER BY
- * feeds the insert, so seq follows the array). A later duplicate in
+ * feeds the insert, so seq follows the array). No event: the row itself
+ * records the submission (id, created_at). A later duplicate in
  * the batch conflicts with the row the earlier one just inserted and
  * is skipped, exactly like a separate submit would be. */
 static const pgp_stmt_t stmt_submit = {
@@ -71,9 +72,7 @@ static const pgp_stmt_t stmt_submit = {
                      " $4::text[]) WITH ORDINALITY"
                      " AS x(id, customer, items, metadata, ord), now"
                      " ORDER BY x.ord ON CONFLICT (id) DO NOTHING"
-                     " RETURNING " PGB_ORDER_COLS "),"
-                     " ev AS (INSERT INTO order_events (order_id, event,"
-                     " fence, at) SELECT id, 'submit', 0, created_at FROM ins)"
+                     " RETURNING " PGB_ORDER_COLS ")"
                      " SELECT " PGB_ORDER_COLS " FROM ins",
     .nparams = 4,
 };

@@ -65,9 +65,6 @@ static int submit_one(sqb_conn_t *c, int64_t now, const order_t *o,
 
 	order_t stored = {0};
 	if (rc == 1) {
-		rc = sqb_event_add(c, o->id, "submit", 0, now);
-		if (rc < 0)
-			return rc;
 		rc = order_copy(o, &stored);
 		if (rc < 0)
 			return rc;

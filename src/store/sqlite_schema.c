@@ -63,7 +63,9 @@ static const char *const migrations[] = {
     " fence INTEGER NOT NULL,"
     " created_at INTEGER NOT NULL,"
     " PRIMARY KEY (order_id, sku)) WITHOUT ROWID;"
-    /* One row per state transition (state_event_name, plus "submit"). */
+    /* One row per state transition (state_event_name; databases from
+     * before 2026-12 also hold a "submit" row per order, which the order
+     * row itself records). */
     "CREATE TABLE order_events ("
     " id INTEGER PRIMARY KEY,"
     " order_id TEXT NOT NULL,"
