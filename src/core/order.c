@@ -431,6 +431,96 @@ json_t *order_to_json(const order_t *o)
 	    "finished_at", o->finished_at ? finished : NULL);
 }
 
+/* The encoder's steps: each appends to b unless an earlier one failed
+ * (rc != 0), and returns the first error. */
+static int put(buf_t *b, int rc, const char *s)
+{
+	return rc ? rc : buf_append(b, s, strlen(s));
+}
+
+/* s as a JSON string, escaped as jansson's compact dump does; the store
+ * and the request parser hold only valid UTF-8, which passes as is. */
+static int put_str(buf_t *b, int rc, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const char *run = s;
+	rc = put(b, rc, "\"");
+	for (; rc == 0 && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		char esc[7] = {'\\', (char)c};
+		const char *named = strchr("\bb\ff\nn\rr\tt", c);
+		if (c == '"' || c == '\\')
+			; /* esc is \" or \\ already */
+		else if (named)
+			esc[1] = named[1];
+		else
+			snprintf(esc + 1, sizeof esc - 1, "u00%c%c",
+			         hex[c >> 4], hex[c & 15]);
+		rc = buf_append(b, run, (size_t)(s - run));
+		rc = put(b, rc, esc);
+		run = s + 1;
+	}
+	if (rc == 0)
+		rc = buf_append(b, run, (size_t)(s - run));
+	return put(b, rc, "\"");
+}
+
+/* An RFC 3339 time; with nullable, 0 is null. */
+static int put_time(buf_t *b, int rc, int64_t ms, bool nullable)
+{
+	char t[TIMEFMT_LEN];
+	if (nullable && ms == 0)
+		return put(b, rc, "null");
+	timefmt_rfc3339(ms, t);
+	rc = put(b, rc, "\"");
+	rc = put(b, rc, t);
+	return put(b, rc, "\"");
+}
+
+int order_json_append(buf_t *b, const order_t *o)
+{
+	char num[48];
+	const char *meta = o->metadata ? o->metadata : "{}";
+	/* The stored text is canonical; only a corrupt row would not be an
+	 * object ("{}", the common case, needs no look). */
+	if (strcmp(meta, "{}") != 0) {
+		json_t *m = json_loads(meta, 0, NULL);
+		bool ok = json_is_object(m);
+		json_decref(m);
+		if (!ok)
+			return OD_EINVAL;
+	}
+	int rc = put(b, 0, "{\"id\":");
+	rc = put_str(b, rc, o->id);
+	rc = put(b, rc, ",\"customer\":");
+	rc = put_str(b, rc, o->customer);
+	rc = put(b, rc, ",\"items\":[");
+	for (size_t i = 0; i < o->n_items; i++) {
+		rc = put(b, rc, i ? ",{\"sku\":" : "{\"sku\":");
+		rc = put_str(b, rc, o->items[i].sku);
+		snprintf(num, sizeof num, ",\"qty\":%lld}",
+		         (long long)o->items[i].qty);
+		rc = put(b, rc, num);
+	}
+	rc = put(b, rc, "],\"metadata\":");
+	rc = put(b, rc, meta);
+	rc = put(b, rc, ",\"status\":\"");
+	rc = put(b, rc, order_status_name(o->status));
+	snprintf(num, sizeof num,
+	         "\",\"attempts\":%d,\"reason\":", o->attempts);
+	rc = put(b, rc, num);
+	rc = o->reason ? put_str(b, rc, o->reason) : put(b, rc, "null");
+	rc = put(b, rc, ",\"created_at\":");
+	rc = put_time(b, rc, o->created_at, false);
+	rc = put(b, rc, ",\"updated_at\":");
+	rc = put_time(b, rc, o->updated_at, false);
+	rc = put(b, rc, ",\"finished_at\":");
+	rc = put_time(b, rc, o->finished_at, true);
+	return put(b, rc, "}");
+}
+
 json_t *order_product_to_json(const product_t *p)
 {
 	char updated[TIMEFMT_LEN];

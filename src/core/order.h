@@ -8,6 +8,8 @@
 #define ORDERD_CORE_ORDER_H
 
 #include <jansson.h>
+
+#include "util/buf.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -88,6 +90,15 @@ int order_from_json(const json_t *obj, const order_limits_t *lim,
 
 /* The order as the API returns it. New reference, caller decrefs. */
 json_t *order_to_json(const order_t *o);
+/*
+ * The same object as order_to_json, encoded straight into b as compact
+ * JSON text (the same keys in the same order, strings escaped as jansson's
+ * compact dump escapes them), without building it: the answer to a batch of
+ * submits is mostly this (bench/README.md). 0, OD_EINVAL for a stored
+ * metadata text that is not a JSON object (a corrupt row), or buf's errors;
+ * on error b may hold part of the text.
+ */
+int order_json_append(buf_t *b, const order_t *o);
 json_t *order_product_to_json(const product_t *p);
 
 /* True when a and b have the same customer, items and metadata. */

@@ -151,14 +151,9 @@ static void resp_reset(http_req_t *r)
 	r->resp.location[0] = '\0';
 }
 
-void api_json(http_req_t *r, unsigned status, json_t *j)
+/* The body text, or on NULL (out of memory) a static 500 body. */
+static void json_body(http_req_t *r, unsigned status, char *text)
 {
-	char *text = NULL;
-
-	resp_reset(r);
-	if (j != NULL)
-		text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
 	if (text == NULL) {
 		/* Out of memory: a static body still says what happened. */
 		static const char oom[] = "{\"error\":{\"code\":\"internal\","
@@ -170,6 +165,42 @@ void api_json(http_req_t *r, unsigned status, json_t *j)
 	r->resp.body = text;
 	r->resp.len = text ? strlen(text) : 0;
 	r->resp.content_type = "application/json";
+}
+
+void api_json(http_req_t *r, unsigned status, json_t *j)
+{
+	char *text = NULL;
+
+	resp_reset(r);
+	if (j != NULL)
+		text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	json_body(r, status, text);
+}
+
+void api_json_buf(http_req_t *r, unsigned status, buf_t *b)
+{
+	resp_reset(r);
+	json_body(r, status, b->data);
+	b->data = NULL;
+	buf_free(b);
+}
+
+void api_order(http_req_t *r, unsigned status, const order_t *o)
+{
+	buf_t b;
+	buf_init(&b, SIZE_MAX);
+	int rc = order_json_append(&b, o);
+	if (rc == OD_EINVAL) {
+		buf_free(&b);
+		log_error("stored order cannot be encoded", "request_id",
+		          r->rid, "order_id", o->id, NULL);
+		api_error(r, 500, "internal", "the stored order is corrupt");
+		return;
+	}
+	if (rc < 0)
+		buf_free(&b); /* out of memory: json_body says so */
+	api_json_buf(r, status, &b);
 }
 
 json_t *api_error_obj(const char *code, const char *msg)

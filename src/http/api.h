@@ -33,6 +33,11 @@ struct api_route {
 
 /* r->resp = status with j as body; steals the reference to j. */
 void api_json(http_req_t *r, unsigned status, json_t *j);
+/* r->resp = status with the JSON text of b as body; takes b's memory (b is
+ * left empty). A NULL b->data is an out-of-memory answer. */
+void api_json_buf(http_req_t *r, unsigned status, buf_t *b);
+/* r->resp = status with the order as body (order_json_append). */
+void api_order(http_req_t *r, unsigned status, const order_t *o);
 /* r->resp = the standard error body. */
 void api_error(http_req_t *r, unsigned status, const char *code,
                const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -8,6 +8,7 @@
  */
 #include "http/api.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,7 +67,7 @@ static void submit_done(void *arg, int err, store_submit_result_t *res,
 		          r->orders[0].id);
 	} else if (n == 1) {
 		unsigned status = res[0].outcome == SUBMIT_CREATED ? 201 : 200;
-		api_json(r, status, order_to_json(&res[0].order));
+		api_order(r, status, &res[0].order);
 		if (status == 201) {
 			count_created(r->srv);
 			snprintf(r->resp.location, sizeof(r->resp.location),
@@ -87,63 +88,102 @@ static json_t *slot_error(unsigned status, const char *code, const char *msg)
 	                 api_error_obj(code, msg));
 }
 
-/*
- * The result of a stored order: {"status": 201|200, "order": {...}}. If the
- * order cannot be encoded (out of memory), the item says 500 internal
- * instead of leaving a null in results; the order is stored all the same,
- * so a retry of that entry replays it (200).
- */
-static json_t *stored_slot(http_req_t *r, const store_submit_result_t *res)
+/* Appends slot's compact JSON text to b; steals the reference. */
+static int slot_text(buf_t *b, json_t *slot)
 {
-	json_t *o = failpoint_hit("fail_batch_encode")
-	                ? NULL
-	                : order_to_json(&res->order);
-	json_t *slot = o ? json_pack("{s:i,s:o}", "status",
-	                             (json_int_t)res->outcome, "order", o)
-	                 : NULL;
-	if (slot != NULL)
-		return slot;
+	char *text = slot ? json_dumps(slot, JSON_COMPACT) : NULL;
+	json_decref(slot);
+	if (!text)
+		return -ENOMEM;
+	int rc = buf_append(b, text, strlen(text));
+	free(text);
+	return rc;
+}
+
+/*
+ * The result of a stored order, {"status":201|200,"order":{...}}, appended
+ * to b. If the order cannot be encoded (a corrupt stored row), the item says
+ * 500 internal instead; the order is stored all the same, so a retry of
+ * that entry replays it (200).
+ */
+static int stored_slot(http_req_t *r, buf_t *b,
+                       const store_submit_result_t *res)
+{
+	char head[40];
+	size_t mark = b->len;
+	snprintf(head, sizeof head,
+	         "{\"status\":%d,\"order\":", (int)res->outcome);
+	int rc = failpoint_hit("fail_batch_encode")
+	             ? OD_EINVAL
+	             : buf_append(b, head, strlen(head));
+	if (rc == 0)
+		rc = order_json_append(b, &res->order);
+	if (rc == 0)
+		return buf_append(b, "}", 1);
+	if (rc != OD_EINVAL)
+		return rc;
+	b->len = mark;
+	b->data[mark] = '\0';
 	log_error("batch answer: cannot encode stored order", "request_id",
 	          r->rid, "order_id", res->order.id, NULL);
-	return slot_error(500, "internal",
-	                  "the order was stored but its answer could not be "
-	                  "encoded; retry it to read it back");
+	return slot_text(b, slot_error(500, "internal",
+	                               "the order was stored but its answer "
+	                               "could not be encoded; retry it to "
+	                               "read it back"));
+}
+
+/* The answer to a batch: results[] in input order, the stored orders
+ * encoded straight into the text (order_json_append), the other slots
+ * (validation errors, conflicts) dumped from r->results. */
+static int batch_answer(http_req_t *r, buf_t *b, store_submit_result_t *res,
+                        size_t n)
+{
+	size_t k = 0, slots = json_array_size(r->results);
+	int rc = buf_append(b, "{\"results\":[", 12);
+	for (size_t i = 0; rc == 0 && i < slots; i++) {
+		if (i > 0)
+			rc = buf_append(b, ",", 1);
+		if (rc == 0 && k < n && k < r->n_orders && r->slots[k] == i) {
+			if (res[k].outcome == SUBMIT_CONFLICT) {
+				char msg[160];
+				snprintf(msg, sizeof(msg),
+				         "order \"%s\" exists with different "
+				         "content",
+				         r->orders[k].id);
+				rc = slot_text(
+				    b, slot_error(409, "conflict", msg));
+			} else {
+				rc = stored_slot(r, b, &res[k]);
+				if (rc == 0 && res[k].outcome == SUBMIT_CREATED)
+					count_created(r->srv);
+			}
+			k++;
+		} else if (rc == 0) {
+			rc = slot_text(
+			    b, json_incref(json_array_get(r->results, i)));
+		}
+	}
+	return rc == 0 ? buf_append(b, "]}", 2) : rc;
 }
 
 static void batch_done(void *arg, int err, store_submit_result_t *res, size_t n)
 {
 	http_req_t *r = arg;
-	bool lost = false;
 
 	if (err != 0) {
 		api_store_error(r, err);
 	} else {
-		for (size_t i = 0; i < n && i < r->n_orders; i++) {
-			json_t *slot;
-			if (res[i].outcome == SUBMIT_CONFLICT) {
-				char msg[160];
-				snprintf(msg, sizeof(msg),
-				         "order \"%s\" exists with different "
-				         "content",
-				         r->orders[i].id);
-				slot = slot_error(409, "conflict", msg);
-			} else {
-				slot = stored_slot(r, &res[i]);
-				if (res[i].outcome == SUBMIT_CREATED)
-					count_created(r->srv);
-			}
-			if (json_array_set_new(r->results, r->slots[i], slot) !=
-			    0)
-				lost = true; /* out of memory even for that */
-		}
-		if (lost)
+		buf_t b;
+		buf_init(&b, SIZE_MAX);
+		if (batch_answer(r, &b, res, n) == 0) {
+			api_json_buf(r, 200, &b);
+		} else {
+			buf_free(&b);
 			api_error(
 			    r, 500, "internal",
 			    "the batch answer could not be built; the "
 			    "orders may be stored, retry to read them back");
-		else
-			api_json(r, 200,
-			         json_pack("{s:O}", "results", r->results));
+		}
 	}
 	for (size_t i = 0; err == 0 && i < n; i++)
 		order_clear(&res[i].order);
@@ -309,7 +349,7 @@ static bool api_orders_wait_poll(http_req_t *r, bool deadline)
 		order_clear(&o);
 		return false;
 	}
-	api_json(r, 200, order_to_json(&o));
+	api_order(r, 200, &o);
 	order_clear(&o);
 	return true;
 }
@@ -329,7 +369,7 @@ void api_orders_get(http_req_t *r)
 		return;
 	}
 	if (wait_ms == 0 || order_status_terminal(o.status)) {
-		api_json(r, 200, order_to_json(&o));
+		api_order(r, 200, &o);
 		order_clear(&o);
 		return;
 	}
@@ -422,7 +462,7 @@ static void transition(http_req_t *r, bool requeue)
 	 * its next poll. */
 	if (requeue && r->srv->deps.workers != NULL)
 		workers_kick(r->srv->deps.workers);
-	api_json(r, 200, order_to_json(&o));
+	api_order(r, 200, &o);
 	order_clear(&o);
 }
 
