@@ -57,7 +57,9 @@ static id_row_t *find_row(id_row_t *ix, const PGresult *res, const char *id)
 
 /* One statement for the whole batch, in array order (the ORDER BY
  * feeds the insert, so seq follows the array). No event: the row itself
- * records the submission (id, created_at). A later duplicate in
+ * records the submission (id, created_at). It returns what only the
+ * store knows of a created order (seq, the clock); the rest is what was
+ * sent (submit_insert). A later duplicate in
  * the batch conflicts with the row the earlier one just inserted and
  * is skipped, exactly like a separate submit would be. */
 static const pgp_stmt_t stmt_submit = {
@@ -72,8 +74,8 @@ static const pgp_stmt_t stmt_submit = {
                      " $4::text[]) WITH ORDINALITY"
                      " AS x(id, customer, items, metadata, ord), now"
                      " ORDER BY x.ord ON CONFLICT (id) DO NOTHING"
-                     " RETURNING " PGB_ORDER_COLS ")"
-                     " SELECT " PGB_ORDER_COLS " FROM ins",
+                     " RETURNING seq, id, created_at)"
+                     " SELECT seq, id, created_at FROM ins",
     .nparams = 4,
 };
 
@@ -90,6 +92,30 @@ typedef enum stored {
 	STORED_MAYBE, /* lost in flight: it may have committed */
 	STORED_ALL,   /* it committed; reading its result failed after */
 } stored_t;
+
+/* A created order as stmt_submit stored it: o's content (the text sent is
+ * the text stored) with the row's seq and clock, pending, no attempt. */
+static int created_order(const PGresult *res, int row, const order_t *o,
+                         order_t *ret)
+{
+	int64_t seq, at;
+	if (!pgb_get_i64(res, row, 0, &seq) || !pgb_get_i64(res, row, 2, &at))
+		return OD_EINTERNAL;
+	int rc = order_copy(o, ret);
+	if (rc < 0)
+		return rc;
+	if (!ret->metadata && !(ret->metadata = strdup("{}"))) {
+		order_clear(ret);
+		return -ENOMEM;
+	}
+	order_set_reason(ret, NULL);
+	ret->seq = seq;
+	ret->status = ORDER_PENDING;
+	ret->attempts = 0;
+	ret->created_at = ret->updated_at = at;
+	ret->finished_at = 0;
+	return 0;
+}
 
 /*
  * The insert of the whole batch, one statement in autocommit, on one
@@ -131,7 +157,7 @@ static int submit_insert(pgb_store_t *b, const order_t *const *orders, size_t n,
 			continue;
 		hit->used = true;
 		r++;
-		rc = pgb_row_order(ins, hit->row, &res[i].order);
+		rc = created_order(ins, hit->row, orders[i], &res[i].order);
 		if (rc < 0)
 			goto out;
 		res[i].outcome = SUBMIT_CREATED;
