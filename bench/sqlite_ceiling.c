@@ -17,7 +17,7 @@
  *   submit   (sqlite_order.c sqb_submit, group commit; durable)
  *            BEGIN IMMEDIATE; SELECT now;
  *            per order: INSERT INTO orders ... ON CONFLICT (id) DO NOTHING
- *              RETURNING seq; INSERT INTO order_events ('submit');
+ *              RETURNING seq;
  *            COMMIT (fsync)
  *   take     (sqlite_lease.c sqb_take: the claim and the processing in
  *            one transaction; durable)
@@ -25,12 +25,12 @@
  *            UPDATE counters (the fence) RETURNING value;
  *            UPDATE orders SET status = 'processing' ... WHERE seq IN
  *              (SELECT ... INDEXED BY orders_due LIMIT B) RETURNING ...;
- *            per order: SAVEPOINT; SELECT EXISTS(reservations), held
+ *            per order: SELECT EXISTS(reservations), held
  *              (the fenced check); per item SELECT stock; per item
  *              UPDATE products SET stock = stock - qty WHERE stock >= qty
  *              and INSERT INTO reservations; UPDATE orders SET status =
  *              'completed' (fenced); INSERT INTO order_events
- *              ('complete'); RELEASE;
+ *              ('complete');
  *            COMMIT (fsync)
  *
  * and after each commit, like sqb_write_commit, a PASSIVE checkpoint at
@@ -81,8 +81,6 @@ enum {
 	ST_EVENT_INSERT,
 	ST_NEXT_FENCE,
 	ST_CLAIM,
-	ST_SAVEPOINT,
-	ST_RELEASE,
 	ST_CHECK,
 	ST_STOCK,
 	ST_TAKE,
@@ -119,8 +117,6 @@ static const char *const sql[ST_COUNT] = {
                  " RETURNING " ORDER_COLS ", next_at",
     /* sqlite_lease.c process_one, process_check, process_decide,
      * process_reserve, process_finish */
-    [ST_SAVEPOINT] = "SAVEPOINT process_order",
-    [ST_RELEASE] = "RELEASE process_order",
     [ST_CHECK] = "SELECT EXISTS (SELECT 1 FROM reservations"
                  " WHERE order_id = ?1), held FROM orders"
                  " WHERE id = ?1 AND fence = ?2"
@@ -290,8 +286,6 @@ static int submit(struct ceil *c, long batch, const char *prefix)
 			return fail(c, "order insert");
 		if (finish_stmt(c, st, "order insert"))
 			return -EIO;
-		if (event_add(c, id, "submit", 0, now))
-			return -EIO;
 	}
 	return commit(c, true);
 }
@@ -346,8 +340,6 @@ static int claim(struct ceil *c, int64_t now, long max, int64_t *ret_fence,
 static int process_one(struct ceil *c, const struct claimed *cl, int64_t fence,
                        int64_t now)
 {
-	if (run(c, ST_SAVEPOINT))
-		return -EIO;
 	sqlite3_stmt *st = stmt(c, ST_CHECK);
 	bind_text(st, 1, cl->id);
 	sqlite3_bind_int64(st, 2, fence);
@@ -396,9 +388,7 @@ static int process_one(struct ceil *c, const struct claimed *cl, int64_t fence,
 		return -EIO;
 	if (sqlite3_changes(c->db) != 1)
 		return fail(c, "finish: fenced");
-	if (event_add(c, cl->id, "complete", fence, now))
-		return -EIO;
-	return run(c, ST_RELEASE);
+	return event_add(c, cl->id, "complete", fence, now) ? -EIO : 0;
 }
 
 /* The take transaction: the claim, then each order processed. */

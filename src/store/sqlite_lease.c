@@ -275,18 +275,17 @@ static const order_event_t outcome_event[] = {
     [PROCESS_BREACH] = EV_FAIL,
 };
 
+/* One order of a batch. Its writes need no savepoint of their own: on an
+ * error the caller rolls the whole transaction back. */
 static int process_one(sqb_conn_t *c, int64_t now, bool hold,
                        const store_claim_t *cl, store_process_result_t *r)
 {
-	int rc = sqb_run(c, SQB_SAVEPOINT, "SAVEPOINT process_order");
-	if (rc < 0)
-		return rc;
+	int rc;
 	int found = process_check(c, cl);
 	if (found <= CLAIM_FENCED) {
-		rc = found;
 		r->outcome = PROCESS_FENCED;
 		r->reason = NULL;
-		goto release;
+		return found < 0 ? found : 0;
 	}
 	/* An order that holds a reservation it should not is neither
 	 * reserved again nor claimed again: it is failed. */
@@ -302,35 +301,30 @@ static int process_one(sqb_conn_t *c, int64_t now, bool hold,
 	} else if (found == CLAIM_LIVE) {
 		rc = process_decide(c, &cl->order, &reason);
 		if (rc < 0)
-			goto release;
+			return rc;
 		outcome = reason ? PROCESS_REJECTED
 		          : hold ? PROCESS_RESERVED
 		                 : PROCESS_COMPLETED;
 		if (!reason && (rc = process_reserve(c, cl, now)) < 0)
-			goto release;
+			return rc;
 		if (outcome == PROCESS_RESERVED) {
 			if ((rc = process_hold(c, cl, now)) < 0)
-				goto release;
+				return rc;
 			goto done;
 		}
 	}
 	rc = process_finish(c, cl, outcome_status[outcome], reason, now);
 	if (rc < 0)
-		goto release;
+		return rc;
 	rc = sqb_event_add(c, cl->order.id,
 	                   state_event_name(outcome_event[outcome]), cl->fence,
 	                   now);
 	if (rc < 0)
-		goto release;
+		return rc;
 done:
 	r->outcome = outcome;
 	r->reason = reason;
-release:;
-	/* On an error the caller rolls the whole transaction back. */
-	int rel = sqb_run(c, SQB_SAVEPOINT_RELEASE, "RELEASE process_order");
-	if (rc < 0)
-		return rc;
-	return rel < 0 ? rel : 0;
+	return 0;
 }
 
 int sqb_process(void *b, const store_claim_t *claims, size_t n, bool hold,
