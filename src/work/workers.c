@@ -20,7 +20,10 @@
  * it). Guessing either way would miscount or, worse, double-process.
  *
  * Locking: mu protects stopping, deadline, kicks and the handed-back
- * count; cv wakes idle workers and the reaper. Threads share nothing else;
+ * count; cv wakes idle workers (a kick, stopping), reaper_cv the reaper
+ * (stopping only: a kick is a sign of work for the workers, and the
+ * reaper's round, a reap and a heartbeat, runs on its clock). Threads
+ * share nothing else;
  * the store is thread-safe.
  */
 #include "work/workers.h"
@@ -49,8 +52,9 @@ struct workers {
 	confirm_t *confirm; /* NULL without a confirm step */
 
 	pthread_mutex_t mu;
-	pthread_cond_t cv;  /* CLOCK_MONOTONIC */
-	bool stopping;      /* mu */
+	pthread_cond_t cv;        /* CLOCK_MONOTONIC */
+	pthread_cond_t reaper_cv; /* CLOCK_MONOTONIC */
+	bool stopping;            /* mu */
 	int64_t deadline;   /* mu: monotonic ms; work past it is handed back */
 	uint64_t kicks;     /* mu */
 	size_t handed_back; /* mu */
@@ -444,10 +448,20 @@ static void beat(workers_t *w)
 	metrics_set(w->m_replicas, (double)replicas);
 }
 
+/* Sleeps ms, or until stopping. */
+static void reaper_wait(workers_t *w, int64_t ms)
+{
+	struct timespec ts = clock_mono_timespec(clock_mono_ms() + ms);
+	pthread_mutex_lock(&w->mu);
+	while (!w->stopping &&
+	       pthread_cond_timedwait(&w->reaper_cv, &w->mu, &ts) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&w->mu);
+}
+
 static void *reaper_main(void *arg)
 {
 	workers_t *w = arg;
-	uint64_t seen = 0;
 	while (!is_stopping(w, NULL)) {
 		size_t n = 0;
 		int rc;
@@ -467,7 +481,7 @@ static void *reaper_main(void *arg)
 			log_warn("reap failed", "error", err_str(rc), NULL);
 		}
 		beat(w);
-		idle_wait(w, w->opt.reap_ms, &seen);
+		reaper_wait(w, w->opt.reap_ms);
 	}
 	return NULL;
 }
@@ -507,6 +521,7 @@ int workers_new(store_t *store, const workers_options_t *opt, workers_t **ret)
 		w->opt.poll_ms = 1;
 	pthread_mutex_init(&w->mu, NULL);
 	clock_cond_init(&w->cv);
+	clock_cond_init(&w->reaper_cv);
 
 	const char *const outcome[] = {"outcome", NULL};
 	const char *const reason[] = {"reason", NULL};
@@ -602,6 +617,7 @@ size_t workers_drain(workers_t *w, int64_t deadline_mono_ms)
 	w->stopping = true;
 	w->deadline = deadline_mono_ms;
 	pthread_cond_broadcast(&w->cv);
+	pthread_cond_broadcast(&w->reaper_cv);
 	pthread_mutex_unlock(&w->mu);
 	if (already)
 		return 0;
@@ -628,6 +644,7 @@ void workers_free(workers_t *w)
 	workers_drain(w, clock_mono_ms());
 	confirm_free(w->confirm);
 	pthread_cond_destroy(&w->cv);
+	pthread_cond_destroy(&w->reaper_cv);
 	pthread_mutex_destroy(&w->mu);
 	free(w->threads);
 	free(w);

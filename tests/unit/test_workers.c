@@ -127,6 +127,59 @@ static void assert_verify_clean(store_t *s)
 	assert_int_equal(v, 0);
 }
 
+/* A kick reaches a worker, never the reaper: each order submitted to idle
+ * workers (sleeping up to poll_ms) is processed at once after its kick,
+ * not poll_ms later. The reaper once waited on the workers' condition
+ * variable, so a kick could wake it instead of the worker. */
+static void test_kick_wakes_a_worker(void **state)
+{
+	fixture_t *f = *state;
+	store_product_set(f->store, "S0", 1000, NULL);
+	workers_options_t opt = options();
+	opt.threads = 1;
+	opt.poll_ms = 3000;
+	opt.reap_ms = 3000;
+	workers_t *w;
+	assert_int_equal(workers_new(f->store, &opt, &w), 0);
+	for (int i = 0; i < 5; i++) {
+		/* Long enough for the worker's idle sleep (doubling up to
+		 * poll_ms) to reach a second. */
+		clock_sleep_ms(1100);
+		char id[32];
+		snprintf(id, sizeof id, "k-%d", i);
+		order_t o = {0};
+		snprintf(o.id, sizeof o.id, "%s", id);
+		snprintf(o.customer, sizeof o.customer, "c");
+		o.items = calloc(1, sizeof *o.items);
+		o.n_items = 1;
+		snprintf(o.items[0].sku, sizeof o.items[0].sku, "S0");
+		o.items[0].qty = 1;
+		o.metadata = strdup("{}");
+		const order_t *p = &o;
+		store_submit_result_t r;
+		assert_int_equal(store_submit(f->store, &p, 1, &r), 0);
+		order_clear(&r.order);
+		order_clear(&o);
+		int64_t t0 = clock_mono_ms();
+		workers_kick(w);
+		order_t got = {0};
+		do {
+			order_clear(&got);
+			clock_sleep_ms(5);
+			assert_int_equal(store_order_get(f->store, id, &got),
+			                 0);
+		} while (!order_status_terminal(got.status) &&
+		         clock_mono_ms() - t0 < 2500);
+		int64_t took = clock_mono_ms() - t0;
+		assert_true(order_status_terminal(got.status));
+		order_clear(&got);
+		if (took > 400)
+			fail_msg("order %d processed %lld ms after its kick", i,
+			         (long long)took);
+	}
+	workers_free(w);
+}
+
 static void test_processes_everything_once(void **state)
 {
 	fixture_t *f = *state;
@@ -332,6 +385,8 @@ static void test_breach_is_counted_once(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_kick_wakes_a_worker, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_processes_everything_once,
 	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_transient_failures_end_failed,
