@@ -116,8 +116,14 @@ static void process_decide(const store_claim_t *claims, size_t n, bool hold,
 	"fence = COALESCE($18::bigint, o.fence),"                              \
 	" attempts = o.attempts + (CASE WHEN $18::bigint IS NULL THEN 0"       \
 	" ELSE 1 END)"
+/* The expected status as a sub-select: a value the planner does not know
+ * when it plans, so it never reads the batch's rows out of orders_pending
+ * (WHERE status = 'pending') -- every pending order, a backlog under
+ * load, hashed against the batch -- but probes the unique index on id once
+ * per order, as for a claimed batch. */
 #define APPLY_FROM                                                             \
-	"(CASE WHEN $18::bigint IS NULL THEN 'processing' ELSE 'pending' END)"
+	"(SELECT CASE WHEN $18::bigint IS NULL THEN 'processing'"             \
+	" ELSE 'pending' END)"
 static const pgp_stmt_t stmt_process_apply = {
     .name = "process_apply",
     .sql = "WITH pu AS (UPDATE products p SET stock = p.stock - d.qty,"
