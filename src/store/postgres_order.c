@@ -64,18 +64,17 @@ static id_row_t *find_row(id_row_t *ix, const PGresult *res, const char *id)
  * is skipped, exactly like a separate submit would be. */
 static const pgp_stmt_t stmt_submit = {
     .name = "submit",
-    .sql =
-        PGB_WITH_NOW ", ins AS (INSERT INTO orders (id, customer,"
-                     " items, metadata, status, attempts, created_at,"
-                     " updated_at, finished_at, next_at, fence)"
-                     " SELECT x.id, x.customer, x.items, x.metadata,"
-                     " 'pending', 0, now.ms, now.ms, 0, now.ms, 0"
-                     " FROM unnest($1::text[], $2::text[], $3::text[],"
-                     " $4::text[]) WITH ORDINALITY"
-                     " AS x(id, customer, items, metadata, ord), now"
-                     " ORDER BY x.ord ON CONFLICT (id) DO NOTHING"
-                     " RETURNING seq, id, created_at)"
-                     " SELECT seq, id, created_at FROM ins",
+    .sql = PGB_WITH_NOW ", ins AS (INSERT INTO orders (id, customer,"
+                        " items, metadata, status, attempts, created_at,"
+                        " updated_at, finished_at, next_at, fence)"
+                        " SELECT x.id, x.customer, x.items, x.metadata,"
+                        " 'pending', 0, now.ms, now.ms, 0, now.ms, 0"
+                        " FROM unnest($1::text[], $2::text[], $3::text[],"
+                        " $4::text[]) WITH ORDINALITY"
+                        " AS x(id, customer, items, metadata, ord), now"
+                        " ORDER BY x.ord ON CONFLICT (id) DO NOTHING"
+                        " RETURNING seq, id, created_at)"
+                        " SELECT seq, id, created_at FROM ins",
     .nparams = 4,
 };
 

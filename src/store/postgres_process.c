@@ -122,7 +122,7 @@ static void process_decide(const store_claim_t *claims, size_t n, bool hold,
  * load, hashed against the batch -- but probes the unique index on id once
  * per order, as for a claimed batch. */
 #define APPLY_FROM                                                             \
-	"(SELECT CASE WHEN $18::bigint IS NULL THEN 'processing'"             \
+	"(SELECT CASE WHEN $18::bigint IS NULL THEN 'processing'"              \
 	" ELSE 'pending' END)"
 static const pgp_stmt_t stmt_process_apply = {
     .name = "process_apply",
