@@ -231,6 +231,19 @@ static void retry_batch(workers_t *w, store_claim_t *claims, size_t n, int err)
 	}
 }
 
+/* The backstop of G3 fired for c: nothing was reserved twice and the order
+ * is failed, so this is counted and logged once, never again for it. */
+static void breach(workers_t *w, const store_claim_t *c,
+                   const store_process_result_t *r)
+{
+	metrics_inc(w->m_breaches);
+	if (w->opt.alerts)
+		alerts_record(w->opt.alerts, true);
+	log_error("invariant breach: order already holds a reservation,"
+	          " failed without reserving",
+	          "order_id", c->order.id, "reason", r->reason, NULL);
+}
+
 /* Processes a claimed batch; returns how many orders went on to the
  * confirm step (each took one of the slots the caller reserved). */
 static size_t process_batch(workers_t *w, store_claim_t *claims, size_t n,
@@ -287,15 +300,7 @@ static size_t process_batch(workers_t *w, store_claim_t *claims, size_t n,
 			fenced_out(w, &claims[i], "process");
 			break;
 		case PROCESS_BREACH:
-			/* Nothing was reserved twice and the order is failed,
-			 * so this is logged once, never again for the order. */
-			metrics_inc(w->m_breaches);
-			if (w->opt.alerts)
-				alerts_record(w->opt.alerts, true);
-			log_error("invariant breach: order already holds a"
-			          " reservation, failed without reserving",
-			          "order_id", claims[i].order.id, "reason",
-			          results[i].reason, NULL);
+			breach(w, &claims[i], &results[i]);
 			record_outcome(w, &claims[i], w->m_failed);
 			break;
 		}
@@ -309,15 +314,8 @@ static void took_batch(workers_t *w, const store_claim_t *claims, size_t n,
 {
 	for (size_t i = 0; i < n; i++) {
 		process_outcome_t out = results[i].outcome;
-		if (out == PROCESS_BREACH) {
-			metrics_inc(w->m_breaches);
-			if (w->opt.alerts)
-				alerts_record(w->opt.alerts, true);
-			log_error("invariant breach: order already holds a"
-			          " reservation, failed without reserving",
-			          "order_id", claims[i].order.id, "reason",
-			          results[i].reason, NULL);
-		}
+		if (out == PROCESS_BREACH)
+			breach(w, &claims[i], &results[i]);
 		record_outcome(w, &claims[i],
 		               out == PROCESS_COMPLETED  ? w->m_completed
 		               : out == PROCESS_REJECTED ? w->m_rejected
