@@ -8,7 +8,8 @@
  * the same struct.
  *
  * fuzz-sources: src/http/lock_body.c src/http/fields.c src/core/order.c
- * fuzz-sources: src/util/jsonx.c src/util/timefmt.c src/util/err.c src/util/buf.c
+ * fuzz-sources: src/util/jsonx.c src/util/timefmt.c src/util/err.c
+ * fuzz-sources: src/util/buf.c
  * fuzz-libs: jansson
  * fuzz-max-len: 4096
  */

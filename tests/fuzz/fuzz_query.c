@@ -9,7 +9,8 @@
  * any sequence number formats to a cursor that parses back to it.
  *
  * fuzz-sources: src/http/query.c src/core/order.c src/util/err.c
- * fuzz-sources: src/util/timefmt.c src/util/jsonx.c src/util/buf.c
+ * fuzz-sources: src/util/timefmt.c src/util/jsonx.c
+ * fuzz-sources: src/util/buf.c
  * fuzz-libs: jansson
  * fuzz-max-len: 256
  */

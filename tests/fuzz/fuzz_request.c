@@ -8,7 +8,8 @@
  * `tests/fuzz/run.sh request`.
  *
  * fuzz-sources: src/core/order.c src/util/jsonx.c src/util/timefmt.c
- * fuzz-sources: src/util/err.c src/util/buf.c
+ * fuzz-sources: src/util/err.c
+ * fuzz-sources: src/util/buf.c
  * fuzz-libs: jansson
  */
 #include <assert.h>
