@@ -14,6 +14,7 @@
 #include "core/failure.h"
 #include "store/postgres_int.h"
 #include "util/err.h"
+#include "util/failpoint.h"
 
 /* Per batch: the distinct skus of the live orders with their stock. */
 typedef struct sku_stock {
@@ -145,7 +146,7 @@ static const pgp_stmt_t stmt_process_apply = {
            /* Finished without stock: rejected, or failed when the
             * backstop fired (PROCESS_BREACH). */
            " orj AS (UPDATE orders o SET status = c.status,"
-           " reason = c.reason, fingerprint = NULLIF(c.fp, ''),"
+           " reason = c.reason, fingerprint = NULLIF(c.fp, ''), held = false,"
            " finished_at = $13::bigint,"
            " updated_at = $13::bigint, " PGB_LEASE_CLEAR ", " APPLY_TAKE
            " FROM unnest($3::text[], $4::bigint[], $5::text[],"
@@ -607,6 +608,10 @@ int pgb_take(void *h, const char *owner, size_t max, store_claim_t *claims,
 		                        n_sk, now, expect, claims[0].fence)) <
 		    0)
 			goto rollback;
+		if (failpoint_hit("fail_take")) {
+			rc = OD_ESTORE;
+			goto rollback;
+		}
 	}
 	rc = pgc_commit(c);
 	goto out;
@@ -619,11 +624,16 @@ out:
 	if (c)
 		pgp_put(b->pool, c);
 	/* A full batch says nothing past its last row; a short one, that
-	 * nothing else was due. The mark moves only past what was decided. */
+	 * nothing else was due. The mark moves only past what was decided.
+	 * Rows this take locked and then rolled back are pending again, and
+	 * other scans, which skipped them while they were locked, may have
+	 * moved the mark past them: the next scan starts from the beginning
+	 * (a claim's lock is held for one statement, a take's for the whole
+	 * transaction, product lock waits included). */
 	if (rc == 0)
 		pgb_mark_seen(&b->claim_mark, full, n == max ? last : now);
 	else
-		pgb_mark_failed(&b->claim_mark, full);
+		pgb_mark_failed(&b->claim_mark, full || n > 0);
 	if (rc < 0 && rc != OD_EUNKNOWN) {
 		store_claims_clear(claims, n);
 		n = 0;

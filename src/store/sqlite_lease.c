@@ -13,6 +13,7 @@
 #include "core/state.h"
 #include "store/sqlite_int.h"
 #include "util/err.h"
+#include "util/failpoint.h"
 
 /* Claim order, (next_at, seq); sqb_claim keeps next_at in lease_until
  * while it sorts (RETURNING promises no row order). */
@@ -373,6 +374,8 @@ int sqb_take(void *b, const char *owner, size_t max, store_claim_t *claims,
 		claims[i].lease_until = 0;
 		rc = process_one(c, now, false, &claims[i], &results[i]);
 	}
+	if (rc == 0 && failpoint_hit("fail_take"))
+		rc = OD_ESTORE;
 	if (rc < 0)
 		goto rollback;
 	if ((rc = sqb_write_commit(s)) < 0 && rc != OD_EUNKNOWN)

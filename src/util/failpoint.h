@@ -6,6 +6,10 @@
  * Known failpoints:
  *   fail_process=P     a processing transaction fails as a transient store
  *                      error with probability P (0..1)
+ *   fail_take=P        a store_take transaction (claim and processing in
+ *                      one) fails after its writes, before COMMIT, as a
+ *                      transient store error: it rolls back, and the
+ *                      workers' next round takes the leased path
  *   slow_process_ms=N  each processing batch sleeps N ms first, widening the
  *                      window in which a crash finds orders in flight
  *                      (either one set: the workers claim under leases

@@ -328,6 +328,10 @@ static void took_batch(workers_t *w, const store_claim_t *claims, size_t n,
  * fence (else it is still pending: nothing to undo). */
 static void take_failed(workers_t *w, store_claim_t *claims, size_t n, int err)
 {
+	/* A failed processing attempt is an error event, as on the leased
+	 * path (which counts it per order, in retry_batch). */
+	if (w->opt.alerts)
+		alerts_record(w->opt.alerts, true);
 	metrics_inc(w->m_process_err);
 	log_warn("processing batch failed", "error", err_str(err), NULL);
 	for (size_t i = 0; err == OD_EUNKNOWN && i < n; i++) {
