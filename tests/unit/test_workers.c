@@ -141,7 +141,7 @@ static void test_kick_wakes_a_worker(void **state)
 	opt.reap_ms = 3000;
 	workers_t *w;
 	assert_int_equal(workers_new(f->store, &opt, &w), 0);
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < 3; i++) {
 		/* Long enough for the worker's idle sleep (doubling up to
 		 * poll_ms) to reach a second. */
 		clock_sleep_ms(1100);
