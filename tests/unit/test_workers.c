@@ -74,26 +74,35 @@ static workers_options_t options(void)
 	};
 }
 
+/* Submits one order of qty of sku, which must be new. */
+static void submit_order(store_t *s, const char *id, const char *sku,
+                         int64_t qty)
+{
+	order_t o = {0};
+	snprintf(o.id, sizeof o.id, "%s", id);
+	snprintf(o.customer, sizeof o.customer, "c");
+	o.items = calloc(1, sizeof *o.items);
+	o.n_items = 1;
+	snprintf(o.items[0].sku, sizeof o.items[0].sku, "%s", sku);
+	o.items[0].qty = qty;
+	o.metadata = strdup("{}");
+	const order_t *p = &o;
+	store_submit_result_t r;
+	assert_int_equal(store_submit(s, &p, 1, &r), 0);
+	assert_int_equal(r.outcome, SUBMIT_CREATED);
+	order_clear(&r.order);
+	order_clear(&o);
+}
+
 /* Submits n orders "o-0".."o-(n-1)", order i for (i % 3 + 1) of sku
  * "S<i % skus>". */
 static void submit(store_t *s, int n, int skus)
 {
 	for (int i = 0; i < n; i++) {
-		order_t o = {0};
-		snprintf(o.id, sizeof o.id, "o-%d", i);
-		snprintf(o.customer, sizeof o.customer, "c");
-		o.items = calloc(1, sizeof *o.items);
-		o.n_items = 1;
-		snprintf(o.items[0].sku, sizeof o.items[0].sku, "S%d",
-		         i % skus);
-		o.items[0].qty = i % 3 + 1;
-		o.metadata = strdup("{}");
-		const order_t *p = &o;
-		store_submit_result_t r;
-		assert_int_equal(store_submit(s, &p, 1, &r), 0);
-		assert_int_equal(r.outcome, SUBMIT_CREATED);
-		order_clear(&r.order);
-		order_clear(&o);
+		char id[32], sku[16];
+		snprintf(id, sizeof id, "o-%d", i);
+		snprintf(sku, sizeof sku, "S%d", i % skus);
+		submit_order(s, id, sku, i % 3 + 1);
 	}
 }
 
@@ -147,19 +156,7 @@ static void test_kick_wakes_a_worker(void **state)
 		clock_sleep_ms(1100);
 		char id[32];
 		snprintf(id, sizeof id, "k-%d", i);
-		order_t o = {0};
-		snprintf(o.id, sizeof o.id, "%s", id);
-		snprintf(o.customer, sizeof o.customer, "c");
-		o.items = calloc(1, sizeof *o.items);
-		o.n_items = 1;
-		snprintf(o.items[0].sku, sizeof o.items[0].sku, "S0");
-		o.items[0].qty = 1;
-		o.metadata = strdup("{}");
-		const order_t *p = &o;
-		store_submit_result_t r;
-		assert_int_equal(store_submit(f->store, &p, 1, &r), 0);
-		order_clear(&r.order);
-		order_clear(&o);
+		submit_order(f->store, id, "S0", 1);
 		int64_t t0 = clock_mono_ms();
 		workers_kick(w);
 		order_t got = {0};
@@ -203,20 +200,9 @@ static void test_failed_takes_fall_back(void **state)
 		assert_int_equal(store_product_set(f->store, sku, 1000, NULL),
 		                 0);
 		for (int i = 0; i < 60; i++) {
-			order_t o = {0};
-			snprintf(o.id, sizeof o.id, "t%d-%d", k, i);
-			snprintf(o.customer, sizeof o.customer, "c");
-			o.items = calloc(1, sizeof *o.items);
-			o.n_items = 1;
-			snprintf(o.items[0].sku, sizeof o.items[0].sku, "%s",
-			         sku);
-			o.items[0].qty = 2;
-			o.metadata = strdup("{}");
-			const order_t *op = &o;
-			store_submit_result_t r;
-			assert_int_equal(store_submit(f->store, &op, 1, &r), 0);
-			order_clear(&r.order);
-			order_clear(&o);
+			char id[32];
+			snprintf(id, sizeof id, "t%d-%d", k, i);
+			submit_order(f->store, id, sku, 2);
 		}
 		double errs = metrics_value(process_errors());
 		workers_t *w;
