@@ -25,31 +25,36 @@ static int cmp_claim_due(const void *a, const void *b)
 	return (x->order.seq > y->order.seq) - (x->order.seq < y->order.seq);
 }
 
-/* The claim's UPDATE on c's open write transaction: up to max due orders
- * into ret_claims (lease_until holds next_at, for cmp_claim_due), each
- * with a claim event when events is true. */
+/* The claim on c's open write transaction: a fresh fence, then up to max
+ * due orders into ret_claims (lease_until holds next_at, for
+ * cmp_claim_due), each with a claim event when events is true. */
 static int claim_rows(sqb_conn_t *c, const char *owner, int64_t lease_until,
-                      int64_t fence, int64_t now, size_t max, bool events,
+                      int64_t now, size_t max, bool events,
                       store_claim_t *ret_claims, size_t *ret_n)
 {
 	sqlite3_stmt *st;
 	size_t n = 0;
+	int64_t fence = 0;
+	*ret_n = 0;
+	int rc = sqb_next_fence(c, &fence);
+	if (rc < 0)
+		return rc;
 	/* Event claim: pending --> processing (core/state.c).
 	 * IN (subquery LIMIT n) is safe here: the single writer serializes
 	 * claims, so the subquery's rows cannot change under it. INDEXED BY
 	 * pins the narrow partial index (without ANALYZE data the planner
 	 * prefers orders_status and reads every candidate row from the
 	 * table), and fails loudly at prepare time if it ever goes away. */
-	int rc = sqb_stmt(c, SQB_CLAIM,
-	                  "UPDATE orders SET status = 'processing',"
-	                  " attempts = attempts + 1, lease_owner = ?1,"
-	                  " lease_until = ?2, fence = ?3, updated_at = ?4"
-	                  " WHERE seq IN (SELECT seq FROM orders"
-	                  " INDEXED BY orders_due"
-	                  " WHERE status = 'pending' AND next_at <= ?4"
-	                  " ORDER BY next_at, seq LIMIT ?5)"
-	                  " RETURNING " SQB_ORDER_COLS ", next_at",
-	                  &st);
+	rc = sqb_stmt(c, SQB_CLAIM,
+	              "UPDATE orders SET status = 'processing',"
+	              " attempts = attempts + 1, lease_owner = ?1,"
+	              " lease_until = ?2, fence = ?3, updated_at = ?4"
+	              " WHERE seq IN (SELECT seq FROM orders"
+	              " INDEXED BY orders_due"
+	              " WHERE status = 'pending' AND next_at <= ?4"
+	              " ORDER BY next_at, seq LIMIT ?5)"
+	              " RETURNING " SQB_ORDER_COLS ", next_at",
+	              &st);
 	if (rc < 0)
 		return rc;
 	if ((rc = sqb_bind_text(st, 1, owner)) < 0 ||
@@ -86,14 +91,14 @@ int sqb_claim(void *b, const char *owner, int64_t lease_ms, size_t max,
 {
 	sqb_store_t *s = b;
 	sqb_conn_t *c;
-	int64_t now, fence = 0;
+	int64_t now;
 	size_t n = 0;
 	int rc = sqb_write_begin(s, SQB_LAZY, &c, &now);
 	if (rc < 0)
 		return rc;
-	if ((rc = sqb_next_fence(c, &fence)) < 0 ||
-	    (rc = claim_rows(c, owner, now + lease_ms, fence, now, max, true,
-	                     ret_claims, &n)) < 0)
+	rc = claim_rows(c, owner, now + lease_ms, now, max, true, ret_claims,
+	                &n);
+	if (rc < 0)
 		goto rollback;
 	if (n == 0) {
 		/* Nothing due: undo the fence and skip a durable commit. */
@@ -356,14 +361,13 @@ int sqb_take(void *b, const char *owner, size_t max, store_claim_t *claims,
 {
 	sqb_store_t *s = b;
 	sqb_conn_t *c;
-	int64_t now, fence = 0;
+	int64_t now;
 	size_t n = 0;
 	int rc = sqb_write_begin(s, SQB_DURABLE, &c, &now);
 	if (rc < 0)
 		return rc;
-	if ((rc = sqb_next_fence(c, &fence)) < 0 ||
-	    (rc = claim_rows(c, owner, now, fence, now, max, false, claims,
-	                     &n)) < 0)
+	rc = claim_rows(c, owner, now, now, max, false, claims, &n);
+	if (rc < 0)
 		goto rollback;
 	if (n == 0) {
 		sqb_write_rollback(s);
