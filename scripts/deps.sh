@@ -9,7 +9,8 @@ if [ "${1:-run}" = test ]; then
   want="$want libcmocka-dev python3 python3-requests python3-psycopg2
 postgresql-15 postgresql-client-15 iproute2 clang libclang-rt-14-dev sqlite3
 prometheus prometheus-alertmanager python3-yaml clang-format nftables faketime
-patroni etcd-server etcd-client python3-etcd slowhttptest util-linux pgbouncer"
+patroni etcd-server etcd-client python3-etcd slowhttptest util-linux pgbouncer
+chromium haproxy python3-jsonschema fonts-dejavu-core"
 fi
 missing=""
 for p in $want; do
