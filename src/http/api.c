@@ -19,6 +19,7 @@
 
 #include "http/fields.h"
 #include "http/query.h"
+#include "http/static.h"
 #include "obs/log.h"
 #include "util/err.h"
 #include "util/jsonx.h"
@@ -61,6 +62,11 @@ static const api_route_t routes[] = {
      false, true},
 };
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* The embedded dashboard files (static.c), tried after the table: GET and
+ * HEAD /<name>, no auth, no store. */
+static const api_route_t static_route = {
+    "/{asset}", "GET", api_static_get, false, false, false, true, false};
 
 /*
  * Matches path against tmpl segment by segment; a "{x}" segment matches
@@ -131,6 +137,18 @@ const api_route_t *api_match(http_req_t *r, const char *method,
 				off += (size_t)n;
 		}
 	}
+	if (found == NULL && off == 0 && static_find(path) != NULL) {
+		*ret_label = static_route.tmpl;
+		if (strcmp(m, "GET") != 0) {
+			snprintf(r->allow, sizeof(r->allow), "GET, HEAD");
+			*ret_allow = r->allow;
+			return NULL;
+		}
+		/* static_find took only names that fit: no '/', <= ID_MAX. */
+		snprintf(r->param, sizeof(r->param), "%s", path + 1);
+		r->param_ok = true;
+		return &static_route;
+	}
 	if (found == NULL && off > 0)
 		*ret_allow = r->allow;
 	if (*ret_label == NULL)
@@ -149,6 +167,7 @@ static void resp_reset(http_req_t *r)
 	r->resp.retry_after = -1;
 	r->resp.allow = NULL;
 	r->resp.location[0] = '\0';
+	r->resp.extra[0] = NULL;
 }
 
 /* The body text, or on NULL (out of memory) a static 500 body. */

@@ -118,6 +118,8 @@ static enum MHD_Result queue_resp(http_req_t *r)
 	if (p->location[0] != '\0')
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_LOCATION,
 		                        p->location);
+	for (size_t i = 0; p->extra[i] != NULL; i += 2)
+		MHD_add_response_header(mr, p->extra[i], p->extra[i + 1]);
 	if (p->status == 413)
 		/* The rest of the body is never read: do not reuse. */
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION,

@@ -47,6 +47,7 @@
 
 #define HTTP_RID_MAX 128      /* X-Request-Id length cap */
 #define HTTP_STATS_SAMPLES 64 /* processed-throughput samples kept */
+#define HTTP_EXTRA_HEADERS 6  /* http_resp_t.extra pairs */
 
 typedef struct api_route api_route_t;
 
@@ -59,6 +60,8 @@ typedef struct http_resp {
 	int retry_after;          /* seconds; < 0: no Retry-After */
 	const char *allow;        /* static Allow header value, or NULL */
 	char location[96];        /* "" or the Location header value */
+	/* More headers: static name, value pairs ended by NULL (static.c). */
+	const char *extra[HTTP_EXTRA_HEADERS * 2 + 1];
 } http_resp_t;
 
 struct http_server {
