@@ -160,6 +160,11 @@ try {
   check(moved.length === 0, "tiles and charts kept their size and place while data streamed",
     moved.length + " boxes moved: " + moved.join(" ") + " -> " + boxesAfter.filter((b, i) => b !== boxesBefore[i]).join(" "));
 
+  // DASH_SETTLE_MS (the docs' screenshots): let a few minutes of data
+  // gather first. The failure groups come back as requeued orders fail again.
+  await sleep(Number(process.env.DASH_SETTLE_MS || 0));
+  await page.locator("#failures tbody button").first().waitFor({ timeout: 15000 }).catch(() => {});
+  await page.evaluate(() => scrollTo(0, 0));
   await axe(page, "desktop-light");
   await page.screenshot({ path: path.join(ART, "dashboard-desktop.png") });
   await page.screenshot({ path: path.join(ART, "dashboard-desktop-full.png"), fullPage: true });

@@ -120,8 +120,10 @@ def main():
         env = dict(os.environ, DASH_URL=d.url, DASH_TOKEN=TOKEN,
                    DASH_ORDER=failed_id, DASH_ART=ART,
                    DASH_NODE_MODULES=os.path.join(NODE_DIR, "node_modules"))
+        settle_s = int(os.environ.get("DASH_SETTLE_MS", "0")) // 1000
         p = subprocess.run(["node", os.path.join(HERE, "dashboard.mjs")],
-                           env=env, timeout=120, stdout=subprocess.PIPE,
+                           env=env, timeout=120 + settle_s,
+                           stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
         print(p.stdout, end="")
         result = {}

@@ -99,8 +99,9 @@ function setupAuth() {
 // changes of connection mode, never per tick.
 
 let toastTimer = 0;
-function announce(msg) {
+function announce(msg, quietly) {
   $("status").textContent = msg;
+  if (quietly) return;
   const t = $("toast");
   t.textContent = msg;
   t.classList.add("show");
@@ -170,7 +171,7 @@ const charts = {
   error: { id: "c-error", keys: ["error", "threshold"], dash: { threshold: [6, 4] },
     fmt: fmtPct, desc: "d-err", min: 0.01, unit: "" },
   backlog: { id: "c-backlog", keys: ["pending", "processing"], dash: { processing: [6, 4] },
-    fmt: (v) => fmtInt(Math.round(v)), desc: "d-backlog", unit: "" },
+    fmt: (v) => (v < 10 && v % 1 ? v.toFixed(1) : fmtInt(Math.round(v))), desc: "d-backlog", unit: "" },
 };
 
 function niceMax(v) {
@@ -277,20 +278,23 @@ function redraw() {
 // ---- stats -----------------------------------------------------------------
 
 // The per-status rates come from the server (throughput.*_per_s). An older
-// server without them: derive them from the store's counts between ticks.
-let prevCounts = null;
+// server without them: derive them from the store's counts over the last
+// 10 s (the terminal counts refresh about every 2 s, so a shorter span
+// would saw-tooth).
+const DERIVE_MS = 10000;
+let countHist = [];
 let lastThreshold = null;
 
 function derived(stats, now) {
   const o = stats.orders || {};
+  countHist.push({ t: now, completed: o.completed || 0, rejected: o.rejected || 0, failed: o.failed || 0 });
+  while (countHist.length > 2 && now - countHist[1].t >= DERIVE_MS) countHist.shift();
+  const first = countHist[0];
+  const dt = (now - first.t) / 1000;
   const out = {};
-  if (prevCounts && now - prevCounts.t >= 1000) {
-    const dt = (now - prevCounts.t) / 1000;
+  if (dt >= 1.5)
     for (const k of ["completed", "rejected", "failed"])
-      out[k] = Math.max(0, ((o[k] || 0) - (prevCounts[k] || 0)) / dt);
-  }
-  if (!prevCounts || now - prevCounts.t >= 1000)
-    prevCounts = { t: now, completed: o.completed, rejected: o.rejected, failed: o.failed };
+      out[k] = Math.max(0, (o[k] - first[k]) / dt);
   return out;
 }
 
@@ -386,7 +390,8 @@ function setMode(mode, label) {
   if (m.dataset.mode === mode) return;
   m.dataset.mode = mode;
   m.textContent = label;
-  if (mode !== "off") announce("Data: " + label + ".");
+  // The pill shows it; screen readers hear it once per change.
+  announce("Data: " + label + ".", true);
 }
 
 async function pollOnce(gen) {
@@ -738,7 +743,7 @@ function restart() {
   stopStream();
   clearInterval(listTimer);
   const gen = generation;
-  prevCounts = null;
+  countHist = [];
   backoff = 1000;
   // Stats first: a 401 there brings up the prompt once.
   api("GET", "/v1/stats").then((s) => {
