@@ -197,7 +197,25 @@ try {
     colorScheme: "dark", isMobile: true, hasTouch: true });
   await phone.addInitScript((t) => sessionStorage.setItem("orderd.token", t), TOKEN);
   const pp = await phone.newPage();
+  // The stream parser, whatever /v1/events this tree has: frames as SPEC.md
+  // item 3 shapes them (split oddly, CRLF in one), then the stream ends and
+  // the page falls back to polling.
+  const stats = await (await fetch(URL + "/v1/stats", { headers: { Authorization: "Bearer " + TOKEN } })).json();
+  let streamAuth = null;
+  await pp.route("**/v1/events", (route) => {
+    streamAuth = route.request().headers()["authorization"];
+    const ord = { id: "mock-order-1", status: "completed", event: "complete", at: new Date().toISOString(),
+      fence: 7, replica: "replica-mock", reason: null };
+    route.fulfill({ status: 200, contentType: "text/event-stream",
+      body: "retry: 2000\n\n: keepalive\n\nevent: stats\ndata: " + JSON.stringify(stats) +
+        "\n\nevent: order\r\ndata: " + JSON.stringify(ord) + "\r\n\r\n" });
+  });
   await pp.goto(URL + "/");
+  await pp.locator("#feed li", { hasText: "mock-order-1" }).waitFor({ timeout: 10000 })
+    .then(() => check(true, "event-stream frames are parsed (mocked stream): the transition is listed"),
+      (e) => check(false, "event-stream frames are parsed (mocked stream)", String(e).split("\n")[0]));
+  check(streamAuth === "Bearer " + TOKEN, "the stream request carries the bearer token", streamAuth);
+  await pp.unroute("**/v1/events");
   await pp.waitForFunction(() => document.getElementById("t-submitted").textContent !== "–", null, { timeout: 10000 });
   await pp.locator("#failures tbody tr").first().waitFor({ timeout: 10000 });
   await sleep(2500);
