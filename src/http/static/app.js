@@ -390,6 +390,9 @@ function setMode(mode, label) {
   if (m.dataset.mode === mode) return;
   m.dataset.mode = mode;
   m.textContent = label;
+  if (!feed.length)
+    setText("feed-empty", mode === "live" ? "No transitions yet." :
+      "Transitions come with the live stream (GET /v1/events); retrying it.");
   // The pill shows it; screen readers hear it once per change.
   announce("Data: " + label + ".", true);
 }
