@@ -85,7 +85,7 @@ struct http_server {
 	/* Processed-throughput samples taken by GET /v1/stats; stats_mu. */
 	pthread_mutex_t stats_mu;
 	int64_t sample_ms[HTTP_STATS_SAMPLES];
-	int64_t sample_done[HTTP_STATS_SAMPLES];
+	int64_t sample_done[HTTP_STATS_SAMPLES][3]; /* per m_processed */
 	size_t n_samples, next_sample;
 
 	/* Metric families (registered once in http_server_new). */
