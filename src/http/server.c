@@ -40,6 +40,7 @@
 
 #include "core/order.h"
 #include "http/api.h"
+#include "http/events.h"
 #include "obs/log.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -96,9 +97,12 @@ static enum MHD_Result queue_resp(http_req_t *r)
 
 	if (p->status == 0)
 		api_error(r, 500, "internal", "no response was prepared");
-	mr = MHD_create_response_from_buffer(p->len, p->body,
-	                                     p->body ? MHD_RESPMEM_MUST_FREE
-	                                             : MHD_RESPMEM_PERSISTENT);
+	if (p->stream != NULL)
+		mr = events_response(r);
+	else
+		mr = MHD_create_response_from_buffer(
+		    p->len, p->body,
+		    p->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	if (mr == NULL) {
 		free(p->body);
 		p->body = NULL;
@@ -649,6 +653,7 @@ void http_server_set_draining(http_server_t *h)
 	if (h == NULL)
 		return;
 	atomic_store(&h->draining, true);
+	events_drain();
 	/* Waits are answered 503 now, not when the server stops: a poll may
 	 * be stuck in the store past the drain deadline, and the client can
 	 * retry elsewhere at once. */
@@ -733,6 +738,7 @@ void http_server_free(http_server_t *h)
 	pthread_mutex_lock(&h->mu);
 	h->closing = true;
 	pthread_mutex_unlock(&h->mu);
+	events_stop(); /* streams end; none stays suspended */
 	lfd = MHD_quiesce_daemon(h->daemon);
 	/* Every wait is answered 503 (already, if draining was set). Store
 	 * routes still queued or running on the handler pool finish, with a

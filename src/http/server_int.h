@@ -59,6 +59,7 @@ typedef struct http_resp {
 	int retry_after;          /* seconds; < 0: no Retry-After */
 	const char *allow;        /* static Allow header value, or NULL */
 	char location[96];        /* "" or the Location header value */
+	void *stream;             /* GET /v1/events: its stream (events.c) */
 } http_resp_t;
 
 struct http_server {
