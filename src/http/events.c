@@ -41,7 +41,7 @@ typedef struct stream {
 	struct MHD_Connection *conn;
 	feed_sub_t *sub;
 	bool sent_retry;
-	bool suspended;            /* ev.mu */
+	bool suspended;             /* ev.mu */
 	struct stream *prev, *next; /* ev.mu */
 } stream_t;
 
@@ -88,8 +88,8 @@ static void publish_stats(void)
 	size_t n = strlen(text);
 	char *frame = malloc(n + 32);
 	if (frame != NULL) {
-		int len = snprintf(frame, n + 32, "event: stats\ndata: %s\n\n",
-		                   text);
+		int len =
+		    snprintf(frame, n + 32, "event: stats\ndata: %s\n\n", text);
 		feed_publish(frame, (size_t)len);
 		free(frame);
 	}
@@ -98,7 +98,8 @@ static void publish_stats(void)
 
 static void *ticker(void *arg)
 {
-	int64_t next_tick = clock_mono_ms(), next_keep = next_tick + KEEPALIVE_MS;
+	int64_t next_tick = clock_mono_ms(),
+	        next_keep = next_tick + KEEPALIVE_MS;
 
 	(void)arg;
 	pthread_mutex_lock(&ev.mu);
@@ -191,7 +192,8 @@ void api_events(http_req_t *r)
 		ev.stop = false;
 		atomic_store(&ev.draining, false);
 		feed_init(r->srv->opt.max_streams > 0 ? r->srv->opt.max_streams
-		                                      : 64);
+		                                      : 64,
+		          r->srv->opt.replica_id);
 		if (pthread_create(&ev.thread, NULL, ticker, NULL) != 0) {
 			pthread_mutex_unlock(&ev.mu);
 			free(st);

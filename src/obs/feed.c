@@ -6,13 +6,17 @@
 #include "obs/feed.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "obs/metrics.h"
+#include "util/clock.h"
 #include "util/err.h"
+#include "util/timefmt.h"
 
 struct feed_sub {
 	char *data;
@@ -27,17 +31,19 @@ static feed_sub_t subs[FEED_SUBS_MAX]; /* mu */
 static int max_subs = 64;              /* set once at start */
 static atomic_int n_subs;
 static metric_t *m_streams, *m_dropped;
+static char self[128]; /* this replica, set once at start */
 
-void feed_init(int max)
+void feed_init(int max, const char *replica)
 {
+	snprintf(self, sizeof self, "%s", replica ? replica : "");
 	max_subs = max < 1 ? 1 : max > FEED_SUBS_MAX ? FEED_SUBS_MAX : max;
 	m_streams = metrics_child0(
 	    metrics_family(METRIC_GAUGE, "orderd_event_streams",
 	                   "Open GET /v1/events streams", NULL, NULL, 0));
 	m_dropped = metrics_child0(metrics_family(
 	    METRIC_COUNTER, "orderd_event_streams_dropped_total",
-	    "Event streams ended because the reader fell 256 KiB behind",
-	    NULL, NULL, 0));
+	    "Event streams ended because the reader fell 256 KiB behind", NULL,
+	    NULL, 0));
 }
 
 bool feed_active(void)
@@ -150,4 +156,38 @@ size_t feed_read(feed_sub_t *s, char *buf, size_t max, bool *ret_dropped)
 		s->start = s->end = 0;
 	pthread_mutex_unlock(&mu);
 	return n;
+}
+
+static json_t *str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+void feed_order(const char *id, const char *status, const char *event,
+                long long fence, const char *replica, const char *reason)
+{
+	char at[TIMEFMT_LEN];
+
+	if (!feed_active())
+		return;
+	timefmt_rfc3339(clock_wall_ms(), at);
+	json_t *j = json_pack("{s:o,s:o,s:o,s:s,s:o,s:o,s:o}", "id",
+	                      str_or_null(id), "status", str_or_null(status),
+	                      "event", str_or_null(event), "at", at, "fence",
+	                      fence >= 0 ? json_integer(fence) : json_null(),
+	                      "replica", str_or_null(replica ? replica : self),
+	                      "reason", str_or_null(reason));
+	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	if (text == NULL)
+		return;
+	size_t n = strlen(text);
+	char *frame = malloc(n + 32);
+	if (frame != NULL) {
+		int len =
+		    snprintf(frame, n + 32, "event: order\ndata: %s\n\n", text);
+		feed_publish(frame, (size_t)len);
+		free(frame);
+	}
+	free(text);
 }

@@ -20,7 +20,7 @@ typedef struct feed_sub feed_sub_t;
 typedef void (*feed_wake_fn)(void *arg);
 
 /* Sets the subscriber limit (1..FEED_SUBS_MAX); once, at start. */
-void feed_init(int max_subs);
+void feed_init(int max_subs, const char *replica);
 bool feed_active(void);
 /* Appends text (a whole frame) to every subscriber. */
 void feed_publish(const char *text, size_t len);
@@ -32,4 +32,11 @@ size_t feed_read(feed_sub_t *sub, char *buf, size_t max, bool *ret_dropped);
 /* Subscribers now. */
 int feed_count(void);
 
+/*
+ * Publishes `event: order` {"id","status","event","at","fence","replica",
+ * "reason"} (fence < 0 and NULL strings are null, but a NULL replica is this
+ * one; at is now). Returns at once when nobody subscribes.
+ */
+void feed_order(const char *id, const char *status, const char *event,
+                long long fence, const char *replica, const char *reason);
 #endif

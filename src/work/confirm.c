@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "obs/feed.h"
 #include "core/backoff.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
@@ -294,6 +295,8 @@ static bool write_retry(confirm_t *c, job_t *j)
 		         j->reason, NULL);
 	} else {
 		metrics_inc(c->m_retries);
+		feed_order(j->claim.order.id, "pending", "retry",
+		           j->claim.fence, NULL, j->reason);
 	}
 	return true;
 }
