@@ -191,9 +191,6 @@ void api_events(http_req_t *r)
 		ev.srv = r->srv;
 		ev.stop = false;
 		atomic_store(&ev.draining, false);
-		feed_init(r->srv->opt.max_streams > 0 ? r->srv->opt.max_streams
-		                                      : 64,
-		          r->srv->opt.replica_id);
 		if (pthread_create(&ev.thread, NULL, ticker, NULL) != 0) {
 			pthread_mutex_unlock(&ev.mu);
 			free(st);

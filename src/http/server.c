@@ -41,6 +41,7 @@
 #include "core/order.h"
 #include "http/api.h"
 #include "http/events.h"
+#include "obs/feed.h"
 #include "obs/log.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -574,6 +575,8 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	s->deps = *deps;
 	s->started_mono_ms = clock_mono_ms();
 	atomic_init(&s->draining, false);
+	feed_init(opt->max_streams > 0 ? opt->max_streams : 64,
+	          opt->replica_id); /* GET /v1/events */
 	pthread_mutex_init(&s->mu, NULL);
 	clock_cond_init(&s->cond);
 	pthread_mutex_init(&s->stats_mu, NULL);
