@@ -41,6 +41,7 @@ typedef struct stream {
 	struct MHD_Connection *conn;
 	feed_sub_t *sub;
 	bool sent_retry;
+	atomic_bool kick;           /* the feed has data since the last read */
 	bool suspended;             /* ev.mu */
 	struct stream *prev, *next; /* ev.mu */
 } stream_t;
@@ -58,7 +59,9 @@ static struct {
 /* Under the feed mutex: only flag and signal. */
 static void wake(void *arg)
 {
-	(void)arg;
+	stream_t *st = arg;
+
+	atomic_store(&st->kick, true);
 	pthread_mutex_lock(&ev.mu);
 	ev.kick = true;
 	pthread_cond_signal(&ev.cv);
@@ -141,14 +144,17 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max)
 	}
 	if (atomic_load(&ev.draining))
 		return MHD_CONTENT_READER_END_OF_STREAM;
+	atomic_store(&st->kick, false);
 	size_t n = feed_read(st->sub, buf, max, &dropped);
 	if (dropped)
 		return MHD_CONTENT_READER_END_OF_STREAM;
 	if (n > 0)
 		return (ssize_t)n;
-	/* Empty: park until the ticker resumes us (data or the next tick). */
+	/* Empty: park until the ticker resumes us (data or the next tick).
+	 * Data that came after the read above set kick: read again instead
+	 * (the ticker may have run its resumes already). */
 	pthread_mutex_lock(&ev.mu);
-	if (!ev.stop) {
+	if (!ev.stop && !atomic_load(&st->kick)) {
 		st->suspended = true;
 		MHD_suspend_connection(st->conn);
 	}
@@ -200,7 +206,7 @@ void api_events(http_req_t *r)
 		ev.started = true;
 	}
 	pthread_mutex_unlock(&ev.mu);
-	rc = feed_subscribe(wake, NULL, &st->sub);
+	rc = feed_subscribe(wake, st, &st->sub);
 	if (rc != 0) {
 		free(st);
 		api_unavailable(r, "too many event streams");
