@@ -15,9 +15,9 @@
 #include <string.h>
 
 #include "http/query.h"
+#include "obs/feed.h"
 #include "obs/log.h"
 #include "util/clock.h"
-#include "obs/feed.h"
 #include "util/err.h"
 #include "util/failpoint.h"
 

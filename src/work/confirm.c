@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "obs/feed.h"
 #include "core/backoff.h"
+#include "obs/feed.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "util/clock.h"
