@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http/events.h"
 #include "http/fields.h"
 #include "http/query.h"
 #include "http/static.h"
@@ -30,6 +31,7 @@ static const api_route_t routes[] = {
     {"/readyz", "GET", api_ops_readyz, false, false, false, true, true},
     {"/metrics", "GET", api_ops_metrics, false, false, false, true, true},
     {"/v1/stats", "GET", api_ops_stats, true, false, false, false, true},
+    {"/v1/events", "GET", api_events, true, false, false, false, false},
     {"/v1/alerts", "GET", api_ops_alerts, true, false, false, false, false},
     {"/v1/orders", "GET", api_orders_list, true, false, false, false, true},
     /* Submissions only validate and queue: the batcher does the store. */

@@ -108,6 +108,8 @@ void api_ops_livez(http_req_t *r);
 void api_ops_readyz(http_req_t *r);
 void api_ops_metrics(http_req_t *r);
 void api_ops_stats(http_req_t *r);
+/* The /v1/stats body (a new reference into *ret), or a store error. */
+int api_stats_json(http_server_t *s, json_t **ret);
 void api_ops_alerts(http_req_t *r);
 void api_notifications_list(http_req_t *r);
 void api_notifications_redeliver(http_req_t *r);

@@ -6,10 +6,14 @@
  * 201s over the last 60 s (an alerts_window_t); processed_per_s comes
  * from the workers' counter orderd_orders_processed_total (completed +
  * rejected + failed), sampled on every stats call (and once at start), as
- * the rate against the oldest sample at most 60 s old.
+ * the rate against the oldest sample at most 60 s old; completed_per_s,
+ * rejected_per_s and failed_per_s are the same per outcome (their sum is
+ * processed_per_s). api_stats_json() builds the body; the /v1/events
+ * stats tick reuses it.
  */
 #include "http/api.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,7 +73,8 @@ static json_t *alert_json(const alert_state_t *a)
 	                 "threshold", a->threshold, "since", since);
 }
 
-static json_t *alerts_json(http_server_t *s, double *ret_error_rate)
+static json_t *alerts_json(http_server_t *s, double *ret_error_rate,
+                           double *ret_threshold)
 {
 	alert_state_t st[MAX_ALERTS];
 	size_t n = 0;
@@ -79,8 +84,11 @@ static json_t *alerts_json(http_server_t *s, double *ret_error_rate)
 		n = alerts_list(s->deps.alerts, st, MAX_ALERTS);
 	for (size_t i = 0; i < n; i++) {
 		json_array_append_new(arr, alert_json(&st[i]));
-		if (ret_error_rate != NULL && st[i].id == ALERT_HIGH_ERROR_RATE)
+		if (ret_error_rate != NULL &&
+		    st[i].id == ALERT_HIGH_ERROR_RATE) {
 			*ret_error_rate = st[i].value;
+			*ret_threshold = st[i].threshold;
+		}
 	}
 	return arr;
 }
@@ -88,14 +96,15 @@ static json_t *alerts_json(http_server_t *s, double *ret_error_rate)
 void api_ops_alerts(http_req_t *r)
 {
 	api_json(r, 200,
-	         json_pack("{s:o}", "alerts", alerts_json(r->srv, NULL)));
+	         json_pack("{s:o}", "alerts", alerts_json(r->srv, NULL, NULL)));
 }
 
-/* Records (now, done) and returns the processed rate over <= 60 s. */
-static double processed_rate(http_server_t *s, int64_t done)
+/* Records (now, done[3]) and returns each outcome's rate over <= 60 s. */
+static void processed_rates(http_server_t *s, const int64_t done[3],
+                            double rate[3])
 {
-	int64_t now = clock_mono_ms(), best_ms = 0, best_done = 0;
-	double rate = 0;
+	int64_t now = clock_mono_ms(), best_ms = 0;
+	size_t best = 0;
 
 	pthread_mutex_lock(&s->stats_mu);
 	for (size_t i = 0; i < s->n_samples; i++) {
@@ -103,45 +112,59 @@ static double processed_rate(http_server_t *s, int64_t done)
 		if (age > 0 && age <= (WINDOW_S + 1) * 1000 &&
 		    (best_ms == 0 || s->sample_ms[i] < best_ms)) {
 			best_ms = s->sample_ms[i];
-			best_done = s->sample_done[i];
+			best = i;
 		}
 	}
-	if (best_ms != 0 && done >= best_done)
-		rate = (double)(done - best_done) * 1000.0 /
-		       (double)(now - best_ms);
+	for (size_t k = 0; k < 3; k++) {
+		rate[k] = 0;
+		if (best_ms != 0 && done[k] >= s->sample_done[best][k])
+			rate[k] = (double)(done[k] - s->sample_done[best][k]) *
+			          1000.0 / (double)(now - best_ms);
+		s->sample_done[s->next_sample][k] = done[k];
+	}
 	s->sample_ms[s->next_sample] = now;
-	s->sample_done[s->next_sample] = done;
 	s->next_sample = (s->next_sample + 1) % HTTP_STATS_SAMPLES;
 	if (s->n_samples < HTTP_STATS_SAMPLES)
 		s->n_samples++;
 	pthread_mutex_unlock(&s->stats_mu);
-	return rate;
 }
 
-void api_ops_stats(http_req_t *r)
+static json_t *leases_json(http_server_t *s)
 {
-	http_server_t *s = r->srv;
+	store_lease_group_t g[STORE_LEASE_GROUPS_MAX];
+	size_t n = 0;
+	json_t *arr = json_array();
+
+	if (store_leases_by_owner(s->deps.store, g, STORE_LEASE_GROUPS_MAX,
+	                          &n) != 0)
+		return arr;
+	for (size_t i = 0; i < n && i < STORE_LEASE_GROUPS_MAX; i++)
+		json_array_append_new(arr, json_pack("{s:s,s:I}", "replica",
+		                                     g[i].replica, "orders",
+		                                     (json_int_t)g[i].orders));
+	return arr;
+}
+
+int api_stats_json(http_server_t *s, json_t **ret)
+{
 	store_stats_t st;
 	json_t *orders, *alerts, *j;
-	double error_rate = 0, processed;
-	int64_t done;
+	double error_rate = 0, threshold = 0, rate[3];
+	int64_t done[3];
 	int rc;
 
 	rc = store_stats(s->deps.store, &st);
-	if (rc != 0) {
-		api_store_error(r, rc);
-		return;
-	}
+	if (rc != 0)
+		return rc;
 	orders = json_object();
 	for (int i = 0; i < ORDER_STATUS_COUNT; i++)
 		json_object_set_new(orders,
 		                    order_status_name((order_status_t)i),
 		                    json_integer(st.count[i]));
-	done = 0;
 	for (size_t i = 0; i < 3; i++)
-		done += (int64_t)metrics_value(s->m_processed[i]);
-	processed = processed_rate(s, done);
-	alerts = alerts_json(s, &error_rate);
+		done[i] = (int64_t)metrics_value(s->m_processed[i]);
+	processed_rates(s, done, rate);
+	alerts = alerts_json(s, &error_rate, &threshold);
 	/* A young process has not filled the window yet: divide by what it
 	 * has seen, not by the full window. */
 	double up_s = (double)(clock_mono_ms() - s->started_mono_ms) / 1000.0;
@@ -166,14 +189,33 @@ void api_ops_stats(http_req_t *r)
 	if (rc == 0 && !self_seen && n_seen < MAX_LISTED)
 		n_seen++;
 	j = json_pack(
-	    "{s:o,s:f,s:{s:f,s:f},s:f,s:o,s:o,s:I,s:I,s:s}", "orders", orders,
-	    "oldest_pending_age_seconds", (double)st.oldest_pending_ms / 1000.0,
-	    "throughput", "submitted_per_s",
-	    (double)alerts_window_sum(s->submitted) / span_s, "processed_per_s",
-	    processed, "error_rate", error_rate, "alerts", alerts, "replicas",
-	    replicas, "replicas_seen", (json_int_t)(rc == 0 ? n_seen : 1),
+	    "{s:o,s:f,s:{s:f,s:f,s:f,s:f,s:f},s:f,s:f,s:o,s:o,s:I,s:o,s:I,"
+	    "s:s}",
+	    "orders", orders, "oldest_pending_age_seconds",
+	    (double)st.oldest_pending_ms / 1000.0, "throughput",
+	    "submitted_per_s", (double)alerts_window_sum(s->submitted) / span_s,
+	    "processed_per_s", rate[0] + rate[1] + rate[2], "completed_per_s",
+	    rate[0], "rejected_per_s", rate[1], "failed_per_s", rate[2],
+	    "error_rate", error_rate, "alert_threshold", threshold, "alerts",
+	    alerts, "replicas", replicas, "replicas_seen",
+	    (json_int_t)(rc == 0 ? n_seen : 1), "leases", leases_json(s),
 	    "uptime_seconds",
 	    (json_int_t)((clock_mono_ms() - s->started_mono_ms) / 1000),
 	    "backend", store_backend_name(s->deps.store));
+	if (j == NULL)
+		return -ENOMEM;
+	*ret = j;
+	return 0;
+}
+
+void api_ops_stats(http_req_t *r)
+{
+	json_t *j;
+	int rc = api_stats_json(r->srv, &j);
+
+	if (rc != 0) {
+		api_store_error(r, rc);
+		return;
+	}
 	api_json(r, 200, j);
 }

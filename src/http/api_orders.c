@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "http/query.h"
+#include "obs/feed.h"
 #include "obs/log.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -462,6 +463,8 @@ static void transition(http_req_t *r, bool requeue)
 	 * its next poll. */
 	if (requeue && r->srv->deps.workers != NULL)
 		workers_kick(r->srv->deps.workers);
+	feed_order(o.id, order_status_name(o.status),
+	           requeue ? "requeue" : "cancel", -1, NULL, NULL);
 	api_order(r, 200, &o);
 	order_clear(&o);
 }

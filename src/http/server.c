@@ -40,6 +40,8 @@
 
 #include "core/order.h"
 #include "http/api.h"
+#include "http/events.h"
+#include "obs/feed.h"
 #include "obs/log.h"
 #include "util/clock.h"
 #include "util/err.h"
@@ -96,9 +98,12 @@ static enum MHD_Result queue_resp(http_req_t *r)
 
 	if (p->status == 0)
 		api_error(r, 500, "internal", "no response was prepared");
-	mr = MHD_create_response_from_buffer(p->len, p->body,
-	                                     p->body ? MHD_RESPMEM_MUST_FREE
-	                                             : MHD_RESPMEM_PERSISTENT);
+	if (p->stream != NULL)
+		mr = events_response(r);
+	else
+		mr = MHD_create_response_from_buffer(
+		    p->len, p->body,
+		    p->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	if (mr == NULL) {
 		free(p->body);
 		p->body = NULL;
@@ -572,6 +577,8 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	s->deps = *deps;
 	s->started_mono_ms = clock_mono_ms();
 	atomic_init(&s->draining, false);
+	feed_init(opt->max_streams > 0 ? opt->max_streams : 64,
+	          opt->replica_id); /* GET /v1/events */
 	pthread_mutex_init(&s->mu, NULL);
 	clock_cond_init(&s->cond);
 	pthread_mutex_init(&s->stats_mu, NULL);
@@ -651,6 +658,7 @@ void http_server_set_draining(http_server_t *h)
 	if (h == NULL)
 		return;
 	atomic_store(&h->draining, true);
+	events_drain();
 	/* Waits are answered 503 now, not when the server stops: a poll may
 	 * be stuck in the store past the drain deadline, and the client can
 	 * retry elsewhere at once. */
@@ -735,6 +743,7 @@ void http_server_free(http_server_t *h)
 	pthread_mutex_lock(&h->mu);
 	h->closing = true;
 	pthread_mutex_unlock(&h->mu);
+	events_stop(); /* streams end; none stays suspended */
 	lfd = MHD_quiesce_daemon(h->daemon);
 	/* Every wait is answered 503 (already, if draining was set). Store
 	 * routes still queued or running on the handler pool finish, with a

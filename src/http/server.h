@@ -33,6 +33,7 @@ typedef struct http_options {
 	const char *replica_id;    /* this replica, first in /v1/stats */
 	int threads; /* MHD threads, and as many handler threads */
 	unsigned max_connections;
+	int max_streams; /* GET /v1/events streams; 0: 64 */
 	/* A request head must be complete this long after the connection
 	 * was accepted or its previous answer sent, and a body this long
 	 * after its head; else the connection is closed (conn_guard.h). */

@@ -62,6 +62,7 @@ typedef struct http_resp {
 	char location[96];        /* "" or the Location header value */
 	/* More headers: static name, value pairs ended by NULL (static.c). */
 	const char *extra[HTTP_EXTRA_HEADERS * 2 + 1];
+	void *stream;             /* GET /v1/events: its stream (events.c) */
 } http_resp_t;
 
 struct http_server {
@@ -88,7 +89,7 @@ struct http_server {
 	/* Processed-throughput samples taken by GET /v1/stats; stats_mu. */
 	pthread_mutex_t stats_mu;
 	int64_t sample_ms[HTTP_STATS_SAMPLES];
-	int64_t sample_done[HTTP_STATS_SAMPLES];
+	int64_t sample_done[HTTP_STATS_SAMPLES][3]; /* per m_processed */
 	size_t n_samples, next_sample;
 
 	/* Metric families (registered once in http_server_new). */

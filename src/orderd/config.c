@@ -117,6 +117,9 @@ static const setting_t settings[] = {
         16, 65536,
         "concurrent HTTP connections; past 15/16 of it each new connection "
         "evicts the oldest one that has not sent a complete request"),
+    INT(max_streams, "max-streams", "ORDERD_MAX_STREAMS", "64", 1, 1024,
+        "concurrent GET /v1/events streams (each also counts as a "
+        "connection); past it a stream is answered 503 with Retry-After"),
     INT(http_head_timeout_ms, "http-head-timeout-ms",
         "ORDERD_HTTP_HEAD_TIMEOUT_MS", "10000", 100, 600000,
         "a request head must be complete this long after its connection "

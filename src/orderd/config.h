@@ -23,6 +23,7 @@ typedef struct config {
 	char *log_level;
 	int64_t http_threads;
 	int64_t max_connections;
+	int64_t max_streams;
 	int64_t http_head_timeout_ms;
 	int64_t http_body_timeout_ms;
 	int64_t body_max;       /* bytes, single requests */

@@ -301,6 +301,7 @@ int main(int argc, char **argv)
 	    .replica_id = cfg.replica_id,
 	    .threads = (int)cfg.http_threads,
 	    .max_connections = (unsigned)cfg.max_connections,
+	    .max_streams = (int)cfg.max_streams,
 	    .head_timeout_ms = cfg.http_head_timeout_ms,
 	    .body_timeout_ms = cfg.http_body_timeout_ms,
 	    .body_max = (size_t)cfg.body_max,

@@ -4,6 +4,7 @@
  * for a day); the list is a read and records nothing.
  */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "store/postgres_int.h"
 #include "util/err.h"
@@ -49,6 +50,34 @@ int pgb_replicas_list(void *h, int64_t window_ms, char (*ret_ids)[ID_MAX + 1],
 		for (size_t i = 0; i < n && i < max; i++)
 			snprintf(ret_ids[i], ID_MAX + 1, "%s",
 			         PQgetvalue(res, (int)i, 0));
+		*ret_n = n;
+	}
+	PQclear(res);
+	return rc;
+}
+
+static const pgp_stmt_t stmt_leases_by_owner = {
+    .name = "leases_by_owner",
+    .sql = "SELECT lease_owner, COUNT(*) AS n FROM orders"
+           " WHERE status = 'processing' AND lease_owner IS NOT NULL"
+           " GROUP BY lease_owner ORDER BY n DESC, lease_owner",
+    .nparams = 0,
+};
+
+int pgb_leases_by_owner(void *h, store_lease_group_t *ret, size_t max,
+                        size_t *ret_n)
+{
+	PGresult *res;
+	int rc =
+	    pgb_query(h, &stmt_leases_by_owner, NULL, PGB_LOST_RETRY, &res);
+	if (rc == 0) {
+		size_t n = (size_t)PQntuples(res);
+		for (size_t i = 0; i < n && i < max; i++) {
+			snprintf(ret[i].replica, ID_MAX + 1, "%s",
+			         PQgetvalue(res, (int)i, 0));
+			ret[i].orders =
+			    strtoll(PQgetvalue(res, (int)i, 1), NULL, 10);
+		}
 		*ret_n = n;
 	}
 	PQclear(res);

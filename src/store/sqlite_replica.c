@@ -71,3 +71,41 @@ put:
 	*ret_n = n;
 	return 0;
 }
+
+int sqb_leases_by_owner(void *b, store_lease_group_t *ret, size_t max,
+                        size_t *ret_n)
+{
+	sqb_store_t *s = b;
+	sqb_conn_t *c = sqb_reader_get(s);
+	int64_t now;
+	size_t n = 0;
+	int rc = sqb_read_begin(c, &now);
+	if (rc < 0)
+		goto put;
+	sqlite3_stmt *st = NULL;
+	rc = sqb_stmt(c, SQB_LEASES_BY_OWNER,
+	              "SELECT lease_owner, COUNT(*) AS n FROM orders"
+	              " WHERE status = 'processing' AND lease_owner IS NOT NULL"
+	              " GROUP BY lease_owner ORDER BY n DESC, lease_owner",
+	              &st);
+	if (rc == 0) {
+		while ((rc = sqb_step(st)) == 1) {
+			const char *id =
+			    (const char *)sqlite3_column_text(st, 0);
+			if (n < max && id) {
+				snprintf(ret[n].replica, ID_MAX + 1, "%s", id);
+				ret[n].orders = sqlite3_column_int64(st, 1);
+			}
+			n++;
+		}
+	}
+	if (st)
+		sqlite3_reset(st);
+	sqb_read_end(c);
+put:
+	sqb_reader_put(s, c);
+	if (rc < 0)
+		return rc;
+	*ret_n = n;
+	return 0;
+}

@@ -368,6 +368,14 @@ int store_replicas_list(store_t *s, int64_t window_ms,
 	return s->be->replicas_list(s->b, window_ms, ret_ids, max, ret_n);
 }
 
+int store_leases_by_owner(store_t *s, store_lease_group_t *ret, size_t max,
+                          size_t *ret_n)
+{
+	if (!ret_n || (max > 0 && !ret) || max > STORE_LEASE_GROUPS_MAX)
+		return OD_EINVAL;
+	return s->be->leases_by_owner(s->b, ret, max, ret_n);
+}
+
 int store_lock_acquire(store_t *s, const char *name, const char *owner,
                        int64_t ttl_ms, store_lock_t *ret)
 {

@@ -374,6 +374,19 @@ int store_replica_beat(store_t *s, const char *replica);
 int store_replicas_list(store_t *s, int64_t window_ms,
                         char (*ret_ids)[ID_MAX + 1], size_t max, size_t *ret_n);
 
+/* Orders in processing, counted per lease owner (whole store). */
+#define STORE_LEASE_GROUPS_MAX 64
+typedef struct store_lease_group {
+	char replica[ID_MAX + 1];
+	int64_t orders;
+} store_lease_group_t;
+/*
+ * Fills up to max groups into ret, most orders first (then by replica),
+ * and their total in *ret_n. A read: it records nothing.
+ */
+int store_leases_by_owner(store_t *s, store_lease_group_t *ret, size_t max,
+                          size_t *ret_n);
+
 /* ---- named locks (leases with fencing tokens) ---- */
 
 typedef struct store_lock {

@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "obs/feed.h"
 #include "obs/metrics.h"
 #include "util/err.h"
 
@@ -106,9 +107,15 @@ static void commit_batch(batcher_t *b, request_t *batch, size_t n)
 	for (request_t *r = batch, *next; r; r = next) {
 		next = r->next;
 		if (rc == 0) {
-			for (size_t i = 0; i < r->n; i++)
-				created +=
-				    b->results[k + i].outcome == SUBMIT_CREATED;
+			for (size_t i = 0; i < r->n; i++) {
+				const store_submit_result_t *sr =
+				    &b->results[k + i];
+				if (sr->outcome != SUBMIT_CREATED)
+					continue;
+				created++;
+				feed_order(sr->order.id, "pending", "submit",
+				           -1, NULL, NULL);
+			}
 			r->done(r->arg, 0, b->results + k, r->n);
 		} else {
 			r->done(r->arg, rc, NULL, r->n);

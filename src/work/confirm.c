@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core/backoff.h"
+#include "obs/feed.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "util/clock.h"
@@ -294,6 +295,8 @@ static bool write_retry(confirm_t *c, job_t *j)
 		         j->reason, NULL);
 	} else {
 		metrics_inc(c->m_retries);
+		feed_order(j->claim.order.id, "pending", "retry",
+		           j->claim.fence, NULL, j->reason);
 	}
 	return true;
 }

@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "core/backoff.h"
+#include "obs/feed.h"
 #include "obs/log.h"
 #include "obs/metrics.h"
 #include "util/clock.h"
@@ -147,6 +148,18 @@ static void record_outcome(workers_t *w, const store_claim_t *c,
                            metric_t *outcome)
 {
 	count_finished(w, c, outcome);
+	if (feed_active()) {
+		bool ok = outcome == w->m_completed,
+		     no = outcome == w->m_rejected;
+		feed_order(c->order.id,
+		           ok   ? "completed"
+		           : no ? "rejected"
+		                : "failed",
+		           ok   ? "complete"
+		           : no ? "reject"
+		                : "fail",
+		           c->fence, NULL, NULL);
+	}
 	/* A failure was counted where it happened (retry_batch, the
 	 * backstop); a decided order is a successful attempt. */
 	if (w->opt.alerts && outcome != w->m_failed)
@@ -227,6 +240,8 @@ static void retry_batch(workers_t *w, store_claim_t *claims, size_t n, int err)
 			         "error", err_str(err), NULL);
 		} else {
 			metrics_inc(w->m_retries);
+			feed_order(c->order.id, "pending", "retry", c->fence,
+			           NULL, err_str(err));
 		}
 	}
 }

@@ -154,6 +154,18 @@ class HttpTest(Base):
         st, _, stats = self.api("GET", "/v1/stats")
         self.assertEqual(st, 200, stats)
         self.assertIsInstance(stats, dict)
+        # Issue 10: per-outcome throughput (their sum is processed_per_s),
+        # the configured error-rate threshold, leases per owner.
+        tp = stats["throughput"]
+        self.assertGreater(tp["completed_per_s"], 0, stats)
+        self.assertEqual(tp["rejected_per_s"], 0, stats)
+        self.assertEqual(tp["failed_per_s"], 0, stats)
+        self.assertAlmostEqual(tp["processed_per_s"], tp["completed_per_s"]
+                               + tp["rejected_per_s"] + tp["failed_per_s"])
+        self.assertEqual(stats["alert_threshold"], 0.05, stats)
+        self.assertIsInstance(stats["leases"], list, stats)
+        for g in stats["leases"]:
+            self.assertEqual(set(g), {"replica", "orders"}, stats)
         st, _, al = self.api("GET", "/v1/alerts")
         self.assertEqual(st, 200, al)
         self.assertIsInstance(al.get("alerts"), list)
@@ -248,6 +260,7 @@ class StatsReadOnlyTest(Base):
             # The answering replica still counts itself, listed first.
             self.assertGreaterEqual(body["replicas_seen"], 1, body)
             self.assertEqual(len(body["replicas"]), 1, body)
+            self.assertEqual(body["leases"], [], body)  # none processing
         self.assertEqual(self.sql("SELECT id FROM replicas"), [],
                          "GET /v1/stats wrote a heartbeat")
 

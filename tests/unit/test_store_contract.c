@@ -355,6 +355,45 @@ static void test_replicas(void **state)
 	assert_int_equal(raw_int("SELECT COUNT(*) FROM replicas"), 1);
 }
 
+/* Orders in processing, counted per lease owner: most first. */
+static void test_leases_by_owner(void **state)
+{
+	fixture_t *f = *state;
+	store_lease_group_t g[4];
+	size_t n = 99;
+	assert_int_equal(store_leases_by_owner(f->s, g, 4, &n), 0);
+	assert_int_equal(n, 0);
+	set_stock(f->s, "A", 10);
+	assert_int_equal(submit1(f->s, "l1", "A:1"), SUBMIT_CREATED);
+	assert_int_equal(submit1(f->s, "l2", "A:1"), SUBMIT_CREATED);
+	assert_int_equal(submit1(f->s, "l3", "A:1"), SUBMIT_CREATED);
+	assert_int_equal(submit1(f->s, "l4", "A:1"), SUBMIT_CREATED);
+	store_claim_t c[3];
+	size_t nc;
+	assert_int_equal(store_claim(f->s, "w-a", 30000, 1, c, &nc), 0);
+	assert_int_equal(nc, 1);
+	assert_int_equal(store_claim(f->s, "w-b", 30000, 2, c + 1, &nc), 0);
+	assert_int_equal(nc, 2);
+	assert_int_equal(store_leases_by_owner(f->s, g, 4, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(g[0].replica, "w-b");
+	assert_int_equal(g[0].orders, 2);
+	assert_string_equal(g[1].replica, "w-a");
+	assert_int_equal(g[1].orders, 1);
+	assert_int_equal(store_leases_by_owner(f->s, g, 1, &n), 0);
+	assert_int_equal(n, 2); /* the total, though one group fits */
+	/* A finished order holds no lease. */
+	store_process_result_t r[1];
+	assert_int_equal(store_process(f->s, c, 1, r), 0);
+	assert_int_equal(r[0].outcome, PROCESS_COMPLETED);
+	store_claims_clear(c, 3);
+	assert_int_equal(store_leases_by_owner(f->s, g, 4, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(g[0].replica, "w-b");
+	assert_int_equal(store_leases_by_owner(f->s, NULL, 1, &n), OD_EINVAL);
+	assert_int_equal(store_leases_by_owner(f->s, g, 1, NULL), OD_EINVAL);
+}
+
 /* ---- named locks ---- */
 
 static void test_locks(void **state)
@@ -770,6 +809,7 @@ int main(void)
 	    T(test_products),
 	    T(test_stats_oldest_pending),
 	    T(test_replicas),
+	    T(test_leases_by_owner),
 	    T(test_locks),
 	    T(test_lock_race),
 	    T(test_arguments),
