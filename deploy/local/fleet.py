@@ -322,8 +322,10 @@ def main():
             f.lb_url, ", ".join(r.url for r in f.replicas), f.dir))
         print("settings from %s: %s" % (os.path.relpath(CONFIGMAP),
                                         ", ".join(sorted(f.settings))))
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-    except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        while True:
+            signal.pause()
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         f.stop()
@@ -331,6 +333,4 @@ def main():
 
 
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) \
-        if len(sys.argv) > 1 and sys.argv[1] == "up" else None
     sys.exit(main())
