@@ -66,6 +66,8 @@ def main():
                                 t - t0, method, path, what[:200]))
                         elif method == "POST":
                             accepted.append(oid)
+                    if not ok:
+                        break  # no GET of an order that was refused
                 time.sleep(0.01)
         t0 = time.time()
         threads = [threading.Thread(target=client, args=(k,), daemon=True)
