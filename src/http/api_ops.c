@@ -35,6 +35,10 @@ void api_ops_readyz(http_req_t *r)
 		api_unavailable(r, "server is draining");
 		return;
 	}
+	if (atomic_load(&r->srv->unready)) {
+		api_unavailable(r, "server is shutting down");
+		return;
+	}
 	if (store_ping(r->srv->deps.store) != 0) {
 		api_unavailable(r, "store is not reachable");
 		return;

@@ -579,6 +579,7 @@ int http_server_new(const http_options_t *opt, const http_deps_t *deps,
 	atomic_init(&s->draining, false);
 	feed_init(opt->max_streams > 0 ? opt->max_streams : 64,
 	          opt->replica_id); /* GET /v1/events */
+	atomic_init(&s->unready, false);
 	pthread_mutex_init(&s->mu, NULL);
 	clock_cond_init(&s->cond);
 	pthread_mutex_init(&s->stats_mu, NULL);
@@ -651,6 +652,12 @@ fail:
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 	return rc;
+}
+
+void http_server_set_unready(http_server_t *h)
+{
+	if (h != NULL)
+		atomic_store(&h->unready, true);
 }
 
 void http_server_set_draining(http_server_t *h)

@@ -69,6 +69,9 @@ typedef struct http_deps {
 /* Binds opt->listen and starts serving. */
 int http_server_new(const http_options_t *opt, const http_deps_t *deps,
                     http_server_t **ret);
+/* From now on /readyz answers 503; everything else is served as before
+ * (the shutdown delay: load balancers take the replica out first). */
+void http_server_set_unready(http_server_t *h);
 /* From now on /readyz answers 503 and submissions 503 (Retry-After). */
 void http_server_set_draining(http_server_t *h);
 /* Stops listening, resumes and answers every suspended request, joins the

@@ -75,6 +75,7 @@ struct http_server {
 	conn_guard_t *guard;        /* connection phases and eviction */
 	alerts_window_t *submitted; /* 201s over the last 60 s (thread-safe) */
 	atomic_bool draining;
+	atomic_bool unready; /* shutdown delay: only /readyz says 503 */
 	int64_t started_mono_ms;
 
 	pthread_mutex_t mu;

@@ -87,6 +87,11 @@ static const setting_t settings[] = {
         "`sqlite:PATH`, `postgres://...`, `postgresql://...`",
         "the store: `sqlite:PATH` (embedded) or a PostgreSQL URI (libpq "
         "syntax, several hosts allowed)"),
+    STR(database_file, "database-file", "ORDERD_DATABASE_FILE", NULL, 0, 4096,
+        NULL, false, "a readable file",
+        "file whose first line (trailing blanks trimmed, at most 4096 "
+        "bytes) is the `database` value, e.g. a mounted Secret; an error "
+        "together with an explicit `database`"),
     {"workers", OFF(workers), "workers", "ORDERD_WORKERS", SET_INT, DEF_CORES,
      NULL, 1, 256, 0, 0, NULL, false, NULL, "order processing threads"},
     INT(lease_ms, "lease-ms", "ORDERD_LEASE_MS", "10000", 100, 3600000,
@@ -107,6 +112,12 @@ static const setting_t settings[] = {
      "this replica's name in leases, logs and metrics"},
     INT(drain_ms, "drain-ms", "ORDERD_DRAIN_MS", "20000", 0, 600000,
         "how long SIGTERM waits for in-flight work, in milliseconds"),
+    INT(shutdown_delay_ms, "shutdown-delay-ms", "ORDERD_SHUTDOWN_DELAY_MS", "0",
+        0, 600000,
+        "on SIGTERM, `/readyz` answers 503 at once but everything else "
+        "serves normally this long (so a load balancer takes the replica "
+        "out first), then the drain starts; a second SIGTERM or SIGINT "
+        "ends the delay early. In milliseconds"),
     STR(log_level, "log-level", "ORDERD_LOG_LEVEL", "info", 1, 16,
         config_check_log_level, false, "`debug`, `info`, `warn`, `error`",
         "lowest level that is logged"),
@@ -672,6 +683,11 @@ int config_load(config_t *c, int argc, char **argv, int *ret_exit_now,
 		}
 	}
 	rc = cross_check(c, from_flag, err, errlen);
+	if (rc)
+		goto fail_load;
+	const setting_t *db = setting_by_field("database");
+	rc = config_database_file_load(
+	    c, getenv(db->env) || from_flag[db - settings], err, errlen);
 	if (rc)
 		goto fail_load;
 	rc = load_tokens(c, from_flag, err, errlen);

@@ -20,6 +20,8 @@ typedef struct config {
 	char *api_tokens_file; /* one token per line */
 	char *replica_id;      /* default: hostname-pid */
 	int64_t drain_ms;
+	char *database_file;       /* line 1 is the database URI */
+	int64_t shutdown_delay_ms; /* /readyz 503 only, before the drain */
 	char *log_level;
 	int64_t http_threads;
 	int64_t max_connections;

@@ -1,13 +1,17 @@
 /*
  * config_checks: the value rules of the string settings (config.c's table
  * names them): each returns NULL for a valid value, else the rule as the
- * error message says it.
+ * error message says it. Also the database URI from ORDERD_DATABASE_FILE,
+ * checked by the same rule.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/order.h"
 #include "obs/log.h"
+#include "orderd/config.h"
 #include "orderd/config_int.h"
+#include "util/err.h"
 
 const char *config_check_listen(const char *v)
 {
@@ -64,4 +68,61 @@ const char *config_check_log_level(const char *v)
 	if (log_level_parse(v, &l) != 0)
 		return "must be one of debug, info, warn, error";
 	return NULL;
+}
+
+#define DATABASE_MAX 4096 /* bytes, as the database setting allows */
+
+int config_database_file_load(struct config *c, int explicit, char *err,
+                              size_t errlen)
+{
+	static const char from[] = "ORDERD_DATABASE_FILE";
+	if (!c->database_file || !c->database_file[0])
+		return 0;
+	if (explicit)
+		return config_fail(
+		    err, errlen,
+		    "%s: give the database either in the file or "
+		    "in ORDERD_DATABASE (--database), not both",
+		    from);
+	char *text = NULL;
+	size_t len = 0;
+	int rc = config_read_small_file(c->database_file, &text, &len);
+	if (rc == OD_ETOOBIG)
+		return config_fail(err, errlen,
+		                   "%s: \"%.200s\" is larger than 16384 bytes",
+		                   from, c->database_file);
+	if (rc < 0)
+		return config_fail(err, errlen,
+		                   "%s: cannot read \"%.200s\": %s", from,
+		                   c->database_file, err_str(rc));
+	size_t n = strcspn(text, "\r\n");
+	while (n > 0 && (text[n - 1] == ' ' || text[n - 1] == '\t'))
+		n--;
+	const char *why = NULL;
+	if (memchr(text, '\0', len))
+		why = "contains a NUL byte";
+	else if (n == 0)
+		why = "has no database URI on its first line";
+	else if (n > DATABASE_MAX)
+		why = "has a first line longer than 4096 bytes";
+	char *uri = why ? NULL : strndup(text, n);
+	if (!why && !uri)
+		why = "out of memory";
+	/* The URI may carry a password: wipe the file's bytes. */
+	explicit_bzero(text, len);
+	free(text);
+	if (!why && config_check_database(uri))
+		why = "has a first line that is not sqlite:PATH, "
+		      "postgres://... or postgresql://... (not shown)";
+	if (why) {
+		if (uri) {
+			explicit_bzero(uri, strlen(uri));
+			free(uri);
+		}
+		return config_fail(err, errlen, "%s: \"%.200s\" %s", from,
+		                   c->database_file, why);
+	}
+	free(c->database);
+	c->database = uri;
+	return 0;
 }

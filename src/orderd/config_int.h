@@ -33,7 +33,20 @@ const char *config_check_pg_pooler(const char *v);
 /* An http:// or https:// URL; empty counts as unset. */
 const char *config_check_http_url(const char *v);
 
+/* Reads up to 16 KiB of path into a malloc'd string of *ret_len bytes
+ * (NUL-terminated; it may hold NUL bytes of its own): 0, -errno, or
+ * OD_ETOOBIG when the file is larger (config_notify.c). */
+int config_read_small_file(const char *path, char **ret, size_t *ret_len);
+
 struct config;
+/*
+ * ORDERD_DATABASE_FILE (config_checks.c): when set, its first line
+ * (trailing blanks trimmed) replaces c->database, checked like the
+ * setting; explicit says ORDERD_DATABASE or --database was given, which
+ * is then an error. Messages never show the URI (it may hold a password).
+ */
+int config_database_file_load(struct config *c, int explicit, char *err,
+                              size_t errlen);
 /*
  * The notification settings' cross rules (config_notify.c): the URL list,
  * the secrets from the environment or the secret file (which fills

@@ -61,9 +61,7 @@ const char *config_notify_url_check(const char *v)
 	}
 }
 
-/* Reads up to SECRET_FILE_MAX bytes of path into a malloc'd string of
- * *ret_len bytes (NUL-terminated; it may hold NUL bytes of its own). */
-static int read_small_file(const char *path, char **ret, size_t *ret_len)
+int config_read_small_file(const char *path, char **ret, size_t *ret_len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -162,7 +160,8 @@ int config_notify_load(struct config *c, char *err, size_t errlen)
 			                   "not both");
 		char *text = NULL;
 		size_t len = 0;
-		int rc = read_small_file(c->notify_secret_file, &text, &len);
+		int rc =
+		    config_read_small_file(c->notify_secret_file, &text, &len);
 		if (rc < 0)
 			return config_fail(err, errlen,
 			                   "ORDERD_NOTIFY_SECRET_FILE: cannot "

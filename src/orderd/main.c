@@ -1,7 +1,8 @@
 /*
  * orderd: the daemon's entry point. Loads the configuration, wires the
  * modules together (store -> batcher -> workers -> HTTP server), then waits
- * for SIGTERM/SIGINT and drains: report not ready, refuse new work, commit
+ * for SIGTERM/SIGINT, reports not ready for ORDERD_SHUTDOWN_DELAY_MS while
+ * still serving, and drains: report not ready, refuse new work, commit
  * and answer what is queued, finish or hand back every claimed order, exit 0
  * within the drain timeout.
  *
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sysexits.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http/server.h"
@@ -140,6 +142,41 @@ static void block_signals(sigset_t *set)
 	sigaddset(set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+/*
+ * ORDERD_SHUTDOWN_DELAY_MS: /readyz says 503 while everything else serves
+ * normally, so a load balancer (a Service's endpoints, HAProxy's health
+ * check) stops routing here before the drain refuses anything. Returns
+ * early on a second stop signal: an operator's Ctrl-C means now.
+ */
+static void shutdown_delay(http_server_t *http, const sigset_t *stop_signals,
+                           int64_t delay_ms)
+{
+	if (delay_ms <= 0)
+		return;
+	char ms[24];
+	snprintf(ms, sizeof ms, "%lld", (long long)delay_ms);
+	http_server_set_unready(http);
+	log_info("shutdown delay: not ready, still serving", "delay_ms", ms,
+	         NULL);
+	int64_t end = clock_mono_ms() + delay_ms;
+	for (;;) {
+		int64_t left = end - clock_mono_ms();
+		if (left <= 0)
+			return;
+		struct timespec ts = {.tv_sec = left / 1000,
+		                      .tv_nsec = (left % 1000) * 1000000L};
+		int sig = sigtimedwait(stop_signals, NULL, &ts);
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_info("second stop signal: shutdown delay cut short",
+			         "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",
+			         NULL);
+			return;
+		}
+		/* EAGAIN: the delay is over (re-checked above); EINTR: again.
+		 */
+	}
 }
 
 int main(int argc, char **argv)
@@ -352,6 +389,7 @@ int main(int argc, char **argv)
 
 	int sig = 0;
 	sigwait(&stop_signals, &sig);
+	shutdown_delay(http, &stop_signals, cfg.shutdown_delay_ms);
 	static int64_t deadline;
 	deadline = clock_mono_ms() + cfg.drain_ms;
 	log_info("draining", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM",

@@ -395,12 +395,14 @@ class Daemon:
         self.stop(timeout=10)
 
 
-def run_orderd(args, env=None, timeout=20):
-    """Runs orderd to completion (for config errors, --help...).
-    Returns (exit code, combined output)."""
+def run_orderd(args, env=None, timeout=20, unset=()):
+    """Runs orderd to completion (for config errors, --help...), without
+    the variables named in unset. Returns (exit code, combined output)."""
     e = dict(os.environ)
     e.setdefault("ORDERD_LOG_LEVEL", "warn")
     e.update(env or {})
+    for k in unset:
+        e.pop(k, None)
     p = subprocess.Popen([BIN] + list(args), env=e, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     with _procs_lock:

@@ -247,17 +247,191 @@ class DrainTest(unittest.TestCase):
             self.assertLess(time.time() - t0, 3, "idle shutdown slow")
 
 
+class ShutdownDelayTest(unittest.TestCase):
+    """ORDERD_SHUTDOWN_DELAY_MS: on SIGTERM only /readyz turns 503; orders
+    are still accepted and processed for the delay; then the usual drain
+    refuses writes 503 and the process exits 0. A second signal ends the
+    delay early."""
+
+    def setUp(self):
+        self.db = H.Database("delay")
+        self.ds = []
+
+    def tearDown(self):
+        for d in self.ds:
+            d.kill()
+        self.db.drop()
+
+    def daemon(self, env):
+        e = {"ORDERD_WORKERS": "2", "ORDERD_DRAIN_MS": "3000"}
+        e.update(env)
+        d = H.Daemon(self.db.uri, name="delay", env=e)
+        self.ds.append(d)
+        return d.start()
+
+    def test_ready_503_but_serving_during_the_delay(self):
+        delay = 2.5
+        # Slow processing keeps the drain busy long enough to be seen.
+        d = self.daemon({"ORDERD_SHUTDOWN_DELAY_MS": str(int(delay * 1000)),
+                         "ORDERD_FAILPOINTS": "slow_process_ms=800"})
+        run = H.rand_suffix(5)
+        sku = "SD-" + run
+        H.set_stock(d.client, sku, 100000)
+        writes = []  # (seconds after SIGTERM, status or exception, id)
+
+        def submit():
+            c = H.Client(d.url)
+            while d.alive() and time.time() - t_term < delay + 8:
+                oid = "sd-%s-%d" % (run, len(writes))
+                t = time.time() - t_term
+                try:
+                    st, hdr, body = c.api("POST", "/v1/orders", timeout=2,
+                                          json=H.order(oid, items=[
+                                              {"sku": sku, "qty": 1}]))
+                except (H.requests.ConnectionError, H.requests.Timeout) as e:
+                    writes.append((t, e, oid))
+                    return
+                writes.append((t, (st, hdr, body), oid))
+                time.sleep(0.02)
+        t_term = time.time()
+        d.send_signal(signal.SIGTERM)
+        th = threading.Thread(target=submit)
+        th.start()
+        c = H.Client(d.url)
+        ready = []
+        while time.time() - t_term < delay - 0.5:
+            st, _, _ = c.api("GET", "/readyz", timeout=2)
+            ready.append(st)
+            time.sleep(0.05)
+        # The signal arrives asynchronously: 200 may come first, then 503.
+        self.assertEqual(ready[-1], 503, ready)
+        self.assertNotIn(200, ready[ready.index(503):], ready)
+        # Workers still run: the first order completes within the delay.
+        st, _, o = c.api("GET", "/v1/orders/%s?wait_ms=1000" % writes[0][2],
+                         timeout=3)
+        self.assertEqual(o["status"], "completed", o)
+        self.assertLess(time.time() - t_term, delay)
+        th.join(20)
+        try:
+            d.proc.wait(10)
+        except Exception:
+            pass
+        self.assertEqual(d.kill(), 0, H.log_tail(d.log_path))
+        accepted, refused = [], []
+        for t, r, oid in writes:
+            if isinstance(r, tuple) and r[0] in (201, 202):
+                self.assertLess(t, delay + 0.3, "write accepted after the "
+                                "delay, %.2fs after SIGTERM" % t)
+                accepted.append(oid)
+            elif isinstance(r, tuple) and r[0] == 503:
+                self.assertEqual(r[2]["error"]["code"], "unavailable")
+                self.assertRegex(r[1].get("Retry-After", ""), r"^\d+$")
+                self.assertGreater(t, delay - 0.3, "write refused during "
+                                   "the delay, %.2fs after SIGTERM" % t)
+                refused.append(oid)
+            elif isinstance(r, tuple):
+                self.fail("write %.2fs after SIGTERM: %r" % (t, r))
+            else:
+                # The connection ends when the process exits.
+                self.assertGreater(t, delay - 0.3, "write failed during "
+                                   "the delay: %r" % (r,))
+        self.assertGreater(len(accepted), 20, writes[:3])
+        self.assertTrue(refused, "never saw a 503 after the delay")
+        d2 = self.daemon({})
+        final = H.wait_terminal(d2.client, accepted, timeout=60)
+        self.assertEqual({f["status"] for f in final.values()}, {"completed"})
+        self.assertEqual(d2.stop(), 0)
+        rc, out = H.verify(self.db.uri)
+        self.assertEqual(rc, 0, out)
+
+    def test_second_signal_ends_the_delay(self):
+        d = self.daemon({"ORDERD_SHUTDOWN_DELAY_MS": "60000"})
+        t0 = time.time()
+        d.send_signal(signal.SIGTERM)
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            st, _, _ = d.client.api("GET", "/readyz", timeout=2)
+            if st == 503:
+                break
+            time.sleep(0.02)
+        self.assertEqual(st, 503)
+        self.assertTrue(d.alive(), "exited without the delay")
+        d.send_signal(signal.SIGINT)
+        try:
+            d.proc.wait(8)
+        except Exception:
+            pass
+        self.assertEqual(d.kill(), 0, H.log_tail(d.log_path))
+        self.assertLess(time.time() - t0, 8, "second signal did not cut "
+                        "the shutdown delay short")
+
+
+class DatabaseFileTest(unittest.TestCase):
+    """ORDERD_DATABASE_FILE: the URI from a file's first line (a mounted
+    Secret), trailing blanks trimmed; refused beside ORDERD_DATABASE."""
+
+    def test_database_from_file(self):
+        db = H.Database("dbfile")
+        try:
+            path = os.path.join(H.TMP, "dburi-%s" % H.rand_suffix())
+            with open(path, "w") as f:
+                f.write(db.uri + " \t\r\nignored second line\n")
+            port = H.free_port()
+            env = dict(os.environ)
+            env.pop("ORDERD_DATABASE", None)
+            env.update({"ORDERD_DATABASE_FILE": path,
+                        "ORDERD_LOG_LEVEL": "warn"})
+            log = open(os.path.join(H.TMP, "dbfile-%d.log" % port), "wb")
+            p = H.subprocess.Popen(
+                [H.BIN, "--listen", "127.0.0.1:%d" % port], env=env,
+                stdout=log, stderr=H.subprocess.STDOUT,
+                stdin=H.subprocess.DEVNULL)
+            log.close()
+            try:
+                c = H.Client("http://127.0.0.1:%d" % port)
+                deadline = time.time() + 15
+                st = None
+                while time.time() < deadline and p.poll() is None:
+                    try:
+                        st, _, _ = c.api("GET", "/readyz", timeout=2)
+                        if st == 200:
+                            break
+                    except H.requests.RequestException:
+                        pass
+                    time.sleep(0.05)
+                self.assertEqual(st, 200, "not ready with the database file")
+                oid = "dbf-" + H.rand_suffix()
+                st, _, body = c.api("POST", "/v1/orders", json=H.order(oid))
+                self.assertIn(st, (201, 202), body)
+            finally:
+                p.send_signal(signal.SIGTERM)
+                self.assertEqual(p.wait(15), 0)
+            # The order is in the database the file names.
+            with H.Daemon(db.uri, name="dbfile2") as d:
+                st, _, o = d.client.api("GET", "/v1/orders/" + oid)
+                self.assertEqual(st, 200, o)
+            os.unlink(path)
+        finally:
+            db.drop()
+
+
 class ConfigTest(unittest.TestCase):
-    def check78(self, args=(), env=None, needle=None):
+    def check78(self, args=(), env=None, needle=None, secret=None):
         db = "sqlite:" + os.path.join(H.TMP, "cfg-%s.db" % H.rand_suffix())
         e = {"ORDERD_DATABASE": db, "ORDERD_LISTEN": "127.0.0.1:%d" % H.free_port()}
         e.update(env or {})
-        rc, out, err = H.run_orderd(list(args), env=e, timeout=15)
+        drop = [k for k, v in e.items() if v is None]
+        for k in drop:
+            del e[k]
+        rc, out, err = H.run_orderd(list(args), env=e, timeout=15,
+                                    unset=drop)
         self.assertEqual(rc, 78, "args %r env %r: rc %r\n%s%s"
                          % (args, env, rc, out, err))
         self.assertTrue(err.strip(), "no message on stderr")
         if needle:
             self.assertIn(needle.lower(), err.lower())
+        if secret:
+            self.assertNotIn(secret, out + err)
         for suffix in ("", "-wal", "-shm"):
             try:
                 os.unlink(db[len("sqlite:"):] + suffix)
@@ -274,6 +448,27 @@ class ConfigTest(unittest.TestCase):
         self.check78(env={"ORDERD_MAX_ATTEMPTS": "-1"}, needle="MAX_ATTEMPTS")
         self.check78(env={"ORDERD_DATABASE": "mysql://x"})
         self.check78(env={"ORDERD_API_TOKENS_FILE": "/nonexistent/tokens"})
+        self.check78(env={"ORDERD_SHUTDOWN_DELAY_MS": "600001"},
+                     needle="SHUTDOWN_DELAY_MS")
+        # ORDERD_DATABASE_FILE: exclusive with ORDERD_DATABASE/--database,
+        # unreadable, empty or not a URI; the URI itself is never shown.
+        path = os.path.join(H.TMP, "dburi-%s" % H.rand_suffix())
+        with open(path, "w") as f:
+            f.write("postgres://u:hunter2@127.0.0.1/x\n")
+        self.check78(env={"ORDERD_DATABASE_FILE": path},
+                     needle="not both")
+        self.check78(args=["--database", "sqlite:x.db"],
+                     env={"ORDERD_DATABASE_FILE": path}, needle="not both")
+        no_db = {"ORDERD_DATABASE": None}
+        self.check78(env=dict(no_db, ORDERD_DATABASE_FILE="/nonexistent/db"),
+                     needle="cannot read")
+        for text, needle in (("\n", "no database URI"),
+                             ("mysql://u:hunter2@h/x\n", "not sqlite")):
+            with open(path, "w") as f:
+                f.write(text)
+            self.check78(env=dict(no_db, ORDERD_DATABASE_FILE=path),
+                         needle=needle, secret="hunter2")
+        os.unlink(path)
         # The flag wins over the environment.
         self.check78(args=["--lease-ms", "5"], env={"ORDERD_LEASE_MS": "1000"})
 
