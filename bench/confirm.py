@@ -58,6 +58,7 @@ def main():
     os.environ.setdefault("ORDERD_TEST_TMP", tempfile.mkdtemp(prefix="bench-confirm-"))
     os.environ["ORDERD_TEST_BACKEND"] = "sqlite"
     import harness as H
+    H.CHECK_CONTRACT = False  # a benchmark: no per-answer schema checks
     from fake_confirm import FakeConfirm
     serial = run_once(H, FakeConfirm, a.orders, a.delay, 1)
     par = [run_once(H, FakeConfirm, a.orders, a.delay, 64)

@@ -32,6 +32,8 @@ import urllib.parse
 
 import requests
 
+import contract
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("ORDERD_BIN", os.path.join(ROOT, "build", "orderd"))
@@ -193,6 +195,13 @@ class StoreBlocker:
 
 # ---------------------------------------------------------------- client
 
+# Every answer Client.api receives is checked against docs/openapi.yaml
+# (contract.py). The fault suite and the benchmarks turn it off: they
+# measure throughput under faults, and the contract is the integration
+# tests' to hold.
+CHECK_CONTRACT = True
+
+
 class Client:
     """HTTP client with one keep-alive requests.Session per thread."""
 
@@ -223,6 +232,10 @@ class Client:
             h.update(headers)
         r = self.session().request(method, self.base + path, data=data,
                                    headers=h, timeout=timeout, params=params)
+        if CHECK_CONTRACT:
+            contract.check(method,
+                           urllib.parse.urlsplit(r.request.path_url).path,
+                           r.status_code, r.headers, r.content)
         body = None
         if r.content:
             try:

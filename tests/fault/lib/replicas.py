@@ -16,6 +16,8 @@ import requests
 
 import harness as H
 
+H.CHECK_CONTRACT = False  # harness.py: the contract is the integration tests'
+
 from . import env
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
