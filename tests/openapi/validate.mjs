@@ -27,6 +27,17 @@ const n = Object.values(api.paths).reduce(
   (k, p) => k + Object.keys(p).filter((m) => m !== 'parameters').length, 0);
 console.log(`openapi.validate: ${file}: valid OpenAPI ${api.openapi}, ` +
             `${Object.keys(api.paths).length} paths, ${n} operations`);
+// The validator must be able to say no: the same document with one
+// operation's responses made a string (they must be an object) is refused.
+const broken = structuredClone(await new SwaggerParser().parse(file));
+broken.paths['/v1/orders'].post.responses = 'none';
+try {
+  await SwaggerParser.validate(broken);
+  console.error('openapi.validate: a document with responses: "none" passed: the validator checks nothing');
+  process.exit(1);
+} catch (e) {
+  console.log('openapi.validate: a broken copy is refused, as it must be');
+}
 if (doc === undefined) {
   // The served copy: parse both without dereferencing and compare.
   const yaml = await SwaggerParser.parse(path.join(src, 'docs', 'openapi.yaml'));
