@@ -39,6 +39,8 @@ static const api_route_t routes[] = {
     {"/v1/orders/batch", "POST", api_orders_batch, true, true, true, false,
      false},
     {"/v1/orders/{id}", "GET", api_orders_get, true, false, false, false, true},
+    {"/v1/orders/{id}/history", "GET", api_orders_history, true, false, false,
+     false, true},
     {"/v1/orders/{id}/requeue", "POST", api_orders_requeue, true, false, false,
      false, true},
     {"/v1/orders/{id}/cancel", "POST", api_orders_cancel, true, false, false,

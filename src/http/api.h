@@ -114,6 +114,7 @@ void api_ops_alerts(http_req_t *r);
 void api_notifications_list(http_req_t *r);
 void api_notifications_redeliver(http_req_t *r);
 void api_static_get(http_req_t *r);
+void api_orders_history(http_req_t *r);
 
 /* Frees what the async submission state holds (any thread). */
 void api_req_release(http_req_t *r);

@@ -276,6 +276,7 @@ const store_backend_t store_postgres_backend = {
     .lock_get = pgb_lock_get,
     .replica_beat = pgb_replica_beat,
     .replicas_list = pgb_replicas_list,
+    .order_history = pgb_order_history,
     .leases_by_owner = pgb_leases_by_owner,
     .outbox_enable = pgb_outbox_enable,
     .notify_claim = pgb_notify_claim,

@@ -599,3 +599,36 @@ out:
 	pgp_put(b->pool, c);
 	return rc;
 }
+
+/* ---- history ---- */
+
+static const pgp_stmt_t stmt_order_history = {
+    .name = "order_history",
+    .sql = "SELECT event, fence, at, count(*) OVER () FROM order_events"
+           " WHERE order_id = $1 ORDER BY id LIMIT $2::bigint",
+    .nparams = 2,
+};
+
+int pgb_order_history(void *h, const char *id, store_event_t *ret,
+                      size_t max, size_t *ret_n)
+{
+	char lim[24];
+	/* LIMIT 0 would hide the total: ask for one row at least. */
+	pgb_fmt_i64(lim, sizeof lim, max > 0 ? (int64_t)max : 1);
+	const char *p[2] = {id, lim};
+	PGresult *res;
+	int rc = pgb_query(h, &stmt_order_history, p, PGB_LOST_RETRY, &res);
+	if (rc == 0) {
+		size_t n = (size_t)PQntuples(res);
+		for (size_t i = 0; i < n && i < max; i++) {
+			snprintf(ret[i].event, sizeof ret[i].event, "%s",
+			         PQgetvalue(res, (int)i, 0));
+			ret[i].fence = strtoll(PQgetvalue(res, (int)i, 1), NULL, 10);
+			ret[i].at = strtoll(PQgetvalue(res, (int)i, 2), NULL, 10);
+		}
+		*ret_n = n > 0 ? (size_t)strtoll(PQgetvalue(res, 0, 3), NULL, 10)
+		               : 0;
+	}
+	PQclear(res);
+	return rc;
+}

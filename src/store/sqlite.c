@@ -222,6 +222,7 @@ const store_backend_t store_sqlite_backend = {
     .lock_get = sqb_lock_get,
     .replica_beat = sqb_replica_beat,
     .replicas_list = sqb_replicas_list,
+    .order_history = sqb_order_history,
     .leases_by_owner = sqb_leases_by_owner,
     .outbox_enable = sqb_outbox_enable,
     .notify_claim = sqb_notify_claim,

@@ -384,3 +384,46 @@ put:
 	*ret = out;
 	return 0;
 }
+
+/* ---- history ---- */
+
+int sqb_order_history(void *b, const char *id, store_event_t *ret,
+                      size_t max, size_t *ret_n)
+{
+	sqb_store_t *s = b;
+	sqb_conn_t *c = sqb_reader_get(s);
+	sqlite3_stmt *st = NULL;
+	int64_t now;
+	size_t n = 0;
+	int rc = sqb_read_begin(c, &now);
+	if (rc < 0)
+		goto put;
+	rc = sqb_stmt(c, SQB_ORDER_HISTORY,
+	              "SELECT event, fence, at FROM order_events"
+	              " WHERE order_id = ?1 ORDER BY id",
+	              &st);
+	if (rc == 0)
+		rc = sqb_bind_text(st, 1, id);
+	if (rc == 0) {
+		while ((rc = sqb_step(st)) == 1) {
+			if (n < max) {
+				const char *ev =
+				    (const char *)sqlite3_column_text(st, 0);
+				snprintf(ret[n].event, sizeof ret[n].event, "%s",
+				         ev ? ev : "");
+				ret[n].fence = sqlite3_column_int64(st, 1);
+				ret[n].at = sqlite3_column_int64(st, 2);
+			}
+			n++;
+		}
+	}
+	if (st)
+		sqlite3_reset(st);
+	sqb_read_end(c);
+put:
+	sqb_reader_put(s, c);
+	if (rc < 0)
+		return rc;
+	*ret_n = n;
+	return 0;
+}

@@ -368,6 +368,15 @@ int store_replicas_list(store_t *s, int64_t window_ms,
 	return s->be->replicas_list(s->b, window_ms, ret_ids, max, ret_n);
 }
 
+int store_order_history(store_t *s, const char *id, store_event_t *ret,
+                        size_t max, size_t *ret_n)
+{
+	if (!ident_ok(id) || !ret_n || (max > 0 && !ret) ||
+	    max > STORE_HISTORY_MAX)
+		return OD_EINVAL;
+	return s->be->order_history(s->b, id, ret, max, ret_n);
+}
+
 int store_leases_by_owner(store_t *s, store_lease_group_t *ret, size_t max,
                           size_t *ret_n)
 {

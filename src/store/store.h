@@ -387,6 +387,26 @@ typedef struct store_lease_group {
 int store_leases_by_owner(store_t *s, store_lease_group_t *ret, size_t max,
                           size_t *ret_n);
 
+/* ---- order history ---- */
+
+#define STORE_HISTORY_MAX 1000 /* events per store_order_history() */
+#define STORE_EVENT_NAME_MAX 15
+
+/* One recorded transition of an order (order_events). */
+typedef struct store_event {
+	char event[STORE_EVENT_NAME_MAX + 1]; /* "claim", "complete", ... */
+	int64_t fence;                        /* 0: none */
+	int64_t at;                           /* store clock, ms */
+} store_event_t;
+/*
+ * Fills up to max (<= STORE_HISTORY_MAX) of the order's recorded
+ * transitions into ret, oldest first, and their total in *ret_n. The
+ * submission itself is not an event: the order row records it
+ * (created_at). An unknown order has none (0, not an error). A read.
+ */
+int store_order_history(store_t *s, const char *id, store_event_t *ret,
+                        size_t max, size_t *ret_n);
+
 /* ---- named locks (leases with fencing tokens) ---- */
 
 typedef struct store_lock {

@@ -83,6 +83,8 @@ typedef struct store_backend {
 	int (*replicas_list)(void *b, int64_t window_ms,
 	                     char (*ret_ids)[ID_MAX + 1], size_t max,
 	                     size_t *ret_n);
+	int (*order_history)(void *b, const char *id, store_event_t *ret,
+	                     size_t max, size_t *ret_n);
 	int (*leases_by_owner)(void *b, store_lease_group_t *ret, size_t max,
 	                       size_t *ret_n);
 	int (*lock_acquire)(void *b, const char *name, const char *owner,
