@@ -23,12 +23,11 @@ static json_t *time_json(int64_t ms)
 static json_t *event_json(const char *name, int64_t at, int64_t fence,
                           int64_t attempt, const char *reason)
 {
-	return json_pack("{s:o,s:s,s:o,s:n,s:o,s:o}", "at", time_json(at),
-	                 "event", name, "fence",
-	                 fence > 0 ? json_integer(fence) : json_null(),
-	                 "replica", "attempt",
-	                 attempt > 0 ? json_integer(attempt) : json_null(),
-	                 "reason", reason ? json_string(reason) : json_null());
+	return json_pack(
+	    "{s:o,s:s,s:o,s:n,s:o,s:o}", "at", time_json(at), "event", name,
+	    "fence", fence > 0 ? json_integer(fence) : json_null(), "replica",
+	    "attempt", attempt > 0 ? json_integer(attempt) : json_null(),
+	    "reason", reason ? json_string(reason) : json_null());
 }
 
 static bool terminal_event(const char *name)

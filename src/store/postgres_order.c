@@ -609,8 +609,8 @@ static const pgp_stmt_t stmt_order_history = {
     .nparams = 2,
 };
 
-int pgb_order_history(void *h, const char *id, store_event_t *ret,
-                      size_t max, size_t *ret_n)
+int pgb_order_history(void *h, const char *id, store_event_t *ret, size_t max,
+                      size_t *ret_n)
 {
 	char lim[24];
 	/* LIMIT 0 would hide the total: ask for one row at least. */
@@ -623,11 +623,14 @@ int pgb_order_history(void *h, const char *id, store_event_t *ret,
 		for (size_t i = 0; i < n && i < max; i++) {
 			snprintf(ret[i].event, sizeof ret[i].event, "%s",
 			         PQgetvalue(res, (int)i, 0));
-			ret[i].fence = strtoll(PQgetvalue(res, (int)i, 1), NULL, 10);
-			ret[i].at = strtoll(PQgetvalue(res, (int)i, 2), NULL, 10);
+			ret[i].fence =
+			    strtoll(PQgetvalue(res, (int)i, 1), NULL, 10);
+			ret[i].at =
+			    strtoll(PQgetvalue(res, (int)i, 2), NULL, 10);
 		}
-		*ret_n = n > 0 ? (size_t)strtoll(PQgetvalue(res, 0, 3), NULL, 10)
-		               : 0;
+		*ret_n = n > 0
+		             ? (size_t)strtoll(PQgetvalue(res, 0, 3), NULL, 10)
+		             : 0;
 	}
 	PQclear(res);
 	return rc;

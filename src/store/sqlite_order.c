@@ -387,8 +387,8 @@ put:
 
 /* ---- history ---- */
 
-int sqb_order_history(void *b, const char *id, store_event_t *ret,
-                      size_t max, size_t *ret_n)
+int sqb_order_history(void *b, const char *id, store_event_t *ret, size_t max,
+                      size_t *ret_n)
 {
 	sqb_store_t *s = b;
 	sqb_conn_t *c = sqb_reader_get(s);
@@ -409,8 +409,8 @@ int sqb_order_history(void *b, const char *id, store_event_t *ret,
 			if (n < max) {
 				const char *ev =
 				    (const char *)sqlite3_column_text(st, 0);
-				snprintf(ret[n].event, sizeof ret[n].event, "%s",
-				         ev ? ev : "");
+				snprintf(ret[n].event, sizeof ret[n].event,
+				         "%s", ev ? ev : "");
 				ret[n].fence = sqlite3_column_int64(st, 1);
 				ret[n].at = sqlite3_column_int64(st, 2);
 			}
