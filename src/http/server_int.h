@@ -62,7 +62,7 @@ typedef struct http_resp {
 	char location[96];        /* "" or the Location header value */
 	/* More headers: static name, value pairs ended by NULL (static.c). */
 	const char *extra[HTTP_EXTRA_HEADERS * 2 + 1];
-	void *stream;             /* GET /v1/events: its stream (events.c) */
+	void *stream; /* GET /v1/events: its stream (events.c) */
 } http_resp_t;
 
 struct http_server {

@@ -199,8 +199,8 @@ int pgb_lock_get(void *h, const char *name, store_lock_t *ret);
 
 /* Replica heartbeats, in postgres_replica.c. */
 int pgb_replica_beat(void *h, const char *replica);
-int pgb_order_history(void *h, const char *id, store_event_t *ret,
-                      size_t max, size_t *ret_n);
+int pgb_order_history(void *h, const char *id, store_event_t *ret, size_t max,
+                      size_t *ret_n);
 int pgb_leases_by_owner(void *h, store_lease_group_t *ret, size_t max,
                         size_t *ret_n);
 int pgb_replicas_list(void *h, int64_t window_ms, char (*ret_ids)[ID_MAX + 1],

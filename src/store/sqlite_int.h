@@ -309,8 +309,8 @@ int sqb_lock_get(void *b, const char *name, store_lock_t *ret);
 
 /* Replica heartbeats, in sqlite_replica.c. */
 int sqb_replica_beat(void *b, const char *replica);
-int sqb_order_history(void *b, const char *id, store_event_t *ret,
-                      size_t max, size_t *ret_n);
+int sqb_order_history(void *b, const char *id, store_event_t *ret, size_t max,
+                      size_t *ret_n);
 int sqb_leases_by_owner(void *b, store_lease_group_t *ret, size_t max,
                         size_t *ret_n);
 int sqb_replicas_list(void *b, int64_t window_ms, char (*ret_ids)[ID_MAX + 1],
