@@ -658,7 +658,7 @@ async function lookup(id) {
 }
 
 function historyTable(events) {
-  return el("div", { class: "scroll" }, el("table", { class: "tbl", id: "history" },
+  return el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "Order history" }, el("table", { class: "tbl", id: "history" },
     el("caption", { class: "sr-only", text: "The order's events, oldest first" }),
     el("thead", {}, el("tr", {}, ...["At", "Event", "Replica", "Fence", "Attempt", "Reason"].map((h) =>
       el("th", { scope: "col", text: h })))),
