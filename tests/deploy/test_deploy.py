@@ -39,7 +39,7 @@ except ImportError:
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEPLOY = os.path.join(ROOT, "deploy")
-K8S = os.path.join(DEPLOY, "kubernetes")
+K8S = os.path.join(DEPLOY, "kubernetes", "base")
 PROM = os.path.join(DEPLOY, "prometheus")
 
 failures = 0
@@ -215,6 +215,8 @@ def load_k8s():
 		      (name, ", ".join(d.get("kind", "?") for d in loaded)))
 		for d in loaded:
 			docs.setdefault(d.get("kind"), (name, d))
+			if d.get("kind") == "ConfigMap":
+				docs["ConfigMap/" + d["metadata"]["name"]] = (name, d)
 	return docs
 
 
@@ -272,7 +274,17 @@ def check_kubernetes(containerfile):
 
 	c = tmpl["spec"]["containers"][0]
 	ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
-	env = {e["name"]: e for e in c.get("env", [])}
+	# The settings: the ConfigMap's (envFrom), then the container's env.
+	cm = docs.get("ConfigMap/orderd", (None, {}))[1]
+	check(c.get("envFrom") == [{"configMapRef": {"name": "orderd"}}] and cm,
+	      "the container takes its settings from the ConfigMap orderd (envFrom)")
+	cm_data = cm.get("data", {}) or {}
+	check(all(isinstance(v, str) for v in cm_data.values()),
+	      "ConfigMap values are strings")
+	env = {k: {"name": k, "value": v} for k, v in cm_data.items()}
+	env.update({e["name"]: e for e in c.get("env", [])})
+	check([e["name"] for e in c.get("env", [])] == ["ORDERD_REPLICA_ID"],
+	      "only the per-pod ORDERD_REPLICA_ID is set in env; the rest is the ConfigMap's")
 
 	def port_of(ref):
 		return ports.get(ref) if isinstance(ref, str) else ref
@@ -330,9 +342,22 @@ def check_kubernetes(containerfile):
 					     {"name": vol["secret"]["secretName"], "key": it["key"]}))
 	bad = ["%s -> %s/%s" % (n, r["name"], r["key"]) for n, r in refs
 	       if r["name"] != secret["metadata"]["name"] or r["key"] not in sdata]
-	check(any(n == "ORDERD_DATABASE" for n, _ in refs) and not bad,
-	      "ORDERD_DATABASE comes from the Secret; every Secret reference has its key "
-	      "in secret.example.yaml", "; ".join(bad))
+	check(not bad, "every Secret reference has its key in secret.example.yaml",
+	      "; ".join(bad))
+	check(not any(n.startswith("ORDERD_") for n, _ in refs),
+	      "no secret is an environment variable (they are files)")
+	# The *_FILE settings name files of a mounted Secret item.
+	files = set()
+	for m in c.get("volumeMounts", []):
+		vol = next((v for v in tmpl["spec"].get("volumes", [])
+			    if v["name"] == m["name"] and "secret" in v), None)
+		for it in (vol or {}).get("secret", {}).get("items", []):
+			files.add(m["mountPath"].rstrip("/") + "/" + it["path"])
+	want = ["ORDERD_DATABASE_FILE", "ORDERD_API_TOKENS_FILE"]
+	bad = [n for n in want if env.get(n, {}).get("value") not in files]
+	check(not bad and "ORDERD_DATABASE" not in env,
+	      "the database URI and the API tokens are files of the mounted Secret "
+	      "(ORDERD_DATABASE_FILE, ORDERD_API_TOKENS_FILE)", "; ".join(bad))
 	check(all("CHANGE-ME" in str(v) for v in sdata.values()),
 	      "secret.example.yaml holds placeholders only (CHANGE-ME)")
 	mounts = {m["name"] for m in c.get("volumeMounts", [])}
@@ -340,11 +365,19 @@ def check_kubernetes(containerfile):
 	check(mounts <= vols, "volumeMounts name declared volumes")
 
 	drain_ms = int(env.get("ORDERD_DRAIN_MS", {}).get("value", "20000"))
+	delay_ms = int(env.get("ORDERD_SHUTDOWN_DELAY_MS", {}).get("value", "0"))
 	grace = tmpl["spec"].get("terminationGracePeriodSeconds", 30)
-	check(grace * 1000 >= drain_ms + 5000,
-	      "terminationGracePeriodSeconds %ss > ORDERD_DRAIN_MS %d ms + 5 s margin" % (grace, drain_ms))
+	check(delay_ms >= 2000,
+	      "ORDERD_SHUTDOWN_DELAY_MS %d ms >= 2 s: the endpoints and kube-proxy stop "
+	      "routing to the pod before its drain refuses work" % delay_ms)
+	check(grace * 1000 >= delay_ms + drain_ms + 5000,
+	      "terminationGracePeriodSeconds %ss >= ORDERD_SHUTDOWN_DELAY_MS %d ms + "
+	      "ORDERD_DRAIN_MS %d ms + 5 s margin" % (grace, delay_ms, drain_ms))
 	check("preStop" not in c.get("lifecycle", {}),
-	      "no preStop hook (orderd turns /readyz 503 itself on SIGTERM)")
+	      "no preStop hook (the shutdown delay is the pause; a preStop sleep would add to it)")
+	check(str(tmpl["spec"].get("securityContext", {}).get("fsGroup")) ==
+	      str(containerfile.get("uid")),
+	      "fsGroup is the image's group: the 0440 secret files are readable")
 
 	resources = c.get("resources", {})
 	req, lim = resources.get("requests", {}), resources.get("limits", {})
@@ -374,7 +407,7 @@ def check_kubernetes(containerfile):
 	ext = [m["external"]["metric"]["name"] for m in hpa["metrics"] if m["type"] == "External"]
 	cpu = [m for m in hpa["metrics"] if m["type"] == "Resource" and m["resource"]["name"] == "cpu"]
 	check(cpu and req.get("cpu"), "HPA has a CPU fallback metric, and pods request CPU")
-	check_adapter(docs["ConfigMap"][1], ext)
+	check_adapter(docs["ConfigMap/prometheus-adapter-orderd"][1], ext)
 
 
 def check_adapter(cm, hpa_metrics):
