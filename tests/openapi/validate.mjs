@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 const [src, modules, doc] = process.argv.slice(2);
-const require = createRequire(path.join(modules, 'node_modules', 'x.js'));
+const require = createRequire(path.resolve(modules, 'node_modules', 'x.js'));
 const SwaggerParser = require('@apidevtools/swagger-parser');
 
 const file = doc ?? path.join(src, 'docs', 'openapi.yaml');
