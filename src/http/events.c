@@ -82,21 +82,8 @@ static void publish_stats(void)
 {
 	json_t *j;
 
-	if (api_stats_json(ev.srv, &j) != 0)
-		return;
-	char *text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (text == NULL)
-		return;
-	size_t n = strlen(text);
-	char *frame = malloc(n + 32);
-	if (frame != NULL) {
-		int len =
-		    snprintf(frame, n + 32, "event: stats\ndata: %s\n\n", text);
-		feed_publish(frame, (size_t)len);
-		free(frame);
-	}
-	free(text);
+	if (api_stats_json(ev.srv, &j) == 0)
+		feed_publish_json("stats", j);
 }
 
 static void *ticker(void *arg)

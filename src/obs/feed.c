@@ -177,15 +177,20 @@ void feed_order(const char *id, const char *status, const char *event,
 	                      fence >= 0 ? json_integer(fence) : json_null(),
 	                      "replica", str_or_null(replica ? replica : self),
 	                      "reason", str_or_null(reason));
+	feed_publish_json("order", j);
+}
+
+void feed_publish_json(const char *event, json_t *j)
+{
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (text == NULL)
 		return;
-	size_t n = strlen(text);
-	char *frame = malloc(n + 32);
+	size_t n = strlen(text) + strlen(event) + sizeof "event: \ndata: \n\n";
+	char *frame = malloc(n);
 	if (frame != NULL) {
 		int len =
-		    snprintf(frame, n + 32, "event: order\ndata: %s\n\n", text);
+		    snprintf(frame, n, "event: %s\ndata: %s\n\n", event, text);
 		feed_publish(frame, (size_t)len);
 		free(frame);
 	}

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 #define FEED_RING_MAX (256 * 1024)
 #define FEED_SUBS_MAX 1024 /* hard cap on max_subs */
 
@@ -24,6 +26,9 @@ void feed_init(int max_subs, const char *replica);
 bool feed_active(void);
 /* Appends text (a whole frame) to every subscriber. */
 void feed_publish(const char *text, size_t len);
+/* Publishes j as the frame "event: EVENT\ndata: <j compact>\n\n";
+ * steals the reference to j (NULL: nothing). */
+void feed_publish_json(const char *event, json_t *j);
 /* OD_EBUSY when max_subs are subscribed, -ENOMEM. */
 int feed_subscribe(feed_wake_fn wake, void *arg, feed_sub_t **ret);
 void feed_unsubscribe(feed_sub_t *sub);
