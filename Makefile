@@ -32,7 +32,7 @@ test: test-deps build
 	@cat $(BUILD)/fault-suite.txt 2>/dev/null || echo "fault suite: not run"
 	@$(MAKE) --no-print-directory asan tsan
 
-SAN_EXCLUDE = ^(fuzz|deploy|lint|node|browser|openapi)\.|^fault\.(suite|test_hostile\.sqlite)$$|^integration\.test_(churn|events)\.|\.postgres_txn$$
+SAN_EXCLUDE = ^(fuzz|deploy|lint|node|browser|openapi)\.|^fault\.(suite|test_hostile\.sqlite)$$|^integration\.test_churn\.|\.postgres_txn$$
 SAN_CTEST = ctest --output-on-failure -j 2 --timeout 900
 
 asan: test-deps

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "http/api.h"
 #include "http/server_int.h"
@@ -36,6 +37,11 @@
 #define TICK_MS 1000
 #define KEEPALIVE_MS 15000
 #define RETRY_FRAME "retry: 2000\n\n"
+/* The kernel's send buffer of a stream's socket. Left alone, Linux grows
+ * it up to net.ipv4.tcp_wmem's maximum (4 MiB by default) for a reader that
+ * does not read: that much kernel memory per stream, and the 256 KiB
+ * backlog bound (feed.c) would only start counting after it. */
+#define STREAM_SNDBUF (64 * 1024)
 
 typedef struct stream {
 	struct MHD_Connection *conn;
@@ -200,6 +206,13 @@ void api_events(http_req_t *r)
 		return;
 	}
 	st->conn = r->conn;
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci != NULL) {
+		int sndbuf = STREAM_SNDBUF;
+		(void)setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &sndbuf,
+		                 sizeof sndbuf);
+	}
 	pthread_mutex_lock(&ev.mu);
 	st->next = ev.head;
 	if (ev.head)
