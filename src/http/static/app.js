@@ -278,36 +278,14 @@ function redraw() {
 
 // ---- stats -----------------------------------------------------------------
 
-// The per-status rates come from the server (throughput.*_per_s). An older
-// server without them: derive them from the store's counts over the last
-// 10 s (the terminal counts refresh about every 2 s, so a shorter span
-// would saw-tooth).
-const DERIVE_MS = 10000;
-let countHist = [];
-let lastThreshold = null;
-
-function derived(stats, now) {
-  const o = stats.orders || {};
-  countHist.push({ t: now, completed: o.completed || 0, rejected: o.rejected || 0, failed: o.failed || 0 });
-  while (countHist.length > 2 && now - countHist[1].t >= DERIVE_MS) countHist.shift();
-  const first = countHist[0];
-  const dt = (now - first.t) / 1000;
-  const out = {};
-  if (dt >= 1.5)
-    for (const k of ["completed", "rejected", "failed"])
-      out[k] = Math.max(0, (o[k] - first[k]) / dt);
-  return out;
-}
-
 function onStats(stats) {
   const now = Date.now();
   const tp = stats.throughput || {};
-  const d = derived(stats, now);
   const rate = {
     submitted: tp.submitted_per_s,
-    completed: tp.completed_per_s != null ? tp.completed_per_s : d.completed,
-    rejected: tp.rejected_per_s != null ? tp.rejected_per_s : d.rejected,
-    failed: tp.failed_per_s != null ? tp.failed_per_s : d.failed,
+    completed: tp.completed_per_s,
+    rejected: tp.rejected_per_s,
+    failed: tp.failed_per_s,
   };
   for (const k of Object.keys(rate)) {
     push(k, now, rate[k]);
@@ -321,8 +299,7 @@ function onStats(stats) {
   setText("t-oldest", fmtAge(stats.oldest_pending_age_seconds));
   const alerts = stats.alerts || [];
   const hi = alerts.find((a) => a.name === "HighErrorRate");
-  const thr = stats.alert_threshold != null ? stats.alert_threshold : hi ? hi.threshold : lastThreshold;
-  lastThreshold = thr;
+  const thr = stats.alert_threshold;
   push("error", now, stats.error_rate);
   push("threshold", now, thr);
   setText("t-error", fmtPct(stats.error_rate));
@@ -642,15 +619,10 @@ async function lookup(id) {
     hist = await api("GET", path + "/history");
   } catch (e) {
     if (e instanceof AuthError) return;
-    // The order exists, so a 404 here is a server without the route.
-    histMsg = e.status === 404 ? "History is not available from this server." :
-      "History unavailable: " + e.message;
+    histMsg = "History unavailable: " + e.message;
   }
   if (hist) {
     parts.push(el("h3", { class: "h3", text: "History" }), historyTable(hist.events || []));
-    const ns = hist.notifications || [];
-    parts.push(el("h3", { class: "h3", text: "Notifications" }), ns.length ? notifTable(ns) :
-      el("p", { class: "muted", text: "None." }));
   } else {
     parts.push(el("p", { class: "msg", text: histMsg }));
   }
@@ -669,17 +641,6 @@ function historyTable(events) {
       el("td", { class: "num" }, e.fence == null ? "–" : String(e.fence)),
       el("td", { class: "num" }, e.attempt == null ? "–" : String(e.attempt)),
       el("td", { class: "reason" }, e.reason || "–"))))));
-}
-
-function notifTable(ns) {
-  return el("table", { class: "tbl" },
-    el("caption", { class: "sr-only", text: "Notifications about this order" }),
-    el("thead", {}, el("tr", {}, ...["Id", "Event", "Status", "Attempts", "Created", "Delivered"].map((h) =>
-      el("th", { scope: "col", text: h })))),
-    el("tbody", {}, ...ns.map((n) => el("tr", {},
-      el("td", { class: "mono" }, String(n.id)), el("td", {}, n.event || n.type || "–"),
-      el("td", {}, n.status), el("td", { class: "num" }, fmtInt(n.attempts)),
-      el("td", {}, fmtTime(n.created_at)), el("td", {}, fmtTime(n.delivered_at))))));
 }
 
 // ---- products --------------------------------------------------------------
@@ -747,7 +708,6 @@ function restart() {
   stopStream();
   clearInterval(listTimer);
   const gen = generation;
-  countHist = [];
   backoff = 1000;
   // Stats first: a 401 there brings up the prompt once.
   api("GET", "/v1/stats").then((s) => {
