@@ -133,18 +133,29 @@ class Run:
 
     def wait_settled(self, ids, timeout):
         """Seconds until every order in ids is terminal in the store, or
-        None."""
+        None. self.stragglers: the orders that were last to get there."""
         store = self.store()
         t0 = time.monotonic()
+        self.stragglers = list(ids)
         while time.monotonic() - t0 < timeout:
             try:
                 st = store.statuses()
             except Exception:
                 st = {}
-            if all(st.get(i) in check.TERMINAL for i in ids):
+            pending = [i for i in ids if st.get(i) not in check.TERMINAL]
+            if not pending:
                 return time.monotonic() - t0
+            self.stragglers = pending
             time.sleep(0.2)
         return None
+
+    def trail(self, oid, t0):
+        """An order's events, as 'event fence @+seconds after t0'."""
+        rows = self.store().rows(
+            "SELECT event, fence, at FROM order_events WHERE order_id = '%s'"
+            " ORDER BY id" % oid)
+        return "%s: %s" % (oid, ", ".join(
+            "%s %s @%+.1fs" % (e, f, at / 1000.0 - t0) for e, f, at in rows))
 
     def store(self):
         if self.sc.backend == "sqlite":
@@ -240,6 +251,7 @@ def execute(sc, pair, nets):
             if not r.alive():
                 r.start(timeout=60)
         settle = run.wait_settled(before, sc.settle_bound() + 30)
+        last = run.stragglers[:3]
         left = w["t_heal"] + sc.after_s - time.time()
         if left > 0:
             time.sleep(left)
@@ -253,6 +265,9 @@ def execute(sc, pair, nets):
         fences = run.fence_rejections()
         if settle is None:
             settle = float("inf")
+        if settle > sc.settle_bound():
+            rep.figures.setdefault("extra", {})["stragglers"] = [
+                run.trail(i, w["t_heal"]) for i in last]
         check.check(rep, run.load, run.store(), run.initial,
                     receiver=run.receiver, expect_fence=sc.expect_fence,
                     fence_rejections=fences, settle=settle,
