@@ -183,6 +183,8 @@ static int pgb_open(const char *uri, const store_options_t *opt, void **ret)
 		return -ENOMEM;
 	pgb_mark_init(&b->claim_mark);
 	pgb_mark_init(&b->reap_mark);
+	if (opt && opt->replica_id)
+		snprintf(b->replica, sizeof b->replica, "%s", opt->replica_id);
 	int rc = pgp_new(uri, opt, &b->pool);
 	if (rc < 0)
 		goto fail_pool;
@@ -285,6 +287,7 @@ const store_backend_t store_postgres_backend = {
     .notify_release = pgb_notify_release,
     .notify_get = pgb_notify_get,
     .notify_list = pgb_notify_list,
+    .notify_by_order = pgb_notify_by_order,
     .notify_redeliver = pgb_notify_redeliver,
     .notify_prune = pgb_notify_prune,
     .notify_stats = pgb_notify_stats,

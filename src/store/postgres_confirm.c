@@ -81,16 +81,18 @@ static const pgp_stmt_t stmt_finish = {
                         " AND o.status = 'processing'"
                         " RETURNING o.id, f.fence, o.status, o.updated_at),"
                         " ev AS (INSERT INTO order_events (order_id, event,"
-                        " fence, at) SELECT id, CASE status WHEN 'completed'"
-                        " THEN 'complete' ELSE 'reject' END, fence, updated_at"
+                        " fence, at, replica) SELECT id, CASE status"
+                        " WHEN 'completed' THEN 'complete' ELSE 'reject' END,"
+                        " fence, updated_at, $5::text"
                         " FROM u) SELECT id, status, updated_at FROM u",
-    .nparams = 4,
+    .nparams = 5,
 };
 
 typedef struct finish_arg {
 	const store_finish_t *f;
 	size_t n;
 	bool *fenced;
+	const char *replica;
 } finish_arg_t;
 
 static int finish_body(pgc_t *c, void *arg)
@@ -109,10 +111,11 @@ static int finish_body(pgc_t *c, void *arg)
 		    pgb_array_add(&a[3], f->complete ? "" : f->reason) < 0)
 			rc = -ENOMEM;
 	}
-	const char *p[4];
+	const char *p[5];
 	for (int k = 0; k < 4 && rc == 0; k++)
 		if (!(p[k] = pgb_array_text(&a[k])))
 			rc = -ENOMEM;
+	p[4] = fa->replica;
 	PGresult *res = NULL;
 	if (rc == 0)
 		rc = pgc_exec(c, &stmt_finish, p, &res);
@@ -143,7 +146,7 @@ static int finish_body(pgc_t *c, void *arg)
 
 int pgb_finish(void *h, const store_finish_t *f, size_t n, bool *ret_fenced)
 {
-	finish_arg_t fa = {f, n, ret_fenced};
+	finish_arg_t fa = {f, n, ret_fenced, pgb_replica(h)};
 	return pgb_tx(h, finish_body, &fa);
 }
 

@@ -108,12 +108,12 @@ static const pgp_stmt_t stmt_failures_requeue = {
                         " AND o.fingerprint = $1::text"
                         " RETURNING o.id, o.fence, o.updated_at),"
                         " ev AS (INSERT INTO order_events (order_id, event,"
-                        " fence, at) SELECT id, 'requeue', fence, updated_at"
-                        " FROM u)"
+                        " fence, at, replica) SELECT id, 'requeue', fence,"
+                        " updated_at, $5::text FROM u)"
                         " SELECT (SELECT count(*) FROM c),"
                         " (SELECT COALESCE(max(seq), 0) FROM c),"
                         " (SELECT count(*) FROM u)",
-    .nparams = 4,
+    .nparams = 5,
 };
 
 int pgb_failures_requeue(void *h, const char *fingerprint, int64_t *ret_n)
@@ -135,7 +135,8 @@ int pgb_failures_requeue(void *h, const char *fingerprint, int64_t *ret_n)
 	for (candidates = STORE_REQUEUE_CHUNK;
 	     bound > 0 && candidates == STORE_REQUEUE_CHUNK;) {
 		pgb_fmt_i64(cbuf, sizeof cbuf, cursor);
-		const char *p[4] = {fingerprint, cbuf, bbuf, nbuf};
+		const char *p[5] = {fingerprint, cbuf, bbuf, nbuf,
+		                    pgb_replica(b)};
 		int64_t top = 0, done = 0;
 		rc = pgb_query(b, &stmt_failures_requeue, p, PGB_LOST_UNKNOWN,
 		               &res);

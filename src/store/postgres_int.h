@@ -60,9 +60,16 @@ void pgb_mark_failed(pgb_mark_t *m, bool full);
 
 typedef struct pgb_store {
 	pgp_t *pool;
-	pgb_mark_t claim_mark; /* orders_pending, by next_at */
-	pgb_mark_t reap_mark;  /* orders_leased, by lease_until */
+	pgb_mark_t claim_mark;    /* orders_pending, by next_at */
+	pgb_mark_t reap_mark;     /* orders_leased, by lease_until */
+	char replica[ID_MAX + 1]; /* recorded with the events it writes */
 } pgb_store_t;
+
+/* The replica id as a statement parameter: NULL when none was given. */
+static inline const char *pgb_replica(const pgb_store_t *b)
+{
+	return b->replica[0] ? b->replica : NULL;
+}
 
 /*
  * The store clock in SQL. Every timestamp is the database's clock, read as
@@ -218,6 +225,9 @@ int pgb_notify_retry(void *h, int64_t seq, int64_t fence, int max_attempts,
 int pgb_notify_release(void *h, int64_t seq, int64_t fence, int64_t delay_ms,
                        const char *error, const char *acked);
 int pgb_notify_get(void *h, int64_t seq, store_notification_t *ret);
+int pgb_notify_by_order(void *h, const char *order_id, size_t limit,
+                        store_notification_t **ret, size_t *ret_n,
+                        bool *ret_more);
 int pgb_notify_list(void *h, int status, int64_t after_seq, size_t limit,
                     store_notification_t **ret, size_t *ret_n, bool *ret_more);
 int pgb_notify_redeliver(void *h, int64_t seq, store_notification_t *ret);

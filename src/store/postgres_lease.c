@@ -41,11 +41,11 @@ static const pgp_stmt_t stmt_claim = {
     " o.updated_at, o.finished_at, o.fence, o.lease_until,"
     " o.next_at),"
     " ev AS (INSERT INTO order_events (order_id, event, fence,"
-    " at) SELECT id, 'claim', fence, updated_at FROM u)"
+    " at, replica) SELECT id, 'claim', fence, updated_at, $5::text FROM u)"
     " SELECT " PGB_ORDER_COLS ", fence, lease_until, next_at,"
     " now.ms FROM now LEFT JOIN u ON true"
     " ORDER BY next_at, seq",
-    .nparams = 4,
+    .nparams = 5,
 };
 
 /* Columns of stmt_claim after the order's. */
@@ -61,7 +61,7 @@ int pgb_claim(void *h, const char *owner, int64_t lease_ms, size_t max,
 	pgb_fmt_i64(lbuf, sizeof lbuf, lease_ms);
 	pgb_fmt_i64(mbuf, sizeof mbuf, (int64_t)max);
 	pgb_fmt_i64(lobuf, sizeof lobuf, lo);
-	const char *p[4] = {owner, lbuf, mbuf, lobuf};
+	const char *p[5] = {owner, lbuf, mbuf, lobuf, pgb_replica(b)};
 	PGresult *res;
 	size_t n = 0;
 	/* A claim lost in flight is OD_ESTORE, not OD_EUNKNOWN: orders it
@@ -125,10 +125,10 @@ static const pgp_stmt_t stmt_retry = {
     " AND status = 'processing'"
     " RETURNING id, status, $2::bigint AS fence, updated_at),"
     " ev AS (INSERT INTO order_events (order_id, event, fence,"
-    " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
-    " ELSE 'retry' END, fence, updated_at FROM u)"
+    " at, replica) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
+    " ELSE 'retry' END, fence, updated_at, $7::text FROM u)"
     " SELECT status, updated_at FROM u",
-    .nparams = 6,
+    .nparams = 7,
 };
 
 typedef struct retry_arg {
@@ -171,7 +171,7 @@ int pgb_retry(void *h, const char *id, int64_t fence, int max_attempts,
 	pgb_fmt_i64(dbuf, sizeof dbuf, delay_ms);
 	char fp[FAILURE_FP_LEN + 1];
 	failure_fingerprint(error, fp);
-	const char *p[6] = {id, fbuf, mbuf, dbuf, error, fp};
+	const char *p[7] = {id, fbuf, mbuf, dbuf, error, fp, pgb_replica(h)};
 	retry_arg_t ra = {p, false};
 	int rc = pgb_tx(h, retry_body, &ra);
 	if (rc == 0 && ret_failed)
@@ -190,9 +190,9 @@ static const pgp_stmt_t stmt_release = {
                         " AND status = 'processing'"
                         " RETURNING id, $2::bigint AS fence, updated_at),"
                         " ev AS (INSERT INTO order_events (order_id, event,"
-                        " fence, at) SELECT id, 'release', fence, updated_at"
-                        " FROM u) SELECT id FROM u",
-    .nparams = 2,
+                        " fence, at, replica) SELECT id, 'release', fence,"
+                        " updated_at, $3::text FROM u) SELECT id FROM u",
+    .nparams = 3,
 };
 
 int pgb_release(void *h, const char *id, int64_t fence)
@@ -200,7 +200,7 @@ int pgb_release(void *h, const char *id, int64_t fence)
 	pgb_store_t *b = h;
 	char fbuf[24];
 	pgb_fmt_i64(fbuf, sizeof fbuf, fence);
-	const char *p[2] = {id, fbuf};
+	const char *p[3] = {id, fbuf, pgb_replica(b)};
 	PGresult *res;
 	int rc = pgb_query(b, &stmt_release, p, PGB_LOST_UNKNOWN, &res);
 	if (rc == 0 && PQntuples(res) == 0)
@@ -238,11 +238,11 @@ static const pgp_stmt_t stmt_reap = {
     " RETURNING o.id, o.status, o.fence, o.updated_at,"
     " c.lease_until AS was),"
     " ev AS (INSERT INTO order_events (order_id, event, fence,"
-    " at) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
-    " ELSE 'expire' END, fence, updated_at FROM u)"
+    " at, replica) SELECT id, CASE WHEN status = 'failed' THEN 'fail'"
+    " ELSE 'expire' END, fence, updated_at, $5::text FROM u)"
     " SELECT id, status, updated_at, was, now.ms"
     " FROM now LEFT JOIN u ON true",
-    .nparams = 4,
+    .nparams = 5,
 };
 
 typedef struct reap_arg {
@@ -304,7 +304,7 @@ int pgb_reap(void *h, int max_attempts, size_t limit, size_t *ret_n)
 	pgb_fmt_i64(lobuf, sizeof lobuf, lo);
 	char fp[FAILURE_FP_LEN + 1];
 	failure_fingerprint("lease expired", fp);
-	const char *p[4] = {mbuf, lbuf, fp, lobuf};
+	const char *p[5] = {mbuf, lbuf, fp, lobuf, pgb_replica(b)};
 	reap_arg_t ra = {p, limit, 0, 0};
 	int rc = pgb_tx(h, reap_body, &ra);
 	/* A reap lost in flight is harmless to repeat. */

@@ -256,21 +256,22 @@ static const pgp_stmt_t stmt_notify_list_status = {
     .nparams = 3,
 };
 
-int pgb_notify_list(void *h, int status, int64_t after_seq, size_t limit,
-                    store_notification_t **ret, size_t *ret_n, bool *ret_more)
+static const pgp_stmt_t stmt_notify_by_order = {
+    .name = "notify_by_order",
+    .sql = "SELECT " NOTIFY_COLS " FROM notifications n" NOTIFY_JOIN
+           " WHERE n.order_id = $1 ORDER BY n.seq LIMIT $2::bigint",
+    .nparams = 2,
+};
+
+/* Runs a listing whose $2 is the page's size plus one (the row past the
+ * page tells whether more follow) and returns the page as
+ * store_notify_list does. */
+static int notify_page(void *h, const pgp_stmt_t *stmt, const char **p,
+                       size_t limit, store_notification_t **ret, size_t *ret_n,
+                       bool *ret_more)
 {
-	char abuf[24], lbuf[24];
-	pgb_fmt_i64(abuf, sizeof abuf, after_seq);
-	/* One row past the page tells whether more follow. */
-	pgb_fmt_i64(lbuf, sizeof lbuf, (int64_t)limit + 1);
-	const char *p[3] = {
-	    abuf, lbuf,
-	    status < 0 ? NULL
-	               : store_notify_status_name((notify_status_t)status)};
 	PGresult *res;
-	int rc = pgb_query(
-	    h, status < 0 ? &stmt_notify_list_all : &stmt_notify_list_status, p,
-	    PGB_LOST_RETRY, &res);
+	int rc = pgb_query(h, stmt, p, PGB_LOST_RETRY, &res);
 	if (rc < 0) {
 		PQclear(res);
 		return rc;
@@ -295,6 +296,32 @@ int pgb_notify_list(void *h, int status, int64_t after_seq, size_t limit,
 	*ret_n = n;
 	*ret_more = more;
 	return 0;
+}
+
+int pgb_notify_list(void *h, int status, int64_t after_seq, size_t limit,
+                    store_notification_t **ret, size_t *ret_n, bool *ret_more)
+{
+	char abuf[24], lbuf[24];
+	pgb_fmt_i64(abuf, sizeof abuf, after_seq);
+	pgb_fmt_i64(lbuf, sizeof lbuf, (int64_t)limit + 1);
+	const char *p[3] = {
+	    abuf, lbuf,
+	    status < 0 ? NULL
+	               : store_notify_status_name((notify_status_t)status)};
+	return notify_page(
+	    h, status < 0 ? &stmt_notify_list_all : &stmt_notify_list_status, p,
+	    limit, ret, ret_n, ret_more);
+}
+
+int pgb_notify_by_order(void *h, const char *order_id, size_t limit,
+                        store_notification_t **ret, size_t *ret_n,
+                        bool *ret_more)
+{
+	char lbuf[24];
+	pgb_fmt_i64(lbuf, sizeof lbuf, (int64_t)limit + 1);
+	const char *p[2] = {order_id, lbuf};
+	return notify_page(h, &stmt_notify_by_order, p, limit, ret, ret_n,
+	                   ret_more);
 }
 
 static const pgp_stmt_t stmt_notify_redeliver = {

@@ -320,12 +320,13 @@ static const pgp_stmt_t stmt_get = {
     .nparams = 1,
 };
 
-/* Runs a one-id statement returning at most one order row. */
+/* Runs a one-id statement returning at most one order row; a write's
+ * second parameter is the replica it records with its event. */
 static int one_order(pgb_store_t *b, const pgp_stmt_t *stmt, const char *id,
                      bool write, order_t *ret, bool *ret_found)
 {
 	PGresult *res;
-	const char *p[1] = {id};
+	const char *p[2] = {id, pgb_replica(b)};
 	int rc = pgb_query(b, stmt, p,
 	                   write ? PGB_LOST_UNKNOWN : PGB_LOST_RETRY, &res);
 	if (rc == 0) {
@@ -503,9 +504,10 @@ static const pgp_stmt_t stmt_requeue = {
                         " WHERE id = $1 AND status = 'failed'"
                         " RETURNING " PGB_ORDER_COLS ", fence),"
                         " ev AS (INSERT INTO order_events (order_id, event,"
-                        " fence, at) SELECT id, 'requeue', fence, updated_at"
+                        " fence, at, replica) SELECT id, 'requeue', fence,"
+                        " updated_at, $2::text"
                         " FROM u) SELECT " PGB_ORDER_COLS " FROM u",
-    .nparams = 1,
+    .nparams = 2,
 };
 
 /* Event cancel: pending --> cancelled, unless the order holds stock
@@ -517,9 +519,10 @@ static const pgp_stmt_t stmt_cancel = {
                         " WHERE id = $1 AND status = 'pending'"
                         " AND NOT held RETURNING " PGB_ORDER_COLS ", fence),"
                         " ev AS (INSERT INTO order_events (order_id, event,"
-                        " fence, at) SELECT id, 'cancel', fence, updated_at"
+                        " fence, at, replica) SELECT id, 'cancel', fence,"
+                        " updated_at, $2::text"
                         " FROM u) SELECT " PGB_ORDER_COLS " FROM u",
-    .nparams = 1,
+    .nparams = 2,
 };
 
 int pgb_order_requeue(void *h, const char *id, order_t *ret)
@@ -604,7 +607,8 @@ out:
 
 static const pgp_stmt_t stmt_order_history = {
     .name = "order_history",
-    .sql = "SELECT event, fence, at, count(*) OVER () FROM order_events"
+    .sql = "SELECT event, fence, at, count(*) OVER (), replica"
+           " FROM order_events"
            " WHERE order_id = $1 ORDER BY id LIMIT $2::bigint",
     .nparams = 2,
 };
@@ -627,6 +631,8 @@ int pgb_order_history(void *h, const char *id, store_event_t *ret, size_t max,
 			    strtoll(PQgetvalue(res, (int)i, 1), NULL, 10);
 			ret[i].at =
 			    strtoll(PQgetvalue(res, (int)i, 2), NULL, 10);
+			snprintf(ret[i].replica, sizeof ret[i].replica, "%s",
+			         PQgetvalue(res, (int)i, 4));
 		}
 		*ret_n = n > 0
 		             ? (size_t)strtoll(PQgetvalue(res, 0, 3), NULL, 10)

@@ -160,21 +160,23 @@ static const pgp_stmt_t stmt_process_apply = {
            " WHERE o.id = h.id"
            " AND o.fence = h.fence"
            " AND o.status = 'processing' RETURNING o.id, h.fence),"
-           " ev AS (INSERT INTO order_events (order_id, event, fence, at)"
-           " SELECT id, 'complete', fence, $13::bigint FROM oc UNION ALL"
-           " SELECT id, CASE status WHEN 'rejected' THEN 'reject'"
-           " ELSE 'fail' END, fence, $13::bigint FROM orj UNION ALL"
-           " SELECT id, 'reserve', fence, $13::bigint FROM oh)"
+           " ev AS (INSERT INTO order_events (order_id, event, fence, at,"
+           " replica)"
+           " SELECT id, 'complete', fence, $13::bigint, $19::text FROM oc"
+           " UNION ALL SELECT id, CASE status WHEN 'rejected' THEN 'reject'"
+           " ELSE 'fail' END, fence, $13::bigint, $19::text FROM orj"
+           " UNION ALL SELECT id, 'reserve', fence, $13::bigint, $19::text"
+           " FROM oh)"
            " SELECT (SELECT count(*) FROM pu), (SELECT count(*) FROM ri),"
            " (SELECT count(*) FROM oc), (SELECT count(*) FROM orj),"
            " (SELECT count(*) FROM oh)",
-    .nparams = 18,
+    .nparams = 19,
 };
 
 /* The arrays of stmt_process_apply, $1..$12 and $14..$17 (A_HID,
  * A_HFENCE, A_RFP: the fingerprints of the orders of A_RID, '' for a
  * rejection: NULL; A_PTID: the ctids of A_PSKU's rows); $13 is the
- * time. */
+ * time, $18 the take's fence, $19 the replica recorded with the events. */
 enum {
 	A_CID,
 	A_CFENCE,
@@ -266,12 +268,13 @@ static int process_apply(pgb_store_t *b, pgc_t *c, const store_claim_t *claims,
 		    pgb_array_add(&a[A_PTID], sk[k].tid) < 0)
 			rc = -ENOMEM;
 	}
-	const char *p[N_APPLY_ARRAYS + 2];
+	const char *p[N_APPLY_ARRAYS + 3];
 	char nowbuf[24], takebuf[24];
 	pgb_fmt_i64(nowbuf, sizeof nowbuf, now);
 	pgb_fmt_i64(takebuf, sizeof takebuf, take_fence);
 	p[A_HID] = nowbuf;
 	p[N_APPLY_ARRAYS + 1] = take_fence ? takebuf : NULL;
+	p[N_APPLY_ARRAYS + 2] = pgb_replica(b);
 	for (int k = 0; k < N_APPLY_ARRAYS && rc == 0; k++)
 		if (!(p[APPLY_PARAM(k)] = pgb_array_text(&a[k])))
 			rc = -ENOMEM;

@@ -144,6 +144,12 @@ static const char *const migrations[] = {
      * sku reads the whole table), yet every reserved item paid an entry
      * in this index and its WAL. */
     "DROP INDEX reservations_sku;",
+    /* 7, as SQLite's: an order's history names the replica that
+     * recorded each transition (NULL for rows from before), and lists
+     * the order's notifications, read by order id. Adding a column
+     * without a default rewrites nothing. */
+    "ALTER TABLE order_events ADD COLUMN replica text;"
+    "CREATE INDEX notifications_order ON notifications (order_id);",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])

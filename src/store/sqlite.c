@@ -114,15 +114,17 @@ int sqb_bind_int(sqlite3_stmt *st, int i, int64_t v)
 	return rc == SQLITE_OK ? 0 : sqb_err(rc);
 }
 
-/* Records one state transition; fence 0 means none (as on postgres). */
+/* Records one state transition, with the replica that wrote it; fence 0
+ * means none (as on postgres). */
 int sqb_event_add(sqb_conn_t *c, const char *order_id, const char *event,
                   int64_t fence, int64_t now)
 {
 	const sqb_param_t p[] = {SQB_TEXT(order_id), SQB_TEXT(event),
-	                         SQB_INT(fence), SQB_INT(now)};
+	                         SQB_INT(fence), SQB_INT(now),
+	                         SQB_TEXT(c->replica)};
 	int rc = sqb_exec(c, SQB_EVENT_INSERT,
 	                  "INSERT INTO order_events (order_id, event, fence,"
-	                  " at) VALUES (?1, ?2, ?3, ?4)",
+	                  " at, replica) VALUES (?1, ?2, ?3, ?4, ?5)",
 	                  p, SQB_NPARAMS(p));
 	return rc < 0 ? rc : 0;
 }
@@ -231,6 +233,7 @@ const store_backend_t store_sqlite_backend = {
     .notify_release = sqb_notify_release,
     .notify_get = sqb_notify_get,
     .notify_list = sqb_notify_list,
+    .notify_by_order = sqb_notify_by_order,
     .notify_redeliver = sqb_notify_redeliver,
     .notify_prune = sqb_notify_prune,
     .notify_stats = sqb_notify_stats,

@@ -199,6 +199,14 @@ static void end_lazy(sqb_store_t *s)
 static void conn_close(sqb_conn_t *c, bool checkpoint);
 static int conn_open(sqb_conn_t *c, const char *path, bool writer, int busy_ms);
 
+/* (Re)opens the writer, which records the store's replica with events. */
+static int writer_open(sqb_store_t *s)
+{
+	int rc = conn_open(&s->writer, s->path, true, s->busy_ms);
+	s->writer.replica = s->replica[0] ? s->replica : NULL;
+	return rc;
+}
+
 /*
  * Ends the writer's open transaction, if any, with ROLLBACK; called with
  * wlock. A ROLLBACK that fails, or leaves a transaction open, would wedge
@@ -228,7 +236,7 @@ static int writer_repair(sqb_store_t *s)
 		sqb_run(c, SQB_ROLLBACK, "ROLLBACK");
 	if (!c->db || !sqlite3_get_autocommit(c->db)) {
 		conn_close(c, false);
-		int rc = conn_open(c, s->path, true, s->busy_ms);
+		int rc = writer_open(s);
 		if (rc < 0)
 			return rc; /* still broken: the next begin tries again
 			            */
@@ -454,8 +462,10 @@ int sqb_store_open(const char *path, const store_options_t *opt,
 	s->busy_ms = busy_ms;
 	if (!(s->path = strdup(path)))
 		goto free_store;
+	if (opt && opt->replica_id)
+		snprintf(s->replica, sizeof s->replica, "%s", opt->replica_id);
 
-	rc = conn_open(&s->writer, path, true, busy_ms);
+	rc = writer_open(s);
 	if (rc < 0)
 		goto free_store;
 	rc = sqs_migrate(&s->writer);

@@ -107,6 +107,7 @@ enum sqb_stmt_id {
 	SQB_NOTIFY_RELEASE,
 	SQB_NOTIFY_LIST_ALL,
 	SQB_NOTIFY_LIST_STATUS,
+	SQB_NOTIFY_BY_ORDER,
 	SQB_NOTIFY_REDELIVER,
 	SQB_NOTIFY_STATE,
 	SQB_NOTIFY_PRUNE,
@@ -120,6 +121,7 @@ enum sqb_stmt_id {
 typedef struct sqb_conn {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[SQB_STMT_COUNT];
+	const char *replica; /* the writer's: recorded with its events */
 } sqb_conn_t;
 
 typedef struct sqb_store {
@@ -130,8 +132,9 @@ typedef struct sqb_store {
 	bool sync_broken;   /* wlock: restoring synchronous=FULL failed */
 	bool writer_broken; /* wlock: a transaction could not be ended */
 	char *path;         /* immutable after open: to reopen the writer */
-	int busy_ms;        /* immutable after open */
-	_Atomic int64_t resets; /* writer transactions ended by force */
+	char replica[ID_MAX + 1]; /* immutable after open; "": none */
+	int busy_ms;              /* immutable after open */
+	_Atomic int64_t resets;   /* writer transactions ended by force */
 
 	pthread_mutex_t rlock;
 	pthread_cond_t rcond; /* signalled when a reader is returned */
@@ -328,6 +331,9 @@ int sqb_notify_retry(void *b, int64_t seq, int64_t fence, int max_attempts,
 int sqb_notify_release(void *b, int64_t seq, int64_t fence, int64_t delay_ms,
                        const char *error, const char *acked);
 int sqb_notify_get(void *b, int64_t seq, store_notification_t *ret);
+int sqb_notify_by_order(void *b, const char *order_id, size_t limit,
+                        store_notification_t **ret, size_t *ret_n,
+                        bool *ret_more);
 int sqb_notify_list(void *b, int status, int64_t after_seq, size_t limit,
                     store_notification_t **ret, size_t *ret_n, bool *ret_more);
 int sqb_notify_redeliver(void *b, int64_t seq, store_notification_t *ret);

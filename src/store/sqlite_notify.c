@@ -305,10 +305,21 @@ static int row_notification_cb(sqlite3_stmt *st, void *elem)
 	return row_notification(st, elem);
 }
 
-int sqb_notify_list(void *b, int status, int64_t after_seq, size_t limit,
-                    store_notification_t **ret, size_t *ret_n, bool *ret_more)
+/* A listing of notifications: ?1 is order_id when given, else
+ * after_seq; ?2 the page's size plus one (the row past the page tells
+ * whether more follow); ?3 status when given. */
+typedef struct notify_query {
+	enum sqb_stmt_id id;
+	const char *sql;
+	const char *order_id; /* ?1 when not NULL */
+	int64_t after_seq;    /* ?1 otherwise */
+	const char *status;   /* ?3 when not NULL */
+} notify_query_t;
+
+static int notify_page(sqb_store_t *s, const notify_query_t *q, size_t limit,
+                       store_notification_t **ret, size_t *ret_n,
+                       bool *ret_more)
 {
-	sqb_store_t *s = b;
 	store_notification_t *v = calloc(limit, sizeof *v);
 	size_t n = 0;
 	bool more = false;
@@ -316,26 +327,13 @@ int sqb_notify_list(void *b, int status, int64_t after_seq, size_t limit,
 		return -ENOMEM;
 	sqb_conn_t *c = sqb_reader_get(s);
 	sqlite3_stmt *st;
-	int rc;
-	if (status < 0)
-		rc = sqb_stmt(c, SQB_NOTIFY_LIST_ALL,
-		              "SELECT " NOTIFY_COLS NOTIFY_FROM
-		              " WHERE n.seq > ?1 ORDER BY n.seq LIMIT ?2",
-		              &st);
-	else
-		rc = sqb_stmt(c, SQB_NOTIFY_LIST_STATUS,
-		              "SELECT " NOTIFY_COLS NOTIFY_FROM
-		              " WHERE n.status = ?3 AND n.seq > ?1"
-		              " ORDER BY n.seq LIMIT ?2",
-		              &st);
+	int rc = sqb_stmt(c, q->id, q->sql, &st);
 	if (rc < 0)
 		goto put;
-	if ((rc = sqb_bind_int(st, 1, after_seq)) < 0 ||
+	if ((rc = q->order_id ? sqb_bind_text(st, 1, q->order_id)
+	                      : sqb_bind_int(st, 1, q->after_seq)) < 0 ||
 	    (rc = sqb_bind_int(st, 2, (int64_t)limit + 1)) < 0 ||
-	    (status >= 0 &&
-	     (rc = sqb_bind_text(
-	          st, 3, store_notify_status_name((notify_status_t)status))) <
-	         0))
+	    (q->status && (rc = sqb_bind_text(st, 3, q->status)) < 0))
 		sqlite3_reset(st);
 	else
 		rc = sqb_page(st, v, sizeof *v, limit, row_notification_cb, &n,
@@ -350,6 +348,37 @@ put:
 	*ret_n = n;
 	*ret_more = more;
 	return 0;
+}
+
+int sqb_notify_by_order(void *b, const char *order_id, size_t limit,
+                        store_notification_t **ret, size_t *ret_n,
+                        bool *ret_more)
+{
+	const notify_query_t q = {
+	    SQB_NOTIFY_BY_ORDER,
+	    "SELECT " NOTIFY_COLS NOTIFY_FROM
+	    " WHERE n.order_id = ?1 ORDER BY n.seq LIMIT ?2",
+	    order_id, 0, NULL};
+	return notify_page(b, &q, limit, ret, ret_n, ret_more);
+}
+
+int sqb_notify_list(void *b, int status, int64_t after_seq, size_t limit,
+                    store_notification_t **ret, size_t *ret_n, bool *ret_more)
+{
+	const notify_query_t all = {SQB_NOTIFY_LIST_ALL,
+	                            "SELECT " NOTIFY_COLS NOTIFY_FROM
+	                            " WHERE n.seq > ?1 ORDER BY n.seq LIMIT ?2",
+	                            NULL, after_seq, NULL};
+	const notify_query_t by_status = {
+	    SQB_NOTIFY_LIST_STATUS,
+	    "SELECT " NOTIFY_COLS NOTIFY_FROM
+	    " WHERE n.status = ?3 AND n.seq > ?1"
+	    " ORDER BY n.seq LIMIT ?2",
+	    NULL, after_seq,
+	    status < 0 ? NULL
+	               : store_notify_status_name((notify_status_t)status)};
+	return notify_page(b, status < 0 ? &all : &by_status, limit, ret, ret_n,
+	                   ret_more);
 }
 
 int sqb_notify_redeliver(void *b, int64_t seq, store_notification_t *ret)

@@ -399,7 +399,7 @@ int sqb_order_history(void *b, const char *id, store_event_t *ret, size_t max,
 	if (rc < 0)
 		goto put;
 	rc = sqb_stmt(c, SQB_ORDER_HISTORY,
-	              "SELECT event, fence, at FROM order_events"
+	              "SELECT event, fence, at, replica FROM order_events"
 	              " WHERE order_id = ?1 ORDER BY id",
 	              &st);
 	if (rc == 0)
@@ -413,6 +413,10 @@ int sqb_order_history(void *b, const char *id, store_event_t *ret, size_t max,
 				         "%s", ev ? ev : "");
 				ret[n].fence = sqlite3_column_int64(st, 1);
 				ret[n].at = sqlite3_column_int64(st, 2);
+				const char *rep =
+				    (const char *)sqlite3_column_text(st, 3);
+				snprintf(ret[n].replica, sizeof ret[n].replica,
+				         "%s", rep ? rep : "");
 			}
 			n++;
 		}

@@ -145,6 +145,11 @@ static const char *const migrations[] = {
      * order id: without this index every lookup scans every event ever
      * recorded. postgres has had the same index since its first schema. */
     "CREATE INDEX order_events_order ON order_events (order_id);",
+    /* 7, as postgres's: an order's history names the replica that
+     * recorded each transition (NULL for rows from before), and lists
+     * the order's notifications, read by order id. */
+    "ALTER TABLE order_events ADD COLUMN replica TEXT;"
+    "CREATE INDEX notifications_order ON notifications (order_id);",
 };
 
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))

@@ -577,6 +577,17 @@ int store_notify_list(store_t *s, int status, int64_t after_seq, size_t limit,
 	                          ret_more);
 }
 
+int store_notify_by_order(store_t *s, const char *order_id, size_t limit,
+                          store_notification_t **ret, size_t *ret_n,
+                          bool *ret_more)
+{
+	if (!ident_ok(order_id) || limit == 0 || limit > STORE_LIST_MAX ||
+	    !ret || !ret_n || !ret_more)
+		return OD_EINVAL;
+	return s->be->notify_by_order(s->b, order_id, limit, ret, ret_n,
+	                              ret_more);
+}
+
 int store_notify_redeliver(store_t *s, int64_t seq, store_notification_t *ret)
 {
 	if (seq <= 0)

@@ -39,7 +39,7 @@ typedef struct store store_t;
 #define STORE_DELAY_MAX_MS 86400000 /* retry delays */
 
 typedef struct store_options {
-	const char *replica_id;   /* application_name, lease owner in logs */
+	const char *replica_id;   /* application_name; recorded with events */
 	int busy_timeout_ms;      /* sqlite busy_timeout; pg lock_timeout */
 	int statement_timeout_ms; /* pg statement_timeout */
 	int connect_timeout_ms;   /* pg connect_timeout */
@@ -397,6 +397,8 @@ typedef struct store_event {
 	char event[STORE_EVENT_NAME_MAX + 1]; /* "claim", "complete", ... */
 	int64_t fence;                        /* 0: none */
 	int64_t at;                           /* store clock, ms */
+	char replica[ID_MAX + 1]; /* the replica_id of the store that
+	                             recorded it; "": none */
 } store_event_t;
 /*
  * Fills up to max (<= STORE_HISTORY_MAX) of the order's recorded
@@ -527,6 +529,11 @@ int store_notify_get(store_t *s, int64_t seq, store_notification_t *ret);
 int store_notify_list(store_t *s, int status, int64_t after_seq, size_t limit,
                       store_notification_t **ret, size_t *ret_n,
                       bool *ret_more);
+/* Up to limit of one order's notifications, oldest first, returned as by
+ * store_notify_list. A read. */
+int store_notify_by_order(store_t *s, const char *order_id, size_t limit,
+                          store_notification_t **ret, size_t *ret_n,
+                          bool *ret_more);
 /* dead or delivered -> pending: attempts 0, due now, delivered_at 0 and
  * acked "" (every endpoint gets it again). OD_ESTATE when pending,
  * OD_ENOTFOUND. *ret (may be NULL) is the notification after it. */

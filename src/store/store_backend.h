@@ -111,6 +111,9 @@ typedef struct store_backend {
 	int (*notify_list)(void *b, int status, int64_t after_seq, size_t limit,
 	                   store_notification_t **ret, size_t *ret_n,
 	                   bool *ret_more);
+	int (*notify_by_order)(void *b, const char *order_id, size_t limit,
+	                       store_notification_t **ret, size_t *ret_n,
+	                       bool *ret_more);
 	int (*notify_redeliver)(void *b, int64_t seq,
 	                        store_notification_t *ret);
 	int (*notify_prune)(void *b, int64_t older_than_ms, size_t limit,

@@ -2,8 +2,9 @@
  * test_store_confirm: the store contract for the confirm step, run
  * unchanged against each backend (store_fixture.h says how): reserve and
  * hold, complete or reject a held order, retry and reap holding the stock,
- * failure releasing it, lease renewal, a stale holder fenced out, and the
- * audit counting held stock as held (G5) at every step.
+ * failure releasing it, lease renewal, a stale holder fenced out, the
+ * audit counting held stock as held (G5) at every step, and the order's
+ * history naming the replica behind each transition.
  */
 #include "store_fixture.h"
 
@@ -300,6 +301,61 @@ static void test_held_without_reservation_is_breach(void **state)
 	store_claims_clear(&c, 1);
 }
 
+/* The history: every transition, oldest first, with the fence it was
+ * made under and the replica_id of the store that recorded it; a second
+ * store (another replica) on the same database records its own. */
+static void test_history(void **state)
+{
+	fixture_t *f = *state;
+	set_stock(f->s, "A", 5);
+	assert_int_equal(submit1(f->s, "o1", "A:1"), SUBMIT_CREATED);
+	store_claim_t c1 = claim1(f->s, "w", 30000, "o1");
+	assert_int_equal(reserve1(f->s, &c1, NULL), PROCESS_RESERVED);
+	bool failed = true;
+	assert_int_equal(
+	    store_retry(f->s, "o1", c1.fence, 5, 0, "confirm: busy", &failed),
+	    0);
+	assert_false(failed);
+	store_options_t other = fixture_opts;
+	other.replica_id = "other";
+	store_t *s2;
+	assert_int_equal(store_open(f->uri, &other, &s2), 0);
+	store_claim_t c2 = claim1(s2, "w2", 30000, "o1");
+	assert_int_equal(reserve1(s2, &c2, NULL), PROCESS_RESERVED);
+	assert_false(finish1(s2, &c2, true));
+	store_free(s2);
+
+	const struct {
+		const char *event, *replica;
+		int64_t fence;
+	} want[] = {
+	    {"claim", "contract", c1.fence},
+	    {"reserve", "contract", c1.fence},
+	    {"retry", "contract", c1.fence},
+	    {"claim", "other", c2.fence},
+	    /* held since the first reserve: reserving again takes nothing */
+	    {"complete", "other", c2.fence},
+	};
+	store_event_t ev[8];
+	size_t n = 0;
+	assert_int_equal(store_order_history(f->s, "o1", ev, 8, &n), 0);
+	assert_int_equal(n, 5);
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(ev[i].event, want[i].event);
+		assert_string_equal(ev[i].replica, want[i].replica);
+		assert_int_equal(ev[i].fence, want[i].fence);
+		assert_true(i == 0 || ev[i].at >= ev[i - 1].at);
+	}
+	/* A short read keeps the oldest and still counts them all. */
+	assert_int_equal(store_order_history(f->s, "o1", ev, 2, &n), 0);
+	assert_int_equal(n, 5);
+	assert_string_equal(ev[1].event, "reserve");
+	assert_int_equal(store_order_history(f->s, "nope", ev, 8, &n), 0);
+	assert_int_equal(n, 0);
+	store_claims_clear(&c1, 1);
+	store_claims_clear(&c2, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -312,6 +368,7 @@ int main(void)
 	    T(test_renew_batch),
 	    T(test_process_completes_held),
 	    T(test_held_without_reservation_is_breach),
+	    T(test_history),
 	};
 	const char *be = getenv("ORDERD_TEST_BACKEND");
 	return cmocka_run_group_tests_name(be ? be : "sqlite", tests, setup_all,

@@ -4,7 +4,8 @@
  * writes exactly one event per terminal transition on every path and none
  * for the others, nothing at all while the outbox is not enabled; events
  * keep the order's snapshot; claims are fenced; retry, dead, release and
- * redeliver; pruning never touches an undelivered event; counts and lists.
+ * redeliver; pruning never touches an undelivered event; counts and lists,
+ * of all, by status and by order.
  */
 #include "store_fixture.h"
 
@@ -23,24 +24,23 @@ static int64_t events_of(const char *id)
 	return raw_int(sql);
 }
 
-/* The one event of order id (there must be exactly one). */
+/* The nth event of order id (which must exist), from the order's list;
+ * that list is every event of the order there is, oldest first. */
 static store_notification_t event_of(store_t *s, const char *id, int nth)
 {
 	store_notification_t *v;
 	size_t n;
 	bool more;
-	assert_int_equal(store_notify_list(s, -1, 0, 1000, &v, &n, &more), 0);
-	store_notification_t out;
-	memset(&out, 0, sizeof out);
-	int seen = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(v[i].order.id, id) != 0 || seen++ != nth)
-			continue;
-		out = v[i];
-		memset(&v[i], 0, sizeof v[i]);
-	}
+	assert_int_equal(store_notify_by_order(s, id, 1000, &v, &n, &more), 0);
+	assert_false(more);
+	assert_int_equal((int64_t)n, events_of(id));
+	for (size_t i = 1; i < n; i++)
+		assert_true(v[i].seq > v[i - 1].seq);
+	assert_true((size_t)nth < n);
+	store_notification_t out = v[nth];
+	memset(&v[nth], 0, sizeof v[nth]);
+	assert_string_equal(out.order.id, id);
 	store_notifications_free(v, n);
-	assert_int_equal(out.order.id[0] != '\0', 1);
 	return out;
 }
 
@@ -163,6 +163,22 @@ static void test_every_terminal_path(void **state)
 	assert_true(e1.seq > e0.seq);
 	store_notifications_clear(&e0, 1);
 	store_notifications_clear(&e1, 1);
+	/* An order's list pages like the others: one past the page says
+	 * more; an order without events has an empty one. */
+	store_notification_t *v;
+	size_t nv;
+	bool more;
+	assert_int_equal(store_notify_by_order(f->s, "f1", 1, &v, &nv, &more),
+	                 0);
+	assert_int_equal(nv, 1);
+	assert_true(more);
+	assert_string_equal(v[0].type, "order.failed");
+	store_notifications_free(v, nv);
+	assert_int_equal(
+	    store_notify_by_order(f->s, "no-such", 10, &v, &nv, &more), 0);
+	assert_int_equal(nv, 0);
+	assert_false(more);
+	store_notifications_free(v, nv);
 	assert_int_equal(raw_int("SELECT count(*) FROM notifications"), 6);
 	assert_int_equal(verify(f->s, NULL), 0);
 }
@@ -418,6 +434,11 @@ static void test_list_pages(void **state)
 	assert_int_equal(
 	    store_notify_list(f->s, NOTIFY_STATUS_COUNT, 0, 10, &v, &n, &more),
 	    OD_EINVAL);
+	assert_int_equal(
+	    store_notify_by_order(f->s, "bad id", 10, &v, &n, &more),
+	    OD_EINVAL);
+	assert_int_equal(store_notify_by_order(f->s, "o1", 0, &v, &n, &more),
+	                 OD_EINVAL);
 	assert_int_equal(store_notify_retry(f->s, 1, 1, 0, 0, "x", "", NULL),
 	                 OD_EINVAL);
 	assert_int_equal(store_notify_delivered(f->s, 1, 1, NULL), OD_EINVAL);
