@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "http/server_int.h"
+#include "store/store.h"
 
 typedef void (*api_handler_fn)(http_req_t *r);
 
@@ -74,6 +75,10 @@ int api_field_ident(http_req_t *r, json_t *obj, const char *name, char *out);
 
 /* True while draining: answers 503 itself. */
 bool api_refuse_draining(http_req_t *r);
+
+/* A notification as the API shows it (api_notifications.c). New
+ * reference. */
+json_t *api_notification_json(const store_notification_t *n);
 
 /* ---- route table (api.c) ---- */
 

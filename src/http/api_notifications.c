@@ -30,8 +30,7 @@ static json_t *time_or_null(int64_t ms)
 	return json_string(t);
 }
 
-/* A notification as the API lists it. New reference. */
-static json_t *notification_json(const store_notification_t *n)
+json_t *api_notification_json(const store_notification_t *n)
 {
 	char id[STORE_NOTIFY_ID_MAX + 1];
 	store_notify_id(n->seq, id);
@@ -75,7 +74,7 @@ void api_notifications_list(http_req_t *r)
 	}
 	json_t *arr = json_array(), *next = json_null();
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(arr, notification_json(&v[i]));
+		json_array_append_new(arr, api_notification_json(&v[i]));
 	if (more && n > 0) {
 		char c[QUERY_CURSOR_LEN];
 		query_cursor_seq_format(QUERY_CURSOR_NOTIFICATIONS,
@@ -127,6 +126,6 @@ void api_notifications_redeliver(http_req_t *r)
 		return;
 	}
 	notifier_kick(r->srv->deps.notifier);
-	api_json(r, 200, notification_json(&n));
+	api_json(r, 200, api_notification_json(&n));
 	store_notifications_clear(&n, 1);
 }

@@ -1,6 +1,7 @@
 // The dashboard in headless chromium (playwright-core), run by
 // test_dashboard.py against a live orderd. Environment: DASH_URL,
-// DASH_TOKEN, DASH_ORDER (an order that failed), DASH_ART (screenshot
+// DASH_TOKEN, DASH_ORDER (an order that failed), DASH_REPLICA (the
+// replica id the history must name), DASH_ART (screenshot
 // directory), DASH_NODE_MODULES (build/test-node/node_modules).
 // Prints "ok - ..." / "not ok - ..." lines, a final "RESULT {json}", and
 // exits non-zero when any check failed.
@@ -17,6 +18,7 @@ const AXE = fs.readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 const URL = process.env.DASH_URL;
 const TOKEN = process.env.DASH_TOKEN;
 const ORDER = process.env.DASH_ORDER;
+const REPLICA = process.env.DASH_REPLICA;
 const ART = process.env.DASH_ART;
 const result = { requeued: 0 };
 let failed = 0;
@@ -134,6 +136,11 @@ try {
   const evs = await hist.locator("tbody tr td:nth-child(2)").allTextContents();
   check(evs[0] === "submit" && evs.length >= 2, "the history starts with submit and goes on", evs.join(" "));
   result.history = evs;
+  const reps = await hist.locator("tbody tr td:nth-child(3)").allTextContents();
+  check(reps[0] === "–" && reps.length > 1 && reps.slice(1).every((r) => r === REPLICA),
+    "the history names the replica of every transition", reps.join(" "));
+  const notes = await page.locator("#order-notifications tbody tr td:nth-child(2)").allTextContents();
+  check(notes.includes("order.failed"), "the lookup lists the order's notifications", notes.join(" "));
   await page.getByLabel("Order id").fill("no-such-order-42");
   await page.keyboard.press("Enter");
   await page.locator("#order .msg", { hasText: "No order with id no-such-order-42" }).waitFor({ timeout: 5000 });

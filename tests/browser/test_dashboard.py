@@ -25,6 +25,7 @@ import harness as H  # noqa: E402
 from fake_confirm import FakeConfirm  # noqa: E402
 
 TOKEN = "dash-test-token-0123456789"
+REPLICA = "dash-r1"
 NODE_DIR = os.environ.get("ORDERD_TEST_NODE", "")
 ART = os.environ.get("ORDERD_BROWSER_ARTIFACTS",
                      os.path.join(H.TMP, "browser-artifacts"))
@@ -93,6 +94,7 @@ def main():
     dead_end = FakeConfirm(script=lambda oid, a: (500, 0.0, {}))
     d = H.Daemon(db.uri, name="dashboard", token=TOKEN, env={
         "ORDERD_API_TOKENS": TOKEN,
+        "ORDERD_REPLICA_ID": REPLICA,
         "ORDERD_CONFIRM_URL": fc.url,
         "ORDERD_MAX_ATTEMPTS": "2",
         "ORDERD_RETRY_BASE_MS": "20",
@@ -118,7 +120,7 @@ def main():
         failed_id = "dash-3"
         H.wait_terminal(c, [failed_id], timeout=20)
         env = dict(os.environ, DASH_URL=d.url, DASH_TOKEN=TOKEN,
-                   DASH_ORDER=failed_id, DASH_ART=ART,
+                   DASH_ORDER=failed_id, DASH_REPLICA=REPLICA, DASH_ART=ART,
                    DASH_NODE_MODULES=os.path.join(NODE_DIR, "node_modules"))
         settle_s = int(os.environ.get("DASH_SETTLE_MS", "0")) // 1000
         p = subprocess.run(["node", os.path.join(HERE, "dashboard.mjs")],

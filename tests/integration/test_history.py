@@ -1,16 +1,20 @@
 """Black-box test of GET /v1/orders/{id}/history against the real orderd:
-the trail starts with the submission, shows each claim with its fence and
-attempt, the retries, the outcome with its reason, and an operator's
-requeue; unknown ids are 404, malformed ones 400, the route needs the
-token. (Every answer is also checked against docs/openapi.yaml by the
-harness.)
+the trail starts with the submission, shows each claim with its fence,
+attempt and the replica that claimed, the retries, the outcome with its
+reason, an operator's requeue, and the order's notifications with their
+delivery state; orders processed by one replica, then another, on the
+same database, name the one that processed them. Unknown ids are 404, malformed
+ones 400, the route needs the token. (Every answer is also checked
+against docs/openapi.yaml by the harness.)
 """
 
 import os
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fake_receiver import FakeReceiver  # noqa: E402
 from harness import (Daemon, Database, order, rand_suffix,  # noqa: E402
                      set_stock, wait_terminal)
 
@@ -27,7 +31,8 @@ class HistoryTest(unittest.TestCase):
     def test_completed_order(self):
         with Database("history") as db, Daemon(
                 db.uri, token=TOKEN, name="history",
-                env={"ORDERD_API_TOKENS": TOKEN}) as d:
+                env={"ORDERD_API_TOKENS": TOKEN,
+                     "ORDERD_REPLICA_ID": "hist-r1"}) as d:
             c = d.client
             set_stock(c, SKU, 10)
             oid = "h-" + rand_suffix(6)
@@ -48,6 +53,12 @@ class HistoryTest(unittest.TestCase):
             self.assertGreater(ev[-1]["fence"], 0)
             self.assertEqual(ev[-1]["at"], done["finished_at"])
             self.assertEqual([e["at"] for e in ev], sorted(e["at"] for e in ev))
+            # The submission is the order row's; every transition after it
+            # names the replica that recorded it.
+            self.assertIsNone(ev[0]["replica"])
+            self.assertEqual({e["replica"] for e in ev[1:]}, {"hist-r1"})
+            # No notifications are configured: the outbox holds none.
+            self.assertEqual(h["notifications"], [])
 
             st, _, body = c.api("GET", "/v1/orders/nope-%s/history"
                                 % rand_suffix(4))
@@ -98,6 +109,79 @@ class HistoryTest(unittest.TestCase):
             # Only the final outcome carries the order's reason.
             self.assertIsNone(h["events"][4]["reason"])
 
+    def test_notifications(self):
+        secret = "history-notify-secret-0001"
+        r = FakeReceiver([secret]).start()
+        try:
+            with Database("history_notify") as db, Daemon(
+                    db.uri, token=TOKEN, name="history-notify",
+                    env={"ORDERD_API_TOKENS": TOKEN,
+                         "ORDERD_NOTIFY_URL": r.url,
+                         "ORDERD_NOTIFY_SECRET": secret,
+                         "ORDERD_POLL_MS": "50"}) as d:
+                c = d.client
+                set_stock(c, SKU, 10)
+                ok, no = "hn-" + rand_suffix(6), "hn-" + rand_suffix(6)
+                for oid, sku in ((ok, SKU), (no, "HIST-NONE")):
+                    st, _, _ = c.api("POST", "/v1/orders", json=order(
+                        oid, items=[{"sku": sku, "qty": 1}]))
+                    self.assertEqual(st, 201)
+                wait_terminal(c, [ok, no])
+                r.wait_accepted(2, 30)
+                # Delivery is recorded after the receiver answers.
+                deadline = time.time() + 30
+                while True:
+                    st, _, h = c.api("GET", "/v1/orders/%s/history" % ok)
+                    self.assertEqual(st, 200, h)
+                    notes = h["notifications"]
+                    if (notes and notes[0]["status"] == "delivered") or \
+                            time.time() > deadline:
+                        break
+                    time.sleep(0.05)
+                self.assertEqual(len(notes), 1, notes)
+                n = notes[0]
+                self.assertEqual((n["order_id"], n["type"], n["status"]),
+                                 (ok, "order.completed", "delivered"))
+                self.assertEqual(n["attempts"], 1)
+                self.assertIsNotNone(n["delivered_at"])
+                self.assertIsNone(n["last_error"])
+                _, accepted, _ = r.snapshot()
+                self.assertIn(n["id"], accepted)
+                st, _, h = c.api("GET", "/v1/orders/%s/history" % no)
+                self.assertEqual([n["type"] for n in h["notifications"]],
+                                 ["order.rejected"])
+        finally:
+            r.stop()
+
+    def test_replica_named(self):
+        """Replica hist-a takes the first orders, then hist-b, on the same
+        database, the last ones: each order's trail names the replica that
+        processed it, and only that one."""
+        env = {"ORDERD_API_TOKENS": TOKEN, "ORDERD_POLL_MS": "20"}
+        with Database("history_two") as db:
+            batches = {}
+            for rep in ("hist-a", "hist-b"):
+                with Daemon(db.uri, token=TOKEN, name=rep,
+                            env=dict(env, ORDERD_REPLICA_ID=rep)) as d:
+                    set_stock(d.client, SKU, 1000)
+                    ids = ["%s-%s-%d" % (rep, rand_suffix(4), i)
+                           for i in range(20)]
+                    for oid in ids:
+                        st, _, _ = d.client.api("POST", "/v1/orders",
+                                                json=order(oid, items=[
+                                                    {"sku": SKU, "qty": 1}]))
+                        self.assertEqual(st, 201)
+                    wait_terminal(d.client, ids)
+                    batches[rep] = ids
+                    if rep == "hist-b":
+                        for want, ids in batches.items():
+                            for oid in ids:
+                                st, _, h = d.client.api(
+                                    "GET", "/v1/orders/%s/history" % oid)
+                                self.assertEqual(st, 200, h)
+                                self.assertEqual(
+                                    {e["replica"] for e in h["events"][1:]},
+                                    {want}, h)
 
 if __name__ == "__main__":
     unittest.main()

@@ -623,6 +623,10 @@ async function lookup(id) {
   }
   if (hist) {
     parts.push(el("h3", { class: "h3", text: "History" }), historyTable(hist.events || []));
+    const notes = hist.notifications || [];
+    parts.push(el("h3", { class: "h3", text: "Notifications" }), notes.length ? notificationsTable(notes) :
+      el("p", { class: "muted", text: "None: the order has not finished, or notifications are not configured." }));
+    if (hist.truncated) parts.push(el("p", { class: "msg", text: "Only the oldest entries are shown." }));
   } else {
     parts.push(el("p", { class: "msg", text: histMsg }));
   }
@@ -641,6 +645,20 @@ function historyTable(events) {
       el("td", { class: "num" }, e.fence == null ? "–" : String(e.fence)),
       el("td", { class: "num" }, e.attempt == null ? "–" : String(e.attempt)),
       el("td", { class: "reason" }, e.reason || "–"))))));
+}
+
+function notificationsTable(notes) {
+  return el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "Order notifications" }, el("table", { class: "tbl", id: "order-notifications" },
+    el("caption", { class: "sr-only", text: "The order's notifications, oldest first" }),
+    el("thead", {}, el("tr", {}, ...["Created", "Type", "Status", "Attempts", "Delivered", "Last error"].map((h) =>
+      el("th", { scope: "col", text: h })))),
+    el("tbody", {}, ...notes.map((n) => el("tr", {},
+      el("td", {}, fmtTime(n.created_at)),
+      el("td", {}, n.type),
+      el("td", {}, el("span", { class: "status-pill st-" + n.status, text: n.status })),
+      el("td", { class: "num" }, fmtInt(n.attempts)),
+      el("td", {}, n.delivered_at ? fmtTime(n.delivered_at) : "–"),
+      el("td", { class: "reason" }, n.last_error || "–"))))));
 }
 
 // ---- products --------------------------------------------------------------
