@@ -145,11 +145,16 @@ static const char *const migrations[] = {
      * in this index and its WAL. */
     "DROP INDEX reservations_sku;",
     /* 7, as SQLite's: an order's history names the replica that
-     * recorded each transition (NULL for rows from before), and lists
-     * the order's notifications, read by order id. Adding a column
-     * without a default rewrites nothing. */
-    "ALTER TABLE order_events ADD COLUMN replica text;"
-    "CREATE INDEX notifications_order ON notifications (order_id);",
+     * recorded each transition (NULL for rows from before, and from
+     * replicas of an older version still running), and lists the
+     * order's notifications, read by order id. The index first: its
+     * build holds a SHARE lock on notifications (terminal transitions,
+     * whose trigger writes there, wait; reads go on), and the ALTER's
+     * ACCESS EXCLUSIVE lock on order_events, which every event write and
+     * every history read waits for, is then held only for the catalog
+     * change (no default: nothing is rewritten) until the commit. */
+    "CREATE INDEX notifications_order ON notifications (order_id);"
+    "ALTER TABLE order_events ADD COLUMN replica text;",
 };
 
 #define N_MIGRATIONS (sizeof migrations / sizeof migrations[0])
