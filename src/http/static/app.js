@@ -633,32 +633,35 @@ async function lookup(id) {
   out.replaceChildren(...parts);
 }
 
+// A scrollable, labelled table of rows for the lookup: cols are
+// [header, row => its <td>] pairs.
+function lookupTable(id, label, caption, cols, rows) {
+  return el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": label }, el("table", { class: "tbl", id },
+    el("caption", { class: "sr-only", text: caption }),
+    el("thead", {}, el("tr", {}, ...cols.map(([h]) => el("th", { scope: "col", text: h })))),
+    el("tbody", {}, ...rows.map((r) => el("tr", {}, ...cols.map(([, cell]) => cell(r)))))));
+}
+
 function historyTable(events) {
-  return el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "Order history" }, el("table", { class: "tbl", id: "history" },
-    el("caption", { class: "sr-only", text: "The order's events, oldest first" }),
-    el("thead", {}, el("tr", {}, ...["At", "Event", "Replica", "Fence", "Attempt", "Reason"].map((h) =>
-      el("th", { scope: "col", text: h })))),
-    el("tbody", {}, ...events.map((e) => el("tr", {},
-      el("td", {}, fmtTime(e.at)),
-      el("td", {}, el("span", { class: "ev ev-" + e.event, text: e.event })),
-      el("td", { class: "mono" }, e.replica || "–"),
-      el("td", { class: "num" }, e.fence == null ? "–" : String(e.fence)),
-      el("td", { class: "num" }, e.attempt == null ? "–" : String(e.attempt)),
-      el("td", { class: "reason" }, e.reason || "–"))))));
+  return lookupTable("history", "Order history", "The order's events, oldest first", [
+    ["At", (e) => el("td", {}, fmtTime(e.at))],
+    ["Event", (e) => el("td", {}, el("span", { class: "ev ev-" + e.event, text: e.event }))],
+    ["Replica", (e) => el("td", { class: "mono" }, e.replica || "–")],
+    ["Fence", (e) => el("td", { class: "num" }, e.fence == null ? "–" : String(e.fence))],
+    ["Attempt", (e) => el("td", { class: "num" }, e.attempt == null ? "–" : String(e.attempt))],
+    ["Reason", (e) => el("td", { class: "reason" }, e.reason || "–")],
+  ], events);
 }
 
 function notificationsTable(notes) {
-  return el("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": "Order notifications" }, el("table", { class: "tbl", id: "order-notifications" },
-    el("caption", { class: "sr-only", text: "The order's notifications, oldest first" }),
-    el("thead", {}, el("tr", {}, ...["Created", "Type", "Status", "Attempts", "Delivered", "Last error"].map((h) =>
-      el("th", { scope: "col", text: h })))),
-    el("tbody", {}, ...notes.map((n) => el("tr", {},
-      el("td", {}, fmtTime(n.created_at)),
-      el("td", {}, n.type),
-      el("td", {}, el("span", { class: "status-pill st-" + n.status, text: n.status })),
-      el("td", { class: "num" }, fmtInt(n.attempts)),
-      el("td", {}, n.delivered_at ? fmtTime(n.delivered_at) : "–"),
-      el("td", { class: "reason" }, n.last_error || "–"))))));
+  return lookupTable("order-notifications", "Order notifications", "The order's notifications, oldest first", [
+    ["Created", (n) => el("td", {}, fmtTime(n.created_at))],
+    ["Type", (n) => el("td", {}, n.type)],
+    ["Status", (n) => el("td", {}, el("span", { class: "status-pill st-" + n.status, text: n.status }))],
+    ["Attempts", (n) => el("td", { class: "num" }, fmtInt(n.attempts))],
+    ["Delivered", (n) => el("td", {}, n.delivered_at ? fmtTime(n.delivered_at) : "–")],
+    ["Last error", (n) => el("td", { class: "reason" }, n.last_error || "–")],
+  ], notes);
 }
 
 // ---- products --------------------------------------------------------------
