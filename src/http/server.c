@@ -125,8 +125,12 @@ static enum MHD_Result queue_resp(http_req_t *r)
 		                        p->location);
 	for (size_t i = 0; p->extra[i] != NULL; i += 2)
 		MHD_add_response_header(mr, p->extra[i], p->extra[i + 1]);
-	if (p->status == 413)
-		/* The rest of the body is never read: do not reuse. */
+	/* 413: the rest of the body is never read, do not reuse. Unready
+	 * (the shutdown delay) or draining: a client's next request should
+	 * open a new connection, which the load balancer sends to a replica
+	 * that stays, instead of finding this one closed at exit. */
+	if (p->status == 413 || atomic_load(&r->srv->unready) ||
+	    atomic_load(&r->srv->draining))
 		MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION,
 		                        "close");
 	ret = MHD_queue_response(r->conn, p->status, mr);

@@ -249,9 +249,9 @@ class DrainTest(unittest.TestCase):
 
 class ShutdownDelayTest(unittest.TestCase):
     """ORDERD_SHUTDOWN_DELAY_MS: on SIGTERM only /readyz turns 503; orders
-    are still accepted and processed for the delay; then the usual drain
-    refuses writes 503 and the process exits 0. A second signal ends the
-    delay early."""
+    are still accepted and processed for the delay, each answer closing its
+    connection; then the usual drain refuses writes 503 and the process
+    exits 0. A second signal ends the delay early."""
 
     def setUp(self):
         self.db = H.Database("delay")
@@ -277,6 +277,10 @@ class ShutdownDelayTest(unittest.TestCase):
         run = H.rand_suffix(5)
         sku = "SD-" + run
         H.set_stock(d.client, sku, 100000)
+        # Before the signal, connections are kept alive.
+        st, hdr, _ = d.client.api("GET", "/readyz")
+        self.assertEqual(st, 200)
+        self.assertNotIn("close", hdr.get("Connection", "").lower())
         writes = []  # (seconds after SIGTERM, status or exception, id)
 
         def submit():
@@ -319,6 +323,12 @@ class ShutdownDelayTest(unittest.TestCase):
         self.assertEqual(d.kill(), 0, H.log_tail(d.log_path))
         accepted, refused = [], []
         for t, r, oid in writes:
+            if isinstance(r, tuple) and t > 0.5:
+                # From the signal on, every answer ends its connection: a
+                # client's next request opens a new one, which the load
+                # balancer sends to a replica that stays.
+                self.assertEqual(r[1].get("Connection", "").lower(),
+                                 "close", "%.2fs after SIGTERM" % t)
             if isinstance(r, tuple) and r[0] in (201, 202):
                 self.assertLess(t, delay + 0.3, "write accepted after the "
                                 "delay, %.2fs after SIGTERM" % t)
