@@ -8,6 +8,9 @@ Violations (each must be 0):
               two reservation rows for one item, or two 201s for one id
   stale       a write under a lease accepted with another fence than the
               lease's latest claim (order_events record the writer's fence)
+  replica     an event without the replica that recorded it, or a
+              holder's write (reserve, retry, release, complete, reject)
+              recorded by another replica than the one that took the lease
   stock       per SKU: adjustments - taken != stock, where taken
               sums the items of completed and held orders (so a double
               decrement shows even when every row looks fine alone), and
@@ -32,6 +35,9 @@ import psycopg2
 
 TERMINAL = ("completed", "rejected", "failed", "cancelled")
 FENCED = ("complete", "reject", "fail", "retry", "release", "reserve")
+# Written only by the lease's holder (a 'fail' may be the reaper's, under
+# the fence it took back).
+HOLDER = ("complete", "reject", "retry", "release", "reserve")
 
 
 class Store:
@@ -163,24 +169,30 @@ def check(rep, load, store, initial_stock, *, receiver=None,
     # fenced write under the latest claim's fence. An order decided in
     # the transaction that claimed it (store_take) has no claim event:
     # its outcome carries a fence newer than every earlier one, and a
-    # stale writer's can only be older.
+    # stale writer's can only be older. Every event names the replica that
+    # recorded it, and a holder's write the replica that took the lease.
     evs = collections.defaultdict(list)
-    for oid, ev, fence in store.rows("SELECT order_id, event, fence FROM"
-                                     " order_events ORDER BY id"):
-        evs[oid].append((ev, fence))
+    for oid, ev, fence, who in store.rows(
+            "SELECT order_id, event, fence, replica FROM order_events"
+            " ORDER BY id"):
+        evs[oid].append((ev, fence, who))
     for oid, lst in evs.items():
-        cur = None
+        cur = holder = None
         taken = finished = 0
         reserved = False
-        for ev, fence in lst:
+        for ev, fence, who in lst:
+            if who is None:
+                rep.bad("replica", (oid, ev, "no replica recorded"))
             if ev == "claim":
                 if cur is not None and fence <= cur:
                     rep.bad("stale", (oid, "fence went back", cur, fence))
-                cur = fence
+                cur, holder = fence, who
                 continue
             if ev in ("complete", "reject", "fail") and \
                     (cur is None or fence > cur):
-                cur = fence
+                cur, holder = fence, who
+            if ev in HOLDER and fence == cur and who != holder:
+                rep.bad("replica", (oid, ev, who, "lease taken by", holder))
             if ev == "reserve":
                 taken += 1
                 reserved = True
@@ -193,7 +205,7 @@ def check(rep, load, store, initial_stock, *, receiver=None,
             if ev in FENCED and fence != cur:
                 rep.bad("stale", (oid, ev, fence, cur))
         if taken > 1 or finished > 1:
-            rep.bad("duplicated", (oid, [e for e, _ in lst]))
+            rep.bad("duplicated", (oid, [e for e, _, _ in lst]))
     per_item = collections.Counter(
         (o, s) for o, s, _ in store.rows("SELECT order_id, sku, qty FROM"
                                          " reservations"))
