@@ -17,7 +17,6 @@ store error's text; and a lease that runs out while the batch is held
 import json
 import os
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

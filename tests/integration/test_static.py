@@ -6,7 +6,6 @@ other methods, and no shadowing of the API's 404s."""
 
 import os
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
