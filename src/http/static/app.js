@@ -625,7 +625,7 @@ async function lookup(id) {
     parts.push(el("h3", { class: "h3", text: "History" }), historyTable(hist.events || []));
     const notes = hist.notifications || [];
     parts.push(el("h3", { class: "h3", text: "Notifications" }), notes.length ? notificationsTable(notes) :
-      el("p", { class: "muted", text: "None: the order has not finished, or notifications are not configured." }));
+      el("p", { class: "muted", text: "None: the order has not finished, notifications are not configured, or delivered ones were pruned after their retention." }));
     if (hist.truncated) parts.push(el("p", { class: "msg", text: "Only the oldest entries are shown." }));
   } else {
     parts.push(el("p", { class: "msg", text: histMsg }));
