@@ -82,15 +82,28 @@ static void test_claim_order_batch_fence(void **state)
  */
 enum { SPREAD = 3000, SPREAD_BEFORE = 500 };
 
+/* The store's clock, read once. Spreading deadlines with now_sql() inside
+ * the UPDATE reads postgres' clock_timestamp() once per row: a millisecond
+ * that ticks during the update shifts every row after it by one, and the
+ * boundary is no longer where the test computes it (CI once saw one order
+ * more reaped than predicted). */
+static int64_t clock_once(void)
+{
+	char sql[160];
+	snprintf(sql, sizeof sql, "SELECT %s", now_sql());
+	return raw_int(sql);
+}
+
 static void test_claim_due_boundary(void **state)
 {
 	fixture_t *f = *state;
 	submit_many(f->s, "d", SPREAD);
 	char sql[512];
-	snprintf(sql, sizeof sql,
-	         "UPDATE orders SET next_at = %s - %d + (seq - (SELECT MIN(seq)"
-	         " FROM orders))",
-	         now_sql(), SPREAD_BEFORE);
+	snprintf(
+	    sql, sizeof sql,
+	    "UPDATE orders SET next_at = %lld - %d + (seq - (SELECT MIN(seq)"
+	    " FROM orders))",
+	    (long long)clock_once(), SPREAD_BEFORE);
 	raw_exec(sql);
 	store_claim_t *c = calloc(SPREAD, sizeof *c);
 	size_t n = 0;
@@ -310,9 +323,9 @@ static void test_reap_boundary(void **state)
 	free(c);
 	char sql[512];
 	snprintf(sql, sizeof sql,
-	         "UPDATE orders SET lease_until = %s - %d + (seq - (SELECT"
+	         "UPDATE orders SET lease_until = %lld - %d + (seq - (SELECT"
 	         " MIN(seq) FROM orders))",
-	         now_sql(), SPREAD_BEFORE);
+	         (long long)clock_once(), SPREAD_BEFORE);
 	raw_exec(sql);
 	size_t reaped = 0;
 	assert_int_equal(store_reap(f->s, 5, SPREAD, &reaped), 0);
