@@ -156,32 +156,35 @@ class HistoryTest(unittest.TestCase):
     def test_replica_named(self):
         """Replica hist-a takes the first orders, then hist-b, on the same
         database, the last ones: each order's trail names the replica that
-        processed it, and only that one."""
+        processed it, and only that one (checked by each replica for every
+        batch so far: the second sees the first's too)."""
         env = {"ORDERD_API_TOKENS": TOKEN, "ORDERD_POLL_MS": "20"}
+        batches = {}
         with Database("history_two") as db:
-            batches = {}
             for rep in ("hist-a", "hist-b"):
                 with Daemon(db.uri, token=TOKEN, name=rep,
                             env=dict(env, ORDERD_REPLICA_ID=rep)) as d:
-                    set_stock(d.client, SKU, 1000)
-                    ids = ["%s-%s-%d" % (rep, rand_suffix(4), i)
-                           for i in range(20)]
-                    for oid in ids:
-                        st, _, _ = d.client.api("POST", "/v1/orders",
-                                                json=order(oid, items=[
-                                                    {"sku": SKU, "qty": 1}]))
-                        self.assertEqual(st, 201)
-                    wait_terminal(d.client, ids)
-                    batches[rep] = ids
-                    if rep == "hist-b":
-                        for want, ids in batches.items():
-                            for oid in ids:
-                                st, _, h = d.client.api(
-                                    "GET", "/v1/orders/%s/history" % oid)
-                                self.assertEqual(st, 200, h)
-                                self.assertEqual(
-                                    {e["replica"] for e in h["events"][1:]},
-                                    {want}, h)
+                    batches[rep] = self.submit_batch(d.client, rep)
+                    for want, ids in batches.items():
+                        self.assert_replica(d.client, ids, want)
+
+    def submit_batch(self, c, rep):
+        set_stock(c, SKU, 1000)
+        ids = ["%s-%s-%d" % (rep, rand_suffix(4), i) for i in range(20)]
+        for oid in ids:
+            st, _, _ = c.api("POST", "/v1/orders",
+                             json=order(oid, items=[{"sku": SKU, "qty": 1}]))
+            self.assertEqual(st, 201)
+        wait_terminal(c, ids)
+        return ids
+
+    def assert_replica(self, c, ids, want):
+        for oid in ids:
+            st, _, h = c.api("GET", "/v1/orders/%s/history" % oid)
+            self.assertEqual(st, 200, h)
+            self.assertEqual({e["replica"] for e in h["events"][1:]},
+                             {want}, h)
+
 
 if __name__ == "__main__":
     unittest.main()
